@@ -1,0 +1,58 @@
+"""The ``switchyard`` command line: one entry point, subcommands registered by their modules.
+
+Each subcommand lives in the module that owns its behaviour and exposes
+``register(subparsers)``; this file only lists those modules, so adding a command never means
+editing another command's code. Modules are imported lazily only for ``--help`` listing cost;
+a module that fails to import (an optional extra missing) hides its command with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from proxy.errors import ConfigError, SwitchyardError
+
+#: Modules that contribute subcommands, in the order ``--help`` shows them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "proxy.embedded.command",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard",
+        description="Online, reversible embedding-model migrations for Qdrant.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except ConfigError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
+    except SwitchyardError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
