@@ -1,0 +1,1 @@
+"""The interception path: codec -> ``Operation`` -> ``plan(op, state)`` -> executor -> upstream."""

@@ -1,0 +1,110 @@
+"""Protobuf codec for point writes: ``UpsertPoints`` / ``UpdateBatchPoints`` bytes <-> ``Operation``.
+
+Messages are parsed with qdrant-client's generated classes and re-serialised after stamping.
+Vector floats stay inside protobuf's repeated containers: only their lengths are read, which
+is what keeps this cheap (turning them into Python floats would cost ~20x the parse).
+Payload values are ``qdrant.Value`` messages and are never re-typed; stamping adds entries only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from qdrant_client.grpc import json_with_int_pb2, points_pb2
+
+from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from proxy.state.records import META_FIELDS
+
+UPSERT_METHOD = "/qdrant.Points/Upsert"
+BATCH_METHOD = "/qdrant.Points/UpdateBatch"
+METHODS = {UPSERT_METHOD: OpKind.UPSERT, BATCH_METHOD: OpKind.BATCH}
+
+
+@dataclass(slots=True)
+class GrpcMessage:
+    message: Any  # points_pb2.UpsertPoints | points_pb2.UpdateBatchPoints
+
+    def encode(self) -> bytes:
+        return bytes(self.message.SerializeToString())
+
+    def point_structs(self) -> Iterator[Any]:
+        if isinstance(self.message, points_pb2.UpsertPoints):
+            yield from self.message.points
+            return
+        for op in self.message.operations:
+            if op.WhichOneof("operation") == "upsert":
+                yield from op.upsert.points
+
+
+def decode(method: str, raw: bytes) -> tuple[Operation, GrpcMessage] | None:
+    """Decode a write; ``None`` when the bytes do not parse (forward them untouched)."""
+    kind = METHODS[method]
+    cls = points_pb2.UpsertPoints if kind is OpKind.UPSERT else points_pb2.UpdateBatchPoints
+    message = cls()
+    try:
+        message.ParseFromString(raw)
+    except DecodeError:
+        return None
+    wrapped = GrpcMessage(message)
+    points = tuple(_point_info(p) for p in wrapped.point_structs())
+    return Operation(kind, message.collection_name, points, "grpc"), wrapped
+
+
+def stamp(message: GrpcMessage, fields: Mapping[str, Any]) -> None:
+    """Fill ``fields`` into every point's payload, keeping values the client set."""
+    values = {key: _value(v) for key, v in fields.items()}
+    for point in message.point_structs():
+        for key, value in values.items():
+            if key not in point.payload:
+                point.payload[key].CopyFrom(value)
+
+
+def _value(v: Any) -> json_with_int_pb2.Value:
+    if isinstance(v, bool):
+        return json_with_int_pb2.Value(bool_value=v)
+    if isinstance(v, int):
+        return json_with_int_pb2.Value(integer_value=v)
+    if isinstance(v, float):
+        return json_with_int_pb2.Value(double_value=v)
+    return json_with_int_pb2.Value(string_value=str(v))
+
+
+def _point_info(point: Any) -> PointInfo:
+    pid = point.id
+    point_id = str(pid.num) if pid.WhichOneof("point_id_options") == "num" else pid.uuid
+    meta = {k: _plain(point.payload[k]) for k in META_FIELDS if k in point.payload}
+    return PointInfo(id=point_id, vectors=_vectors(point.vectors), meta=meta)
+
+
+def _plain(value: Any) -> Any:
+    kind = value.WhichOneof("kind")
+    return None if kind in (None, "null_value") else getattr(value, kind)
+
+
+def _vectors(vectors: Any) -> dict[str, VectorInfo]:
+    which = vectors.WhichOneof("vectors_options")
+    if which == "vector":
+        return {"": _shape(vectors.vector)}
+    if which == "vectors":
+        return {name: _shape(v) for name, v in vectors.vectors.vectors.items()}
+    return {}
+
+
+def _shape(vector: Any) -> VectorInfo:
+    which = vector.WhichOneof("vector")
+    if which == "dense":
+        return VectorInfo(VectorKind.DENSE, len(vector.dense.data))
+    if which == "sparse" or vector.HasField("indices"):
+        return VectorInfo(VectorKind.SPARSE)
+    if which == "multi_dense":
+        inner = vector.multi_dense.vectors
+        return VectorInfo(VectorKind.MULTI, len(inner[0].data) if inner else 0)
+    if which in ("document", "image", "object"):
+        return VectorInfo(VectorKind.INFERENCE)
+    if vector.HasField("vectors_count"):  # deprecated flat multi-dense form
+        count = vector.vectors_count or 1
+        return VectorInfo(VectorKind.MULTI, len(vector.data) // count)
+    return VectorInfo(VectorKind.DENSE, len(vector.data))  # deprecated flat dense form

@@ -1,0 +1,56 @@
+"""The internal ``Operation``: the little a codec extracts from a wire request for ``plan()``.
+
+Codecs (REST JSON and protobuf) decode only what a decision needs: the target collection and,
+per point, its id, the size of each dense vector, and the embedding metadata the client set.
+Vector floats are never turned into Python numbers; payloads are never re-typed. The codec keeps
+its own decoded message to apply the plan to (see ``rest_codec`` / ``grpc_codec``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class OpKind(str, Enum):
+    UPSERT = "upsert"
+    BATCH = "batch_update"
+
+
+class VectorKind(str, Enum):
+    DENSE = "dense"
+    SPARSE = "sparse"
+    MULTI = "multi_dense"
+    INFERENCE = "inference"  # a Document / Image / InferenceObject the server must embed
+
+
+@dataclass(frozen=True, slots=True)
+class VectorInfo:
+    """One vector of a point: its kind and, for dense and multi-dense vectors, its size."""
+
+    kind: VectorKind
+    dims: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PointInfo:
+    """One point being written: ``vectors`` maps vector name (``""`` = unnamed) to its shape."""
+
+    id: str
+    vectors: Mapping[str, VectorInfo] = field(default=_EMPTY)
+    meta: Mapping[str, Any] = field(default=_EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A write that carries points, as ``plan()`` sees it, whichever protocol it came in."""
+
+    kind: OpKind
+    collection: str
+    points: tuple[PointInfo, ...]
+    protocol: str  # "rest" | "grpc"

@@ -1,0 +1,111 @@
+"""An immutable view of shared state, and the proxy's cache that refreshes it.
+
+The proxy decides on every intercepted call from a :class:`StateSnapshot`: a frozen, in-memory
+copy of the model specs, bindings and aliases, replaced wholesale by :class:`StateCache` every
+``ttl`` seconds. Reading it costs a dict lookup and needs no lock; ``plan()`` takes it as its
+``state`` argument, which keeps planning pure. A proxy therefore acts on state at most ``ttl``
+old (plus one refresh), which the control plane accounts for when it waits for acknowledgement.
+
+When a refresh fails the cache keeps the last good snapshot and records why, so a state store
+outage never turns metadata stamping off silently: the reason shows in status and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from proxy.errors import SwitchyardError
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
+from proxy.state.store import StateStore
+
+log = logging.getLogger("switchyard.state")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """What a proxy knows at one instant. ``aliases`` maps alias name to collection name."""
+
+    models: Mapping[str, ModelSpec] = field(default=_EMPTY)
+    bindings: Mapping[str, Binding] = field(default=_EMPTY)
+    aliases: Mapping[str, str] = field(default=_EMPTY)
+    taken_at: float = 0.0
+
+    def binding_for(self, name: str) -> tuple[Binding, ModelSpec] | None:
+        """The binding that governs writes to ``name`` (as named, else through its alias)."""
+        binding = self.bindings.get(name)
+        if binding is None and name in self.aliases:
+            binding = self.bindings.get(self.aliases[name])
+        if binding is None:
+            return None
+        spec = self.models.get(binding.model_id)
+        return (binding, spec) if spec is not None else None
+
+    def is_bound(self, name: str) -> bool:
+        return name in self.bindings or self.aliases.get(name, "") in self.bindings
+
+
+class StateCache:
+    """Keeps a fresh :class:`StateSnapshot`; one owned refresh task, stopped by :meth:`stop`."""
+
+    def __init__(self, store: StateStore, ttl: float = 2.0) -> None:
+        self._store = store
+        self.ttl = ttl
+        self.snapshot = StateSnapshot()
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> StateSnapshot:
+        """Read everything once; on failure keep the old snapshot and remember the reason."""
+        try:
+            models = {
+                e.key: ModelSpec.from_dict(e.data) for e in await self._store.list("model")
+            }
+            bindings = {
+                e.key: Binding.from_dict(e.data) for e in await self._store.list(Binding.KIND)
+            }
+            aliases = await self._store.aliases()
+        except (SwitchyardError, ValueError, KeyError) as exc:
+            reason = f"state refresh failed, acting on state from {self._age():.1f}s ago: {exc}"
+            if reason != self.last_error:
+                log.warning(reason)
+            self.last_error = reason
+            return self.snapshot
+        self.last_error = None
+        self.snapshot = StateSnapshot(
+            models=MappingProxyType(models),
+            bindings=MappingProxyType(bindings),
+            aliases=MappingProxyType(aliases),
+            taken_at=time.monotonic(),
+        )
+        return self.snapshot
+
+    def _age(self) -> float:
+        return time.monotonic() - self.snapshot.taken_at if self.snapshot.taken_at else 0.0
+
+    async def start(self) -> None:
+        """First refresh inline (so the proxy starts informed), then every ``ttl`` seconds."""
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="state-refresh")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl)
+            await self.refresh()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
