@@ -42,8 +42,8 @@ class PointInfo:
     """One point being written: ``vectors`` maps vector name (``""`` = unnamed) to its shape."""
 
     id: str
-    vectors: Mapping[str, VectorInfo] = field(default=_EMPTY)
-    meta: Mapping[str, Any] = field(default=_EMPTY)
+    vectors: Mapping[str, VectorInfo] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ class Plan:
     reason: str
     collection: str = ""
     model_id: str = ""
-    stamp: Mapping[str, Any] = field(default=_EMPTY)
+    stamp: Mapping[str, Any] = field(default_factory=dict)
     foreign: tuple[str, ...] = ()
 
 

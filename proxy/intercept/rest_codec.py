@@ -11,6 +11,7 @@ Qdrant's own error for it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, 
 from proxy.state.records import META_FIELDS
 
 _INFERENCE_KEYS = ("text", "image", "object")
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 @dataclass(slots=True)
@@ -72,6 +74,16 @@ class _NotAWrite(Exception):
 
 
 def _loads(raw: bytes) -> tuple[Any, bool]:
+    """Parse with orjson, or with ``json`` when the body may hold integers beyond 64 bits.
+
+    orjson turns such integers into floats (silently losing digits), so any run of 19 or more
+    digits sends the body down the exact (slower) path; false alarms only cost speed.
+    """
+    if _LONG_DIGITS.search(raw):
+        try:
+            return json.loads(raw), True
+        except (ValueError, UnicodeDecodeError):
+            return None, False
     try:
         return orjson.loads(raw), False
     except orjson.JSONDecodeError:

@@ -34,9 +34,9 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class StateSnapshot:
     """What a proxy knows at one instant. ``aliases`` maps alias name to collection name."""
 
-    models: Mapping[str, ModelSpec] = field(default=_EMPTY)
-    bindings: Mapping[str, Binding] = field(default=_EMPTY)
-    aliases: Mapping[str, str] = field(default=_EMPTY)
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    bindings: Mapping[str, Binding] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
     taken_at: float = 0.0
 
     def binding_for(self, name: str) -> tuple[Binding, ModelSpec] | None:

@@ -1,0 +1,224 @@
+"""Table tests of the pure planner and of both codecs (no servers)."""
+
+from __future__ import annotations
+
+import json
+from types import MappingProxyType
+
+import orjson
+import pytest
+from qdrant_client import grpc as qgrpc
+
+from proxy.intercept import grpc_codec, rest_codec
+from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from proxy.intercept.planner import Action, metadata_for, plan
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
+from proxy.state.snapshot import StateSnapshot
+
+SPEC = ModelSpec(
+    id="mini-a", provider="hashing", model="hash-a", dimensions=4, distance="Cosine",
+    normalize=True, version="1",
+)
+OTHER = ModelSpec(
+    id="mini-b", provider="hashing", model="hash-b", dimensions=4, distance="Cosine",
+    normalize=True, version="2",
+)
+
+
+def snapshot(enforce: bool, vector: str = "") -> StateSnapshot:
+    return StateSnapshot(
+        models=MappingProxyType({SPEC.id: SPEC, OTHER.id: OTHER}),
+        bindings=MappingProxyType({"docs": Binding("docs", SPEC.id, enforce, vector)}),
+        aliases=MappingProxyType({"docs_alias": "docs"}),
+    )
+
+
+def dense(n: int) -> VectorInfo:
+    return VectorInfo(VectorKind.DENSE, n)
+
+
+def op(*points: PointInfo, collection: str = "docs") -> Operation:
+    return Operation(OpKind.UPSERT, collection, points, "rest")
+
+
+FITS = PointInfo("1", {"": dense(4)})
+SHORT = PointInfo("2", {"": dense(3)})
+SPARSE = PointInfo("3", {"": VectorInfo(VectorKind.SPARSE)})
+NO_VECTOR = PointInfo("4", {"other": dense(4)})
+FOREIGN = PointInfo("5", {"": dense(4)}, {"embedding_model_id": "mini-b"})
+SAME_MODEL = PointInfo("6", {"": dense(4)}, {"embedding_model_id": "mini-a"})
+WRONG_DIMS_META = PointInfo("7", {"": dense(4)}, {"embedding_dimensions": 8})
+DOCUMENT = PointInfo("8", {"": VectorInfo(VectorKind.INFERENCE)})
+
+PLAN_TABLE = [
+    # (operation, enforce, action, text in reason, foreign ids)
+    (op(FITS, collection="unbound"), False, Action.FORWARD, "not bound", ()),
+    (op(FITS), False, Action.STAMP, "stamping 1 point", ()),
+    (op(FITS, collection="docs_alias"), False, Action.STAMP, "mini-a", ()),
+    (op(FITS, SHORT), False, Action.STAMP, "enrich", ()),
+    (op(FITS, FOREIGN), False, Action.STAMP, "1 point(s) name another model", ("5",)),
+    (op(FITS), True, Action.STAMP, "enforce", ()),
+    (op(SAME_MODEL), True, Action.STAMP, "enforce", ()),
+    (op(DOCUMENT), True, Action.STAMP, "enforce", ()),
+    (op(FITS, SHORT), True, Action.REJECT, "point 2: vector (unnamed) has 3 dimensions", ()),
+    (op(SPARSE), True, Action.REJECT, "is sparse", ()),
+    (op(NO_VECTOR), True, Action.REJECT, "has no vector (unnamed)", ()),
+    (op(FOREIGN), True, Action.REJECT, "names embedding_model_id `mini-b`", ()),
+    (op(WRONG_DIMS_META), True, Action.REJECT, "embedding_dimensions 8", ()),
+    (op(SHORT, SHORT, SHORT, SHORT), True, Action.REJECT, "(and 1 more)", ()),
+]
+
+
+@pytest.mark.parametrize(("operation", "enforce", "action", "reason", "foreign"), PLAN_TABLE)
+def test_plan_table(
+    operation: Operation, enforce: bool, action: Action, reason: str, foreign: tuple[str, ...]
+) -> None:
+    result = plan(operation, snapshot(enforce))
+    assert result.action is action
+    assert reason in result.reason
+    if action is Action.REJECT:
+        assert "nothing was written" in result.reason
+    if action is Action.STAMP:
+        assert dict(result.stamp) == metadata_for(SPEC)
+        assert result.foreign == foreign
+
+
+def test_plan_named_vector_binding() -> None:
+    named = PointInfo("1", {"text": dense(4), "img": dense(9)})
+    assert plan(op(named), snapshot(True, vector="text")).action is Action.STAMP
+    assert plan(op(named), snapshot(True, vector="img")).action is Action.REJECT
+
+
+def test_metadata_includes_fingerprint_when_known() -> None:
+    spec = ModelSpec(
+        id="fp", provider="hashing", model="h", dimensions=4, distance="Cosine",
+        normalize=True, version="3", fingerprint="sha256:" + "ab" * 32,
+    )
+    assert metadata_for(spec) == {
+        "embedding_model_id": "fp", "embedding_dimensions": 4, "embedding_version": "3",
+        "embedding_fingerprint": "sha256:" + "ab" * 32,
+    }
+    assert "embedding_fingerprint" not in metadata_for(SPEC)
+
+
+# --- REST codec -------------------------------------------------------------------------------
+
+TYPED_PAYLOAD = {
+    "int": 7, "float": 7.0, "big": 2**62, "neg": -1.5e-300, "nested": {"a": [1, 2.5, None, {"b": True}]},
+    "null": None, "str": "x", "embedding_version": "client-set",
+}
+
+
+def test_rest_list_upsert_stamps_and_keeps_types() -> None:
+    body = {"points": [
+        {"id": 1, "vector": [0.1, 0.2, 0.3, 0.4], "payload": dict(TYPED_PAYLOAD)},
+        {"id": "5c56c793-69f3-4fbf-87e6-c4bf54c28c26", "vector": {"": [1, 2, 3, 4]}},
+    ]}
+    operation, message = rest_codec.decode(OpKind.UPSERT, "docs", orjson.dumps(body))  # type: ignore[misc]
+    assert [p.id for p in operation.points] == ["1", "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"]
+    assert operation.points[0].vectors[""] == dense(4)
+    rest_codec.stamp(message, metadata_for(SPEC))
+    out = orjson.loads(message.encode())
+    first = out["points"][0]["payload"]
+    for key, value in TYPED_PAYLOAD.items():
+        assert first[key] == value and type(first[key]) is type(value)
+    assert first["embedding_version"] == "client-set"  # enrich keeps what the client set
+    assert first["embedding_model_id"] == "mini-a"
+    assert out["points"][1]["payload"]["embedding_dimensions"] == 4
+    assert out["points"][0]["vector"] == body["points"][0]["vector"]
+
+
+def test_rest_batch_form_and_batch_update() -> None:
+    batch = {"batch": {"ids": [1, 2], "vectors": {"text": [[1, 2, 3, 4], [5, 6, 7, 8]]}, "payloads": None}}
+    operation, message = rest_codec.decode(OpKind.UPSERT, "docs", orjson.dumps(batch))  # type: ignore[misc]
+    assert operation.points[1].vectors["text"] == dense(4)
+    rest_codec.stamp(message, {"embedding_model_id": "m"})
+    assert orjson.loads(message.encode())["batch"]["payloads"] == [
+        {"embedding_model_id": "m"}, {"embedding_model_id": "m"}
+    ]
+    ops = {"operations": [
+        {"delete": {"points": [9]}},
+        {"upsert": {"points": [{"id": 3, "vector": {"indices": [1], "values": [0.5]}}]}},
+        {"upsert": {"batch": {"ids": [4], "vectors": [[1, 2, 3, 4]]}}},
+    ]}
+    operation, message = rest_codec.decode(OpKind.BATCH, "docs", orjson.dumps(ops))  # type: ignore[misc]
+    assert [p.id for p in operation.points] == ["3", "4"]
+    assert operation.points[0].vectors[""].kind is VectorKind.SPARSE
+    rest_codec.stamp(message, {"embedding_model_id": "m"})
+    out = orjson.loads(message.encode())
+    assert out["operations"][0] == {"delete": {"points": [9]}}
+    assert out["operations"][2]["upsert"]["batch"]["payloads"] == [{"embedding_model_id": "m"}]
+
+
+def test_rest_wide_integers_survive() -> None:
+    raw = b'{"points":[{"id":1,"vector":[1,2,3,4],"payload":{"huge":123456789012345678901234567890}}]}'
+    _, message = rest_codec.decode(OpKind.UPSERT, "docs", raw)  # type: ignore[misc]
+    rest_codec.stamp(message, {"embedding_model_id": "m"})
+    assert json.loads(message.encode())["points"][0]["payload"]["huge"] == 123456789012345678901234567890
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[]", b'{"points": 5}', b'{"points": [{"vector": [1]}]}',
+                                 b'{"batch": {"ids": [1], "payloads": [{}, {}]}}', b'{"something": 1}'])
+def test_rest_non_writes_are_left_alone(raw: bytes) -> None:
+    assert rest_codec.decode(OpKind.UPSERT, "docs", raw) is None
+
+
+def test_rest_inference_object_is_not_a_named_map() -> None:
+    body = {"points": [{"id": 1, "vector": {"text": "hello", "model": "mini-a"}}]}
+    operation, _ = rest_codec.decode(OpKind.UPSERT, "docs", orjson.dumps(body))  # type: ignore[misc]
+    assert operation.points[0].vectors == {"": VectorInfo(VectorKind.INFERENCE)}
+
+
+# --- gRPC codec -------------------------------------------------------------------------------
+
+def _grpc_point(pid: int, dims: int, payload: dict | None = None) -> qgrpc.PointStruct:
+    point = qgrpc.PointStruct(
+        id=qgrpc.PointId(num=pid),
+        vectors=qgrpc.Vectors(vector=qgrpc.Vector(dense=qgrpc.DenseVector(data=[0.5] * dims))),
+    )
+    for key, value in (payload or {}).items():
+        point.payload[key].CopyFrom(value)
+    return point
+
+
+def test_grpc_upsert_stamps_and_keeps_client_values() -> None:
+    msg = qgrpc.UpsertPoints(collection_name="docs", points=[
+        _grpc_point(1, 4, {"embedding_version": qgrpc.Value(string_value="mine"),
+                           "n": qgrpc.Value(integer_value=3), "f": qgrpc.Value(double_value=3.0)}),
+        _grpc_point(2, 3),
+    ])
+    operation, message = grpc_codec.decode(grpc_codec.UPSERT_METHOD, msg.SerializeToString())  # type: ignore[misc]
+    assert operation.collection == "docs"
+    assert [p.vectors[""] for p in operation.points] == [dense(4), dense(3)]
+    assert operation.points[0].meta == {"embedding_version": "mine"}
+    grpc_codec.stamp(message, metadata_for(SPEC))
+    out = qgrpc.UpsertPoints()
+    out.ParseFromString(message.encode())
+    first, second = out.points
+    assert first.payload["embedding_version"].string_value == "mine"
+    assert first.payload["n"].WhichOneof("kind") == "integer_value"
+    assert first.payload["f"].WhichOneof("kind") == "double_value"
+    assert second.payload["embedding_model_id"].string_value == "mini-a"
+    assert second.payload["embedding_dimensions"].integer_value == 4
+    assert list(second.vectors.vector.dense.data) == [0.5] * 3
+
+
+def test_grpc_batch_update_only_touches_upserts() -> None:
+    msg = qgrpc.UpdateBatchPoints(collection_name="docs", operations=[
+        qgrpc.PointsUpdateOperation(upsert=qgrpc.PointsUpdateOperation.PointStructList(
+            points=[_grpc_point(7, 4)])),
+        qgrpc.PointsUpdateOperation(delete_points=qgrpc.PointsUpdateOperation.DeletePoints(
+            points=qgrpc.PointsSelector(points=qgrpc.PointsIdsList(ids=[qgrpc.PointId(num=1)])))),
+    ])
+    operation, message = grpc_codec.decode(grpc_codec.BATCH_METHOD, msg.SerializeToString())  # type: ignore[misc]
+    assert [p.id for p in operation.points] == ["7"]
+    grpc_codec.stamp(message, {"embedding_model_id": "m"})
+    out = qgrpc.UpdateBatchPoints()
+    out.ParseFromString(message.encode())
+    assert out.operations[0].upsert.points[0].payload["embedding_model_id"].string_value == "m"
+    assert out.operations[1] == msg.operations[1]
+
+
+def test_grpc_garbage_is_left_alone() -> None:
+    assert grpc_codec.decode(grpc_codec.UPSERT_METHOD, b"\xff\xff\xff") is None
