@@ -1,0 +1,124 @@
+"""``qdrant.Collections`` for the embedded upstream: collections and aliases over the engine.
+
+Requests are converted field by field with ``GrpcToRest`` into the keyword arguments of
+``QdrantLocal``'s methods. Settings the local engine has no use for (HNSW, WAL, optimizers,
+quantization, strict mode, replication) are accepted and ignored, as the local engine does over
+REST; cluster setup and shard keys are ``UNIMPLEMENTED``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
+from qdrant_client.grpc import collections_pb2 as pb
+from qdrant_client.grpc import collections_service_pb2_grpc
+
+from proxy.embedded.grpc_service import Service, rpc, unsupported
+from proxy.errors import BadRequest
+
+
+def create_kwargs(request: pb.CreateCollection) -> dict[str, Any]:
+    """``QdrantLocal.create_collection`` keyword arguments for a ``CreateCollection``."""
+    if not request.collection_name:
+        raise BadRequest("collection_name: must not be empty")
+    return {
+        "collection_name": request.collection_name,
+        "vectors_config": (
+            GrpcToRest.convert_vectors_config(request.vectors_config)
+            if request.HasField("vectors_config")
+            else None
+        ),
+        "sparse_vectors_config": (
+            GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
+            if request.HasField("sparse_vectors_config")
+            else None
+        ),
+        "metadata": GrpcToRest.convert_payload(request.metadata) if request.metadata else None,
+    }
+
+
+def update_kwargs(request: pb.UpdateCollection) -> dict[str, Any]:
+    """``QdrantLocal.update_collection`` keyword arguments for an ``UpdateCollection``."""
+    return {
+        "collection_name": request.collection_name,
+        "vectors_config": (
+            GrpcToRest.convert_vectors_config_diff(request.vectors_config)
+            if request.HasField("vectors_config")
+            else None
+        ),
+        "sparse_vectors_config": (
+            GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
+            if request.HasField("sparse_vectors_config")
+            else None
+        ),
+        "metadata": GrpcToRest.convert_payload(request.metadata) if request.metadata else None,
+    }
+
+
+class CollectionsService(Service, collections_service_pb2_grpc.CollectionsServicer):
+    """``qdrant.Collections``; every method answers with Qdrant's response message and time."""
+
+    @rpc(write=False)
+    async def Get(self, request: pb.GetCollectionInfoRequest) -> pb.GetCollectionInfoResponse:
+        info = await self.engine.call("get_collection", request.collection_name)
+        return pb.GetCollectionInfoResponse(result=RestToGrpc.convert_collection_info(info))
+
+    @rpc(write=False)
+    async def List(self, request: pb.ListCollectionsRequest) -> pb.ListCollectionsResponse:
+        found = await self.engine.call("get_collections")
+        return pb.ListCollectionsResponse(
+            collections=[pb.CollectionDescription(name=c.name) for c in found.collections]
+        )
+
+    @rpc(write=True)
+    async def Create(self, request: pb.CreateCollection) -> pb.CollectionOperationResponse:
+        result = await self.engine.call("create_collection", **create_kwargs(request))
+        return pb.CollectionOperationResponse(result=bool(result))
+
+    @rpc(write=True)
+    async def Update(self, request: pb.UpdateCollection) -> pb.CollectionOperationResponse:
+        await self.engine.call("update_collection", **update_kwargs(request))
+        return pb.CollectionOperationResponse(result=True)
+
+    @rpc(write=True)
+    async def Delete(self, request: pb.DeleteCollection) -> pb.CollectionOperationResponse:
+        result = await self.engine.call("delete_collection", request.collection_name)
+        return pb.CollectionOperationResponse(result=bool(result))
+
+    @rpc(write=True)
+    async def UpdateAliases(self, request: pb.ChangeAliases) -> pb.CollectionOperationResponse:
+        actions = [GrpcToRest.convert_alias_operations(action) for action in request.actions]
+        await self.engine.call("update_collection_aliases", actions)
+        return pb.CollectionOperationResponse(result=True)
+
+    @rpc(write=False)
+    async def ListCollectionAliases(
+        self, request: pb.ListCollectionAliasesRequest
+    ) -> pb.ListAliasesResponse:
+        found = await self.engine.call("get_collection_aliases", request.collection_name)
+        return _aliases_response(found.aliases)
+
+    @rpc(write=False)
+    async def ListAliases(self, request: pb.ListAliasesRequest) -> pb.ListAliasesResponse:
+        found = await self.engine.call("get_aliases")
+        return _aliases_response(found.aliases)
+
+    @rpc(write=False)
+    async def CollectionExists(
+        self, request: pb.CollectionExistsRequest
+    ) -> pb.CollectionExistsResponse:
+        exists = await self.engine.call("collection_exists", request.collection_name)
+        return pb.CollectionExistsResponse(result=pb.CollectionExists(exists=bool(exists)))
+
+    CollectionClusterInfo = rpc(write=False)(unsupported("Collection cluster info"))
+    UpdateCollectionClusterSetup = rpc(write=True)(unsupported("Cluster setup"))
+    CreateShardKey = rpc(write=True)(unsupported("Shard keys"))
+    DeleteShardKey = rpc(write=True)(unsupported("Shard keys"))
+    ListShardKeys = rpc(write=False)(unsupported("Shard keys"))
+
+
+def _aliases_response(aliases: list[Any]) -> pb.ListAliasesResponse:
+    return pb.ListAliasesResponse(
+        aliases=[RestToGrpc.convert_alias_description(a) for a in aliases]
+    )

@@ -1,0 +1,235 @@
+"""``qdrant.Points`` for the embedded upstream: writes, reads and the query API over the engine.
+
+Each request is converted into ``QdrantLocal`` keyword arguments (pure functions in
+:mod:`proxy.embedded.grpc_requests`), run on the engine, and the result converted back with
+``RestToGrpc``. The legacy search/recommend/discover family is in
+:mod:`proxy.embedded.grpc_legacy` and is served through the query API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
+from qdrant_client.grpc import points_pb2 as pb
+from qdrant_client.grpc import points_service_pb2_grpc
+
+from proxy.embedded.grpc_legacy import LegacyPoints
+from proxy.embedded.grpc_requests import (
+    filter_of,
+    index_schema,
+    operation_response,
+    optional,
+    query_groups_kwargs,
+    query_kwargs,
+    scroll_kwargs,
+    selector,
+    vector_name_config,
+    with_payload,
+    with_vectors,
+)
+from proxy.embedded.grpc_service import Service, rpc
+from proxy.errors import Unsupported
+
+
+class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsServicer):
+    """``qdrant.Points``; writes answer ``UpdateResult{operation_id, status: Completed}``."""
+
+    async def _update(self, method: str, name: str, **kwargs: Any) -> pb.PointsOperationResponse:
+        return operation_response(await self.engine.call(method, name, **kwargs))
+
+    @rpc(write=True)
+    async def Upsert(self, request: pb.UpsertPoints) -> pb.PointsOperationResponse:
+        return await self._update(
+            "upsert",
+            request.collection_name,
+            points=[GrpcToRest.convert_point_struct(p) for p in request.points],
+            update_filter=filter_of(request, "update_filter"),
+            update_mode=optional(request, "update_mode", GrpcToRest.convert_update_mode),
+        )
+
+    @rpc(write=True)
+    async def Delete(self, request: pb.DeletePoints) -> pb.PointsOperationResponse:
+        points = selector(request, "points")
+        return await self._update("delete", request.collection_name, points_selector=points)
+
+    @rpc(write=True)
+    async def UpdateVectors(self, request: pb.UpdatePointVectors) -> pb.PointsOperationResponse:
+        return await self._update(
+            "update_vectors",
+            request.collection_name,
+            points=[GrpcToRest.convert_point_vectors(p) for p in request.points],
+            update_filter=filter_of(request, "update_filter"),
+        )
+
+    @rpc(write=True)
+    async def DeleteVectors(self, request: pb.DeletePointVectors) -> pb.PointsOperationResponse:
+        return await self._update(
+            "delete_vectors",
+            request.collection_name,
+            vectors=list(request.vectors.names),
+            points=selector(request, "points_selector"),
+        )
+
+    @rpc(write=True)
+    async def SetPayload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
+        return await self._update(
+            "set_payload",
+            request.collection_name,
+            payload=GrpcToRest.convert_payload(request.payload),
+            points=selector(request, "points_selector"),
+            key=request.key if request.HasField("key") else None,
+        )
+
+    @rpc(write=True)
+    async def OverwritePayload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
+        if request.HasField("key"):
+            raise Unsupported("overwrite_payload with a key is not supported by the local engine")
+        return await self._update(
+            "overwrite_payload",
+            request.collection_name,
+            payload=GrpcToRest.convert_payload(request.payload),
+            points=selector(request, "points_selector"),
+        )
+
+    @rpc(write=True)
+    async def DeletePayload(self, request: pb.DeletePayloadPoints) -> pb.PointsOperationResponse:
+        return await self._update(
+            "delete_payload",
+            request.collection_name,
+            keys=list(request.keys),
+            points=selector(request, "points_selector"),
+        )
+
+    @rpc(write=True)
+    async def ClearPayload(self, request: pb.ClearPayloadPoints) -> pb.PointsOperationResponse:
+        points = selector(request, "points")
+        return await self._update("clear_payload", request.collection_name, points_selector=points)
+
+    @rpc(write=True)
+    async def UpdateBatch(self, request: pb.UpdateBatchPoints) -> pb.UpdateBatchResponse:
+        operations = [GrpcToRest.convert_points_update_operation(op) for op in request.operations]
+        results = await self.engine.call(
+            "batch_update_points", request.collection_name, operations
+        )
+        return pb.UpdateBatchResponse(result=[RestToGrpc.convert_update_result(r) for r in results])
+
+    @rpc(write=True)
+    async def CreateFieldIndex(
+        self, request: pb.CreateFieldIndexCollection
+    ) -> pb.PointsOperationResponse:
+        schema = index_schema(request)
+        return await self._update(
+            "create_payload_index",
+            request.collection_name,
+            field_name=request.field_name,
+            field_schema=schema,
+        )
+
+    @rpc(write=True)
+    async def DeleteFieldIndex(
+        self, request: pb.DeleteFieldIndexCollection
+    ) -> pb.PointsOperationResponse:
+        return await self._update(
+            "delete_payload_index", request.collection_name, field_name=request.field_name
+        )
+
+    @rpc(write=True)
+    async def CreateVectorName(
+        self, request: pb.CreateVectorNameRequest
+    ) -> pb.PointsOperationResponse:
+        config = vector_name_config(request)
+        return await self._update(
+            "create_vector_name",
+            request.collection_name,
+            vector_name=request.vector_name,
+            vector_name_config=config,
+        )
+
+    @rpc(write=True)
+    async def DeleteVectorName(
+        self, request: pb.DeleteVectorNameRequest
+    ) -> pb.PointsOperationResponse:
+        return await self._update(
+            "delete_vector_name", request.collection_name, vector_name=request.vector_name
+        )
+
+    @rpc(write=False)
+    async def Get(self, request: pb.GetPoints) -> pb.GetResponse:
+        records = await self.engine.call(
+            "retrieve",
+            request.collection_name,
+            ids=[GrpcToRest.convert_point_id(i) for i in request.ids],
+            with_payload=with_payload(request, "with_payload", True),
+            with_vectors=with_vectors(request),
+        )
+        return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in records])
+
+    @rpc(write=False)
+    async def Scroll(self, request: pb.ScrollPoints) -> pb.ScrollResponse:
+        records, next_offset = await self.engine.call(
+            "scroll", request.collection_name, **scroll_kwargs(request)
+        )
+        response = pb.ScrollResponse(result=[RestToGrpc.convert_record(r) for r in records])
+        if next_offset is not None:
+            response.next_page_offset.CopyFrom(RestToGrpc.convert_extended_point_id(next_offset))
+        return response
+
+    @rpc(write=False)
+    async def Count(self, request: pb.CountPoints) -> pb.CountResponse:
+        result = await self.engine.call(
+            "count", request.collection_name, count_filter=filter_of(request)
+        )
+        return pb.CountResponse(result=RestToGrpc.convert_count_result(result))
+
+    @rpc(write=False)
+    async def Facet(self, request: pb.FacetCounts) -> pb.FacetResponse:
+        result = await self.engine.call(
+            "facet",
+            request.collection_name,
+            key=request.key,
+            facet_filter=filter_of(request),
+            limit=request.limit if request.HasField("limit") else 10,
+        )
+        return pb.FacetResponse(hits=[RestToGrpc.convert_facet_value_hit(h) for h in result.hits])
+
+    @rpc(write=False)
+    async def Query(self, request: pb.QueryPoints) -> pb.QueryResponse:
+        [result] = await self._batch(request.collection_name, [query_kwargs(request)])
+        return pb.QueryResponse(result=result)
+
+    @rpc(write=False)
+    async def QueryBatch(self, request: pb.QueryBatchPoints) -> pb.QueryBatchResponse:
+        batch = [query_kwargs(q) for q in request.query_points]
+        results = await self._batch(request.collection_name, batch)
+        return pb.QueryBatchResponse(result=[pb.BatchResult(result=r) for r in results])
+
+    @rpc(write=False)
+    async def QueryGroups(self, request: pb.QueryPointGroups) -> pb.QueryGroupsResponse:
+        groups = await self._groups(request.collection_name, query_groups_kwargs(request))
+        return pb.QueryGroupsResponse(result=groups)
+
+    async def _matrix(self, method: str, request: pb.SearchMatrixPoints) -> Any:
+        return await self.engine.call(
+            method,
+            request.collection_name,
+            query_filter=filter_of(request),
+            limit=request.limit if request.HasField("limit") else 3,
+            sample=request.sample if request.HasField("sample") else 10,
+            using=request.using if request.HasField("using") else None,
+        )
+
+    @rpc(write=False)
+    async def SearchMatrixPairs(self, request: pb.SearchMatrixPoints) -> Message:
+        result = await self._matrix("search_matrix_pairs", request)
+        return pb.SearchMatrixPairsResponse(
+            result=RestToGrpc.convert_search_matrix_pairs(result)
+        )
+
+    @rpc(write=False)
+    async def SearchMatrixOffsets(self, request: pb.SearchMatrixPoints) -> Message:
+        result = await self._matrix("search_matrix_offsets", request)
+        return pb.SearchMatrixOffsetsResponse(
+            result=RestToGrpc.convert_search_matrix_offsets(result)
+        )
