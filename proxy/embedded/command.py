@@ -1,0 +1,79 @@
+"""``switchyard upstream``: run the embedded Qdrant-compatible server until SIGINT/SIGTERM.
+
+Once both listeners are bound it prints one line to stdout, so scripts and tests that ask for
+port 0 learn the real ports::
+
+    switchyard upstream ready http=127.0.0.1:6333 grpc=127.0.0.1:6334
+
+On a signal it drains (listeners close, in-flight calls finish) and closes storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from proxy.embedded.auth import ApiKeys
+from proxy.embedded.rest_app import DEFAULT_MAX_BODY
+from proxy.embedded.server import EmbeddedUpstream, new_event_loop
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``upstream`` subcommand to the ``switchyard`` parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "upstream",
+        help="run the embedded Qdrant-compatible server (REST + gRPC) on the local engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--path", help="store data in DIR (survives restarts)", metavar="DIR")
+    where.add_argument("--memory", action="store_true", help="keep data in memory (default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=6333, help="REST port, 0 = any (default 6333)")
+    p.add_argument("--grpc-port", type=int, default=6334, help="gRPC port, 0 = any (default 6334)")
+    p.add_argument("--api-key", default=None, help="require this key for every call")
+    p.add_argument("--read-only-api-key", default=None, help="a key that may only read")
+    p.add_argument(
+        "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest REST body in bytes"
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(serve(args))
+    finally:
+        loop.close()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Start, announce the ports, wait for a signal, stop."""
+    server = EmbeddedUpstream(
+        path=None if args.memory else args.path,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        keys=ApiKeys(api_key=args.api_key, read_only_api_key=args.read_only_api_key),
+        max_body=args.max_body,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        print(
+            f"switchyard upstream ready http={server.host}:{server.http_port} "
+            f"grpc={server.host}:{server.grpc_port}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await server.stop()
+    print("switchyard upstream stopped", file=sys.stderr, flush=True)
+    return 0
