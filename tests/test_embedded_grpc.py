@@ -160,8 +160,8 @@ def workload(client: QdrantClient, name: str) -> list[Any]:
     client.delete(name, points_selector=[10, 11])
     client.batch_update_points(name, [models.UpsertOperation(upsert=models.PointsList(points=[models.PointStruct(id=200, vector=vec(200), payload={"b": 1})])), models.SetPayloadOperation(set_payload=models.SetPayload(payload={"c": 2}, points=[200]))])
     out.append(client.scroll(name, limit=100, with_vectors=True))
-    out.append(client.search_matrix_pairs(name, sample=5, limit=2))
-    out.append(client.search_matrix_offsets(name, sample=5, limit=2))
+    out.append(client.search_matrix_pairs(name, sample=100, limit=2))
+    out.append(client.search_matrix_offsets(name, sample=100, limit=2))
     # aliases
     client.update_collection_aliases([models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=name, alias_name=f"{name}-alias"))])
     out.append(client.get_collection_aliases(name))
@@ -338,7 +338,7 @@ def test_api_keys() -> None:
             assert cols.List(listing, metadata=[("api-key", "ro")]).collections == []
             assert cols.Create(create, metadata=[("authorization", "Bearer full")]).result is True
             assert [c.name for c in cols.List(listing, metadata=[("api-key", "ro")]).collections] == ["auth"]
-        client = grpc_client(srv, api_key="ro")
+        client = grpc_client(srv, api_key="ro", https=False)
         try:
             assert client.collection_exists("auth")
         finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,9 @@ def translate(exc: Exception) -> SwitchyardError:
     """Map a local-engine exception onto the error tree, in Qdrant's words."""
     if isinstance(exc, SwitchyardError):
         return exc
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and _is_point_id(exc.args[0]):
+        # the local engine's writes to points it lacks (e.g. update_vectors) raise KeyError(id)
+        return NotFound(f"No point with id {exc.args[0]} found")
     if isinstance(exc, ValidationError):
         return BadRequest(f"Validation error in JSON body: {_short_validation(exc)}")
     text = str(exc)
@@ -50,6 +54,19 @@ def translate(exc: Exception) -> SwitchyardError:
     if text.startswith(_WRONG_INPUT):
         return BadRequest(text[len(_WRONG_INPUT):])
     return BadRequest(text)
+
+
+def _is_point_id(value: object) -> bool:
+    """Whether ``value`` looks like a point id (an unsigned int or a UUID string)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 0
+    if isinstance(value, str):
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            return False
+        return True
+    return False
 
 
 def _short_validation(exc: ValidationError) -> str:

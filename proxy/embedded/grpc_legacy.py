@@ -34,7 +34,10 @@ def _common(request: Message) -> dict[str, Any]:
         "with_payload": optional(request, "with_payload", GrpcToRest.convert_with_payload_selector),
         "with_vector": optional(request, "with_vectors", GrpcToRest.convert_with_vectors_selector),
         "score_threshold": (
-            getattr(request, "score_threshold") if request.HasField("score_threshold") else None
+            getattr(request, "score_threshold")
+            if "score_threshold" in request.DESCRIPTOR.fields_by_name
+            and request.HasField("score_threshold")
+            else None
         ),
     }
 
