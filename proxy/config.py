@@ -1,0 +1,269 @@
+"""The proxy's configuration: one frozen, validated :class:`ProxyConfig`.
+
+Every option has a command-line flag (``--upstream-rest-url``), an environment variable
+(``SWITCHYARD_UPSTREAM_REST_URL``) and a key in an optional config file (TOML or JSON, keys
+spelled like the field, top level or under a ``[proxy]`` table). Precedence: flag > env > file >
+default. :func:`load_config` is pure (no file or environment access of its own) so the whole
+precedence and validation table is testable; invalid values raise :class:`ConfigError` naming
+the option and where the bad value came from, at start-up rather than on the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.errors import ConfigError
+
+ENV_PREFIX = "SWITCHYARD_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|kb|mib|mb|gib|gb)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kib": 1 << 10, "kb": 1000, "mib": 1 << 20, "mb": 1000**2,
+               "gib": 1 << 30, "gb": 1000**3}
+
+
+def default_instance_id() -> str:
+    """``hostname-pid-random``: unique per process, readable in heartbeats."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Everything the proxy needs to start. Build it with :func:`load_config`, which validates."""
+
+    upstream_rest_url: str = "http://127.0.0.1:6333"
+    upstream_grpc_address: str = "127.0.0.1:6334"
+    upstream_grpc_tls: bool = False
+    upstream_ca_file: str | None = None
+    listen_rest: str = "0.0.0.0:6333"
+    listen_grpc: str = "0.0.0.0:6334"
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    admin_key: str | None = None
+    upstream_timeout: float = 60.0
+    max_body_size: int = 32 << 20
+    log_level: str = "INFO"
+    instance_id: str = field(default_factory=default_instance_id)
+    state_cache_ttl: float = 2.0
+    heartbeat_interval: float = 5.0
+
+    @property
+    def listener_tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
+    def upstream_rest_tls(self) -> bool:
+        return self.upstream_rest_url.startswith("https://")
+
+
+#: Option names in the order ``--help`` shows them.
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProxyConfig))
+
+#: One-line help per option, shared by the CLI and the docs.
+OPTION_HELP: dict[str, str] = {
+    "upstream_rest_url": "Qdrant REST base URL, http:// or https:// (default http://127.0.0.1:6333)",
+    "upstream_grpc_address": "Qdrant gRPC HOST:PORT (default 127.0.0.1:6334)",
+    "upstream_grpc_tls": "use a TLS channel to the upstream gRPC (true/false)",
+    "upstream_ca_file": "CA bundle (PEM) to verify the upstream's TLS certificate",
+    "listen_rest": "REST listen HOST:PORT (default 0.0.0.0:6333; port 0 picks one)",
+    "listen_grpc": "gRPC listen HOST:PORT (default 0.0.0.0:6334; port 0 picks one)",
+    "tls_cert_file": "PEM certificate for TLS on both listeners (needs --tls-key-file)",
+    "tls_key_file": "PEM private key for TLS on both listeners",
+    "admin_key": "key required by the admin API (/switchyard/v1, switchyard.v1.Admin)",
+    "upstream_timeout": "seconds: connect / inactivity timeout towards the upstream (default 60)",
+    "max_body_size": "largest body read into memory for an intercepted call, e.g. 32MiB",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "instance_id": "this proxy's id in heartbeats (default hostname-pid-random)",
+    "state_cache_ttl": "seconds a cached migration state is trusted (default 2)",
+    "heartbeat_interval": "seconds between heartbeats to the state store (default 5)",
+}
+
+
+def env_name(option: str) -> str:
+    return ENV_PREFIX + option.upper()
+
+
+def flag_name(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+# ---------------------------------------------------------------- value parsers (pure)
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value.strip()
+
+
+def _optional_str(value: Any) -> str | None:
+    text = _str(value)
+    return text or None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected seconds, got {value!r}") from exc
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a string like ``32MiB`` / ``1000kb``; must be positive."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"expected a size like 32MiB, got {value!r}")
+        size = int(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()]
+    if size <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return size
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) → (host, port); port 0..65535."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return host.strip("[]"), port
+
+
+def _hostport(value: Any) -> str:
+    text = _str(value)
+    parse_hostport(text)
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _str(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {value!r}") from exc
+    return text
+
+
+def _log_level(value: Any) -> str:
+    level = _str(value).upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _instance_id(value: Any) -> str:
+    text = _str(value)
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "upstream_rest_url": _url,
+    "upstream_grpc_address": _hostport,
+    "upstream_grpc_tls": _bool,
+    "upstream_ca_file": _optional_str,
+    "listen_rest": _hostport,
+    "listen_grpc": _hostport,
+    "tls_cert_file": _optional_str,
+    "tls_key_file": _optional_str,
+    "admin_key": _optional_str,
+    "upstream_timeout": _seconds,
+    "max_body_size": parse_size,
+    "log_level": _log_level,
+    "instance_id": _instance_id,
+    "state_cache_ttl": _seconds,
+    "heartbeat_interval": _seconds,
+}
+
+
+# ---------------------------------------------------------------- loading
+
+def parse_file(text: str) -> dict[str, Any]:
+    """A config file's options: JSON if it starts with ``{``, else TOML; ``[proxy]`` table allowed."""
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file: cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("config file: expected a table of options")
+    if isinstance(data.get("proxy"), dict):
+        data = {**{k: v for k, v in data.items() if k != "proxy"}, **data["proxy"]}
+    options = {str(key).replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise ConfigError(f"config file: unknown option(s) {', '.join(unknown)}")
+    return options
+
+
+def load_config(
+    argv_values: Mapping[str, Any], env: Mapping[str, str], file_text: str | None
+) -> ProxyConfig:
+    """Merge flags > env > file > defaults, parse and validate every option.
+
+    ``argv_values`` maps option names to flag values; ``None`` means the flag was not given.
+    Raises :class:`ConfigError` naming the option and its source.
+    """
+    file_values = parse_file(file_text) if file_text is not None else {}
+    chosen: dict[str, Any] = {}
+    for name in OPTION_NAMES:
+        raw, source = _pick(name, argv_values, env, file_values)
+        if source is None:
+            continue
+        try:
+            chosen[name] = PARSERS[name](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} (from {source}): {exc}") from exc
+    config = ProxyConfig(**chosen)
+    _check_combinations(config)
+    return config
+
+
+def _pick(
+    name: str, argv: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]
+) -> tuple[Any, str | None]:
+    if argv.get(name) is not None:
+        return argv[name], f"flag {flag_name(name)}"
+    if env_name(name) in env:
+        return env[env_name(name)], f"env {env_name(name)}"
+    if name in file_values:
+        return file_values[name], "config file"
+    return None, None
+
+
+def _check_combinations(config: ProxyConfig) -> None:
+    """Rules spanning options: TLS cert and key come together."""
+    if (config.tls_cert_file is None) != (config.tls_key_file is None):
+        raise ConfigError("tls_cert_file and tls_key_file must be given together")
