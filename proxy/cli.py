@@ -19,6 +19,7 @@ from proxy.errors import ConfigError, SwitchyardError
 #: Modules that contribute subcommands, in the order ``--help`` shows them.
 COMMAND_MODULES: tuple[str, ...] = (
     "proxy.embedded.command",
+    "proxy.proxy_command",
     "proxy.registry_command",
 )
 
