@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from proxy.embedded import grpc_legacy, grpc_requests
 from proxy.embedded.auth import ApiKeys
 from proxy.embedded.engine import Engine
 from proxy.embedded.grpc_app import SERVER_OPTIONS, add_services
+from proxy.errors import BadRequest
 
 DIM = 4
 UUID_ID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
@@ -237,10 +237,16 @@ def test_responses_have_time_and_completed_status(channel: grpc.Channel) -> None
     cols, pts = collections_grpc.CollectionsStub(channel), points_grpc.PointsStub(channel)
     created = cols.Create(collections_pb2.CreateCollection(collection_name="shape", vectors_config=collections_pb2.VectorsConfig(params=collections_pb2.VectorParams(size=2, distance=collections_pb2.Cosine))))
     assert created.result is True and created.time > 0
-    upserted = pts.Upsert(points_pb2.UpsertPoints(collection_name="shape", points=[points_pb2.PointStruct(id=common.PointId(num=1), vectors=points_pb2.Vectors(vector=points_pb2.Vector(dense=points_pb2.DenseVector(data=[1.0, 0.0]))))]))
+    point = points_pb2.PointStruct(id=common.PointId(num=1), vectors=points_pb2.Vectors(vector=points_pb2.Vector(dense=points_pb2.DenseVector(data=[1.0, 0.0]))))
+    upserted = pts.Upsert(points_pb2.UpsertPoints(collection_name="shape", wait=True, points=[point]))
     assert upserted.result.status == points_pb2.Completed
     assert upserted.result.HasField("operation_id") and upserted.time > 0
     assert not upserted.HasField("usage")
+    again = pts.Upsert(points_pb2.UpsertPoints(collection_name="shape", points=[point]))  # no wait
+    assert again.result.status == points_pb2.Acknowledged
+    assert again.result.operation_id > upserted.result.operation_id
+    batch = pts.UpdateBatch(points_pb2.UpdateBatchPoints(collection_name="shape", wait=True, operations=[points_pb2.PointsUpdateOperation(upsert=points_pb2.PointsUpdateOperation.PointStructList(points=[point]))] * 2))
+    assert [r.status for r in batch.result] == [points_pb2.Completed] * 2
     queried = pts.Query(points_pb2.QueryPoints(collection_name="shape", query=points_pb2.Query(nearest=points_pb2.VectorInput(dense=points_pb2.DenseVector(data=[1.0, 0.0])))))
     assert [p.id.num for p in queried.result] == [1] and not queried.HasField("usage")
     assert dict(queried.result[0].payload) == {}  # the query API returns no payload by default
@@ -384,7 +390,14 @@ def test_request_defaults_table() -> None:
     index_cases = [
         (points_pb2.CreateFieldIndexCollection(field_type=points_pb2.FieldTypeKeyword), models.PayloadSchemaType.KEYWORD),
         (points_pb2.CreateFieldIndexCollection(field_type=points_pb2.FieldTypeUuid), models.PayloadSchemaType.UUID),
+        (
+            points_pb2.CreateFieldIndexCollection(field_type=points_pb2.FieldTypeText, field_index_params=collections_pb2.PayloadIndexParams(integer_index_params=collections_pb2.IntegerIndexParams(lookup=True))),
+            models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True),
+        ),
     ]
     for request, expected in index_cases:
         assert grpc_requests.index_schema(request) == expected
-    assert str(uuid.UUID(UUID_ID)) == UUID_ID
+    for bad in (points_pb2.CreateFieldIndexCollection(), points_pb2.CreateFieldIndexCollection(field_type=99)):
+        with pytest.raises(BadRequest):
+            grpc_requests.index_schema(bad)
+    assert [grpc_requests.update_result(w, 7).status for w in (True, False)] == [points_pb2.Completed, points_pb2.Acknowledged]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,11 @@ class Engine:
             location=path if path else ":memory:", force_disable_check_same_thread=True
         )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchyard-engine")
+        self._operations = itertools.count(1)
+
+    def next_operation_id(self) -> int:
+        """The next write's ``operation_id``: increasing per engine, shared by the front ends."""
+        return next(self._operations)
 
     @property
     def local(self) -> QdrantLocal:

@@ -19,31 +19,36 @@ from proxy.embedded.grpc_legacy import LegacyPoints
 from proxy.embedded.grpc_requests import (
     filter_of,
     index_schema,
-    operation_response,
     optional,
     query_groups_kwargs,
     query_kwargs,
     scroll_kwargs,
     selector,
+    update_result,
     vector_name_config,
+    waited,
     with_payload,
     with_vectors,
 )
 from proxy.embedded.grpc_service import Service, rpc
-from proxy.errors import Unsupported
 
 
 class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsServicer):
     """``qdrant.Points``; writes answer ``UpdateResult{operation_id, status: Completed}``."""
 
-    async def _update(self, method: str, name: str, **kwargs: Any) -> pb.PointsOperationResponse:
-        return operation_response(await self.engine.call(method, name, **kwargs))
+    async def _update(
+        self, request: Any, method: str, **kwargs: Any
+    ) -> pb.PointsOperationResponse:
+        """Run a write; answer with the next operation id (writes always finish before)."""
+        await self.engine.call(method, request.collection_name, **kwargs)
+        return pb.PointsOperationResponse(result=self._result(request))
+
+    def _result(self, request: Any) -> pb.UpdateResult:
+        return update_result(waited(request), self.engine.next_operation_id())
 
     @rpc(write=True)
     async def Upsert(self, request: pb.UpsertPoints) -> pb.PointsOperationResponse:
-        return await self._update(
-            "upsert",
-            request.collection_name,
+        return await self._update(request, "upsert",
             points=[GrpcToRest.convert_point_struct(p) for p in request.points],
             update_filter=filter_of(request, "update_filter"),
             update_mode=optional(request, "update_mode", GrpcToRest.convert_update_mode),
@@ -52,52 +57,48 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
     @rpc(write=True)
     async def Delete(self, request: pb.DeletePoints) -> pb.PointsOperationResponse:
         points = selector(request, "points")
-        return await self._update("delete", request.collection_name, points_selector=points)
+        return await self._update(request, "delete", points_selector=points)
 
     @rpc(write=True)
     async def UpdateVectors(self, request: pb.UpdatePointVectors) -> pb.PointsOperationResponse:
-        return await self._update(
-            "update_vectors",
-            request.collection_name,
+        return await self._update(request, "update_vectors",
             points=[GrpcToRest.convert_point_vectors(p) for p in request.points],
             update_filter=filter_of(request, "update_filter"),
         )
 
     @rpc(write=True)
     async def DeleteVectors(self, request: pb.DeletePointVectors) -> pb.PointsOperationResponse:
-        return await self._update(
-            "delete_vectors",
-            request.collection_name,
+        return await self._update(request, "delete_vectors",
             vectors=list(request.vectors.names),
             points=selector(request, "points_selector"),
         )
 
-    @rpc(write=True)
-    async def SetPayload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
+    async def _set_payload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
         return await self._update(
+            request,
             "set_payload",
-            request.collection_name,
             payload=GrpcToRest.convert_payload(request.payload),
             points=selector(request, "points_selector"),
             key=request.key if request.HasField("key") else None,
         )
 
     @rpc(write=True)
+    async def SetPayload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
+        return await self._set_payload(request)
+
+    @rpc(write=True)
     async def OverwritePayload(self, request: pb.SetPayloadPoints) -> pb.PointsOperationResponse:
         if request.HasField("key"):
-            raise Unsupported("overwrite_payload with a key is not supported by the local engine")
-        return await self._update(
-            "overwrite_payload",
-            request.collection_name,
+            # Qdrant overwrites the value at `key`, which is what set_payload with a key does
+            return await self._set_payload(request)
+        return await self._update(request, "overwrite_payload",
             payload=GrpcToRest.convert_payload(request.payload),
             points=selector(request, "points_selector"),
         )
 
     @rpc(write=True)
     async def DeletePayload(self, request: pb.DeletePayloadPoints) -> pb.PointsOperationResponse:
-        return await self._update(
-            "delete_payload",
-            request.collection_name,
+        return await self._update(request, "delete_payload",
             keys=list(request.keys),
             points=selector(request, "points_selector"),
         )
@@ -105,24 +106,20 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
     @rpc(write=True)
     async def ClearPayload(self, request: pb.ClearPayloadPoints) -> pb.PointsOperationResponse:
         points = selector(request, "points")
-        return await self._update("clear_payload", request.collection_name, points_selector=points)
+        return await self._update(request, "clear_payload", points_selector=points)
 
     @rpc(write=True)
     async def UpdateBatch(self, request: pb.UpdateBatchPoints) -> pb.UpdateBatchResponse:
         operations = [GrpcToRest.convert_points_update_operation(op) for op in request.operations]
-        results = await self.engine.call(
-            "batch_update_points", request.collection_name, operations
-        )
-        return pb.UpdateBatchResponse(result=[RestToGrpc.convert_update_result(r) for r in results])
+        await self.engine.call("batch_update_points", request.collection_name, operations)
+        return pb.UpdateBatchResponse(result=[self._result(request) for _ in operations])
 
     @rpc(write=True)
     async def CreateFieldIndex(
         self, request: pb.CreateFieldIndexCollection
     ) -> pb.PointsOperationResponse:
         schema = index_schema(request)
-        return await self._update(
-            "create_payload_index",
-            request.collection_name,
+        return await self._update(request, "create_payload_index",
             field_name=request.field_name,
             field_schema=schema,
         )
@@ -131,8 +128,7 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
     async def DeleteFieldIndex(
         self, request: pb.DeleteFieldIndexCollection
     ) -> pb.PointsOperationResponse:
-        return await self._update(
-            "delete_payload_index", request.collection_name, field_name=request.field_name
+        return await self._update(request, "delete_payload_index", field_name=request.field_name
         )
 
     @rpc(write=True)
@@ -140,9 +136,7 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
         self, request: pb.CreateVectorNameRequest
     ) -> pb.PointsOperationResponse:
         config = vector_name_config(request)
-        return await self._update(
-            "create_vector_name",
-            request.collection_name,
+        return await self._update(request, "create_vector_name",
             vector_name=request.vector_name,
             vector_name_config=config,
         )
@@ -151,8 +145,7 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
     async def DeleteVectorName(
         self, request: pb.DeleteVectorNameRequest
     ) -> pb.PointsOperationResponse:
-        return await self._update(
-            "delete_vector_name", request.collection_name, vector_name=request.vector_name
+        return await self._update(request, "delete_vector_name", vector_name=request.vector_name
         )
 
     @rpc(write=False)

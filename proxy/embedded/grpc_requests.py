@@ -108,6 +108,8 @@ def index_schema(request: pb.CreateFieldIndexCollection) -> Any:
     if request.HasField("field_index_params"):
         return GrpcToRest.convert_payload_schema_params(request.field_index_params)
     if request.HasField("field_type"):
+        if request.field_type not in FIELD_TYPES:
+            raise BadRequest(f"field_type: unknown field type {request.field_type}")
         return FIELD_TYPES[request.field_type]
     raise BadRequest("field_type: an index needs a field type or index params")
 
@@ -140,8 +142,18 @@ def vector_name_config(request: pb.CreateVectorNameRequest) -> rest.VectorNameCo
     raise BadRequest("vector_config: dense_config or sparse_config is required")
 
 
-def operation_response(result: rest.UpdateResult) -> pb.PointsOperationResponse:
-    return pb.PointsOperationResponse(result=RestToGrpc.convert_update_result(result))
+def waited(request: Message) -> bool:
+    """Whether a write asked to wait; Qdrant's gRPC default is not to."""
+    return bool(getattr(request, "wait")) if request.HasField("wait") else False
+
+
+def update_result(wait: bool, operation_id: int) -> pb.UpdateResult:
+    """Qdrant's write result: ``Completed`` when the client waited, else ``Acknowledged``.
+
+    The local engine has always applied the write by then; the status only mirrors the request.
+    """
+    status = pb.Completed if wait else pb.Acknowledged
+    return pb.UpdateResult(operation_id=operation_id, status=status)
 
 
 def scored(points: list[rest.ScoredPoint]) -> list[pb.ScoredPoint]:

@@ -11,6 +11,7 @@ Qdrant's wording: :mod:`proxy.errors` by their ``grpc_code``; a request that can
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,8 @@ from google.protobuf.message import Message
 from proxy.embedded.auth import ApiKeys
 from proxy.embedded.engine import Engine
 from proxy.errors import BadRequest, SwitchyardError, Unsupported
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], Awaitable[Message]]
 Method = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Message]]
@@ -52,8 +55,12 @@ def rpc(*, write: bool) -> Callable[[Handler], Method]:
             except SwitchyardError as exc:
                 await abort(context, exc)
                 raise  # unreachable: abort raises
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            except ValueError as exc:  # converters on unset oneofs, pydantic on bad values
                 await abort(context, BadRequest(f"Invalid request: {exc}"))
+                raise
+            except Exception as exc:  # a bug here must still answer, in Qdrant's shape
+                log.exception("gRPC %s failed", handler.__name__)
+                await abort(context, SwitchyardError(f"{type(exc).__name__}: {exc}"))
                 raise
             set_time(response, time.perf_counter() - started)
             return response
