@@ -1,0 +1,123 @@
+"""Check REST responses against Qdrant's OpenAPI spec (``/work/shared/qdrant/openapi.json``).
+
+OpenAPI 3.0 schemas are not JSON Schema: ``nullable: true`` (alone in an ``anyOf`` branch, or
+beside a ``type``) has to become a ``null`` type. :func:`to_json_schema` rewrites the spec's
+components once; :class:`ResponseChecker` compiles one validator per (method, path, status) and
+validates recorded responses. Paths the spec does not list (the legacy search/recommend/discover
+family) are exempt and counted separately; non-JSON bodies (``/metrics``, health probes) are
+checked for their content type only by the server, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = os.environ.get("SWITCHYARD_QDRANT_OPENAPI", "/work/shared/qdrant/openapi.json")
+
+
+def to_json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 schema fragment as JSON Schema (draft 2020-12): ``nullable`` made explicit."""
+    if isinstance(node, list):
+        return [to_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: to_json_schema(v) for k, v in node.items() if k not in ("nullable", "example", "format")}
+    if node.get("nullable"):
+        if "type" in out:
+            kinds = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*kinds, "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        elif set(out) - {"description", "default"}:
+            out = {"anyOf": [out, {"type": "null"}]}
+        else:
+            out["type"] = "null"
+    return out
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    status: int
+    body: bytes
+
+
+@dataclass
+class ResponseChecker:
+    """Collects responses (thread-safe) and validates them against the spec."""
+
+    spec: dict[str, Any] = field(default_factory=lambda: json.load(open(SPEC_PATH)))
+    recorded: list[Exchange] = field(default_factory=list)
+    validated: int = 0
+    exempt: int = 0
+    failures: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _validators: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        converted = to_json_schema(self.spec)
+        self._root = "urn:qdrant-openapi"
+        resource = Resource.from_contents(converted, default_specification=DRAFT202012)
+        self._registry: Registry[Any] = Registry().with_resource(self._root, resource)
+        self._converted = converted
+
+    def record(self, method: str, path: str, status: int, body: bytes) -> None:
+        """The embedded server's ``on_response`` hook."""
+        with self._lock:
+            self.recorded.append(Exchange(method, path, status, body))
+
+    def check_all(self) -> list[str]:
+        """Validate and forget everything recorded so far; returns the failure messages."""
+        with self._lock:
+            batch, self.recorded = self.recorded, []
+        for ex in batch:
+            self._check(ex)
+        return self.failures
+
+    def _check(self, ex: Exchange) -> None:
+        op = self._converted["paths"].get(ex.path, {}).get(ex.method.lower())
+        if op is None:
+            self.exempt += 1
+            return
+        responses = op.get("responses", {})
+        key = str(ex.status) if str(ex.status) in responses else (
+            "4XX" if 400 <= ex.status < 500 and "4XX" in responses else "default"
+        )
+        content = responses.get(key, {}).get("content", {})
+        if "application/json" not in content:
+            self.exempt += 1
+            return
+        validator = self._validator(ex.method, ex.path, key)
+        try:
+            data = json.loads(ex.body)
+        except ValueError:
+            self.failures.append(f"{ex.method} {ex.path} {ex.status}: body is not JSON: {ex.body[:200]!r}")
+            return
+        errors = sorted(validator.iter_errors(data), key=lambda e: len(list(e.path)))
+        self.validated += 1
+        if errors:
+            err = errors[0]
+            where = "/".join(str(p) for p in err.absolute_path)
+            self.failures.append(
+                f"{ex.method} {ex.path} {ex.status}: at /{where}: {err.message[:300]}"
+            )
+
+    def _validator(self, method: str, path: str, key: str) -> Any:
+        cache_key = (method, path, key)
+        if cache_key not in self._validators:
+            pointer = "/".join(
+                p.replace("~", "~0").replace("/", "~1")
+                for p in ("paths", path, method.lower(), "responses", key, "content", "application/json", "schema")
+            )
+            schema = {"$ref": f"{self._root}#/{pointer}"}
+            self._validators[cache_key] = jsonschema.Draft202012Validator(schema, registry=self._registry)
+        return self._validators[cache_key]
