@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.embedded.command",
     "proxy.proxy_command",
     "proxy.registry_command",
+    "proxy.embedders.command",
 )
 
 
