@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -259,7 +259,7 @@ def test_responses_have_time_and_completed_status(channel: grpc.Channel) -> None
 
 def legacy_setup(client: QdrantClient, name: str) -> None:
     client.create_collection(name, vectors_config={"v": models.VectorParams(size=DIM, distance=models.Distance.COSINE)})
-    client.upsert(name, [models.PointStruct(id=p.id, vector={"v": p.vector}, payload=p.payload) for p in points(12)])
+    client.upsert(name, [models.PointStruct(id=p.id, vector={"v": cast(list[float], p.vector)}, payload=p.payload) for p in points(12)])
 
 
 def test_legacy_calls_match_query_api(server: ServerThread, channel: grpc.Channel) -> None:
@@ -273,7 +273,7 @@ def test_legacy_calls_match_query_api(server: ServerThread, channel: grpc.Channe
         search = stub.Search(points_pb2.SearchPoints(collection_name="legacy", vector=vec(3), vector_name="v", limit=4, with_payload=with_payload))
         want = local.query_points("legacy", query=vec(3), using="v", limit=4).points
         assert [(p.id.num or p.id.uuid, round(p.score, 5)) for p in search.result] == [(p.id, round(p.score, 5)) for p in want]
-        assert {p.id.num: dict(p.payload)["n"].integer_value for p in search.result if p.id.num} == {p.id: p.payload["n"] for p in want if isinstance(p.id, int)}
+        assert {p.id.num: dict(p.payload)["n"].integer_value for p in search.result if p.id.num} == {p.id: (p.payload or {})["n"] for p in want if isinstance(p.id, int)}
 
         rec = stub.Recommend(points_pb2.RecommendPoints(collection_name="legacy", positive=ids(1, 2), negative=ids(5), using="v", limit=3))
         want = local.query_points("legacy", query=models.RecommendQuery(recommend=models.RecommendInput(positive=[1, 2], negative=[5])), using="v", limit=3).points
@@ -397,7 +397,7 @@ def test_request_defaults_table() -> None:
     ]
     for request, expected in index_cases:
         assert grpc_requests.index_schema(request) == expected
-    for bad in (points_pb2.CreateFieldIndexCollection(), points_pb2.CreateFieldIndexCollection(field_type=99)):
+    for bad in (points_pb2.CreateFieldIndexCollection(), points_pb2.CreateFieldIndexCollection(field_type=cast(Any, 99))):
         with pytest.raises(BadRequest):
             grpc_requests.index_schema(bad)
     assert [grpc_requests.update_result(w, 7).status for w in (True, False)] == [points_pb2.Completed, points_pb2.Acknowledged]
