@@ -137,10 +137,10 @@ class GrpcFrontend(grpc.GenericRpcHandler):
             raise
         initial = await rpc.initial_metadata()
         if initial:
-            await context.send_initial_metadata(initial)
+            await context.send_initial_metadata(tuple(initial))
         trailing = await rpc.trailing_metadata()
         if trailing:
-            context.set_trailing_metadata(trailing)
+            context.set_trailing_metadata(tuple(trailing))
         return response
 
     async def forward(self, call: GrpcCall) -> GrpcReply:
@@ -159,12 +159,12 @@ class GrpcFrontend(grpc.GenericRpcHandler):
         try:
             initial = await rpc.initial_metadata()
             if initial:
-                await context.send_initial_metadata(initial)
+                await context.send_initial_metadata(tuple(initial))
             async for message in rpc:
                 yield message
             trailing = await rpc.trailing_metadata()
             if trailing:
-                context.set_trailing_metadata(trailing)
+                context.set_trailing_metadata(tuple(trailing))
         except grpc.aio.AioRpcError as exc:
             await _relay_error(context, exc)
         finally:
@@ -176,7 +176,7 @@ async def _relay_error(context: grpc.aio.ServicerContext, exc: grpc.aio.AioRpcEr
     code = exc.code()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         metrics.GRPC_UPSTREAM_ERRORS.inc()
-    await context.abort(code, exc.details() or "", exc.trailing_metadata() or ())
+    await context.abort(code, exc.details() or "", tuple(exc.trailing_metadata() or ()))
 
 
 async def _send_reply(context: grpc.aio.ServicerContext, reply: GrpcReply) -> bytes | None:

@@ -125,7 +125,7 @@ class RestFrontend:
         if length is None:
             return None, None
         if length <= _BUFFER_LIMIT:
-            return await request.content.readexactly(length), length
+            return await request.read(), length
         return _stream(request), length
 
     async def _respond(self, request: web.Request, response: UpstreamResponse) -> web.StreamResponse:

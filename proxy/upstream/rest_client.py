@@ -247,7 +247,7 @@ class RestUpstream:
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
         if isinstance(body, bytes):
-            if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+            if length is not None or body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
                 lines += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
         elif body is not None:
             if length is None:
