@@ -159,7 +159,6 @@ def service_routes(engine: Engine) -> list[Route]:
         collections = await engine.call("get_collections")
         return {
             "id": instance,
-            "app": {"name": "qdrant", "version": server_version()},
             "collections": {"number_of_collections": len(collections.collections)},
         }
 
