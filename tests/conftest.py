@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from qdrant_client import AsyncQdrantClient, QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -93,7 +93,9 @@ def prefix(upstream: Upstream) -> Iterator[str]:
     try:
         for alias in client.get_aliases().aliases:
             if alias.alias_name.startswith(value):
-                client.delete_alias(alias.alias_name)
+                client.update_collection_aliases(
+                    [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias.alias_name))]
+                )
         for col in client.get_collections().collections:
             if col.name.startswith(value):
                 client.delete_collection(col.name)

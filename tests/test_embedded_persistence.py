@@ -40,7 +40,12 @@ def upstream_process(path: Path) -> Iterator[tuple[subprocess.Popen[str], str, i
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
+
+    def pump() -> None:
+        for line in proc.stdout or []:
+            lines.put(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
         line = lines.get(timeout=START_TIMEOUT)
