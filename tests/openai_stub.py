@@ -12,7 +12,8 @@ Each request consumes the next scripted step, if any (:meth:`OpenAIStub.script`)
 * :class:`Malformed` — answer 200 with the given body;
 * :class:`WrongDim` — answer vectors of another size.
 
-Every request is recorded (:class:`SeenRequest`: monotonic arrival time, body, Authorization).
+Every request is recorded (:class:`SeenRequest`: monotonic arrival time, body, Authorization),
+and ``max_in_flight`` counts the most requests handled at once.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class OpenAIStub:
     _embedders: dict[tuple[str, int], HashingEmbedder] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def script(self, *steps: Step) -> None:
         """Queue behaviours for the next requests (one step per request, then normal answers)."""
@@ -109,6 +112,14 @@ class OpenAIStub:
         return self._embedders[key]
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._respond(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _respond(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         self.requests.append(SeenRequest(time.monotonic(), body, request.headers.get("Authorization")))
         if self.required_key is not None and request.headers.get("Authorization") != f"Bearer {self.required_key}":
