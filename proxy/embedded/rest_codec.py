@@ -12,12 +12,13 @@ module (``rest_app``) does the HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -26,7 +27,9 @@ from qdrant_client.http import models
 from proxy.embedded.engine import Engine
 from proxy.errors import BadRequest, Unsupported
 
-T = TypeVar("T")
+
+#: Bodies larger than this are parsed off the event loop.
+INLINE_PARSE_LIMIT = 256 * 1024
 
 #: (model, field) pairs Qdrant serialises even when null.
 KEEP_NULL: frozenset[tuple[type[BaseModel], str]] = frozenset(
@@ -48,8 +51,14 @@ class Ctx:
     def collection(self) -> str:
         return self.params["collection_name"]
 
-    def parse(self, model: Any) -> Any:
-        """The body as ``model`` (a pydantic class or a ``Union``); empty body means ``{}``."""
+    async def parse(self, model: Any) -> Any:
+        """The body as ``model`` (a pydantic class or a ``Union``); empty body means ``{}``.
+
+        Bodies over :data:`INLINE_PARSE_LIMIT` parse on a worker thread, so a 32 MiB upsert
+        does not stall every other request on the event loop.
+        """
+        if len(self.body) > INLINE_PARSE_LIMIT:
+            return await asyncio.to_thread(parse_body, self.body, model)
         return parse_body(self.body or b"{}", model)
 
     def update_result(self) -> models.UpdateResult:

@@ -27,7 +27,7 @@ async def collection_exists(ctx: Ctx) -> Any:
 
 async def create_collection(ctx: Ctx) -> Any:
     """Create; vector and sparse params and metadata are kept, tuning options accepted and ignored."""
-    req: models.CreateCollection = ctx.parse(models.CreateCollection)
+    req: models.CreateCollection = await ctx.parse(models.CreateCollection)
     if req.sharding_method == models.ShardingMethod.CUSTOM:
         raise BadRequest("custom sharding is not supported by the embedded upstream")
     return await ctx.engine.call(
@@ -40,7 +40,7 @@ async def create_collection(ctx: Ctx) -> Any:
 
 
 async def update_collection(ctx: Ctx) -> Any:
-    req: models.UpdateCollection = ctx.parse(models.UpdateCollection)
+    req: models.UpdateCollection = await ctx.parse(models.UpdateCollection)
     await ctx.engine.call(
         "update_collection",
         ctx.collection,
@@ -56,7 +56,7 @@ async def delete_collection(ctx: Ctx) -> Any:
 
 
 async def update_aliases(ctx: Ctx) -> Any:
-    req: models.ChangeAliasesOperation = ctx.parse(models.ChangeAliasesOperation)
+    req: models.ChangeAliasesOperation = await ctx.parse(models.ChangeAliasesOperation)
     return await ctx.engine.call("update_collection_aliases", req.actions)
 
 
@@ -71,7 +71,7 @@ async def collection_aliases(ctx: Ctx) -> Any:
 
 
 async def create_index(ctx: Ctx) -> Any:
-    req: models.CreateFieldIndex = ctx.parse(models.CreateFieldIndex)
+    req: models.CreateFieldIndex = await ctx.parse(models.CreateFieldIndex)
     await ctx.engine.call(
         "create_payload_index", ctx.collection, req.field_name, field_schema=req.field_schema
     )
@@ -84,7 +84,7 @@ async def delete_index(ctx: Ctx) -> Any:
 
 
 async def create_vector_name(ctx: Ctx) -> Any:
-    config = ctx.parse(models.VectorNameConfig)
+    config = await ctx.parse(models.VectorNameConfig)
     await ctx.engine.call(
         "create_vector_name", ctx.collection, ctx.params["vector_name"], config
     )

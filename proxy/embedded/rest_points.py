@@ -26,7 +26,7 @@ from proxy.errors import NotFound
 
 
 async def upsert(ctx: Ctx) -> Any:
-    req = ctx.parse(models.PointInsertOperations)
+    req = await ctx.parse(models.PointInsertOperations)
     no_shard_key(req.shard_key)
     points = req.batch if isinstance(req, models.PointsBatch) else req.points
     await ctx.engine.call(
@@ -40,14 +40,14 @@ async def upsert(ctx: Ctx) -> Any:
 
 
 async def delete_points(ctx: Ctx) -> Any:
-    req = ctx.parse(models.PointsSelector)
+    req = await ctx.parse(models.PointsSelector)
     no_shard_key(req.shard_key)
     await ctx.engine.call("delete", ctx.collection, req)
     return ctx.update_result()
 
 
 async def update_vectors(ctx: Ctx) -> Any:
-    req: models.UpdateVectors = ctx.parse(models.UpdateVectors)
+    req: models.UpdateVectors = await ctx.parse(models.UpdateVectors)
     no_shard_key(req.shard_key)
     await ctx.engine.call(
         "update_vectors", ctx.collection, req.points, update_filter=req.update_filter
@@ -56,7 +56,7 @@ async def update_vectors(ctx: Ctx) -> Any:
 
 
 async def delete_vectors(ctx: Ctx) -> Any:
-    req: models.DeleteVectors = ctx.parse(models.DeleteVectors)
+    req: models.DeleteVectors = await ctx.parse(models.DeleteVectors)
     no_shard_key(req.shard_key)
     await ctx.engine.call(
         "delete_vectors", ctx.collection, req.vector, selector(req.points, req.filter)
@@ -65,7 +65,7 @@ async def delete_vectors(ctx: Ctx) -> Any:
 
 
 async def set_payload(ctx: Ctx) -> Any:
-    req: models.SetPayload = ctx.parse(models.SetPayload)
+    req: models.SetPayload = await ctx.parse(models.SetPayload)
     no_shard_key(req.shard_key)
     await ctx.engine.call(
         "set_payload", ctx.collection, req.payload, selector(req.points, req.filter), key=req.key
@@ -74,7 +74,7 @@ async def set_payload(ctx: Ctx) -> Any:
 
 
 async def overwrite_payload(ctx: Ctx) -> Any:
-    req: models.SetPayload = ctx.parse(models.SetPayload)
+    req: models.SetPayload = await ctx.parse(models.SetPayload)
     no_shard_key(req.shard_key)
     if req.key is not None:
         # Qdrant overwrites the value at `key`, which is what set_payload with a key does
@@ -89,7 +89,7 @@ async def overwrite_payload(ctx: Ctx) -> Any:
 
 
 async def delete_payload(ctx: Ctx) -> Any:
-    req: models.DeletePayload = ctx.parse(models.DeletePayload)
+    req: models.DeletePayload = await ctx.parse(models.DeletePayload)
     no_shard_key(req.shard_key)
     await ctx.engine.call(
         "delete_payload", ctx.collection, req.keys, selector(req.points, req.filter)
@@ -98,14 +98,14 @@ async def delete_payload(ctx: Ctx) -> Any:
 
 
 async def clear_payload(ctx: Ctx) -> Any:
-    req = ctx.parse(models.PointsSelector)
+    req = await ctx.parse(models.PointsSelector)
     no_shard_key(req.shard_key)
     await ctx.engine.call("clear_payload", ctx.collection, req)
     return ctx.update_result()
 
 
 async def batch_update(ctx: Ctx) -> Any:
-    req: models.UpdateOperations = ctx.parse(models.UpdateOperations)
+    req: models.UpdateOperations = await ctx.parse(models.UpdateOperations)
     await ctx.engine.call("batch_update_points", ctx.collection, req.operations)
     return [ctx.update_result() for _ in req.operations]
 
@@ -132,7 +132,7 @@ async def get_point(ctx: Ctx) -> Any:
 
 
 async def get_points(ctx: Ctx) -> Any:
-    req: models.PointRequest = ctx.parse(models.PointRequest)
+    req: models.PointRequest = await ctx.parse(models.PointRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call(
         "retrieve",
@@ -144,7 +144,7 @@ async def get_points(ctx: Ctx) -> Any:
 
 
 async def scroll(ctx: Ctx) -> Any:
-    req: models.ScrollRequest = ctx.parse(models.ScrollRequest)
+    req: models.ScrollRequest = await ctx.parse(models.ScrollRequest)
     no_shard_key(req.shard_key)
     points, next_offset = await ctx.engine.call(
         "scroll",
@@ -160,13 +160,13 @@ async def scroll(ctx: Ctx) -> Any:
 
 
 async def count(ctx: Ctx) -> Any:
-    req: models.CountRequest = ctx.parse(models.CountRequest)
+    req: models.CountRequest = await ctx.parse(models.CountRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call("count", ctx.collection, count_filter=req.filter)
 
 
 async def facet(ctx: Ctx) -> Any:
-    req: models.FacetRequest = ctx.parse(models.FacetRequest)
+    req: models.FacetRequest = await ctx.parse(models.FacetRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call(
         "facet",
@@ -178,13 +178,13 @@ async def facet(ctx: Ctx) -> Any:
 
 
 async def query(ctx: Ctx) -> Any:
-    req: models.QueryRequest = ctx.parse(models.QueryRequest)
+    req: models.QueryRequest = await ctx.parse(models.QueryRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call("query_points", ctx.collection, **legacy.query_kwargs(req))
 
 
 async def query_batch(ctx: Ctx) -> Any:
-    req: models.QueryRequestBatch = ctx.parse(models.QueryRequestBatch)
+    req: models.QueryRequestBatch = await ctx.parse(models.QueryRequestBatch)
     return await _run_batch(ctx, req.searches)
 
 
@@ -202,7 +202,7 @@ async def _run_batch(ctx: Ctx, requests: list[models.QueryRequest]) -> list[mode
 
 
 async def query_groups(ctx: Ctx) -> Any:
-    req: models.QueryGroupsRequest = ctx.parse(models.QueryGroupsRequest)
+    req: models.QueryGroupsRequest = await ctx.parse(models.QueryGroupsRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call(
         "query_points_groups",
@@ -225,7 +225,7 @@ async def query_groups(ctx: Ctx) -> Any:
 
 def _matrix(method: str) -> Any:
     async def handler(ctx: Ctx) -> Any:
-        req: models.SearchMatrixRequest = ctx.parse(models.SearchMatrixRequest)
+        req: models.SearchMatrixRequest = await ctx.parse(models.SearchMatrixRequest)
         no_shard_key(req.shard_key)
         return await ctx.engine.call(
             method,
@@ -243,37 +243,37 @@ def _matrix(method: str) -> Any:
 
 
 async def search(ctx: Ctx) -> Any:
-    req: legacy.SearchRequest = ctx.parse(legacy.SearchRequest)
+    req: legacy.SearchRequest = await ctx.parse(legacy.SearchRequest)
     return (await _run_batch(ctx, [legacy.search_to_request(req)]))[0].points
 
 
 async def recommend(ctx: Ctx) -> Any:
-    req: legacy.RecommendRequest = ctx.parse(legacy.RecommendRequest)
+    req: legacy.RecommendRequest = await ctx.parse(legacy.RecommendRequest)
     return (await _run_batch(ctx, [legacy.recommend_to_request(req)]))[0].points
 
 
 async def discover(ctx: Ctx) -> Any:
-    req: legacy.DiscoverRequest = ctx.parse(legacy.DiscoverRequest)
+    req: legacy.DiscoverRequest = await ctx.parse(legacy.DiscoverRequest)
     return (await _run_batch(ctx, [legacy.discover_to_request(req)]))[0].points
 
 
 def _legacy_batch(model: Any) -> Any:
     async def handler(ctx: Ctx) -> Any:
-        req = ctx.parse(model)
+        req = await ctx.parse(model)
         return [r.points for r in await _run_batch(ctx, legacy.batch_to_requests(req))]
 
     return handler
 
 
 async def search_groups(ctx: Ctx) -> Any:
-    req: legacy.SearchGroupsRequest = ctx.parse(legacy.SearchGroupsRequest)
+    req: legacy.SearchGroupsRequest = await ctx.parse(legacy.SearchGroupsRequest)
     no_shard_key(req.shard_key)
     kwargs = legacy.search_groups_to_query(req)
     return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs)
 
 
 async def recommend_groups(ctx: Ctx) -> Any:
-    req: legacy.RecommendGroupsRequest = ctx.parse(legacy.RecommendGroupsRequest)
+    req: legacy.RecommendGroupsRequest = await ctx.parse(legacy.RecommendGroupsRequest)
     no_shard_key(req.shard_key)
     kwargs = legacy.recommend_groups_to_query(req)
     return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs)
