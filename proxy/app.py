@@ -95,6 +95,9 @@ class ProxyServer:
         """Create the upstream clients and bind both listeners."""
         cfg = self.config
         server_ssl = _server_ssl(cfg)
+        starter = getattr(self.interceptor, "start", None)
+        if starter is not None:  # the interception path's state cache: first refresh, then a loop
+            await starter()
         self._rest_upstream = RestUpstream(cfg.upstream_rest_url, timeout=cfg.upstream_timeout,
                                            ca_file=cfg.upstream_ca_file)
         self._grpc_upstream = _grpc_upstream(cfg)
@@ -123,6 +126,9 @@ class ProxyServer:
             await self._rest_upstream.close()
         if self._grpc_upstream is not None:
             await self._grpc_upstream.close()
+        stopper = getattr(self.interceptor, "stop", None)
+        if stopper is not None:
+            await stopper()
         self._runner = self._grpc_server = None
 
     async def __aenter__(self) -> ProxyServer:

@@ -77,8 +77,9 @@ def plan(op: Operation, state: StateSnapshot) -> Plan:
             more = f" (and {len(problems) - _MAX_NAMED} more)" if len(problems) > _MAX_NAMED else ""
             return Plan(
                 Action.REJECT,
-                f"collection `{op.collection}` is bound to model `{spec.id}` in enforce mode; "
-                + "; ".join(problems[:_MAX_NAMED]) + more + "; nothing was written",
+                "enforce: " + "; ".join(problems[:_MAX_NAMED]) + more
+                + f"; nothing was written (collection `{op.collection}` is bound to model "
+                f"`{spec.id}` in enforce mode)",
                 collection=op.collection,
                 model_id=spec.id,
             )
