@@ -264,3 +264,29 @@ async def test_concurrent_upserts_and_queries(upstream: Upstream, prefix: str) -
         assert sorted((p.payload or {})["i"] for p in got) == list(range(200))
     finally:
         await client.close()
+
+
+async def test_collection_admin_and_matrix(http: httpx.AsyncClient, col: str) -> None:
+    """PATCH metadata, vector names, payload indexes, matrices: Qdrant's shapes (checked by the spec hook)."""
+    base = f"/collections/{col}"
+    r = await http.patch(base, json={"metadata": {"owner": "tests"}})
+    assert r.status_code == 200 and r.json()["result"] is True
+    r = await http.put(f"{base}/index?wait=true", json={"field_name": "i", "field_schema": "integer"})
+    assert r.status_code == 200 and r.json()["result"]["status"] == "completed"
+    r = await http.delete(f"{base}/index/i?wait=true")
+    assert r.status_code == 200
+    r = await http.put(f"{base}/vectors/extra?wait=true", json={"dense": {"size": 2, "distance": "Dot"}})
+    assert r.status_code == 200, r.text
+    info = (await http.get(base)).json()["result"]
+    assert info["config"]["metadata"] == {"owner": "tests"}
+    r = await http.delete(f"{base}/vectors/extra?wait=true")
+    assert r.status_code == 200, r.text
+    r = await http.post(f"{base}/points/search/matrix/pairs", json={"sample": 3, "limit": 1})
+    pairs = r.json()["result"]["pairs"]
+    assert r.status_code == 200 and len(pairs) == 3
+    assert all({p["a"], p["b"]} <= {1, 2, 3} and p["a"] != p["b"] for p in pairs)
+    r = await http.post(f"{base}/points/search/matrix/offsets", json={"sample": 3, "limit": 2})
+    offsets = r.json()["result"]
+    assert r.status_code == 200 and sorted(offsets["ids"]) == [1, 2, 3] and len(offsets["scores"]) == 6
+    r = await http.post(f"{base}/points/count", json={"exact": True})
+    assert r.json()["result"] == {"count": 3}
