@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.errors import SwitchyardError
+from proxy.migration.record import Migration
 from proxy.modelspec import ModelSpec
 from proxy.state.records import Binding
 from proxy.state.store import StateStore
@@ -38,6 +39,8 @@ class StateSnapshot:
     bindings: Mapping[str, Binding] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     taken_at: float = 0.0
+    #: Migration records by id (every phase; routing picks the one governing a name).
+    migrations: Mapping[str, Migration] = field(default_factory=dict)
 
     def binding_for(self, name: str) -> tuple[Binding, ModelSpec] | None:
         """The binding that governs writes to ``name`` (as named, else through its alias)."""
@@ -73,6 +76,9 @@ class StateCache:
                 e.key: Binding.from_dict(e.data) for e in await self._store.list(Binding.KIND)
             }
             aliases = await self._store.aliases()
+            migrations = {
+                e.key: Migration.from_envelope(e) for e in await self._store.list(Migration.KIND)
+            }
         except (SwitchyardError, ValueError, KeyError) as exc:
             reason = f"state refresh failed, acting on state from {self._age():.1f}s ago: {exc}"
             if reason != self.last_error:
@@ -85,6 +91,7 @@ class StateCache:
             bindings=MappingProxyType(bindings),
             aliases=MappingProxyType(aliases),
             taken_at=time.monotonic(),
+            migrations=MappingProxyType(migrations),
         )
         return self.snapshot
 

@@ -1,0 +1,168 @@
+"""``migrate plan``: validation and estimates as pure functions over gathered facts.
+
+The service gathers :class:`PlanFacts` (collection info, a sample of source points, the
+registry, the active migrations, an optional embedder probe); :func:`validate` returns every
+reason to refuse and :func:`estimate` the numbers an operator decides on. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from proxy.migration.phases import active_limit
+from proxy.migration.record import Migration
+from proxy.modelspec import ModelSpec
+from proxy.registry import vector_misfit
+from proxy.state.records import Binding
+
+#: Rough bytes per token for the cost and volume estimate (English text, BPE tokenizers).
+BYTES_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    logical: str
+    to_model: str
+    target: str | None = None
+    doc_key: str = "doc_id"
+    text_field: str = "text"
+    copy_vectors: bool = False
+    text_fetcher: str | None = None
+    throttle: float = 0.0
+    dry_run: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanRequest:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFacts:
+    """The source as seen by the service. ``vectors`` is ``params.vectors`` of its config."""
+
+    collection: str
+    is_alias: bool
+    exists: bool
+    vectors: Any = None
+    points: int = 0
+    sampled: int = 0
+    missing_text: int = 0
+    text_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFacts:
+    request: PlanRequest
+    source: SourceFacts
+    binding: Binding | None
+    model_a: ModelSpec | None
+    model_b: ModelSpec | None
+    target: str
+    target_exists: bool
+    active: Sequence[Migration] = ()
+    max_active: int = 3
+    throughput: float | None = None  # texts per second of B's embedder, from a probe
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    points: int
+    sampled: int
+    missing_text: int
+    missing_share: float
+    text_bytes: int
+    tokens: int
+    throughput: float | None
+    rate: float | None
+    eta_seconds: float | None
+    cost: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_target(source: str, model_b: str) -> str:
+    """``<source>__<model id>`` with characters Qdrant names dislike replaced by ``_``."""
+    return f"{source}__{re.sub(r'[^A-Za-z0-9_-]+', '_', model_b)}"
+
+
+def validate(f: PlanFacts) -> list[str]:
+    """Every reason to refuse the plan, in a stable order (empty: the plan may proceed)."""
+    r, reasons = f.request, []
+    if not f.source.exists:
+        return [f"collection `{r.logical}` doesn't exist"]
+    if f.binding is None or f.model_a is None:
+        reasons.append(f"`{r.logical}` is not bound to a model; run `switchyard bind` first")
+    if f.model_b is None:
+        reasons.append(f"model `{r.to_model}` is not registered")
+    if f.model_a is not None and f.model_b is not None and f.model_a.id == f.model_b.id:
+        reasons.append(f"`{r.logical}` is already on model `{f.model_b.id}`")
+    reasons += _target_reasons(f)
+    reasons += _vector_reasons(f)
+    reasons += _text_reasons(f)
+    reasons += _activity_reasons(f)
+    return reasons
+
+
+def _target_reasons(f: PlanFacts) -> list[str]:
+    if f.target.startswith("_switchyard"):
+        return [f"target name `{f.target}` is reserved"]
+    if f.target in (f.source.collection, f.request.logical):
+        return [f"target `{f.target}` is the source itself"]
+    if f.target_exists:
+        return [f"target collection `{f.target}` already exists; pass another --target"]
+    return []
+
+
+def _vector_reasons(f: PlanFacts) -> list[str]:
+    if f.binding is None or f.model_a is None:
+        return []
+    vectors = f.source.vectors
+    params = vectors.get(f.binding.vector) if isinstance(vectors, dict) else vectors
+    if params is not None and getattr(params, "multivector_config", None) is not None:
+        return [f"vector `{f.binding.vector}` is a multivector; only dense vectors can be mapped"]
+    why = vector_misfit(vectors, f.binding, f.model_a)
+    if why:
+        return [f"source vectors cannot be mapped: {why}"]
+    if f.request.copy_vectors and f.model_b is not None and f.model_a.space() != f.model_b.space():
+        return [f"--copy-vectors needs model `{f.model_b.id}` to share the vector space of "
+                f"`{f.model_a.id}` ({f.model_b.space()} vs {f.model_a.space()})"]
+    return []
+
+
+def _text_reasons(f: PlanFacts) -> list[str]:
+    s, r = f.source, f.request
+    if not s.missing_text or r.copy_vectors or r.text_fetcher:
+        return []
+    share = s.missing_text / s.sampled
+    return [f"{s.missing_text} of {s.sampled} sampled points ({share:.0%}) lack the text field "
+            f"`{r.text_field}`; pass --copy-vectors or configure a text fetcher"]
+
+
+def _activity_reasons(f: PlanFacts) -> list[str]:
+    names = {f.request.logical, f.source.collection, f.target}
+    out = [f"migration `{m.id}` ({m.phase}) is already active on `{m.logical}`"
+           for m in f.active if m.active and names & {m.logical, m.source, m.target}]
+    why = active_limit(sum(1 for m in f.active if m.active), f.max_active)
+    return out + ([why] if why else [])
+
+
+def estimate(f: PlanFacts) -> Estimate:
+    """Points, text volume (sample average times count), tokens, rate, ETA and cost."""
+    s = f.source
+    with_text = max(s.sampled - s.missing_text, 0)
+    avg = s.text_bytes / with_text if with_text else 0.0
+    text_bytes = int(avg * s.points * (with_text / s.sampled)) if s.sampled else 0
+    tokens = int(text_bytes / BYTES_PER_TOKEN)
+    limits = [x for x in (f.request.throttle or None, f.throughput) if x]
+    rate = min(limits) if limits else None
+    eta = s.points / rate if rate else (0.0 if s.points == 0 else None)
+    price = f.model_b.price_per_million_tokens if f.model_b else None
+    cost = None if price is None or f.request.copy_vectors else tokens / 1e6 * price
+    share = s.missing_text / s.sampled if s.sampled else 0.0
+    return Estimate(s.points, s.sampled, s.missing_text, share, text_bytes, tokens,
+                    f.throughput, rate, eta, cost)
