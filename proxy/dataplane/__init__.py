@@ -1,0 +1,1 @@
+"""The data plane during a migration: mirrored writes and merged reads."""
