@@ -49,7 +49,8 @@ def test_every_phase_transition_pair(phase: str, name: str) -> None:
         assert why is None
         moved = phases.apply(m, name, NOW)
         assert moved.phase == ALLOWED[(phase, name)]
-        assert moved.route_rev == m.rev + 1
+        needs_ack = phases.TRANSITIONS[name].needs_ack
+        assert moved.route_rev == (m.rev + 1 if needs_ack else m.route_rev)
         assert moved.history[-1].action == name and moved.history[-1].from_phase == phase
     else:
         assert why is not None and f"from phase {phase}" in why

@@ -139,9 +139,14 @@ def refusal(m: Migration, name: str, facts: Facts) -> str | None:
 
 
 def apply(m: Migration, name: str, now: float) -> Migration:
-    """The record after ``name`` (caller checked :func:`refusal`); ``route_rev`` = next revision."""
+    """The record after ``name`` (caller checked :func:`refusal`).
+
+    ``route_rev`` moves to the next revision only when the step changes what proxies do, so a
+    step like ``verify`` never makes live proxies look behind.
+    """
     t = TRANSITIONS[name.replace("-", "_")]
-    moved = dataclasses.replace(m, phase=t.to_phase, route_rev=m.rev + 1, last_refusal=None)
+    route_rev = m.rev + 1 if t.needs_ack else m.route_rev
+    moved = dataclasses.replace(m, phase=t.to_phase, route_rev=route_rev, last_refusal=None)
     return moved.with_event(Event(now, t.name, m.phase, t.to_phase, m.rev + 1))
 
 

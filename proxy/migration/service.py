@@ -1,0 +1,302 @@
+"""The migration control plane's I/O: plan, transitions (compare-and-set), acknowledgement,
+verification, knobs, cleanup and watching. Decisions are delegated to the pure modules.
+
+Transitions commit with a compare-and-set on the record's revision: two operators racing the
+same step, exactly one wins and the other gets :class:`Conflict` naming the phase it lost to.
+Steps that change what proxies do then wait (bounded) until every live proxy acts on the new
+``route_rev``; when the wait ends with laggards the step stays committed, the refusal names
+them, and the next forward step is refused by the ``proxies_acknowledged`` guard until they
+catch up or go silent past their TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient
+
+from proxy.errors import BadRequest, Conflict, NotFound
+from proxy.migration import facts as io
+from proxy.migration import heartbeats, phases
+from proxy.migration.hooks import Hooks
+from proxy.migration.planner import PlanRequest, estimate, validate
+from proxy.migration.record import (
+    COMPLETE, DUAL_WRITE, READS_SWITCHED, VERIFIED, Event, Migration, Refused, Verification,
+)
+from proxy.migration.routing import route_for
+from proxy.state.records import Binding
+from proxy.state.store import StateStore
+
+VERIFY_PHASES = frozenset({DUAL_WRITE, VERIFIED, READS_SWITCHED})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    ack_timeout: float = 30.0
+    ack_poll: float = 0.25
+    heartbeat_ttl: float = heartbeats.DEFAULT_TTL
+    verification_ttl: float = phases.DEFAULT_VERIFICATION_TTL
+    max_active: int = phases.DEFAULT_MAX_ACTIVE
+    sample_size: int = 256
+    probe_texts: int = 8
+
+
+class MigrationService:
+    def __init__(self, store: StateStore, client: AsyncQdrantClient,
+                 config: ServiceConfig = ServiceConfig(), hooks: Hooks | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.client, self.config = store, client, config
+        self.hooks = hooks or Hooks()
+        self.clock = clock
+
+    async def close(self) -> None:
+        await self.hooks.drain()
+
+    # -- reading
+
+    async def get(self, migration_id: str) -> Migration:
+        env = await self.store.get(Migration.KIND, migration_id)
+        if env is None:
+            raise NotFound(f"migration `{migration_id}` doesn't exist")
+        return Migration.from_envelope(env)
+
+    async def list(self) -> list[Migration]:
+        return [Migration.from_envelope(e) for e in await self.store.list(Migration.KIND)]
+
+    async def acks(self, m: Migration) -> builtins.list[heartbeats.ProxyAck]:
+        beats = await heartbeats.list_heartbeats(self.store)
+        return heartbeats.ack_states(beats, m.id, m.route_rev, self.clock(), self.config.heartbeat_ttl)
+
+    async def status(self, migration_id: str) -> dict[str, Any]:
+        """The record, every proxy's acknowledgement state, and what the phase routes where."""
+        m = await self.get(migration_id)
+        acks = await self.acks(m)
+        routes = {op: dataclasses.asdict(route_for(m, op)) for op in ("read", "write")}
+        return {"migration": m.to_dict(), "proxies": [a.to_dict() for a in acks],
+                "laggards": list(heartbeats.laggards(acks)), "routes": routes}
+
+    async def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        """Yield the status now and again whenever it changes; the caller decides when to stop."""
+        last: Any = None
+        while True:
+            current = await self.status(migration_id)
+            key = (current["migration"]["rev"], [(p["instance_id"], p["state"], p["acted_rev"])
+                                                 for p in current["proxies"]])
+            if key != last:
+                last = key
+                yield current
+            await asyncio.sleep(interval)
+
+    # -- plan
+
+    async def plan(self, req: PlanRequest) -> dict[str, Any]:
+        """Validate and estimate; unless ``dry_run``, create the target and store the record.
+
+        A dry run reports the reasons instead of raising; a real plan raises :class:`Refused`.
+        """
+        f = await io.gather(self.store, self.client, req, max_active=self.config.max_active,
+                            sample_size=self.config.sample_size, probe_texts=self.config.probe_texts)
+        reasons, est = validate(f), estimate(f)
+        report: dict[str, Any] = {"ok": not reasons, "reasons": reasons, "estimate": est.to_dict(),
+                                  "source": f.source.collection, "target": f.target,
+                                  "logical_is_alias": f.source.is_alias, "dry_run": req.dry_run}
+        if req.dry_run:
+            return report
+        if reasons:
+            self._notify("refusal", None, {"action": "plan", "reason": "; ".join(reasons)})
+            raise Refused("; ".join(reasons))
+        assert f.binding is not None and f.model_b is not None
+        now = self.clock()
+        m = Migration(
+            id=f"{req.logical}-{uuid.uuid4().hex[:8]}", logical=req.logical,
+            source=f.source.collection, target=f.target, model_a=f.binding.model_id,
+            model_b=f.model_b.id, logical_is_alias=f.source.is_alias, vector=f.binding.vector,
+            doc_key=req.doc_key, text_field=req.text_field, copy_vectors=req.copy_vectors,
+            created_at=now, throttle=req.throttle,
+            counters={"backfill_total": est.points, "backfill_done": 0},
+        ).with_event(Event(now, "plan", "", "planned", 1))
+        await io.create_target(self.client, self.store, f)
+        stored = Migration.from_envelope(await self.store.create(Migration.KIND, m.id, m.stored()))
+        self._notify("transition", stored, {"action": "plan"})
+        report["migration"] = stored.to_dict()
+        return report
+
+    # -- transitions
+
+    async def transition(self, migration_id: str, name: str,
+                         expected_rev: int | None = None) -> Migration:
+        t = phases.transition_named(name)
+        if t is None:
+            raise BadRequest(f"unknown transition {name!r} (one of {', '.join(sorted(phases.TRANSITIONS))})")
+        m = self._expect(await self.get(migration_id), expected_rev)
+        facts = await self._facts(m)
+        why = phases.refusal(m, t.name, facts)
+        if why:
+            await self._refuse(m, t.name, why)
+        stored = await self._cas(m, phases.apply(m, t.name, facts.now))
+        self._notify("transition", stored, {"action": t.name, "from_phase": m.phase})
+        if t.name == "complete":
+            await self._on_complete(stored)
+        if t.needs_ack:
+            stored = await self._await_ack(stored, t.name)
+        return stored
+
+    async def set_read_mode(self, migration_id: str, mode: str,
+                            expected_rev: int | None = None) -> Migration:
+        m = self._expect(await self.get(migration_id), expected_rev)
+        why = phases.read_mode_refusal(m, mode)
+        if why:
+            await self._refuse(m, f"read_mode:{mode}", why)
+        stored = await self._cas(m, phases.set_read_mode(m, mode, self.clock()))
+        self._notify("transition", stored, {"action": f"read_mode:{mode}"})
+        return await self._await_ack(stored, f"read_mode:{mode}")
+
+    async def pause(self, migration_id: str) -> Migration:
+        return await self._knob(migration_id, "pause", lambda m: dataclasses.replace(m, paused=True))
+
+    async def resume(self, migration_id: str) -> Migration:
+        return await self._knob(migration_id, "resume", lambda m: dataclasses.replace(m, paused=False))
+
+    async def throttle(self, migration_id: str, points_per_second: float) -> Migration:
+        if points_per_second < 0:
+            raise BadRequest(f"throttle must be >= 0 points per second, got {points_per_second}")
+        return await self._knob(migration_id, f"throttle:{points_per_second:g}",
+                                lambda m: dataclasses.replace(m, throttle=float(points_per_second)))
+
+    async def verify(self, migration_id: str, expected_rev: int | None = None) -> Migration:
+        """Verify source against target; on success in ``dual_write`` also enter ``verified``.
+
+        An empty source passes when the target is empty too. A non-empty source needs the
+        backfill's diff, which does not exist yet: refused, and no flag skips it.
+        """
+        m = self._expect(await self.get(migration_id), expected_rev)
+        if m.phase not in VERIFY_PHASES:
+            await self._refuse(m, "verify", f"verification runs in {', '.join(sorted(VERIFY_PHASES))}, "
+                                            f"not in phase {m.phase}")
+        src = await io.point_count(self.client, m.source)
+        if src:
+            await self._refuse(m, "verify", f"source `{m.source}` holds {src} points; verifying a "
+                                            "non-empty source needs the backfill's diff, not available yet")
+        tgt = await io.point_count(self.client, m.target)
+        counts = {"source": 0, "target": tgt, "missing": 0, "extra": tgt, "stale": 0}
+        ver = Verification(self.clock(), tgt == 0, counts, "empty source")
+        counters = {**m.counters, "backfill_total": 0, "backfill_done": 0}
+        stored = await self._cas(m, dataclasses.replace(m, verification=ver, backfill="done",
+                                                         counters=counters))
+        if not ver.clean:
+            await self._refuse(stored, "verify", f"target `{m.target}` holds {tgt} points the source lacks")
+        if stored.phase == DUAL_WRITE:
+            return await self.transition(migration_id, "verify", stored.rev)
+        return stored
+
+    async def cleanup(self, migration_id: str, yes: bool) -> Migration:
+        """Delete the source after ``complete``; needs ``yes`` and never runs twice."""
+        m = await self.get(migration_id)
+        why = cleanup_refusal(m, yes)
+        if why:
+            await self._refuse(m, "cleanup", why)
+        await io.drop_collection(self.client, m.source)
+        if await self.store.get(Binding.KIND, m.source) is not None:
+            await self.store.delete(Binding.KIND, m.source)
+        stored = await self._cas(m, m.with_event(Event(self.clock(), "cleanup", m.phase, m.phase, m.rev + 1)))
+        self._notify("transition", stored, {"action": "cleanup"})
+        return stored
+
+    # -- internals
+
+    def _expect(self, m: Migration, expected_rev: int | None) -> Migration:
+        if expected_rev is not None and m.rev != expected_rev:
+            raise Conflict(f"migration `{m.id}` is now in phase {m.phase} at revision {m.rev}, "
+                           f"not revision {expected_rev}")
+        return m
+
+    async def _facts(self, m: Migration) -> phases.Facts:
+        acks = await self.acks(m)
+        return phases.Facts(now=self.clock(), verification_ttl=self.config.verification_ttl,
+                            laggards=heartbeats.laggards(acks),
+                            repair_pending=m.counter("repair_pending"))
+
+    async def _cas(self, m: Migration, new: Migration) -> Migration:
+        """Store ``new`` if ``m`` is still current; else :class:`Conflict` naming the current phase."""
+        try:
+            env = await self.store.put(Migration.KIND, m.id, new.stored(), m.rev)
+        except Conflict as exc:
+            now = await self.get(m.id)
+            raise Conflict(f"migration `{m.id}` changed concurrently: it is now in phase "
+                           f"{now.phase} at revision {now.rev}") from exc
+        return Migration.from_envelope(env)
+
+    async def _refuse(self, m: Migration, action: str, reason: str) -> None:
+        """Record ``reason`` as the last refusal (best effort), notify hooks, raise :class:`Refused`."""
+        try:
+            await self._cas(m, phases.refused(m, action, reason, self.clock()))
+        except Conflict:
+            pass
+        self._notify("refusal", m, {"action": action, "reason": reason})
+        raise Refused(reason)
+
+    async def _await_ack(self, m: Migration, action: str) -> Migration:
+        deadline = time.monotonic() + self.config.ack_timeout
+        while True:
+            lagging = heartbeats.laggards(await self.acks(m))
+            if not lagging:
+                return m
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self.config.ack_poll)
+        reason = (f"{action} is committed at revision {m.route_rev}, but proxies {', '.join(lagging)} "
+                  f"did not acknowledge it within {self.config.ack_timeout:g}s; further steps wait for them")
+        await self._refuse(await self.get(m.id), action, reason)
+        raise AssertionError("unreachable")
+
+    async def _on_complete(self, m: Migration) -> None:
+        """Repoint the logical alias to the target and rebind it to model B; the source stays."""
+        if not m.logical_is_alias:
+            return
+        await io.repoint_alias(self.client, m.logical, m.target)
+        env = await self.store.get(Binding.KIND, m.logical)
+        if env is not None:
+            b = Binding.from_dict(env.data)
+            moved = Binding(b.collection, m.model_b, b.enforce, b.vector)
+            await self.store.put(Binding.KIND, m.logical, moved.to_dict(), env.rev)
+
+    async def _knob(self, migration_id: str, action: str,
+                    change: Callable[[Migration], Migration]) -> Migration:
+        """Backfill knobs commute, so a lost compare-and-set is simply retried (bounded)."""
+        for _ in range(5):
+            m = await self.get(migration_id)
+            try:
+                stored = await self._cas(m, change(m).with_event(
+                    Event(self.clock(), action, m.phase, m.phase, m.rev + 1)))
+            except Conflict:
+                continue
+            self._notify("knob", stored, {"action": action})
+            return stored
+        raise Conflict(f"migration `{migration_id}` kept changing; {action} not applied")
+
+    def _notify(self, kind: str, m: Migration | None, extra: dict[str, Any]) -> None:
+        event = {"event": kind, "at": self.clock(), **extra}
+        if m is not None:
+            event.update(migration=m.id, logical=m.logical, phase=m.phase, rev=m.rev)
+        self.hooks.notify(event)
+
+
+def cleanup_refusal(m: Migration, yes: bool) -> str | None:
+    """Pure guard for ``cleanup``."""
+    if m.phase != COMPLETE:
+        return f"cleanup only runs after complete (phase is {m.phase})"
+    if any(e.action == "cleanup" for e in m.history):
+        return f"source `{m.source}` was already cleaned up"
+    if not m.logical_is_alias and m.logical == m.source:
+        return (f"the logical name `{m.logical}` is the source collection itself; clients that "
+                "bypass the proxy still use it, so it is kept (create an alias first)")
+    if not yes:
+        return f"cleanup deletes `{m.source}` for good; pass --yes"
+    return None

@@ -1,0 +1,21 @@
+"""POST a JSON body to a webhook URL (the lifecycle hooks' only HTTP seam).
+
+Returns the status code; transport failures become :class:`~proxy.errors.UpstreamError`.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from proxy.errors import UpstreamError
+
+
+async def post_json(url: str, body: bytes, timeout: float) -> int:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.post(url, data=body,
+                                    headers={"Content-Type": "application/json"}) as resp:
+                await resp.read()
+                return resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise UpstreamError(f"webhook {url} failed: {exc!r}") from exc

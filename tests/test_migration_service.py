@@ -1,0 +1,268 @@
+"""The migration service against a real Qdrant-compatible server: plan, walk, rollbacks, races,
+verification, acknowledgement by proxies (real state caches and heartbeat loops), hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from qdrant_client import AsyncQdrantClient, models
+
+from proxy import registry
+from proxy.errors import Conflict, SwitchyardError
+from proxy.migration.heartbeats import Heartbeat, HeartbeatLoop
+from proxy.migration.hooks import Hooks
+from proxy.migration.planner import PlanRequest
+from proxy.migration.record import Refused
+from proxy.migration.service import MigrationService, ServiceConfig
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
+from proxy.state.snapshot import StateCache
+from proxy.state.store import StateStore
+
+A = ModelSpec(id="mod-a", provider="hashing", model="a", dimensions=4)
+B = ModelSpec(id="mod-b", provider="hashing", model="b", dimensions=8, price_per_million_tokens=1.0)
+B4 = ModelSpec(id="mod-b4", provider="hashing", model="b4", dimensions=4)
+
+
+class World:
+    def __init__(self, client: AsyncQdrantClient, store: StateStore, prefix: str) -> None:
+        self.client, self.store, self.prefix = client, store, prefix
+        self.logical, self.source = f"{prefix}docs", f"{prefix}docs_v1"
+
+    def service(self, **config: Any) -> MigrationService:
+        return MigrationService(self.store, self.client, ServiceConfig(**config))
+
+    async def alias_target(self) -> str | None:
+        for a in (await self.client.get_aliases()).aliases:
+            if a.alias_name == self.logical:
+                return a.collection_name
+        return None
+
+
+@pytest.fixture
+async def world(upstream: Any, prefix: str) -> AsyncIterator[World]:
+    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+    store = StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
+    w = World(client, store, prefix)
+    await client.create_collection(w.source, vectors_config=models.VectorParams(
+        size=4, distance=models.Distance.COSINE))
+    await client.create_payload_index(w.source, "doc_id", models.PayloadSchemaType.KEYWORD)
+    await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=w.source, alias_name=w.logical))])
+    for spec in (A, B, B4):
+        await registry.register_model(store, spec)
+    await registry.bind(store, client, Binding(w.logical, A.id))
+    yield w
+    await client.delete_collection(store.collection)
+    await client.close()
+
+
+async def planned(w: World, svc: MigrationService, model: str = B.id) -> str:
+    report = await svc.plan(PlanRequest(w.logical, model))
+    return str(report["migration"]["id"])
+
+
+async def test_full_walk_on_empty_source_repoints_alias_and_keeps_source(world: World) -> None:
+    svc = world.service()
+    report = await svc.plan(PlanRequest(world.logical, B.id))
+    mid, target = report["migration"]["id"], report["target"]
+    info = await world.client.get_collection(target)
+    assert info.config.params.vectors.size == 8  # B's vector params
+    # the source's payload indexes (the embedded upstream reports none; a real Qdrant does)
+    source_schema = (await world.client.get_collection(world.source)).payload_schema or {}
+    assert set(source_schema) - {"embedding_model_id", "embedding_version"} <= set(info.payload_schema or {})
+    assert (await world.store.require("binding", target)).data["model_id"] == B.id
+    assert report["estimate"]["points"] == 0
+    for step, phase in [("start", "dual_write"), ("verify", "verified"),
+                        ("switch_reads", "reads_switched"), ("switch_writes", "writes_switched"),
+                        ("complete", "complete")]:
+        m = await (svc.verify(mid) if step == "verify" else svc.transition(mid, step))
+        assert m.phase == phase
+    assert await world.alias_target() == target
+    assert await world.client.collection_exists(world.source)
+    assert (await world.store.require("binding", world.logical)).data["model_id"] == B.id
+    with pytest.raises(Refused, match="pass --yes"):
+        await svc.cleanup(mid, yes=False)
+    assert await world.client.collection_exists(world.source)
+    await svc.cleanup(mid, yes=True)
+    assert not await world.client.collection_exists(world.source)
+    with pytest.raises(Refused, match="already cleaned up"):
+        await svc.cleanup(mid, yes=True)
+
+
+ROLLBACKS = {
+    "planned": [],
+    "dual_write": ["start"],
+    "verified": ["start", "verify"],
+    "reads_switched": ["start", "verify", "switch_reads", "switch_reads_back"],
+    "writes_switched": ["start", "verify", "switch_reads", "switch_writes",
+                        "switch_writes_back", "switch_reads_back"],
+}
+
+
+@pytest.mark.parametrize("stop", list(ROLLBACKS))
+async def test_rollback_from_each_phase(world: World, stop: str) -> None:
+    svc = world.service()
+    mid = await planned(world, svc)
+    for step in ROLLBACKS[stop]:
+        await (svc.verify(mid) if step == "verify" else svc.transition(mid, step))
+    m = await svc.transition(mid, "cancel")
+    assert m.phase == "cancelled"
+    assert [e.action for e in m.history][-1] == "cancel"
+    assert await world.alias_target() == world.source
+    assert await world.client.collection_exists(world.source)
+    assert await world.client.collection_exists(m.target)  # kept; only cleanup deletes
+    assert (await world.store.require("binding", world.logical)).data["model_id"] == A.id
+    with pytest.raises(Refused, match="only runs after complete"):
+        await svc.cleanup(mid, yes=True)
+
+
+async def test_complete_cannot_be_cancelled(world: World) -> None:
+    svc = world.service()
+    mid = await planned(world, svc)
+    for step in ("start", "verify", "switch_reads", "switch_writes", "complete"):
+        await (svc.verify(mid) if step == "verify" else svc.transition(mid, step))
+    with pytest.raises(Refused, match="cannot cancel from phase complete"):
+        await svc.transition(mid, "cancel")
+    assert (await svc.get(mid)).last_refusal is not None
+
+
+async def test_two_operators_racing_exactly_one_wins(world: World) -> None:
+    svc_a, svc_b = world.service(), world.service()
+    mid = await planned(world, svc_a)
+    rev = (await svc_a.get(mid)).rev
+    results = await asyncio.gather(svc_a.transition(mid, "start", rev), svc_b.transition(mid, "start", rev),
+                                   return_exceptions=True)
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    losses = [r for r in results if isinstance(r, BaseException)]
+    assert len(wins) == 1 and len(losses) == 1
+    assert isinstance(losses[0], Conflict) and "phase dual_write" in str(losses[0])
+    with pytest.raises(Conflict, match="phase dual_write"):
+        await svc_b.transition(mid, "start", rev)  # a stale revision names the current phase
+
+
+async def test_verify_refuses_on_non_empty_source(world: World) -> None:
+    svc = world.service()
+    mid = await planned(world, svc)
+    await svc.transition(mid, "start")
+    await world.client.upsert(world.source, [models.PointStruct(id=1, vector=[0.1, 0.2, 0.3, 0.4])])
+    with pytest.raises(Refused, match="non-empty source needs the backfill"):
+        await svc.verify(mid)
+    m = await svc.get(mid)
+    assert m.phase == "dual_write" and m.verification is None
+    assert m.last_refusal is not None and "1 points" in m.last_refusal.reason
+    with pytest.raises(Refused, match="no verification"):
+        await svc.transition(mid, "verify")
+
+
+async def test_plan_reports_missing_text_and_refuses_unless_copy_vectors(world: World) -> None:
+    points = [models.PointStruct(id=i, vector=[0.1, 0.2, 0.3, float(i)],
+                                 payload={"text": f"doc {i}"} if i % 4 else {"other": 1})
+              for i in range(1, 21)]
+    await world.client.upsert(world.source, points)
+    svc = world.service()
+    dry = await svc.plan(PlanRequest(world.logical, B.id, dry_run=True))
+    assert dry["ok"] is False and "5 of 20 sampled points (25%) lack the text field" in dry["reasons"][0]
+    assert dry["estimate"]["missing_text"] == 5 and dry["estimate"]["points"] == 20
+    assert not await world.client.collection_exists(dry["target"])  # dry run changes nothing
+    with pytest.raises(Refused, match="25%"):
+        await svc.plan(PlanRequest(world.logical, B.id))
+    with pytest.raises(Refused, match="--copy-vectors needs"):
+        await svc.plan(PlanRequest(world.logical, B.id, copy_vectors=True))
+    ok = await svc.plan(PlanRequest(world.logical, B4.id, copy_vectors=True))
+    assert ok["migration"]["phase"] == "planned" and ok["migration"]["copy_vectors"] is True
+    again = await svc.plan(PlanRequest(world.logical, B4.id, copy_vectors=True, target="x" + world.prefix,
+                                       dry_run=True))
+    assert any("already active" in r for r in again["reasons"])
+
+
+async def test_plan_estimates_with_embedder_probe(world: World) -> None:
+    await world.client.upsert(world.source, [
+        models.PointStruct(id=i, vector=[0.1, 0.2, 0.3, float(i)], payload={"text": "x" * 40})
+        for i in range(1, 11)])
+    report = await world.service().plan(PlanRequest(world.logical, B.id, throttle=5.0, dry_run=True))
+    est = report["estimate"]
+    assert report["ok"] is True and est["text_bytes"] == 400 and est["tokens"] == 100
+    assert est["throughput"] > 0 and est["rate"] == min(5.0, est["throughput"])
+    assert est["eta_seconds"] == pytest.approx(10 / est["rate"])
+    assert est["cost"] == pytest.approx(100 / 1e6)
+
+
+async def test_transition_waits_for_proxies_and_ends_when_one_goes_silent(world: World) -> None:
+    svc = world.service(heartbeat_ttl=1.5, ack_timeout=15.0, ack_poll=0.05)
+    mid = await planned(world, svc)
+    cache = StateCache(world.store, ttl=0.1)
+    await cache.start()
+    alive = HeartbeatLoop(world.store, "proxy-alive", cache, interval=0.1)
+    alive.start()
+    try:
+        # a second proxy that acted on revision 1 and then died (its last heartbeat is now)
+        await world.store.upsert("proxy", "proxy-dead", Heartbeat("proxy-dead", {mid: 1}, time.time()).to_dict())
+        m = await svc.transition(mid, "start")
+        assert m.phase == "dual_write"
+        status = await svc.status(mid)
+        states = {p["instance_id"]: (p["state"], p["acted_rev"]) for p in status["proxies"]}
+        assert states == {"proxy-alive": ("acked", m.route_rev), "proxy-dead": ("gone", 1)}
+        assert status["laggards"] == []
+    finally:
+        await alive.stop()
+        await cache.stop()
+
+
+async def test_ack_timeout_names_laggards_and_blocks_next_step(world: World) -> None:
+    svc = world.service(heartbeat_ttl=60.0, ack_timeout=0.3, ack_poll=0.05)
+    mid = await planned(world, svc)
+    await world.store.upsert("proxy", "p-slow", Heartbeat("p-slow", {mid: 1}, time.time()).to_dict())
+    with pytest.raises(Refused, match="proxies p-slow did not acknowledge"):
+        await svc.transition(mid, "start")
+    m = await svc.get(mid)
+    assert m.phase == "dual_write" and m.last_refusal is not None
+    await svc.verify(mid)  # verification does not change what proxies do
+    with pytest.raises(Refused, match="p-slow have not acknowledged revision"):
+        await svc.transition(mid, "switch_reads")
+    await world.store.upsert("proxy", "p-slow", Heartbeat("p-slow", {mid: m.route_rev}, time.time()).to_dict())
+    # the guard now passes; the step commits and then waits again for p-slow's next revision
+    with pytest.raises(Refused, match="switch_reads is committed"):
+        await svc.transition(mid, "switch_reads")
+    assert (await svc.get(mid)).phase == "reads_switched"
+
+
+async def test_knobs_and_read_mode(world: World) -> None:
+    svc = world.service()
+    mid = await planned(world, svc)
+    before = await svc.get(mid)
+    m = await svc.throttle(mid, 25)
+    m = await svc.pause(mid)
+    assert (m.paused, m.throttle, m.route_rev) == (True, 25.0, before.route_rev)
+    assert not (await svc.resume(mid)).paused
+    m = await svc.set_read_mode(mid, "merged")
+    assert m.read_mode == "merged" and m.route_rev == m.rev
+    with pytest.raises(SwitchyardError, match=">= 0"):
+        await svc.throttle(mid, -1)
+
+
+async def test_hooks_called_on_transition_and_refusal_with_retry(world: World) -> None:
+    calls: list[tuple[str, bytes]] = []
+    answers = iter([500, 200, 200, 200, 200])
+
+    async def post(url: str, body: bytes, timeout: float) -> int:
+        calls.append((url, body))
+        return next(answers)
+
+    hooks = Hooks(["http://hook.invalid/a"], retries=2, backoff=0.01, post=post)
+    svc = MigrationService(world.store, world.client, ServiceConfig(), hooks)
+    mid = await planned(world, svc)
+    with pytest.raises(Refused):
+        await svc.transition(mid, "complete")
+    await svc.close()
+    bodies = [b for _, b in calls]
+    plan_calls = [b for b in bodies if b'"event":"transition"' in b]
+    refusals = [b for b in bodies if b'"event":"refusal"' in b]
+    assert len(plan_calls) == 2 and plan_calls[0] == plan_calls[1]  # retried once after the 500
+    assert len(refusals) == 1 and b"cannot complete" in refusals[0]
+    assert (hooks.delivered, hooks.failed) == (2, 0)
