@@ -1,0 +1,1 @@
+"""Generated from proto/ by proxy.admin.protogen; do not edit."""

@@ -1,0 +1,109 @@
+"""The facade both admin front ends call: JSON-safe dicts in, JSON-safe dicts out.
+
+Front ends only decode the wire into these arguments, check the admin key with
+:func:`key_ok`, and encode the results; every decision is in the control plane behind this.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from proxy import registry
+from proxy.errors import BadRequest, Unauthorized
+from proxy.migration.planner import PlanRequest
+from proxy.migration.service import MigrationService
+
+HEADER = "switchyard-admin-key"
+
+
+def key_ok(configured: str | None, given: str | None) -> bool:
+    """True when no admin key is configured or ``given`` matches it (constant time)."""
+    if not configured:
+        return True
+    return given is not None and hmac.compare_digest(configured.encode(), given.encode())
+
+
+def require_key(configured: str | None, given: str | None) -> None:
+    if not key_ok(configured, given):
+        raise Unauthorized("Must provide a valid admin key (header `switchyard-admin-key`)")
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The admin key from ``switchyard-admin-key`` or ``authorization: Bearer <key>``."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if HEADER in lowered:
+        return lowered[HEADER]
+    auth = lowered.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise BadRequest(f"{name} must be an integer")
+    return int(value)
+
+
+class AdminService:
+    def __init__(self, migrations: MigrationService) -> None:
+        self.migrations = migrations
+        self.store = migrations.store
+
+    async def models(self) -> dict[str, Any]:
+        return {"models": [s.to_dict() for s in await registry.list_models(self.store)]}
+
+    async def bindings(self) -> dict[str, Any]:
+        return {"bindings": [b.to_dict() for b in await registry.list_bindings(self.store)]}
+
+    async def plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, Mapping) or not body.get("logical") or not body.get("to_model"):
+            raise BadRequest("plan needs `logical` and `to_model`")
+        try:
+            req = PlanRequest.from_dict(dict(body))
+        except TypeError as exc:
+            raise BadRequest(f"invalid plan request: {exc}") from exc
+        return await self.migrations.plan(req)
+
+    async def list(self) -> dict[str, Any]:
+        return {"migrations": [m.to_dict() for m in await self.migrations.list()]}
+
+    async def get(self, migration_id: str) -> dict[str, Any]:
+        return await self.migrations.status(migration_id)
+
+    async def transition(self, migration_id: str, name: str, expected_rev: Any = None) -> dict[str, Any]:
+        if not name:
+            raise BadRequest("transition needs `name`")
+        await self.migrations.transition(migration_id, name, _opt_int(expected_rev, "expected_rev"))
+        return await self.get(migration_id)
+
+    async def read_mode(self, migration_id: str, mode: str, expected_rev: Any = None) -> dict[str, Any]:
+        await self.migrations.set_read_mode(migration_id, mode, _opt_int(expected_rev, "expected_rev"))
+        return await self.get(migration_id)
+
+    async def pause(self, migration_id: str) -> dict[str, Any]:
+        await self.migrations.pause(migration_id)
+        return await self.get(migration_id)
+
+    async def resume(self, migration_id: str) -> dict[str, Any]:
+        await self.migrations.resume(migration_id)
+        return await self.get(migration_id)
+
+    async def throttle(self, migration_id: str, points_per_second: Any) -> dict[str, Any]:
+        if isinstance(points_per_second, bool) or not isinstance(points_per_second, (int, float)):
+            raise BadRequest("throttle needs a number `points_per_second`")
+        await self.migrations.throttle(migration_id, float(points_per_second))
+        return await self.get(migration_id)
+
+    async def verify(self, migration_id: str) -> dict[str, Any]:
+        await self.migrations.verify(migration_id)
+        return await self.get(migration_id)
+
+    async def cleanup(self, migration_id: str, yes: bool) -> dict[str, Any]:
+        await self.migrations.cleanup(migration_id, bool(yes))
+        return await self.get(migration_id)
+
+    def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        return self.migrations.watch(migration_id, max(0.1, float(interval or 1.0)))
