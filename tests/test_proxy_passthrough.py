@@ -420,7 +420,7 @@ async def test_api_key_is_enforced_by_upstream_and_never_logged(caplog: pytest.L
         cfg = _config(up.rest_url, up.grpc_address, log_level="DEBUG")
         async with ProxyServer(cfg) as server:
             for prefer_grpc in (False, True):
-                kwargs = {"url": f"http://127.0.0.1:{server.rest_port}",
+                kwargs: dict[str, Any] = {"url": f"http://127.0.0.1:{server.rest_port}",
                           "grpc_port": server.grpc_port, "prefer_grpc": prefer_grpc,
                           "https": False, "timeout": 10, "check_compatibility": False}
                 anonymous = AsyncQdrantClient(**kwargs)
@@ -431,8 +431,8 @@ async def test_api_key_is_enforced_by_upstream_and_never_logged(caplog: pytest.L
                 client = AsyncQdrantClient(api_key=KEY, **kwargs)
                 name = f"keyed_{int(prefer_grpc)}"
                 await client.create_collection(name, models.VectorParams(size=4, distance=models.Distance.DOT))
-                await client.upsert(name, [models.PointStruct(id=1, vector=[1, 0, 0, 0], payload={"k": 1})])
-                hits = (await client.query_points(name, query=[1, 0, 0, 0], limit=1)).points
+                await client.upsert(name, [models.PointStruct(id=1, vector=[1.0, 0.0, 0.0, 0.0], payload={"k": 1})])
+                hits = (await client.query_points(name, query=[1.0, 0.0, 0.0, 0.0], limit=1)).points
                 assert [h.id for h in hits] == [1]
                 await client.close()
     assert "<redacted>" in caplog.text  # the debug lines exist and carried the header

@@ -140,9 +140,9 @@ class RestFrontend:
                 metrics.REST_UPSTREAM_ERRORS.inc()
                 return _json_response(err, time.perf_counter())
             if request.method == "HEAD":
-                out = web.Response(status=response.status, reason=reason, headers=headers)
-                out.content_length = length
-                return out
+                head = web.Response(status=response.status, reason=reason, headers=headers)
+                head.content_length = length
+                return head
             return web.Response(status=response.status, reason=reason, headers=headers, body=body)
         out = web.StreamResponse(status=response.status, reason=reason, headers=headers)
         if length is not None:

@@ -1,0 +1,380 @@
+"""Proxy overhead: direct vs through ``switchyard proxy``, REST and gRPC, in one run.
+
+Cells: upstream (the embedded upstream, and a canned responder showing the proxy's own
+ceiling) x call (cheap: collection info; realistic: query, limit 10, 384-d, 10,000 points) x
+protocol x concurrency (1, 16) x route (direct, proxy). Per cell: p50/p99 latency, requests
+per second and the proxy's CPU per request (utime+stime of the proxy process from
+/proc/<pid>/stat over the measured window). Ratios are proxy/direct within the same run.
+
+Every server is its own process; the load generator is another process (raw asyncio HTTP/1.1
+keep-alive connections, grpc.aio raw-bytes calls; uvloop), driven over stdin/stdout.
+
+    python bench/proxy_overhead.py            # ~3 s per cell
+    python bench/proxy_overhead.py --quick    # ~1.2 s per cell
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+COLLECTION = "bench"
+DIM = 384
+POINTS = 10_000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- load generator (own process)
+
+class _HttpConn(asyncio.Protocol):
+    """One keep-alive connection; ``request()`` resolves with the status when the body is in."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.need = -1
+        self.waiter: asyncio.Future[int] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.need < 0:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            low = bytes(self.buf[:end]).lower()
+            at = low.find(b"content-length:")
+            if at < 0:
+                raise RuntimeError("load generator needs Content-Length responses")
+            eol = low.find(b"\r\n", at)
+            self.need = end + 4 + int(low[at + 15:eol if eol >= 0 else len(low)])
+        if len(self.buf) >= self.need and self.waiter is not None:
+            status = int(self.buf[9:12])
+            del self.buf[:self.need]
+            self.need = -1
+            waiter, self.waiter = self.waiter, None
+            waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+    def request(self, raw: bytes) -> asyncio.Future[int]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return self.waiter
+
+
+async def _rest_worker(cmd: dict[str, Any], raw: bytes, deadline: list[float],
+                       lat: list[float], errors: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    transport, conn = await loop.create_connection(_HttpConn, "127.0.0.1", cmd["port"])
+    try:
+        while time.perf_counter() < deadline[0]:
+            t0 = time.perf_counter()
+            status = await conn.request(raw)
+            lat.append(time.perf_counter() - t0)
+            if status != 200:
+                errors.append(status)
+    finally:
+        transport.close()
+
+
+async def _grpc_worker(call: Any, body: bytes, deadline: list[float], lat: list[float],
+                       errors: list[int]) -> None:
+    while time.perf_counter() < deadline[0]:
+        t0 = time.perf_counter()
+        try:
+            await call(body, timeout=30)
+        except Exception:  # noqa: BLE001 - counted, the bench reports errors
+            errors.append(1)
+        lat.append(time.perf_counter() - t0)
+
+
+async def run_cell(cmd: dict[str, Any]) -> dict[str, Any]:
+    """Warm up, announce the measured window on stdout, measure, return stats."""
+    import grpc.aio
+
+    body = base64.b64decode(cmd["body"])
+    lat: list[float] = []
+    errors: list[int] = []
+    deadline = [float("inf")]  # workers run until the measured window's end is set
+    channel = None
+    if cmd["proto"] == "rest":
+        head = (f"{cmd['method']} {cmd['path']} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        raw = head.encode() + body
+
+        def worker() -> Any:
+            return _rest_worker(cmd, raw, deadline, lat, errors)
+    else:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{cmd['port']}", options=[
+            ("grpc.max_receive_message_length", 64 << 20)])
+        call = channel.unary_unary(cmd["path"])
+
+        def worker() -> Any:
+            return _grpc_worker(call, body, deadline, lat, errors)
+    tasks = [asyncio.ensure_future(worker()) for _ in range(cmd["concurrency"])]
+    await asyncio.sleep(cmd["warmup"])
+    lat.clear()
+    errors.clear()
+    print(json.dumps({"event": "start"}), flush=True)
+    started = time.perf_counter()
+    deadline[0] = started + cmd["duration"]
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    if channel is not None:
+        await channel.close()
+    lat.sort()
+    n = len(lat)
+    return {"event": "done", "n": n, "errors": len(errors), "rps": n / elapsed,
+            "p50": lat[n // 2] * 1e3 if n else 0.0, "p99": lat[min(n - 1, int(n * 0.99))] * 1e3 if n else 0.0}
+
+
+def loadgen_main() -> None:
+    try:
+        import uvloop
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        for line in sys.stdin:
+            print(json.dumps(runner.run(run_cell(json.loads(line)))), flush=True)
+
+
+# ---------------------------------------------------------------- orchestration
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[str]
+    ports: tuple[int, int]
+
+    def stop(self) -> None:
+        self.popen.terminate()
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def spawn(args: list[str], pattern: str) -> Proc:
+    popen = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert popen.stdout is not None
+    line = popen.stdout.readline()
+    match = re.search(pattern, line)
+    if not match:
+        popen.kill()
+        raise SystemExit(f"could not start {args}: {line!r}")
+    return Proc(popen, (int(match[1]), int(match[2])))
+
+
+def start_proxy(rest_port: int, grpc_port: int) -> Proc:
+    return spawn([PY, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{rest_port}",
+                  "--upstream-grpc-address", f"127.0.0.1:{grpc_port}", "--listen-rest", "127.0.0.1:0",
+                  "--listen-grpc", "127.0.0.1:0", "--log-level", "WARNING"],
+                 r"rest=\S+:(\d+) grpc=\S+:(\d+)")
+
+
+def seed_and_requests(rest_port: int, grpc_port: int) -> dict[str, dict[str, Any]]:
+    """Create the collection; return the request bodies per call, and capture canned replies."""
+    import grpc
+    import numpy as np
+    from qdrant_client import QdrantClient, grpc as qgrpc, models
+
+    client = QdrantClient(url=f"http://127.0.0.1:{rest_port}", grpc_port=grpc_port,
+                          prefer_grpc=True, timeout=120, check_compatibility=False)
+    if client.collection_exists(COLLECTION):
+        client.delete_collection(COLLECTION)
+    client.create_collection(COLLECTION, models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((POINTS, DIM)).astype(np.float32)
+    for start in range(0, POINTS, 1000):
+        client.upsert(COLLECTION, models.Batch(ids=list(range(start, start + 1000)),
+                                               vectors=vectors[start:start + 1000].tolist(),
+                                               payloads=[{"doc_id": i} for i in range(start, start + 1000)]))
+    client.close()
+    query = rng.standard_normal(DIM).astype(np.float32).tolist()
+    calls: dict[str, dict[str, tuple[Any, ...]]] = {
+        "cheap": {"rest": ("GET", f"/collections/{COLLECTION}", b""),
+                  "grpc": ("/qdrant.Collections/Get",
+                           qgrpc.GetCollectionInfoRequest(collection_name=COLLECTION).SerializeToString())},
+        "query": {"rest": ("POST", f"/collections/{COLLECTION}/points/query",
+                           json.dumps({"query": query, "limit": 10, "with_payload": True}).encode()),
+                  "grpc": ("/qdrant.Points/Query", qgrpc.QueryPoints(
+                      collection_name=COLLECTION, limit=10,
+                      with_payload=qgrpc.WithPayloadSelector(enable=True),
+                      query=qgrpc.Query(nearest=qgrpc.VectorInput(dense=qgrpc.DenseVector(data=query))),
+                  ).SerializeToString())},
+    }
+    canned: dict[str, Any] = {"rest": {}, "grpc": {}}
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=60)
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    for spec in calls.values():
+        method, path, body = spec["rest"]
+        conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        canned["rest"][f"{method} {path}"] = [resp.status, "application/json",
+                                              base64.b64encode(resp.read()).decode()]
+        gmethod, gbody = spec["grpc"]
+        reply = channel.unary_unary(gmethod)(gbody, timeout=60)
+        canned["grpc"][gmethod] = base64.b64encode(reply).decode()
+    conn.close()
+    channel.close()
+    return {"calls": calls, "canned": canned}
+
+
+class LoadGen:
+    def __init__(self) -> None:
+        self.popen = subprocess.Popen([PY, __file__, "--loadgen"], cwd=ROOT, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def run(self, cmd: dict[str, Any], proxy: Proc | None) -> dict[str, Any]:
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        self.popen.stdin.write(json.dumps(cmd) + "\n")
+        self.popen.stdin.flush()
+        assert json.loads(self.popen.stdout.readline())["event"] == "start"
+        cpu0 = proxy.cpu() if proxy else 0.0
+        result = json.loads(self.popen.stdout.readline())
+        cpu1 = proxy.cpu() if proxy else 0.0
+        result["cpu_us"] = (cpu1 - cpu0) / result["n"] * 1e6 if proxy and result["n"] else None
+        return result
+
+    def stop(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        self.popen.wait(10)
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    procs: list[Proc] = []
+    loadgen: LoadGen | None = None
+    rows: list[dict[str, Any]] = []
+    try:
+        embedded = spawn([PY, "-m", "proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
+                         r"http=\S+:(\d+) grpc=\S+:(\d+)")
+        procs.append(embedded)
+        print(f"seeding {POINTS} points of {DIM}-d ...", flush=True)
+        seeded = seed_and_requests(*embedded.ports)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(seeded["canned"], fh)
+        canned = spawn([PY, str(ROOT / "bench" / "canned_responder.py"), fh.name],
+                       r"rest=(\d+) grpc=(\d+)")
+        procs.append(canned)
+        loadgen = LoadGen()
+        for up_name, upstream in (("embedded", embedded), ("canned", canned)):
+            proxy = start_proxy(*upstream.ports)
+            procs.append(proxy)
+            for call_name, spec in seeded["calls"].items():
+                for proto in ("rest", "grpc"):
+                    for conc in (1, 16):
+                        if args.only and not re.search(args.only, f"{up_name}:{call_name}:{proto}:{conc}"):
+                            continue
+                        row: dict[str, Any] = {"upstream": up_name, "call": call_name, "proto": proto, "conc": conc}
+                        for route, target, watched in (("direct", upstream, None), ("proxy", proxy, proxy)):
+                            port = target.ports[0 if proto == "rest" else 1]
+                            method, path, body = (spec["rest"] if proto == "rest"
+                                                  else ("POST", spec["grpc"][0], spec["grpc"][1]))
+                            cmd = {"proto": proto, "port": port, "method": method, "path": path,
+                                   "body": base64.b64encode(body).decode(), "concurrency": conc,
+                                   "warmup": args.warmup, "duration": args.duration}
+                            row[route] = loadgen.run(cmd, watched)
+                        rows.append(row)
+                        print(format_row(row), flush=True)
+    finally:
+        if loadgen is not None:
+            loadgen.stop()
+        for proc in reversed(procs):
+            proc.stop()
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+HEADER = ("| upstream | call | proto | conc | direct rps | proxy rps | ratio | direct p50 ms | "
+          "proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms | proxy CPU µs/req | errors |")
+
+
+def format_row(row: dict[str, Any]) -> str:
+    d, p = row["direct"], row["proxy"]
+    ratio = p["rps"] / d["rps"] if d["rps"] else 0.0
+    return (f"| {row['upstream']} | {row['call']} | {row['proto']} | {row['conc']} | {d['rps']:.0f} | "
+            f"{p['rps']:.0f} | {ratio:.2f} | {d['p50']:.3f} | {p['p50']:.3f} | {p['p50'] - d['p50']:.3f} | "
+            f"{d['p99']:.3f} | {p['p99']:.3f} | {p['cpu_us'] or 0:.0f} | {d['errors'] + p['errors']} |")
+
+
+def targets(rows: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
+    """The issue's targets, judged on the embedded upstream (the canned rows show the ceiling)."""
+    def cell(call: str, proto: str, conc: int) -> dict[str, Any]:
+        return next(r for r in rows if (r["upstream"], r["call"], r["proto"], r["conc"])
+                    == ("embedded", call, proto, conc))
+
+    def ratio(r: dict[str, Any]) -> float:
+        return r["proxy"]["rps"] / r["direct"]["rps"] if r["direct"]["rps"] else 0.0
+
+    def added(r: dict[str, Any]) -> float:
+        return r["proxy"]["p50"] - r["direct"]["p50"]
+
+    out = [("cheap REST c16 throughput >= 0.60x", ratio(cell("cheap", "rest", 16)) >= 0.60),
+           ("cheap gRPC c16 throughput >= 0.55x", ratio(cell("cheap", "grpc", 16)) >= 0.55),
+           ("cheap REST c1 added p50 <= 0.25 ms", added(cell("cheap", "rest", 1)) <= 0.25),
+           ("cheap gRPC c1 added p50 <= 0.6 ms", added(cell("cheap", "grpc", 1)) <= 0.6),
+           ("query REST c16 throughput >= 0.90x", ratio(cell("query", "rest", 16)) >= 0.90),
+           ("query gRPC c16 throughput >= 0.90x", ratio(cell("query", "grpc", 16)) >= 0.90)]
+    values = [ratio(cell("cheap", "rest", 16)), ratio(cell("cheap", "grpc", 16)),
+              added(cell("cheap", "rest", 1)), added(cell("cheap", "grpc", 1)),
+              ratio(cell("query", "rest", 16)), ratio(cell("query", "grpc", 16))]
+    return [(name, ok, f"{value:.3f}") for (name, ok), value in zip(out, values)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~1.2 s per cell instead of ~3 s")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="run only cells whose upstream:call:proto:conc matches, e.g. 'canned:cheap'")
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen:
+        loadgen_main()
+        return 0
+    args.duration, args.warmup = (1.0, 0.3) if args.quick else (3.0, 0.5)
+    started = time.time()
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    rows = measure(args)
+    print("\n" + HEADER + "\n" + "|" + "---|" * (HEADER.count("|") - 1))
+    for row in rows:
+        print(format_row(row))
+    print("\ntargets (embedded upstream):")
+    failed = 0
+    for name, ok, value in ([] if args.only else targets(rows)):
+        failed += not ok
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}  (measured {value})")
+    print(f"\nbench took {time.time() - started:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
