@@ -2,7 +2,7 @@
 
 :class:`ProxyServer` is the in-process API (tests, ``switchyard proxy``, ``switchyard up``):
 ``await start()`` binds both listeners (port 0 picks one; read ``rest_port`` / ``grpc_port``),
-``await stop()`` stops accepting, drains calls in flight for up to ``grace`` seconds, cancels
+``await stop()`` stops accepting, drains calls in flight for up to ``drain_seconds``, cancels
 the owned background tasks and closes the upstream clients. Background work (heartbeats, state
 watchers) is started with :meth:`ProxyServer.spawn`, never a bare ``create_task``, so shutdown
 can drain it. Extra aiohttp routes under ``/switchyard/`` (the admin API) and extra gRPC
@@ -33,8 +33,10 @@ log = logging.getLogger("switchyard.proxy")
 class ProxyServer:
     """Both listeners of one proxy; see the module docstring."""
 
-    def __init__(self, config: ProxyConfig, interceptor: Interceptor | None = None) -> None:
+    def __init__(self, config: ProxyConfig, interceptor: Interceptor | None = None, *,
+                 drain_seconds: float = 10.0) -> None:
         self.config = config
+        self.drain_seconds = drain_seconds
         self.interceptor = interceptor
         self._extra_routes: list[Any] = []
         self._extra_grpc: list[Any] = []
@@ -104,14 +106,16 @@ class ProxyServer:
         self._rest = RestFrontend(self._rest_upstream, self.interceptor,
                                   max_body_size=cfg.max_body_size)
         self._runner, self._rest_port = await start_rest(
-            self._rest.build_app(self._extra_routes), cfg.listen_rest, server_ssl)
+            self._rest.build_app(self._extra_routes), cfg.listen_rest, server_ssl,
+            drain_seconds=self.drain_seconds)
         self._grpc_server, self._grpc_port = await start_grpc(
             self._grpc_upstream, self.interceptor, cfg, self._extra_grpc)
         log.info("proxy listening rest=%s grpc=%s upstream=%s", self.rest_address,
                  self.grpc_address, cfg.upstream_rest_url)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, drain in-flight calls (up to ``grace`` s), then tear down."""
+    async def stop(self) -> None:
+        """Stop accepting, drain in-flight calls (up to ``drain_seconds``), then tear down."""
+        grace = self.drain_seconds
         if self._rest is not None:
             self._rest.ready = False
         if self._grpc_server is not None:

@@ -128,14 +128,14 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float) -> int:
         loop.add_signal_handler(sig, stop.set)
     server: ProxyServer | None = None
     try:
-        server = ProxyServer(config, _interceptor(config))
+        server = ProxyServer(config, _interceptor(config), drain_seconds=drain)
         await server.start()
         print(f"switchyard proxy ready rest={server.rest_address} grpc={server.grpc_address} "
               f"upstream={config.upstream_rest_url}", flush=True)
         await stop.wait()
     finally:
         if server is not None:
-            await server.stop(drain)
+            await server.stop()
         if upstream is not None:
             await upstream.stop()
     print("switchyard proxy stopped", file=sys.stderr, flush=True)

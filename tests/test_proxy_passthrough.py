@@ -86,7 +86,7 @@ class FakeUpstream:
     async def slow(self, request: web.Request) -> web.Response:
         self.seen.started.set()
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(float(request.query.get("for", "10")))
         except asyncio.CancelledError:
             self.seen.cancelled.set()
             raise
@@ -331,6 +331,18 @@ async def test_rest_interceptor_sees_only_wanted_paths(upstream: FakeUpstream, p
             assert resp.status == 403
             assert (await resp.json())["status"]["error"].startswith("Forbidden")
     assert interceptor.rest_calls == ["/echo/intercepted", "/echo/intercepted"]
+
+
+async def test_stop_drains_calls_in_flight(upstream: FakeUpstream) -> None:
+    cfg = _config(f"http://127.0.0.1:{upstream.http_port}", f"127.0.0.1:{upstream.grpc_port}")
+    server = ProxyServer(cfg, drain_seconds=5)
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.ensure_future(session.get(f"http://127.0.0.1:{server.rest_port}/slow?for=0.5"))
+        await asyncio.wait_for(upstream.seen.started.wait(), 5)
+        await server.stop()
+        async with await pending as resp:
+            assert resp.status == 200 and await resp.text() == "late"
 
 
 # ---------------------------------------------------------------- gRPC

@@ -26,15 +26,15 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-async def start_rest(app: web.Application, listen: str,
-                     ssl_context: ssl.SSLContext | None) -> tuple[web.AppRunner, int]:
+async def start_rest(app: web.Application, listen: str, ssl_context: ssl.SSLContext | None,
+                     *, drain_seconds: float = 10.0) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner (``cleanup()`` drains) and the bound port.
 
     ``handler_cancellation``: a client disconnect cancels its handler and so the upstream call.
     ``auto_decompress=False``: compressed request bodies are forwarded as they came.
     """
     runner = web.AppRunner(app, handler_cancellation=True, auto_decompress=False,
-                           access_log=None, shutdown_timeout=10.0)
+                           access_log=None, shutdown_timeout=drain_seconds)
     await runner.setup()
     host, port = parse_hostport(listen)
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
