@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.proxy_command",
     "proxy.registry_command",
     "proxy.embedders.command",
+    "proxy.migration.command",
 )
 
 

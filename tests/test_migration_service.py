@@ -352,3 +352,45 @@ def test_generated_admin_code_is_current(tmp_path: Any) -> None:
         committed = Path(ROOT) / rel
         assert committed.exists() and committed.read_bytes() == path.read_bytes(), (
             f"{rel} is stale: run `python -m proxy.admin.protogen`")
+
+
+async def test_cli_drives_a_migration_over_rest(world: World, capsys: Any) -> None:
+    from aiohttp import web
+
+    from proxy import cli
+    from proxy.admin.service import AdminService
+    from proxy.frontend.admin_rest import admin_routes
+
+    app = web.Application()
+    app.add_routes(admin_routes(AdminService(world.service()), "k"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def run(*argv: str) -> tuple[int, str]:
+        code = await asyncio.to_thread(cli.main, ["migrate", *argv, "--url", url, "--admin-key", "k"])
+        return code, capsys.readouterr().out
+
+    try:
+        code, out = await run("plan", world.logical, "--to-model", B.id, "--json")
+        assert code == 0
+        mid = json_loads(out)["migration"]["id"]
+        code, out = await run("start", mid)
+        assert code == 0 and "phase dual_write" in out and "last refusal: none" in out
+        code, out = await run("switch-writes", mid)
+        assert code == 1
+        code, out = await run("status", mid)
+        assert "last refusal: switch_writes: cannot switch-writes from phase dual_write" in out
+        code, out = await run("list")
+        assert mid in out and "dual_write" in out
+        code = await asyncio.to_thread(cli.main, ["migrate", "list", "--url", url])
+        assert code == 1 and "admin key" in capsys.readouterr().err
+    finally:
+        await runner.cleanup()
+
+
+def json_loads(raw: str) -> Any:
+    import json
+
+    return json.loads(raw)

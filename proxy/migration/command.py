@@ -1,0 +1,193 @@
+"""``switchyard migrate ...``: the operator CLI, a thin client of the admin REST API.
+
+Talks to ``--url`` (env ``SWITCHYARD_URL``) with ``--admin-key`` (env ``SWITCHYARD_ADMIN_KEY``)
+using the standard library's HTTP client. Human output by default, ``--json`` for scripts;
+errors print the server's reason and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from proxy.errors import SwitchyardError, UpstreamError
+
+DEFAULT_URL = "http://localhost:6333"
+STEPS = {"start": "start", "complete": "complete", "cancel": "cancel"}
+
+
+class AdminClient:
+    def __init__(self, url: str, key: str | None, timeout: float = 120.0) -> None:
+        self.base, self.key, self.timeout = url.rstrip("/") + "/switchyard/v1", key, timeout
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        if self.key:
+            req.add_header("switchyard-admin-key", self.key)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())["result"]
+        except urllib.error.HTTPError as exc:
+            try:
+                reason = json.loads(exc.read())["status"]["error"]
+            except (ValueError, KeyError, TypeError):
+                reason = f"HTTP {exc.code}"
+            raise SwitchyardError(reason, raw=True) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise UpstreamError(f"admin API at {self.base} unreachable: {exc}") from exc
+
+
+def register(sub: Any) -> None:
+    mig = sub.add_parser("migrate", help="plan and drive embedding-model migrations")
+    msub = mig.add_subparsers(dest="migrate_command", metavar="ACTION", required=True)
+    p = _cmd(msub, "plan", "validate, estimate and create a migration (phase planned)", _plan, with_id=False)
+    p.add_argument("logical", help="collection or alias clients use")
+    p.add_argument("--to-model", required=True)
+    p.add_argument("--target")
+    p.add_argument("--doc-key", default="doc_id")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--copy-vectors", action="store_true")
+    p.add_argument("--throttle", type=float, default=0.0, help="points per second (0 = unthrottled)")
+    p.add_argument("--dry-run", action="store_true")
+    _cmd(msub, "list", "list migrations", _list, with_id=False)
+    s = _cmd(msub, "status", "phase, read mode, proxies, counters, last refusal", _status)
+    s.add_argument("--watch", action="store_true", help="follow changes until interrupted")
+    s.add_argument("--interval", type=float, default=1.0)
+    for name in ("start", "complete", "cancel", "verify", "pause", "resume"):
+        _cmd(msub, name, f"{name} the migration", _simple(name))
+    for name in ("switch-reads", "switch-writes"):
+        c = _cmd(msub, name, f"{name} (or back with --back)", _switch(name))
+        c.add_argument("--back", action="store_true")
+    c = _cmd(msub, "cleanup", "delete the source after complete", _cleanup)
+    c.add_argument("--yes", action="store_true")
+    t = _cmd(msub, "throttle", "set backfill points per second (0 pauses)", _throttle)
+    t.add_argument("points_per_second", type=float)
+    r = _cmd(msub, "read-mode", "source | merged | shadow (before reads_switched)", _read_mode)
+    r.add_argument("mode", choices=("source", "merged", "shadow"))
+
+
+def _cmd(msub: Any, name: str, text: str, fn: Any, with_id: bool = True) -> argparse.ArgumentParser:
+    p = msub.add_parser(name, help=text)
+    p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL))
+    p.add_argument("--admin-key", default=os.environ.get("SWITCHYARD_ADMIN_KEY"))
+    p.add_argument("--json", action="store_true")
+    if with_id:
+        p.add_argument("id", help="migration id")
+    if name in ("start", "complete", "cancel", "switch-reads", "switch-writes", "read-mode"):
+        p.add_argument("--expected-rev", type=int, help="refuse unless the record is at this revision")
+    p.set_defaults(handler=lambda args: _emit(args, fn(args, AdminClient(args.url, args.admin_key))))
+    return p
+
+
+def _emit(args: argparse.Namespace, result: Any) -> int:
+    if result is None:
+        return 0
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(render(result))
+    return 0 if not (isinstance(result, dict) and result.get("ok") is False) else 1
+
+
+def _plan(args: argparse.Namespace, c: AdminClient) -> Any:
+    return c.call("POST", "/migrations", {
+        "logical": args.logical, "to_model": args.to_model, "target": args.target,
+        "doc_key": args.doc_key, "text_field": args.text_field, "copy_vectors": args.copy_vectors,
+        "throttle": args.throttle, "dry_run": args.dry_run})
+
+
+def _list(args: argparse.Namespace, c: AdminClient) -> Any:
+    return c.call("GET", "/migrations")
+
+
+def _status(args: argparse.Namespace, c: AdminClient) -> Any:
+    if not args.watch:
+        return c.call("GET", f"/migrations/{args.id}")
+    last = None
+    while True:  # until Ctrl-C (exit 130)
+        current = c.call("GET", f"/migrations/{args.id}")
+        if current != last:
+            print(json.dumps(current, sort_keys=True) if args.json else render(current) + "\n", flush=True)
+            last = current
+        time.sleep(max(0.1, args.interval))
+
+
+def _transition(c: AdminClient, args: argparse.Namespace, name: str) -> Any:
+    return c.call("POST", f"/migrations/{args.id}/transition",
+                  {"name": name, "expected_rev": getattr(args, "expected_rev", None)})
+
+
+def _simple(name: str) -> Any:
+    def run(args: argparse.Namespace, c: AdminClient) -> Any:
+        if name in ("verify", "pause", "resume"):
+            return c.call("POST", f"/migrations/{args.id}/{name}", {})
+        return _transition(c, args, name)
+    return run
+
+
+def _switch(name: str) -> Any:
+    def run(args: argparse.Namespace, c: AdminClient) -> Any:
+        step = name.replace("-", "_") + ("_back" if args.back else "")
+        return _transition(c, args, step)
+    return run
+
+
+def _cleanup(args: argparse.Namespace, c: AdminClient) -> Any:
+    return c.call("POST", f"/migrations/{args.id}/cleanup", {"yes": args.yes})
+
+
+def _throttle(args: argparse.Namespace, c: AdminClient) -> Any:
+    return c.call("POST", f"/migrations/{args.id}/throttle", {"points_per_second": args.points_per_second})
+
+
+def _read_mode(args: argparse.Namespace, c: AdminClient) -> Any:
+    return c.call("POST", f"/migrations/{args.id}/read-mode",
+                  {"mode": args.mode, "expected_rev": args.expected_rev})
+
+
+def render(result: Any) -> str:
+    """Human form of a status, a plan report or a list (pure)."""
+    if isinstance(result, dict) and "migrations" in result:
+        rows = [f"{'ID':<36} {'PHASE':<16} {'READS':<7} {'REV':>4}  LOGICAL: SOURCE -> TARGET"]
+        rows += [f"{m['id']:<36} {m['phase']:<16} {m['read_mode']:<7} {m['rev']:>4}  "
+                 f"{m['logical']}: {m['source']} -> {m['target']}" for m in result["migrations"]]
+        return "\n".join(rows)
+    if isinstance(result, dict) and "estimate" in result:
+        return _render_plan(result)
+    m, lines = result["migration"], []
+    lines.append(f"migration {m['id']}: {m['logical']} {m['source']} ({m['model_a']}) -> "
+                 f"{m['target']} ({m['model_b']})")
+    lines.append(f"  phase {m['phase']}  read mode {m['read_mode']}  revision {m['rev']} "
+                 f"(proxies act on {m['route_rev']})  backfill {m['backfill']}"
+                 f"{' PAUSED' if m['paused'] else ''}  throttle {m['throttle'] or 'none'}")
+    lines.append("  counters: " + (", ".join(f"{k}={v}" for k, v in sorted(m["counters"].items())) or "-"))
+    v = m.get("verification")
+    lines.append(f"  verification: {'clean' if v['clean'] else 'DIRTY'} {v['counts']} at "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(v['at']))}" if v else "  verification: none")
+    lines.append("  proxies: " + (", ".join(f"{p['instance_id']}@{p['acted_rev']} ({p['state']})"
+                                            for p in result["proxies"]) or "none heartbeating"))
+    r = m.get("last_refusal")
+    lines.append(f"  last refusal: {r['action']}: {r['reason']}" if r else "  last refusal: none")
+    return "\n".join(lines)
+
+
+def _render_plan(r: dict[str, Any]) -> str:
+    e = r["estimate"]
+    head = ("DRY RUN: would create" if r["dry_run"] else "created") if r["ok"] else "REFUSED"
+    lines = [f"{head}: target {r['target']} for source {r['source']}"]
+    lines += [f"  - {reason}" for reason in r["reasons"]]
+    lines.append(f"  points {e['points']}, sampled {e['sampled']} ({e['missing_share']:.0%} lack text), "
+                 f"~{e['text_bytes']} bytes of text, ~{e['tokens']} tokens")
+    eta = f"{e['eta_seconds']:.0f}s" if e["eta_seconds"] is not None else "unknown (no throttle, no probe)"
+    cost = f"{e['cost']:.4f}" if e["cost"] is not None else "n/a"
+    lines.append(f"  rate {e['rate'] or '-'} points/s, ETA {eta}, cost {cost}")
+    if r.get("migration"):
+        lines.append(f"  migration id: {r['migration']['id']} (phase {r['migration']['phase']})")
+    return "\n".join(lines)
