@@ -312,3 +312,24 @@ def test_pool_table() -> None:
     for bad_output, pooling in ((pooled, "mean"), (pooled, "cls"), (tokens, "none")):
         with pytest.raises(ValueError, match="does not fit"):
             pool(bad_output, mask, pooling)
+
+
+# --- output checks -------------------------------------------------------------------------------
+
+def test_finish_vectors_checks_and_normalises() -> None:
+    from proxy.embedders.base import finish_vectors
+    from proxy.errors import EmbedderError, WrongDimension
+    from proxy.modelspec import ModelSpec
+
+    spec = ModelSpec(id="t", provider="hashing", model="m", dimensions=2)
+    out = finish_vectors(spec, np.asarray([[3.0, 4.0], [0.0, 0.0]]), 2, "src")
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)  # zero rows stay zero
+    raw = ModelSpec(id="t", provider="hashing", model="m", dimensions=2, normalize=False)
+    assert finish_vectors(raw, np.asarray([[3.0, 4.0]]), 1, "src").tolist() == [[3.0, 4.0]]
+    with pytest.raises(WrongDimension, match="src.*returned 3-dimensional vectors, the spec says 2"):
+        finish_vectors(spec, np.zeros((1, 3)), 1, "src")
+    with pytest.raises(EmbedderError, match="for 2 texts"):
+        finish_vectors(spec, np.zeros((1, 2)), 2, "src")
+    with pytest.raises(EmbedderError, match="NaN or infinite"):
+        finish_vectors(spec, np.asarray([[np.nan, 1.0]]), 1, "src")

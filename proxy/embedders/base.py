@@ -37,10 +37,16 @@ class Embedder(Protocol):
 
 
 def finish_vectors(spec: ModelSpec, vectors: np.ndarray, count: int, source: str) -> np.ndarray:
-    """Check shape and values of a provider's output, cast to float32, normalise per spec.
+    """Check a provider's output (:func:`check_vectors`), cast to float32, normalise per spec.
 
     ``source`` names the provider in error messages (a URL without secrets, a file path).
     """
+    out = check_vectors(spec, vectors, count, source)
+    return l2_normalize(out) if spec.normalize else out
+
+
+def check_vectors(spec: ModelSpec, vectors: np.ndarray, count: int, source: str) -> np.ndarray:
+    """``vectors`` as float32 if it is ``(count, spec.dimensions)`` and finite, else the error."""
     if vectors.ndim != 2 or vectors.shape[0] != count:
         raise EmbedderError(f"{source} returned {vectors.shape} for {count} texts")
     if vectors.shape[1] != spec.dimensions:
@@ -51,8 +57,6 @@ def finish_vectors(spec: ModelSpec, vectors: np.ndarray, count: int, source: str
     out = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(out).all():
         raise EmbedderError(f"{source} returned vectors with NaN or infinite components")
-    if spec.normalize:
-        out = l2_normalize(out)
     return out
 
 

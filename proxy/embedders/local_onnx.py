@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
@@ -90,7 +89,7 @@ class _OnnxRunner:
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         if wanted is None and len(outputs) == 1:
             wanted = next(iter(outputs))
-        if wanted not in outputs:
+        if wanted is None or wanted not in outputs:
             raise ConfigError(
                 f"model {self.spec.id!r}: choose an output with the spec's 'output' "
                 f"(graph outputs: {', '.join(outputs)})"
@@ -173,7 +172,7 @@ class LocalOnnxEmbedder:
         vectors[np.asarray(order)] = np.concatenate(parts)
         return finish_vectors(self.spec, vectors, len(texts), str(self.model.model_path))
 
-    def _job(self, runner: _OnnxRunner, batch: list[str]) -> Any:
+    def _job(self, runner: _OnnxRunner, batch: list[str]) -> Callable[[], Awaitable[np.ndarray]]:
         async def job() -> np.ndarray:
             async with self._slots:
                 return await asyncio.to_thread(runner.run, batch)

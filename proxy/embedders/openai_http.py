@@ -27,7 +27,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from proxy.embedders.base import empty_result, finish_vectors, run_all
+from proxy.embedders.base import check_vectors, empty_result, finish_vectors, run_all
 from proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
 from proxy.embedders.openai_wire import (
     MalformedResponse,
@@ -130,7 +130,7 @@ class OpenAIEmbedder:
                 vectors = await self._post_with_retries(texts, tokens)
             self.stats.texts += len(texts)
             self.stats.approx_tokens += tokens
-            return finish_vectors(self.spec, vectors, len(texts), self.safe_url)
+            return check_vectors(self.spec, vectors, len(texts), self.safe_url)  # fail fast, per batch
 
         return job
 
