@@ -98,8 +98,8 @@ class ProxyServer:
         cfg = self.config
         server_ssl = _server_ssl(cfg)
         starter = getattr(self.interceptor, "start", None)
-        if starter is not None:  # the interception path's state cache: first refresh, then a loop
-            await starter()
+        if starter is not None:  # the Switchyard runtime: state cache, admin API, heartbeats
+            await starter(self)
         self._rest_upstream = RestUpstream(cfg.upstream_rest_url, timeout=cfg.upstream_timeout,
                                            ca_file=cfg.upstream_ca_file)
         self._grpc_upstream = _grpc_upstream(cfg)

@@ -95,3 +95,24 @@ class _Servicer(pb_grpc.AdminServicer):
 
 def add_admin_service(server: grpc.aio.Server, service: AdminService, admin_key: str | None) -> None:
     pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key), server)
+
+
+class _HandlerCollector:
+    """Stands in for a server to capture the generated registration's generic handler, so the
+    proxy can consult the admin service *before* its catch-all pass-through handler."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Any] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        """Registered handlers are only a lookup optimisation; the generic one serves all."""
+
+
+def admin_handlers(service: AdminService, admin_key: str | None) -> list[Any]:
+    """The admin service as ``grpc.GenericRpcHandler``s, for ``ProxyServer.add_grpc_handlers``."""
+    collector = _HandlerCollector()
+    pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key), collector)
+    return collector.handlers

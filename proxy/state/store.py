@@ -81,6 +81,11 @@ class StateStore:
         self.collection = collection
         self._ready = False
 
+    @property
+    def client(self) -> AsyncQdrantClient:
+        """The Qdrant client the store talks through (shared with the control plane)."""
+        return self._client
+
     @classmethod
     def connect(cls, url: str, api_key: str | None = None, timeout: float = 10.0) -> StateStore:
         """A store over a new REST client (``url`` may be Qdrant or a Switchyard proxy)."""
