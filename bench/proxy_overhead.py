@@ -4,13 +4,15 @@ Cells: upstream (the embedded upstream, and a canned responder showing the proxy
 ceiling) x call (cheap: collection info; realistic: query, limit 10, 384-d, 10,000 points) x
 protocol x concurrency (1, 16) x route (direct, proxy). Per cell: p50/p99 latency, requests
 per second and the proxy's CPU per request (utime+stime of the proxy process from
-/proc/<pid>/stat over the measured window). Ratios are proxy/direct within the same run.
+/proc/<pid>/stat over the measured windows; 10 ms tick granularity, and ~4 ms/s of idle
+background work, dominate it for the slow embedded-query cells). Ratios are proxy/direct within
+the same run; direct and proxy windows alternate so drift on a shared machine hits both.
 
 Every server is its own process; the load generator is another process (raw asyncio HTTP/1.1
 keep-alive connections, grpc.aio raw-bytes calls; uvloop), driven over stdin/stdout.
 
-    python bench/proxy_overhead.py            # ~3 s per cell
-    python bench/proxy_overhead.py --quick    # ~1.2 s per cell
+    python bench/proxy_overhead.py            # 2 alternating rounds of 1.5 s per route and cell
+    python bench/proxy_overhead.py --quick    # 1 round of 1 s
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ class LoadGen:
         cpu0 = proxy.cpu() if proxy else 0.0
         result = json.loads(self.popen.stdout.readline())
         cpu1 = proxy.cpu() if proxy else 0.0
-        result["cpu_us"] = (cpu1 - cpu0) / result["n"] * 1e6 if proxy and result["n"] else None
+        result["cpu"] = cpu1 - cpu0
         return result
 
     def stop(self) -> None:
@@ -293,14 +295,18 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                         if args.only and not re.search(args.only, f"{up_name}:{call_name}:{proto}:{conc}"):
                             continue
                         row: dict[str, Any] = {"upstream": up_name, "call": call_name, "proto": proto, "conc": conc}
-                        for route, target, watched in (("direct", upstream, None), ("proxy", proxy, proxy)):
-                            port = target.ports[0 if proto == "rest" else 1]
-                            method, path, body = (spec["rest"] if proto == "rest"
-                                                  else ("POST", spec["grpc"][0], spec["grpc"][1]))
-                            cmd = {"proto": proto, "port": port, "method": method, "path": path,
-                                   "body": base64.b64encode(body).decode(), "concurrency": conc,
-                                   "warmup": args.warmup, "duration": args.duration}
-                            row[route] = loadgen.run(cmd, watched)
+                        runs: dict[str, list[dict[str, Any]]] = {"direct": [], "proxy": []}
+                        for _ in range(args.rounds):  # alternate, so drift hits both routes alike
+                            for route, target, watched in (("direct", upstream, None),
+                                                           ("proxy", proxy, proxy)):
+                                port = target.ports[0 if proto == "rest" else 1]
+                                method, path, body = (spec["rest"] if proto == "rest"
+                                                      else ("POST", spec["grpc"][0], spec["grpc"][1]))
+                                cmd = {"proto": proto, "port": port, "method": method, "path": path,
+                                       "body": base64.b64encode(body).decode(), "concurrency": conc,
+                                       "warmup": args.warmup, "duration": args.duration}
+                                runs[route].append(loadgen.run(cmd, watched))
+                        row.update({route: combine(results) for route, results in runs.items()})
                         rows.append(row)
                         print(format_row(row), flush=True)
     finally:
@@ -309,6 +315,19 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         for proc in reversed(procs):
             proc.stop()
     return rows
+
+
+def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one route: throughput over the summed windows, median latencies, CPU per call."""
+    def median(key: str) -> float:
+        values = sorted(r[key] for r in results)
+        return float(values[len(values) // 2])
+
+    n = sum(r["n"] for r in results)
+    elapsed = sum(r["n"] / r["rps"] for r in results if r["rps"])
+    cpu = sum(r["cpu"] for r in results)
+    return {"n": n, "rps": n / elapsed if elapsed else 0.0, "p50": median("p50"), "p99": median("p99"),
+            "errors": sum(r["errors"] for r in results), "cpu_us": cpu / n * 1e6 if n and cpu else None}
 
 
 # ---------------------------------------------------------------- report
@@ -351,7 +370,7 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="~1.2 s per cell instead of ~3 s")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s per route and cell instead of 2 of 1.5 s")
     parser.add_argument("--only", metavar="REGEX",
                         help="run only cells whose upstream:call:proto:conc matches, e.g. 'canned:cheap'")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
@@ -359,7 +378,7 @@ def main() -> int:
     if args.loadgen:
         loadgen_main()
         return 0
-    args.duration, args.warmup = (1.0, 0.3) if args.quick else (3.0, 0.5)
+    args.duration, args.warmup, args.rounds = (1.0, 0.3, 1) if args.quick else (1.5, 0.3, 2)
     started = time.time()
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
