@@ -131,13 +131,13 @@ async def test_too_long_retry_after_gives_up_at_once(stub: OpenAIStub) -> None:
 
 
 async def test_timeouts_are_retried_then_reported(stub: OpenAIStub) -> None:
-    stub.script(Slow(1.0))
-    embedder = make(stub.base_url, timeout_s=0.2, max_retries=1)
+    stub.script(Slow(2.0))
+    embedder = make(stub.base_url, timeout_s=0.5, max_retries=1)
     try:
         vectors = await embedder.embed(TEXTS[:3])
         np.testing.assert_allclose(vectors, stub.vectors(MODEL, TEXTS[:3]), atol=1e-6)
-        stub.script(Slow(1.0), Slow(1.0))
-        with pytest.raises(ProviderDown, match=r"after 2 attempt\(s\).*no answer within 0.2 s"):
+        stub.script(Slow(2.0), Slow(2.0))
+        with pytest.raises(ProviderDown, match=r"after 2 attempt\(s\).*no answer within 0.5 s"):
             await embedder.embed(TEXTS[:3])
     finally:
         await embedder.aclose()
