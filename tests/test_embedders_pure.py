@@ -333,3 +333,17 @@ def test_finish_vectors_checks_and_normalises() -> None:
         finish_vectors(spec, np.zeros((1, 2)), 2, "src")
     with pytest.raises(EmbedderError, match="NaN or infinite"):
         finish_vectors(spec, np.asarray([[np.nan, 1.0]]), 1, "src")
+
+
+@pytest.mark.parametrize("provider", ["hashing", "openai"])
+async def test_non_string_texts_are_bad_input(provider: str) -> None:
+    from proxy.embedders import make_embedder
+    from proxy.modelspec import ModelSpec
+
+    spec = ModelSpec(id="t", provider=provider, model="m", dimensions=4, base_url="http://127.0.0.1:9")
+    embedder = make_embedder(spec)
+    try:
+        with pytest.raises(EmbedderBadInput, match="text 1 is a NoneType, not a string"):
+            await embedder.embed(["ok", None])  # type: ignore[list-item]
+    finally:
+        await embedder.aclose()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
-from proxy.errors import ConfigError, EmbedderError, WrongDimension
+from proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
 from proxy.modelspec import ModelSpec
 
 T = TypeVar("T")
@@ -64,6 +64,14 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32, copy=False)
+
+
+def check_texts(texts: Sequence[object]) -> list[str]:
+    """``texts`` as a list, or :class:`EmbedderBadInput` naming the first item that is not a string."""
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise EmbedderBadInput(f"text {index} is a {type(text).__name__}, not a string")
+    return cast(list[str], list(texts))
 
 
 def empty_result(spec: ModelSpec) -> np.ndarray:

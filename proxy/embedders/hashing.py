@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from proxy.embedders.base import empty_result, finish_vectors
+from proxy.embedders.base import check_texts, empty_result, finish_vectors
 from proxy.modelspec import ModelSpec
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -58,7 +58,7 @@ class HashingEmbedder:
         if not texts:
             return empty_result(self.spec)
         out = np.zeros((len(texts), self.spec.dimensions), dtype=np.float32)
-        for row, text in enumerate(texts):
+        for row, text in enumerate(check_texts(texts)):
             for feature, weight in features(text):
                 index, sign = self._slot(feature)
                 out[row, index] += sign * weight

@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from proxy.embedders.base import empty_result, finish_vectors, run_all
+from proxy.embedders.base import check_texts, empty_result, finish_vectors, run_all
 from proxy.embedders.local_models import LocalModel, resolve_local_model
 from proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
 from proxy.modelspec import ModelSpec
@@ -164,6 +164,7 @@ class LocalOnnxEmbedder:
             raise EmbedderError(f"embedder for model {self.spec.id!r} is closed")
         if not texts:
             return empty_result(self.spec)
+        texts = check_texts(texts)
         runner = await self._load()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         chunks = [order[i:i + self.max_batch] for i in range(0, len(order), self.max_batch)]

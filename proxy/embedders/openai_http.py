@@ -27,7 +27,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from proxy.embedders.base import check_vectors, empty_result, finish_vectors, run_all
+from proxy.embedders.base import check_texts, check_vectors, empty_result, finish_vectors, run_all
 from proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
 from proxy.embedders.openai_wire import (
     MalformedResponse,
@@ -111,7 +111,7 @@ class OpenAIEmbedder:
             raise EmbedderError(f"embedder for model {self.spec.id!r} is closed")
         if not texts:
             return empty_result(self.spec)
-        items = apply_truncation(list(texts), self.max_length, self.spec.truncate)
+        items = apply_truncation(check_texts(texts), self.max_length, self.spec.truncate)
         counts = [approx_tokens(t) for t in items]
         batches = plan_batches(counts, self.max_batch, self.max_tokens_per_batch)
         jobs = [self._batch_job(items[s:e], sum(counts[s:e])) for s, e in batches]
