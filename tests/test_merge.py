@@ -26,17 +26,23 @@ CASES = [
     ("duplicate resolved to target", [t("a", .3)], [s("a", .99), s("b", .2)], (), {}, ["a:t", "b:s"]),
     ("migrated doc never ranked by source version, even unreturned by target",
      [t("b", .9)], [s("a", .99), s("c", .5)], ("a",), {}, ["b:t", "c:s"]),
-    ("rank interleave", [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4), s("z", .3)], (), {},
-     ["a:t", "x:s", "b:t", "y:s", "z:s"]),
-    ("offset and limit", [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4)], (), {"offset": 1, "limit": 2},
-     ["x:s", "b:t"]),
+    ("half migrated: target rank i stands for global rank 2(i+1)",
+     [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4), s("z", .3)], (), {"coverage": 0.5},
+     ["x:s", "a:t", "y:s", "z:s", "b:t"]),
+    ("fully covered: rank for rank", [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4)], (),
+     {"coverage": 1.0}, ["a:t", "x:s", "b:t", "y:s"]),
+    ("coverage estimated from source hits: a sparse target yields",
+     [t("a", .9)], [s("x", .5), s("y", .4), s("z", .3)], (), {}, ["x:s", "y:s", "z:s", "a:t"]),
+    ("offset and limit", [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4)], (),
+     {"offset": 1, "limit": 2, "coverage": 0.5}, ["a:t", "y:s"]),
     ("score threshold on target scale", [t("a", .9), t("b", .7)], [s("x", .5), s("y", .4)], (),
-     {"score_threshold": 0.8}, ["a:t", "x:s"]),
+     {"score_threshold": 0.8, "coverage": 1.0}, ["a:t", "x:s"]),
     ("calibration places source scores", [t("a", .9), t("b", .5)], [s("x", .3)], (),
      {"calibration": LinearCalibration(2.0, 0.0)}, ["a:t", "x:s", "b:t"]),
     ("distance metrics: lower is better", [t("a", 0.1), t("b", 0.5)], [s("x", 3.0), s("y", 4.0)], (),
-     {"higher_is_better": False}, ["a:t", "x:s", "b:t", "y:s"]),
-    ("chunks: one hit per document", [t("a", .9), t("a", .8)], [s("b", .5), s("b", .4)], (), {},
+     {"higher_is_better": False, "coverage": 1.0}, ["a:t", "x:s", "b:t", "y:s"]),
+    ("chunks: one hit per document", [t("a", .9), t("a", .8)], [s("b", .5), s("b", .4)], (),
+     {"coverage": 1.0},
      ["a:t", "b:s"]),
     ("100% migrated equals target", [t("a", .9), t("b", .8)], [s("b", .99), s("a", .98)], ("a", "b"), {},
      ["a:t", "b:t"]),
@@ -70,3 +76,14 @@ def test_report_explains() -> None:
     header = report.header()
     assert "target=1" in header and "source=3" in header and "placement=rank" in header
     assert "skipped_source=no query vector for model A" in header
+
+
+def test_interleaved_scores_stay_sorted_on_target_scale() -> None:
+    target = [t(f"t{i}", 0.9 - i * 0.05) for i in range(5)]
+    source = [s(f"s{i}", 0.4 - i * 0.01) for i in range(8)]
+    for higher in (True, False):
+        tg = target if higher else [t(h.key, 1 - h.score) for h in target]
+        page, _ = merge(tg, source, limit=13, coverage=0.4, higher_is_better=higher)
+        scores = [h.score for h in page]
+        assert scores == sorted(scores, reverse=higher)
+        assert [h.key for h in page if h.side == "target"] == [h.key for h in tg]

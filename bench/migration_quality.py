@@ -1,0 +1,153 @@
+"""Retrieval quality during a migration: why merged reads matter.
+
+Data: ``shared/datasets/pydocs-faq`` (3,185 documents, 171 real questions, one relevant section
+each). Model A (source) is paraphrase-MiniLM-L3-v2, model B (target) all-MiniLM-L6-v2 int8: both
+384-d, unrelated spaces, B clearly better. At 0/25/50/75/100 % of documents migrated (a seeded
+random subset), each question is answered four ways, k = 10, exact cosine search:
+
+  (a) source only      the A collection (all documents), A query vector
+  (b) target only      the B collection as it stands (only migrated documents), B query vector
+  (c) naive mixed      one collection, migrated documents re-embedded in place with B, others A;
+                       queries with B (what you get without Switchyard)
+  (d) switchyard       merged read: target hits + source hits, documents present in the target
+                       ranked only by their target version, source-only hits placed by rank
+                       (``proxy.dataplane.merge.merge``, the function the proxy uses)
+
+Queries are embedded from text with each model, as the proxy does for inference objects.
+Embeddings are cached under ``~/.cache/switchyard-bench`` (keyed by model and data hash), so
+re-runs take seconds. Prints a Markdown table with nDCG@10 and Recall@10.
+
+    python bench/migration_quality.py [--data DIR] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from proxy.dataplane.merge import Hit, merge
+from proxy.embedders import make_embedder
+from proxy.modelspec import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "pydocs-faq"
+MODEL_A = ModelSpec(id="l3", provider="local", model="pkg:paraphrase-MiniLM-L3-v2", dimensions=384)
+MODEL_B = ModelSpec(id="l6", provider="local", model="pkg:all-MiniLM-L6-v2-int8", dimensions=384)
+K = 10
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def load(data: Path) -> tuple[list[str], list[str], list[str], list[str], dict[str, str]]:
+    docs = [json.loads(line) for line in (data / "corpus.jsonl").open()]
+    queries = [json.loads(line) for line in (data / "queries.jsonl").open()]
+    qrels: dict[str, str] = {}
+    for line in (data / "qrels.tsv").open():
+        qid, did, *_ = line.rstrip("\n").split("\t")
+        if qid != "query-id":
+            qrels[qid] = did
+    doc_texts = [f"{d.get('title', '')}\n{d['text']}".strip() for d in docs]
+    return [d["_id"] for d in docs], doc_texts, [q["_id"] for q in queries], [q["text"] for q in queries], qrels
+
+
+async def embed_cached(spec: ModelSpec, texts: list[str], label: str) -> np.ndarray:
+    digest = hashlib.sha256(("\x00".join(texts) + spec.model).encode()).hexdigest()[:16]
+    cache = Path.home() / ".cache" / "switchyard-bench" / f"{spec.id}-{label}-{digest}.npy"
+    if cache.exists():
+        return np.load(cache)
+    embedder = make_embedder(spec)
+    started = time.perf_counter()
+    try:
+        vectors = np.asarray(await embedder.embed(texts), dtype=np.float32)
+    finally:
+        await embedder.aclose()
+    took = time.perf_counter() - started
+    print(f"embedded {len(texts)} {label} with {spec.id} in {took:.1f}s ({len(texts) / took:.0f}/s)",
+          file=sys.stderr)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def top_k(doc_vecs: np.ndarray, query: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[int, float]]:
+    scores = doc_vecs @ query
+    scores = np.where(allowed, scores, -np.inf)
+    idx = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+    idx = idx[np.argsort(-scores[idx])]
+    return [(int(i), float(scores[i])) for i in idx if np.isfinite(scores[i])]
+
+
+def ndcg_recall(ranked: list[str], relevant: str) -> tuple[float, float]:
+    for rank, did in enumerate(ranked[:K]):
+        if did == relevant:
+            return 1.0 / math.log2(rank + 2), 1.0
+    return 0.0, 0.0
+
+
+def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[str], a_docs: np.ndarray, b_docs: np.ndarray,
+             a_q: np.ndarray, b_q: np.ndarray, qids: list[str], qrels: dict[str, str]) -> dict[str, tuple[float, float]]:
+    n = len(doc_ids)
+    rng = np.random.default_rng(seed)
+    migrated = np.zeros(n, dtype=bool)
+    migrated[rng.permutation(n)[: int(round(fraction * n))]] = True
+    everything = np.ones(n, dtype=bool)
+    mixed = np.where(migrated[:, None], b_docs, a_docs)
+    migrated_keys = {doc_ids[i] for i in np.flatnonzero(migrated)}
+    sums: dict[str, list[float]] = {m: [0.0, 0.0] for m in "abcd"}
+    for qi, qid in enumerate(qids):
+        relevant = qrels[qid]
+        src = top_k(a_docs, a_q[qi], everything, K)
+        tgt = top_k(b_docs, b_q[qi], migrated, K)
+        naive = top_k(mixed, b_q[qi], everything, K)
+        page, _ = merge(
+            [Hit(doc_ids[i], s, side="target") for i, s in tgt],
+            [Hit(doc_ids[i], s, side="source") for i, s in src],
+            in_target=[doc_ids[i] for i, _ in src if doc_ids[i] in migrated_keys],
+            limit=K,
+            coverage=coverage,
+        )
+        for method, ranked in (("a", [doc_ids[i] for i, _ in src]), ("b", [doc_ids[i] for i, _ in tgt]),
+                               ("c", [doc_ids[i] for i, _ in naive]), ("d", [h.key for h in page])):
+            nd, rc = ndcg_recall(ranked, relevant)
+            sums[method][0] += nd
+            sums[method][1] += rc
+    return {m: (v[0] / len(qids), v[1] / len(qids)) for m, v in sums.items()}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--known-coverage", action="store_true",
+                        help="give the merge the migrated share (as the backfill's progress would) "
+                             "instead of estimating it per query")
+    args = parser.parse_args()
+    doc_ids, doc_texts, qids, qtexts, qrels = load(args.data)
+    qids_kept = [q for q in qids if q in qrels]
+    a_docs = await embed_cached(MODEL_A, doc_texts, "docs")
+    b_docs = await embed_cached(MODEL_B, doc_texts, "docs")
+    a_q = await embed_cached(MODEL_A, qtexts, "queries")
+    b_q = await embed_cached(MODEL_B, qtexts, "queries")
+    keep = [i for i, q in enumerate(qids) if q in qrels]
+    a_q, b_q = a_q[keep], b_q[keep]
+    print(f"pydocs-faq: {len(doc_ids)} documents, {len(qids_kept)} queries; A={MODEL_A.model}, "
+          f"B={MODEL_B.model}; k={K}; seed={args.seed}\n")
+    print("| migrated | (a) source only | (b) target only | (c) naive mixed | (d) switchyard merged |")
+    print("| ---: | --- | --- | --- | --- |")
+    for fraction in FRACTIONS:
+        r = evaluate(fraction, fraction if args.known_coverage else None, args.seed, doc_ids, a_docs, b_docs, a_q, b_q, qids_kept, qrels)
+        cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in "abcd")
+        print(f"| {fraction:.0%} | {cells} |")
+    print("\ncells: nDCG@10 / Recall@10")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
