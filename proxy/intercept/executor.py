@@ -1,17 +1,24 @@
-"""The executor: runs plans for intercepted point writes, for both protocols.
+"""The executor: routes point calls by migration phase and runs metadata plans, both protocols.
 
-This is the :class:`proxy.wire.Interceptor` the front ends consult. It stays thin: route the
-call, decode with the protocol's codec, ``plan()`` against the cached state snapshot, then
-forward (rewritten when the plan stamps metadata) or refuse with a Qdrant-shaped 400 /
-INVALID_ARGUMENT. The client always receives the upstream's own reply to the forwarded call.
+This is the :class:`proxy.wire.Interceptor` the front ends consult. It stays thin:
+
+1. routing: a point call on a logical name governed by a migration goes to the physical
+   collection the phase dictates (``proxy.migration.routing``): writes to the primary, reads to
+   the read authority. The reply carries ``x-switchyard-route`` (REST header / gRPC initial
+   metadata) saying where the call went and why;
+2. metadata: an upsert or batch update to a bound collection is decoded by the protocol's
+   codec, ``plan()``-ed against the cached snapshot, and forwarded stamped, or refused with a
+   Qdrant-shaped 400 / INVALID_ARGUMENT in enforce mode.
+
+The client always receives the upstream's own reply to the forwarded call. Calls that need
+neither step are never decoded.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from dataclasses import replace
 from typing import Protocol
-from urllib.parse import unquote
 
 from proxy.errors import EnforcementError
 from proxy.intercept import grpc_codec, rest_codec
@@ -23,22 +30,21 @@ from proxy.intercept.metrics import (
 )
 from proxy.intercept.operation import OpKind
 from proxy.intercept.planner import Action, Plan, plan
+from proxy.intercept.routes import (
+    grpc_collection,
+    grpc_kind,
+    rename_grpc,
+    rest_path,
+    rest_target,
+)
+from proxy.migration.routing import route
 from proxy.state.snapshot import StateSnapshot
 from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.intercept")
 
-_POINTS_PATH = re.compile(r"^/collections/(?P<c>[^/]+)/points(?P<batch>/batch)?/?$")
-
-
-def rest_route(method: str, path: str) -> tuple[OpKind, str] | None:
-    """Which point write a REST call is, if any: pure, runs on every request."""
-    m = _POINTS_PATH.match(path)
-    if m is None:
-        return None
-    if m["batch"]:
-        return (OpKind.BATCH, unquote(m["c"])) if method == "POST" else None
-    return (OpKind.UPSERT, unquote(m["c"])) if method == "PUT" else None
+ROUTE_HEADER = "x-switchyard-route"
+_REST_METADATA_WRITES = {("PUT", "/points"): OpKind.UPSERT, ("POST", "/points/batch"): OpKind.BATCH}
 
 
 class SnapshotSource(Protocol):
@@ -47,47 +53,99 @@ class SnapshotSource(Protocol):
     snapshot: StateSnapshot
 
 
+def physical_collection(snap: StateSnapshot, name: str, kind: str) -> tuple[str, str | None]:
+    """Where a point call on ``name`` goes, and why (``None``: no migration governs it). Pure."""
+    found = route(snap.migrations, name, kind) if snap.migrations else None
+    if found is None:
+        return name, None
+    target = found.primary if kind == "write" else found.authority
+    return target, f"{name} -> {target} (migration {found.migration_id}: {found.reason})"
+
+
 class PointWriteInterceptor:
-    """Stamps or enforces embedding metadata on point writes to bound collections."""
+    """Routes point calls by phase; stamps or enforces embedding metadata on point writes."""
 
     def __init__(self, state: SnapshotSource) -> None:
         self._state = state
 
+    # -- REST
+
     def rest_wants(self, method: str, path: str) -> bool:
-        route = rest_route(method, path)
-        return route is not None and self._state.snapshot.is_bound(route[1])
+        found = rest_target(method, path)
+        if found is None:
+            return False
+        collection, rest, kind = found
+        snap = self._state.snapshot
+        if snap.migrations and physical_collection(snap, collection, kind)[1] is not None:
+            return True
+        return (method, rest) in _REST_METADATA_WRITES and snap.is_bound(collection)
 
     async def rest(self, call: RestCall, forward: RestForward) -> RestReply:
-        route = rest_route(call.method, call.path)
-        if route is None:
+        found = rest_target(call.method, call.path)
+        if found is None:
             return await forward(call)
-        decoded = rest_codec.decode(route[0], route[1], call.body)
+        collection, rest, kind = found
+        snap = self._state.snapshot
+        physical, why = physical_collection(snap, collection, kind)
+        if physical != collection:
+            call = call.with_path(rest_path(physical, rest))
+        op_kind = _REST_METADATA_WRITES.get((call.method, rest))
+        if op_kind is not None and snap.is_bound(physical):
+            call = self._rest_metadata(call, op_kind, physical, snap)
+        reply = await forward(call)
+        if why is not None:
+            reply = replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
+        return reply
+
+    def _rest_metadata(
+        self, call: RestCall, op_kind: OpKind, collection: str, snap: StateSnapshot
+    ) -> RestCall:
+        decoded = rest_codec.decode(op_kind, collection, call.body)
         if decoded is None:
             UNDECODABLE.labels("rest").inc()
-            return await forward(call)
+            return call
         op, message = decoded
-        verdict = self._decide(plan(op, self._state.snapshot), len(op.points))
-        if verdict.action is Action.STAMP:
-            rest_codec.stamp(message, verdict.stamp)
-            return await forward(call.with_body(message.encode()))
-        return await forward(call)
+        verdict = self._decide(plan(op, snap), len(op.points))
+        if verdict.action is not Action.STAMP:
+            return call
+        rest_codec.stamp(message, verdict.stamp)
+        return call.with_body(message.encode())
+
+    # -- gRPC
 
     def grpc_wants(self, method: str) -> bool:
-        return method in grpc_codec.METHODS
+        if grpc_kind(method) is None:
+            return False
+        snap = self._state.snapshot
+        return bool(snap.migrations) or bool(snap.bindings)
 
     async def grpc(self, call: GrpcCall, forward: GrpcForward) -> GrpcReply:
+        kind = grpc_kind(call.method)
+        collection = grpc_collection(call.request)
+        if kind is None or collection is None:
+            return await forward(call)
+        snap = self._state.snapshot
+        physical, why = physical_collection(snap, collection, kind)
+        if physical != collection:
+            call = call.with_request(rename_grpc(call.request, physical))
+        if call.method in grpc_codec.METHODS and snap.is_bound(physical):
+            call = self._grpc_metadata(call, snap)
+        reply = await forward(call)
+        if why is not None:
+            reply = replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
+        return reply
+
+    def _grpc_metadata(self, call: GrpcCall, snap: StateSnapshot) -> GrpcCall:
         decoded = grpc_codec.decode(call.method, call.request)
         if decoded is None:
             UNDECODABLE.labels("grpc").inc()
-            return await forward(call)
+            return call
         op, message = decoded
-        if not self._state.snapshot.is_bound(op.collection):
-            return await forward(call)
-        verdict = self._decide(plan(op, self._state.snapshot), len(op.points))
-        if verdict.action is Action.STAMP:
-            grpc_codec.stamp(message, verdict.stamp)
-            return await forward(call.with_request(message.encode()))
-        return await forward(call)
+        verdict = self._decide(plan(op, snap), len(op.points))
+        if verdict.action is not Action.STAMP:
+            return call
+        grpc_codec.stamp(message, verdict.stamp)
+        return call.with_request(message.encode())
 
     @staticmethod
     def _decide(verdict: Plan, n_points: int) -> Plan:

@@ -1,0 +1,58 @@
+"""Pure routing helpers: REST/gRPC call classification and collection renaming."""
+
+from __future__ import annotations
+
+import pytest
+from qdrant_client import grpc as qgrpc
+
+from proxy.intercept.routes import grpc_collection, grpc_kind, rename_grpc, rest_path, rest_target
+
+REST_TABLE = [
+    ("PUT", "/collections/docs/points", ("docs", "/points", "write")),
+    ("POST", "/collections/docs/points", ("docs", "/points", "read")),  # retrieve
+    ("GET", "/collections/docs/points/17", ("docs", "/points/17", "read")),
+    ("POST", "/collections/docs/points/query", ("docs", "/points/query", "read")),
+    ("POST", "/collections/docs/points/search/matrix/pairs", ("docs", "/points/search/matrix/pairs", "read")),
+    ("POST", "/collections/docs/facet", ("docs", "/facet", "read")),
+    ("POST", "/collections/docs/points/batch", ("docs", "/points/batch", "write")),
+    ("POST", "/collections/docs/points/payload/clear", ("docs", "/points/payload/clear", "write")),
+    ("PUT", "/collections/my%20docs/points/vectors", ("my docs", "/points/vectors", "write")),
+    ("GET", "/collections/docs", None),  # collection management keeps its name
+    ("DELETE", "/collections/docs", None),
+    ("PUT", "/collections/docs/index", None),
+    ("GET", "/collections/docs/points", None),
+    ("POST", "/telemetry", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "want"), REST_TABLE)
+def test_rest_target(method: str, path: str, want: object) -> None:
+    assert rest_target(method, path) == want
+
+
+def test_rest_path_quotes() -> None:
+    assert rest_path("a b/c", "/points") == "/collections/a%20b%2Fc/points"
+
+
+@pytest.mark.parametrize(("method", "want"), [
+    ("/qdrant.Points/Upsert", "write"), ("/qdrant.Points/UpdateBatch", "write"),
+    ("/qdrant.Points/Query", "read"), ("/qdrant.Points/Scroll", "read"),
+    ("/qdrant.Points/CreateFieldIndex", None), ("/qdrant.Collections/Get", None),
+    ("/grpc.health.v1.Health/Check", None),
+])
+def test_grpc_kind(method: str, want: object) -> None:
+    assert grpc_kind(method) == want
+
+
+def test_rename_grpc_keeps_everything_else() -> None:
+    msg = qgrpc.QueryPoints(collection_name="docs", limit=7, with_payload=qgrpc.WithPayloadSelector(enable=True),
+                            query=qgrpc.Query(nearest=qgrpc.VectorInput(dense=qgrpc.DenseVector(data=[0.25] * 300))))
+    raw = msg.SerializeToString()
+    assert grpc_collection(raw) == "docs"
+    renamed = rename_grpc(raw, "docs_v2_with_a_much_longer_name" * 5)
+    out = qgrpc.QueryPoints()
+    out.ParseFromString(renamed)
+    assert out.collection_name == "docs_v2_with_a_much_longer_name" * 5
+    out.collection_name = "docs"
+    assert out == msg
+    assert grpc_collection(b"\xff\xff") is None and rename_grpc(b"\xff", "x") == b"\xff"
