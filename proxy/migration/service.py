@@ -136,6 +136,8 @@ class MigrationService:
         if t is None:
             raise BadRequest(f"unknown transition {name!r} (one of {', '.join(sorted(phases.TRANSITIONS))})")
         m = self._expect(await self.get(migration_id), expected_rev)
+        if phases.proxies_acknowledged in t.guards:
+            await self._settle(m)  # proxies may still be picking up the previous step
         facts = await self._facts(m)
         why = phases.refusal(m, t.name, facts)
         if why:
@@ -241,6 +243,13 @@ class MigrationService:
             pass
         self._notify("refusal", m, {"action": action, "reason": reason})
         raise Refused(reason)
+
+    async def _settle(self, m: Migration) -> None:
+        """Wait (bounded by ``ack_timeout``) until no live proxy lags ``m``'s routing revision;
+        the guard that follows refuses, naming the laggards, if some still do."""
+        deadline = time.monotonic() + self.config.ack_timeout
+        while heartbeats.laggards(await self.acks(m)) and time.monotonic() < deadline:
+            await asyncio.sleep(self.config.ack_poll)
 
     async def _await_ack(self, m: Migration, action: str) -> Migration:
         deadline = time.monotonic() + self.config.ack_timeout
