@@ -93,16 +93,15 @@ class GrpcFrontend(grpc.GenericRpcHandler):
                 async for message in self._stream(method, request, context):
                     yield message
             return grpc.unary_stream_rpc_method_handler(stream)
-        wants = self.interceptor is not None and self.interceptor.grpc_wants(method)
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes | None:
-            return await self._unary(method, request, context, wants)
+            return await self._unary(method, request, context)
         return grpc.unary_unary_rpc_method_handler(unary)
 
     # -- unary
 
-    async def _unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext,
-                     wants: bool) -> bytes | None:
+    async def _unary(self, method: str, request: bytes,
+                     context: grpc.aio.ServicerContext) -> bytes | None:
         metadata = forwardable(context.invocation_metadata())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("gRPC %s metadata=%s", method, redact(_as_headers(metadata)))
@@ -110,11 +109,12 @@ class GrpcFrontend(grpc.GenericRpcHandler):
         timeout = remaining if remaining is not None else self.upstream_timeout
         metrics.GRPC_IN_FLIGHT.inc()
         try:
-            if wants and self.interceptor is not None:
+            interceptor = self.interceptor
+            if interceptor is not None and interceptor.grpc_wants(method):  # state-dependent
                 metrics.GRPC_INTERCEPTED.inc()
                 call = GrpcCall(method, request, _as_headers(metadata), timeout)
                 try:
-                    reply = await self.interceptor.grpc(call, self.forward)
+                    reply = await interceptor.grpc(call, self.forward)
                 except SwitchyardError as err:
                     log.info("gRPC %s intercepted: %s", method, err)
                     await context.abort(grpc.StatusCode[err.grpc_code], err.message)
