@@ -373,12 +373,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per route and cell instead of 2 of 1.5 s")
     parser.add_argument("--only", metavar="REGEX",
                         help="run only cells whose upstream:call:proto:conc matches, e.g. 'canned:cheap'")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per cell")
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         loadgen_main()
         return 0
-    args.duration, args.warmup, args.rounds = (1.0, 0.3, 1) if args.quick else (1.5, 0.3, 2)
+    args.duration, args.warmup, rounds = (1.0, 0.3, 1) if args.quick else (1.5, 0.3, 2)
+    args.rounds = args.rounds or rounds
     started = time.time()
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
