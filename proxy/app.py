@@ -118,10 +118,12 @@ class ProxyServer:
         grace = self.drain_seconds
         if self._rest is not None:
             self._rest.ready = False
+        draining = []  # both listeners drain at the same time, each for up to ``grace``
         if self._grpc_server is not None:
-            await self._grpc_server.stop(grace)
+            draining.append(self._grpc_server.stop(grace))
         if self._runner is not None:
-            await self._runner.cleanup()
+            draining.append(self._runner.cleanup())
+        await asyncio.gather(*draining)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

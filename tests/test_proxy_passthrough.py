@@ -211,6 +211,7 @@ CASES = [
     ("GET", "/missing?status=404", None, {}),
     ("POST", "/boom?status=500", b"\x00\x01binary", {}),
     ("GET", "/metrics", None, {}),
+    ("HEAD", "/collections/c?status=200", None, {}),
 ]
 
 
@@ -230,6 +231,9 @@ async def test_rest_request_and_response_unchanged(upstream: FakeUpstream, proxy
         proxied = await fetch(server.rest_port)
     assert proxied[0] == direct[0]
     assert proxied[1] == direct[1]
+    if method == "HEAD":
+        assert proxied[2] == direct[2] == b"" and int(proxied[1]["Content-Length"]) > 0
+        return
     seen_direct, seen_proxied = json.loads(direct[2]), json.loads(proxied[2])
     assert seen_proxied["path_qs"] == seen_direct["path_qs"] == path
     assert seen_proxied["body"] == seen_direct["body"]

@@ -140,9 +140,7 @@ class RestFrontend:
                 metrics.REST_UPSTREAM_ERRORS.inc()
                 return _json_response(err, time.perf_counter())
             if request.method == "HEAD":
-                head = web.Response(status=response.status, reason=reason, headers=headers)
-                head.content_length = length
-                return head
+                return await _head_response(request, response, reason, headers)
             return web.Response(status=response.status, reason=reason, headers=headers, body=body)
         out = web.StreamResponse(status=response.status, reason=reason, headers=headers)
         if length is not None:
@@ -172,6 +170,18 @@ class RestFrontend:
     async def forward(self, call: RestCall) -> RestReply:
         """The interceptor's ``forward``: one buffered call upstream over the pool."""
         return await self.upstream.request(call)
+
+
+async def _head_response(request: web.Request, response: UpstreamResponse, reason: str | None,
+                         headers: CIMultiDict[str]) -> web.StreamResponse:
+    """A HEAD reply keeps the upstream's declared Content-Length but has no body."""
+    out = web.StreamResponse(status=response.status, reason=reason, headers=headers)
+    for name, value in response.headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            out.content_length = int(value)
+    await out.prepare(request)
+    await out.write_eof()
+    return out
 
 
 async def _stream(request: web.Request) -> AsyncIterator[bytes]:
