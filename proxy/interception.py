@@ -14,6 +14,8 @@ can add its routes and gRPC handlers; ``stop()`` drains everything in reverse or
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from typing import Any
 
@@ -24,6 +26,10 @@ from proxy.state.store import StateStore
 
 #: Comma-separated webhook URLs called on every migration transition and refusal.
 HOOKS_ENV = "SWITCHYARD_WEBHOOKS"
+#: Directory of the local repair-log spool (default ``~/.switchyard``).
+SPOOL_ENV = "SWITCHYARD_SPOOL_DIR"
+
+log = logging.getLogger("switchyard.runtime")
 
 
 class ProxyInterceptor(PointWriteInterceptor):
@@ -36,6 +42,9 @@ class ProxyInterceptor(PointWriteInterceptor):
         self.cache = cache
         self._heartbeat: Any = None
         self._migrations: Any = None
+        self._legs: Any = None
+        self._pool: Any = None
+        self._replayer: asyncio.Task[None] | None = None
 
     async def start(self, server: Any = None) -> None:
         from proxy.admin.service import AdminService
@@ -44,6 +53,7 @@ class ProxyInterceptor(PointWriteInterceptor):
         from proxy.migration.service import MigrationService
 
         await self.cache.start()
+        await self._start_mirror()
         urls = [u.strip() for u in os.environ.get(HOOKS_ENV, "").split(",") if u.strip()]
         self._migrations = MigrationService(self.store, self.store.client, hooks=Hooks(urls))
         if server is not None:
@@ -58,7 +68,37 @@ class ProxyInterceptor(PointWriteInterceptor):
         )
         self._heartbeat.start()
 
+    async def _start_mirror(self) -> None:
+        """Mirrored writes: own embedder pool, own pooled upstream client, repair log + spool."""
+        from proxy.dataplane.embedder_pool import EmbedderPool
+        from proxy.dataplane.mirror import Mirror
+        from proxy.dataplane.repair_spool import RepairLog
+        from proxy.upstream.rest_client import RestUpstream
+
+        self._legs = RestUpstream(self.config.upstream_rest_url, timeout=self.config.upstream_timeout,
+                                  ca_file=self.config.upstream_ca_file)
+        self._pool = EmbedderPool()
+        spool_dir = os.environ.get(SPOOL_ENV) or os.path.join(os.path.expanduser("~"), ".switchyard")
+        repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
+        self.mirror = Mirror(self._pool, repair, self._legs.request)
+        self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
+
+    async def _replay_loop(self, repair: Any) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.config.heartbeat_interval))
+            try:
+                await repair.replay()
+            except Exception as exc:  # noqa: BLE001 - the store may still be down; retried next round
+                log.debug("spool replay postponed: %s", exc)
+
     async def stop(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._legs is not None:
+            await self._legs.close()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
         if self._migrations is not None:

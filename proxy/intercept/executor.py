@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from proxy.errors import EnforcementError
 from proxy.intercept import grpc_codec, rest_codec
@@ -37,6 +39,8 @@ from proxy.intercept.routes import (
     rest_path,
     rest_target,
 )
+from proxy.dataplane.mirror import Mirror, MirrorTarget
+from proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent
 from proxy.migration.routing import route
 from proxy.state.snapshot import StateSnapshot
 from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
@@ -44,7 +48,11 @@ from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, 
 log = logging.getLogger("switchyard.intercept")
 
 ROUTE_HEADER = "x-switchyard-route"
-_REST_METADATA_WRITES = {("PUT", "/points"): OpKind.UPSERT, ("POST", "/points/batch"): OpKind.BATCH}
+_REST_METADATA_WRITES = {
+    ("PUT", "/points"): OpKind.UPSERT,
+    ("POST", "/points/batch"): OpKind.BATCH,
+    ("PUT", "/points/payload"): OpKind.OVERWRITE,
+}
 
 
 class SnapshotSource(Protocol):
@@ -62,11 +70,27 @@ def physical_collection(snap: StateSnapshot, name: str, kind: str) -> tuple[str,
     return target, f"{name} -> {target} (migration {found.migration_id}: {found.reason})"
 
 
+def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
+    """The secondary a write on ``name`` is mirrored to, with its model (pure; ``None``: none)."""
+    found = route(snap.migrations, name, "write") if snap.migrations else None
+    if found is None or found.secondary is None:
+        return None
+    m = snap.migrations.get(found.migration_id)
+    if m is None:
+        return None
+    to_target = found.secondary == m.target
+    spec = snap.models.get(m.model_b if to_target else m.model_a)
+    if spec is None:
+        return None
+    return MirrorTarget(m, found.primary, found.secondary, spec, to_target)
+
+
 class PointWriteInterceptor:
     """Routes point calls by phase; stamps or enforces embedding metadata on point writes."""
 
-    def __init__(self, state: SnapshotSource) -> None:
+    def __init__(self, state: SnapshotSource, mirror: Mirror | None = None) -> None:
         self._state = state
+        self.mirror = mirror
 
     # -- REST
 
@@ -90,9 +114,16 @@ class PointWriteInterceptor:
         if physical != collection:
             call = call.with_path(rest_path(physical, rest))
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
+        original = call.body
         if op_kind is not None and snap.is_bound(physical):
             call = self._rest_metadata(call, op_kind, physical, snap)
-        reply = await forward(call)
+        mirror = mirror_target(snap, collection) if kind == "write" else None
+        if mirror is not None and self.mirror is not None:
+            intent = rest_intent(call.method, rest, _json(original), mirror.migration.text_field,
+                                 mirror.migration.copy_vectors)
+            reply = await self._mirrored(call, forward, mirror, intent)
+        else:
+            reply = await forward(call)
         if why is not None:
             reply = replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         return reply
@@ -128,9 +159,16 @@ class PointWriteInterceptor:
         physical, why = physical_collection(snap, collection, kind)
         if physical != collection:
             call = call.with_request(rename_grpc(call.request, physical))
+        original = call.request
         if call.method in grpc_codec.METHODS and snap.is_bound(physical):
             call = self._grpc_metadata(call, snap)
-        reply = await forward(call)
+        mirror = mirror_target(snap, collection) if kind == "write" else None
+        if mirror is not None and self.mirror is not None:
+            intent = grpc_intent(call.method.rsplit("/", 1)[-1], original, mirror.migration.text_field,
+                                 mirror.migration.copy_vectors)
+            reply = await self._mirrored(call, forward, mirror, intent, call.metadata)
+        else:
+            reply = await forward(call)
         if why is not None:
             reply = replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         return reply
@@ -146,6 +184,28 @@ class PointWriteInterceptor:
             return call
         grpc_codec.stamp(message, verdict.stamp)
         return call.with_request(message.encode())
+
+    async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
+                        intent: WriteIntent | None, headers: Any = None) -> Any:
+        """Primary first; the secondary only after it succeeded; the client gets the primary's reply."""
+        assert self.mirror is not None
+        if intent is None:
+            reply = await forward(call)
+            if reply.ok:
+                await self.mirror.repair.record(
+                    target.migration.id, [], [{}], "write not understood by the mirror; full verification needed")
+            return reply
+        prepared = await self.mirror.prepare(target, intent, headers if headers is not None else call.headers)
+        try:
+            reply = await forward(call)
+        except BaseException:
+            self.mirror.abandon(prepared)
+            raise
+        if reply.ok:
+            await self.mirror.finish(prepared)
+        else:
+            self.mirror.abandon(prepared)
+        return reply
 
     @staticmethod
     def _decide(verdict: Plan, n_points: int) -> Plan:
@@ -167,3 +227,10 @@ class PointWriteInterceptor:
                     ", ".join(verdict.foreign[:5]),
                 )
         return verdict
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None

@@ -20,17 +20,33 @@ from proxy.state.records import META_FIELDS
 
 UPSERT_METHOD = "/qdrant.Points/Upsert"
 BATCH_METHOD = "/qdrant.Points/UpdateBatch"
-METHODS = {UPSERT_METHOD: OpKind.UPSERT, BATCH_METHOD: OpKind.BATCH}
+OVERWRITE_METHOD = "/qdrant.Points/OverwritePayload"
+METHODS = {UPSERT_METHOD: OpKind.UPSERT, BATCH_METHOD: OpKind.BATCH, OVERWRITE_METHOD: OpKind.OVERWRITE}
+_CLASSES = {OpKind.UPSERT: points_pb2.UpsertPoints, OpKind.BATCH: points_pb2.UpdateBatchPoints,
+            OpKind.OVERWRITE: points_pb2.SetPayloadPoints}
 
 
 @dataclass(slots=True)
 class GrpcMessage:
-    message: Any  # points_pb2.UpsertPoints | points_pb2.UpdateBatchPoints
+    message: Any  # points_pb2.UpsertPoints | UpdateBatchPoints | SetPayloadPoints (overwrite)
 
     def encode(self) -> bytes:
         return bytes(self.message.SerializeToString())
 
+    def overwrite_payloads(self) -> Iterator[Any]:
+        """Payload maps of whole-payload overwrites (keyed overwrites touch one nested key only)."""
+        if isinstance(self.message, points_pb2.SetPayloadPoints):
+            if not self.message.HasField("key"):
+                yield self.message.payload
+            return
+        if isinstance(self.message, points_pb2.UpdateBatchPoints):
+            for op in self.message.operations:
+                if op.WhichOneof("operation") == "overwrite_payload" and not op.overwrite_payload.HasField("key"):
+                    yield op.overwrite_payload.payload
+
     def point_structs(self) -> Iterator[Any]:
+        if isinstance(self.message, points_pb2.SetPayloadPoints):
+            return
         if isinstance(self.message, points_pb2.UpsertPoints):
             yield from self.message.points
             return
@@ -42,24 +58,29 @@ class GrpcMessage:
 def decode(method: str, raw: bytes) -> tuple[Operation, GrpcMessage] | None:
     """Decode a write; ``None`` when the bytes do not parse (forward them untouched)."""
     kind = METHODS[method]
-    cls = points_pb2.UpsertPoints if kind is OpKind.UPSERT else points_pb2.UpdateBatchPoints
-    message = cls()
+    message = _CLASSES[kind]()
     try:
         message.ParseFromString(raw)
     except DecodeError:
         return None
     wrapped = GrpcMessage(message)
-    points = tuple(_point_info(p) for p in wrapped.point_structs())
-    return Operation(kind, message.collection_name, points, "grpc"), wrapped
+    points = [_point_info(p) for p in wrapped.point_structs()]
+    labels = [f"payload overwrite #{i + 1}" for i, _ in enumerate(wrapped.overwrite_payloads())]
+    for label, payload in zip(labels, wrapped.overwrite_payloads()):
+        meta = {k: _plain(payload[k]) for k in META_FIELDS if k in payload}
+        points.append(PointInfo(id=label, meta=meta))
+    op = Operation(kind, message.collection_name, tuple(points), "grpc", frozenset(labels))
+    return op, wrapped
 
 
 def stamp(message: GrpcMessage, fields: Mapping[str, Any]) -> None:
     """Fill ``fields`` into every point's payload, keeping values the client set."""
     values = {key: _value(v) for key, v in fields.items()}
-    for point in message.point_structs():
+    payloads = [point.payload for point in message.point_structs()]
+    for payload in [*payloads, *message.overwrite_payloads()]:
         for key, value in values.items():
-            if key not in point.payload:
-                point.payload[key].CopyFrom(value)
+            if key not in payload:
+                payload[key].CopyFrom(value)
 
 
 def _value(v: Any) -> json_with_int_pb2.Value:

@@ -20,6 +20,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class OpKind(str, Enum):
     UPSERT = "upsert"
     BATCH = "batch_update"
+    OVERWRITE = "overwrite_payload"
 
 
 class VectorKind(str, Enum):
@@ -54,3 +55,4 @@ class Operation:
     collection: str
     points: tuple[PointInfo, ...]
     protocol: str  # "rest" | "grpc"
+    payload_only: frozenset[str] = frozenset()  # ids of points whose write carries no vectors

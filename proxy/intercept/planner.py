@@ -72,7 +72,8 @@ def plan(op: Operation, state: StateSnapshot) -> Plan:
     binding, spec = bound
     foreign = tuple(p.id for p in op.points if _names_other_model(p, spec))
     if binding.enforce:
-        problems = [f"point {p.id}: {why}" for p in op.points if (why := _misfit(p, binding, spec))]
+        problems = [f"point {p.id}: {why}" for p in op.points
+                    if (why := _misfit(p, binding, spec, p.id in op.payload_only))]
         if problems:
             more = f" (and {len(problems) - _MAX_NAMED} more)" if len(problems) > _MAX_NAMED else ""
             return Plan(
@@ -101,8 +102,20 @@ def _names_other_model(point: PointInfo, spec: ModelSpec) -> bool:
     return named is not None and named != spec.id
 
 
-def _misfit(point: PointInfo, binding: Binding, spec: ModelSpec) -> str | None:
-    """Why ``point`` does not fit ``spec`` (``None`` when it does)."""
+def _misfit(point: PointInfo, binding: Binding, spec: ModelSpec, payload_only: bool = False) -> str | None:
+    """Why ``point`` does not fit ``spec`` (``None`` when it does); payload-only writes
+    (overwrite payload) are checked for their metadata alone."""
+    if not payload_only and (why := _vector_misfit(point, binding, spec)):
+        return why
+    if _names_other_model(point, spec):
+        return f"payload names {META_MODEL_ID} `{point.meta[META_MODEL_ID]}`, not `{spec.id}`"
+    dims = point.meta.get(META_DIMENSIONS)
+    if dims is not None and dims != spec.dimensions:
+        return f"payload names {META_DIMENSIONS} {dims}, model `{spec.id}` has {spec.dimensions}"
+    return None
+
+
+def _vector_misfit(point: PointInfo, binding: Binding, spec: ModelSpec) -> str | None:
     label = f"`{binding.vector}`" if binding.vector else "(unnamed)"
     vector = point.vectors.get(binding.vector)
     if vector is None:
@@ -114,9 +127,4 @@ def _misfit(point: PointInfo, binding: Binding, spec: ModelSpec) -> str | None:
         )
     if vector.kind in (VectorKind.SPARSE, VectorKind.MULTI):
         return f"vector {label} is {vector.kind.value}, model `{spec.id}` is dense"
-    if _names_other_model(point, spec):
-        return f"payload names {META_MODEL_ID} `{point.meta[META_MODEL_ID]}`, not `{spec.id}`"
-    dims = point.meta.get(META_DIMENSIONS)
-    if dims is not None and dims != spec.dimensions:
-        return f"payload names {META_DIMENSIONS} {dims}, model `{spec.id}` has {spec.dimensions}"
     return None

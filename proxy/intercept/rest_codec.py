@@ -45,9 +45,12 @@ def decode(kind: OpKind, collection: str, raw: bytes) -> tuple[Operation, RestMe
         return None
     points: list[PointInfo] = []
     payloads: list[dict[str, Any]] = []
+    payload_only: set[str] = set()
     try:
         if kind is OpKind.UPSERT:
             _collect_upsert(body, points, payloads)
+        elif kind is OpKind.OVERWRITE:
+            _collect_overwrite(body, points, payloads, payload_only)
         else:
             operations = body.get("operations")
             if not isinstance(operations, list):
@@ -55,9 +58,11 @@ def decode(kind: OpKind, collection: str, raw: bytes) -> tuple[Operation, RestMe
             for item in operations:
                 if isinstance(item, dict) and isinstance(item.get("upsert"), dict):
                     _collect_upsert(item["upsert"], points, payloads)
+                elif isinstance(item, dict) and isinstance(item.get("overwrite_payload"), dict):
+                    _collect_overwrite(item["overwrite_payload"], points, payloads, payload_only)
     except _NotAWrite:
         return None
-    op = Operation(kind, collection, tuple(points), "rest")
+    op = Operation(kind, collection, tuple(points), "rest", frozenset(payload_only))
     return op, RestMessage(body, payloads, wide)
 
 
@@ -111,6 +116,22 @@ def _collect_upsert(
         _collect_batch(upsert["batch"], points, payloads)
     else:
         raise _NotAWrite
+
+
+def _collect_overwrite(
+    op: dict[str, Any], points: list[PointInfo], payloads: list[dict[str, Any]], payload_only: set[str]
+) -> None:
+    """An overwrite replaces the whole payload: it must carry the metadata too (keyed ops,
+    which overwrite one nested key only, are left alone)."""
+    payload = op.get("payload")
+    if not isinstance(payload, dict):
+        raise _NotAWrite
+    if op.get("key"):
+        return
+    label = f"payload of {len(op['points'])} point(s)" if isinstance(op.get("points"), list) else "payload (by filter)"
+    payloads.append(payload)
+    points.append(_point_info(label, None, payload))
+    payload_only.add(label)
 
 
 def _collect_batch(

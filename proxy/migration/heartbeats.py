@@ -133,6 +133,8 @@ class HeartbeatLoop:
                 name=f"heartbeat-{self.instance_id}")
 
     async def stop(self) -> None:
+        """Stop beating and withdraw this proxy's record, so transitions stop waiting for it
+        at once (a proxy that dies without stopping ages out after the TTL instead)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -140,3 +142,7 @@ class HeartbeatLoop:
             except asyncio.CancelledError:
                 pass
             self._task = None
+            try:
+                await self.store.delete(KIND, self.instance_id)
+            except SwitchyardError:
+                pass

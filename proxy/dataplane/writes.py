@@ -1,0 +1,242 @@
+"""What a point write touches, in one form for both protocols: the ``WriteIntent``.
+
+Mirroring a write to the secondary collection needs to know which points it touches (ids, or
+filters whose points are resolved on the primary before the write), and, for an unconditional
+upsert, the points themselves so the secondary's embedding can start while the primary write
+runs. Everything else about the request is irrelevant to the mirror: the secondary is brought
+to the primary's state for those points afterwards (see ``mirror.py``), which makes every write
+kind (upsert, delete, payload and vector updates, batch updates) one code path.
+
+Decoding is shallow: point ids, filters (as Qdrant REST JSON), payloads and the text field.
+Vectors are only decoded when a copy-vectors migration needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client.conversions.conversion import GrpcToRest
+from qdrant_client.grpc import points_pb2
+
+from proxy.state.records import META_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class NewPoint:
+    """A point of an unconditional upsert: id, payload as written, text to embed, vector as sent."""
+
+    id: Any
+    payload: dict[str, Any]
+    text: str | None
+    vector: Any = None  # REST JSON form; only for copy-vectors migrations
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    ids: tuple[Any, ...] = ()
+    filters: tuple[dict[str, Any], ...] = ()
+    upserts: tuple[NewPoint, ...] = ()  # only when every operation is an unconditional upsert
+
+    @property
+    def fast(self) -> bool:
+        """True when the request's own points are the primary's new state (no re-read needed)."""
+        return bool(self.upserts) and not self.filters and len(self.ids) == len(self.upserts)
+
+
+def _text(payload: Any, text_field: str) -> str | None:
+    value = payload.get(text_field) if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def strip_meta(payload: dict[str, Any]) -> dict[str, Any]:
+    """The client's payload without Switchyard's per-model fields."""
+    return {k: v for k, v in payload.items() if k not in META_FIELDS}
+
+
+# -- REST --------------------------------------------------------------------------------------
+
+_REST_OPS = {
+    ("PUT", "/points"): "upsert", ("POST", "/points/delete"): "delete",
+    ("PUT", "/points/vectors"): "update_vectors", ("POST", "/points/vectors/delete"): "delete_vectors",
+    ("POST", "/points/payload"): "set_payload", ("PUT", "/points/payload"): "overwrite_payload",
+    ("POST", "/points/payload/delete"): "delete_payload", ("POST", "/points/payload/clear"): "clear_payload",
+}
+
+
+def rest_intent(method: str, rest: str, body: Any, text_field: str, copy: bool) -> WriteIntent | None:
+    """The intent of a REST point write (``None``: not a body this code understands)."""
+    if not isinstance(body, dict):
+        return None
+    if (method, rest) == ("POST", "/points/batch"):
+        ops = body.get("operations")
+        if not isinstance(ops, list):
+            return None
+        parts = []
+        for item in ops:
+            if not isinstance(item, dict) or len(item) != 1:
+                return None
+            (kind, op), = item.items()
+            part = _rest_op(kind, op, text_field, copy)
+            if part is None:
+                return None
+            parts.append(part)
+        return _combine(parts)
+    kind = _REST_OPS.get((method, rest))
+    return _rest_op(kind, body, text_field, copy) if kind else None
+
+
+def _rest_op(kind: str, op: Any, text_field: str, copy: bool) -> WriteIntent | None:
+    if not isinstance(op, dict):
+        return None
+    if kind == "upsert":
+        return _rest_upsert(op, text_field, copy)
+    if kind == "update_vectors":
+        points = op.get("points")
+        if not isinstance(points, list):
+            return None
+        filters = (op["update_filter"],) if isinstance(op.get("update_filter"), dict) else ()
+        return WriteIntent(ids=tuple(p.get("id") for p in points if isinstance(p, dict)), filters=filters)
+    return _rest_selector(op)
+
+
+def _rest_selector(op: dict[str, Any]) -> WriteIntent | None:
+    """``points`` (ids or, in old clients, a filter) and/or ``filter`` of a selector-style op."""
+    ids: tuple[Any, ...] = ()
+    filters: list[dict[str, Any]] = []
+    points = op.get("points")
+    if isinstance(points, list):
+        ids = tuple(points)
+    elif isinstance(points, dict) and "filter" in points:
+        filters.append(points["filter"])
+    if isinstance(op.get("filter"), dict):
+        filters.append(op["filter"])
+    if not ids and not filters:
+        return None
+    return WriteIntent(ids=ids, filters=tuple(filters))
+
+
+def _rest_upsert(op: dict[str, Any], text_field: str, copy: bool) -> WriteIntent | None:
+    conditional = op.get("update_filter") is not None or op.get("update_mode") not in (None, "upsert")
+    points: list[NewPoint] = []
+    if isinstance(op.get("points"), list):
+        for p in op["points"]:
+            if not isinstance(p, dict) or "id" not in p:
+                return None
+            payload = p.get("payload") or {}
+            points.append(NewPoint(p["id"], payload, _text(payload, text_field),
+                                   p.get("vector") if copy else None))
+    elif isinstance(op.get("batch"), dict):
+        batch = op["batch"]
+        ids, payloads, vectors = batch.get("ids") or [], batch.get("payloads"), batch.get("vectors")
+        for i, pid in enumerate(ids):
+            payload = (payloads[i] if isinstance(payloads, list) and i < len(payloads) else None) or {}
+            vector = _batch_vector(vectors, i) if copy else None
+            points.append(NewPoint(pid, payload, _text(payload, text_field), vector))
+    else:
+        return None
+    ids = tuple(p.id for p in points)
+    return WriteIntent(ids=ids) if conditional else WriteIntent(ids=ids, upserts=tuple(points))
+
+
+def _batch_vector(vectors: Any, i: int) -> Any:
+    if isinstance(vectors, list):
+        return vectors[i] if i < len(vectors) else None
+    if isinstance(vectors, dict):
+        return {n: col[i] for n, col in vectors.items() if isinstance(col, list) and i < len(col)}
+    return None
+
+
+def _combine(parts: list[WriteIntent]) -> WriteIntent:
+    ids = tuple(i for p in parts for i in p.ids)
+    filters = tuple(f for p in parts for f in p.filters)
+    all_fast = all(p.fast for p in parts)
+    upserts = tuple(u for p in parts for u in p.upserts) if all_fast else ()
+    return WriteIntent(ids=ids, filters=filters, upserts=upserts)
+
+
+# -- gRPC --------------------------------------------------------------------------------------
+
+_GRPC_MESSAGES = {
+    "Upsert": points_pb2.UpsertPoints, "Delete": points_pb2.DeletePoints,
+    "UpdateVectors": points_pb2.UpdatePointVectors, "DeleteVectors": points_pb2.DeletePointVectors,
+    "SetPayload": points_pb2.SetPayloadPoints, "OverwritePayload": points_pb2.SetPayloadPoints,
+    "DeletePayload": points_pb2.DeletePayloadPoints, "ClearPayload": points_pb2.ClearPayloadPoints,
+    "UpdateBatch": points_pb2.UpdateBatchPoints,
+}
+
+
+def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> WriteIntent | None:
+    cls = _GRPC_MESSAGES.get(method_name)
+    if cls is None:
+        return None
+    msg = cls()
+    try:
+        msg.ParseFromString(raw)
+    except Exception:  # noqa: BLE001 - undecodable: the mirror cannot know what it touches
+        return None
+    if method_name == "UpdateBatch":
+        return _combine([_grpc_batch_op(op, text_field, copy) for op in msg.operations])
+    if method_name == "Upsert":
+        return _grpc_upsert(msg.points, msg.HasField("update_filter") or msg.HasField("update_mode"),
+                            text_field, copy)
+    if method_name == "UpdateVectors":
+        filters = (_filter(msg.update_filter),) if msg.HasField("update_filter") else ()
+        return WriteIntent(ids=tuple(_pid(p.id) for p in msg.points), filters=filters)
+    selector = msg.points if method_name in ("Delete", "ClearPayload") else msg.points_selector
+    return _grpc_selector(selector, msg)
+
+
+def _grpc_batch_op(op: Any, text_field: str, copy: bool) -> WriteIntent:
+    which = op.WhichOneof("operation")
+    inner = getattr(op, which)
+    if which == "upsert":
+        conditional = inner.HasField("update_filter") or inner.HasField("update_mode")
+        return _grpc_upsert(inner.points, conditional, text_field, copy)
+    if which == "update_vectors":
+        return WriteIntent(ids=tuple(_pid(p.id) for p in inner.points))
+    if which in ("delete_deprecated", "clear_payload_deprecated"):
+        return _grpc_selector(inner, None)
+    selector = inner.points if which in ("delete_points", "clear_payload") else inner.points_selector
+    return _grpc_selector(selector, inner)
+
+
+def _grpc_selector(selector: Any, msg: Any) -> WriteIntent:
+    ids: tuple[Any, ...] = ()
+    filters: list[dict[str, Any]] = []
+    if selector.HasField("points"):
+        ids = tuple(_pid(p) for p in selector.points.ids)
+    elif selector.HasField("filter"):
+        filters.append(_filter(selector.filter))
+    if msg is not None and any(f.name == "filter" for f in msg.DESCRIPTOR.fields) and msg.HasField("filter"):
+        filters.append(_filter(msg.filter))
+    return WriteIntent(ids=ids, filters=tuple(filters))
+
+
+def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) -> WriteIntent:
+    ids = tuple(_pid(p.id) for p in points)
+    if conditional:
+        return WriteIntent(ids=ids)
+    new = []
+    for p in points:
+        payload = GrpcToRest.convert_payload(p.payload)
+        vector = _grpc_vectors(p.vectors) if copy else None
+        new.append(NewPoint(_pid(p.id), payload, _text(payload, text_field), vector))
+    return WriteIntent(ids=ids, upserts=tuple(new))
+
+
+def _grpc_vectors(vectors: Any) -> Any:
+    converted = GrpcToRest.convert_vectors(vectors)
+    if isinstance(converted, dict):
+        return {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in converted.items()}
+    return converted.model_dump(mode="json") if hasattr(converted, "model_dump") else converted
+
+
+def _pid(point_id: Any) -> Any:
+    return point_id.num if point_id.WhichOneof("point_id_options") == "num" else point_id.uuid
+
+
+def _filter(flt: Any) -> dict[str, Any]:
+    return GrpcToRest.convert_filter(flt).model_dump(mode="json", exclude_none=True)
+
+
