@@ -1,0 +1,360 @@
+"""Merged and shadow similarity reads during a migration, and proxy-side query inference.
+
+:class:`MergedReader` is what the executor calls for a similarity read (``query_codec``'s
+``is_similarity_*``) on a logical name whose route says ``merge`` or ``shadow``:
+
+* **merge**: decode the read once; per sub-request decide each side's query vector
+  (``query_vectors``), embedding inference-object text with each side's model (``EmbedderPool``);
+  fan out to target and source in parallel, each asked for ``limit + offset`` hits from offset 0
+  with the doc-key payload field; look the source hits' documents up in the target (so a
+  document the target holds is never ranked by its source version, even when the target did not
+  return it); merge (``merge.merge`` / ``group_merge.merge_groups``); answer in Qdrant's shape
+  with ``x-switchyard-merge: <report>`` (REST header, gRPC initial metadata). A failing or
+  timed-out source is skipped with its reason; a failing target (the primary) is returned as is.
+* **shadow**: forward to the source and return its reply untouched; the merged read runs in an
+  owned background task with its own deadline, bounded in number, and records overlap@k and
+  rank correlations (``shadow``).
+* **inference** (``resolve_inference_*``): outside a migration, inference objects naming the
+  model bound to the collection are embedded by the proxy and sent as dense vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.dataplane import shadow as shadow_metrics
+from proxy.dataplane.embedder_pool import EmbedderPool
+from proxy.dataplane.group_merge import GroupHits, merge_groups
+from proxy.dataplane.merge import Hit, MergeReport, merge
+from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
+from proxy.dataplane.query_codec_grpc import decode_grpc
+from proxy.dataplane.query_vectors import SidePlan, find_model, plan_inference, plan_sides
+from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from proxy.errors import SwitchyardError
+from proxy.migration.record import Migration
+from proxy.migration.routing import Route
+from proxy.modelspec import ModelSpec
+from proxy.state.snapshot import StateSnapshot
+from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
+
+log = logging.getLogger("switchyard.reads")
+Transport = RestTransport | GrpcTransport
+_LOWER_IS_BETTER = ("Euclid", "Manhattan")
+
+
+@dataclass
+class _Side:
+    """One side's outcome: per-sub results (``None`` where skipped) and per-sub skip reasons."""
+
+    name: str
+    results: list[Any] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    error: Any = None  # the upstream's error reply (primary failure)
+
+
+@dataclass
+class _Merged:
+    body: bytes
+    header: str
+    keys: list[list[str]]  # per sub, canonical point ids of the merged page in order
+
+
+def _coverage(m: Migration) -> float | None:
+    if m.backfill == "done":
+        return 1.0
+    total = m.counter("backfill_total")
+    return min(1.0, m.counter("backfill_done") / total) if total > 0 else None
+
+
+class MergedReader:
+    """Merged / shadow similarity reads; owns its shadow tasks (``aclose`` drains them)."""
+
+    def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
+                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32) -> None:
+        self._pool = pool
+        self.side_timeout = side_timeout
+        self.shadow_deadline = shadow_deadline
+        self.shadow_max_in_flight = shadow_max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- entry points
+
+    async def rest(self, call: RestCall, route: Route, migration: Migration,
+                   snap: StateSnapshot, forward: RestForward) -> RestReply:
+        read = decode_rest(call.method, call.path, call.body)
+        if read is None:  # not decodable: the read authority answers, as without a merge
+            return await RestTransport(call, _stub(call.path), forward).passthrough(route.authority)
+        out = await self._serve(RestTransport(call, read, forward), route, migration, snap)
+        assert isinstance(out, RestReply)
+        return out
+
+    async def grpc(self, call: GrpcCall, route: Route, migration: Migration,
+                   snap: StateSnapshot, forward: GrpcForward) -> GrpcReply:
+        read = decode_grpc(call.method, call.request)
+        if read is None:
+            return await GrpcTransport(call, _stub(""), forward).passthrough(route.authority)
+        out = await self._serve(GrpcTransport(call, read, forward), route, migration, snap)
+        assert isinstance(out, GrpcReply)
+        return out
+
+    async def resolve_inference_rest(self, call: RestCall, collection: str, snap: StateSnapshot,
+                                     forward: RestForward) -> RestReply:
+        read = decode_rest(call.method, call.path, call.body)
+        if read is None:
+            return await forward(call)
+        body = await self._inference_body(RestTransport(call, read, forward), collection, snap)
+        return await forward(call if body is None else call.with_body(body))
+
+    async def resolve_inference_grpc(self, call: GrpcCall, collection: str, snap: StateSnapshot,
+                                     forward: GrpcForward) -> GrpcReply:
+        read = decode_grpc(call.method, call.request)
+        if read is None:
+            return await forward(call)
+        body = await self._inference_body(GrpcTransport(call, read, forward), collection, snap)
+        return await forward(call if body is None else call.with_request(body))
+
+    async def aclose(self) -> None:
+        """Wait for (then cancel the stragglers of) the shadow comparisons in flight."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.shadow_deadline)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- inference outside migrations
+
+    async def _inference_body(self, t: Transport, collection: str, snap: StateSnapshot) -> bytes | None:
+        found = snap.binding_for(collection)
+        spec = found[1] if found else None
+        parts: list[tuple[int, Rewrite]] = []
+        for i, sub in enumerate(t.read.subs):
+            fills = plan_inference(sub.slots, spec, snap.models)
+            vectors = await self._embed_fills(spec, fills) if spec and fills else {}
+            parts.append((i, Rewrite(vectors=vectors)))
+        if not any(rw.vectors for _, rw in parts):
+            return None
+        return t.codec.side_body(t.read, parts, t.read.collection)
+
+    async def _embed_fills(self, spec: ModelSpec, fills: Sequence[tuple[int, str]]) -> dict[int, list[float]]:
+        texts = sorted({text for _, text in fills})
+        vectors = await self._pool.embed(spec, texts)
+        by_text = {text: vectors[i].tolist() for i, text in enumerate(texts)}
+        return {slot: by_text[text] for slot, text in fills}
+
+    # -- merge and shadow
+
+    async def _serve(self, t: Transport, route: Route, m: Migration, snap: StateSnapshot) -> Any:
+        if route.shadow:
+            served = await t.passthrough(m.source)
+            if served.ok:
+                self._start_shadow(t, served, m, snap)
+            return served
+        merged = await self._merged(t, m, snap)
+        if isinstance(merged, _Merged):
+            return t.reply(merged.body, merged.header)
+        return merged
+
+    async def _merged(self, t: Transport, m: Migration, snap: StateSnapshot) -> _Merged | Any:
+        """The merged answer, or the target's error reply (the primary failed)."""
+        started = time.perf_counter()
+        read = t.read
+        plans = self._plans(read, m, snap)
+        target, source = await asyncio.gather(
+            self._side(t, "target", m.target, plans, m, snap, None),
+            self._side(t, "source", m.source, plans, m, snap, self.side_timeout),
+        )
+        if target.error is not None:
+            return t.annotate(target.error, "target (primary) failed: its error is returned")
+        found = await self._in_target(t, m, target, source)
+        spec_b = snap.models.get(m.model_b)
+        higher = spec_b is None or spec_b.distance not in _LOWER_IS_BETTER
+        results: list[Any] = []
+        headers: list[str] = []
+        keys: list[list[str]] = []
+        for i, sub in enumerate(read.subs):
+            skipped = {s.name: s.skipped[i] for s in (target, source) if i in s.skipped}
+            page, report, page_keys = self._merge_sub(
+                t, read, i, target, source, found, m, higher, skipped)
+            results.append(page)
+            headers.append(report.header())
+            keys.append(page_keys)
+        sides = "+".join(s.name for s in (target, source) if len(s.skipped) < len(read.subs))
+        shadow_metrics.MERGED_READS.labels(read.protocol, sides or "none").inc()
+        header = headers[0] if len(headers) == 1 else " | ".join(
+            f"[{i}] {h}" for i, h in enumerate(headers))
+        body = t.codec.encode(read, results, time.perf_counter() - started)
+        return _Merged(body, header_safe(header, limit=None), keys)
+
+    def _plans(self, read: SimilarityRead, m: Migration,
+               snap: StateSnapshot) -> list[tuple[SidePlan, SidePlan]]:
+        a, b = snap.models.get(m.model_a), snap.models.get(m.model_b)
+        if a is None or b is None:
+            why = f"model spec {m.model_a if a is None else m.model_b} is not registered"
+            return [(SidePlan("target", m.model_b, (), why), SidePlan("source", m.model_a, ()))
+                    for _ in read.subs]
+        return [plan_sides(sub.slots, a, b, m.phase, snap.models) for sub in read.subs]
+
+    async def _side(self, t: Transport, name: str, collection: str,
+                    plans: list[tuple[SidePlan, SidePlan]], m: Migration, snap: StateSnapshot,
+                    timeout: float | None) -> _Side:
+        side = _Side(name, [None] * len(plans))
+        index = 0 if name == "target" else 1
+        parts: list[tuple[int, Rewrite]] = []
+        for i, pair in enumerate(plans):
+            plan = pair[index]
+            if plan.skip is not None:
+                side.skipped[i] = plan.skip
+                continue
+            try:
+                spec = find_model(plan.model_id, snap.models)
+                vectors = await self._embed_fills(spec, plan.fills) if spec and plan.fills else {}
+            except SwitchyardError as exc:
+                side.skipped[i] = header_safe(f"embedding failed: {exc}")
+                continue
+            sub = t.read.subs[i]
+            limit = sub.limit if t.read.shape == "groups" else sub.limit + sub.offset
+            parts.append((i, Rewrite(vectors, limit, name == "source", m.doc_key)))
+        if not parts:
+            return side
+        try:
+            async with asyncio.timeout(timeout):
+                ok, body, reply = await t.send(collection, t.codec.side_body(t.read, parts, collection))
+        except (SwitchyardError, OSError, TimeoutError) as exc:
+            if name == "target":
+                raise
+            return self._skip_all(side, parts, f"{type(exc).__name__}: {exc}")
+        if not ok:
+            if name == "target":
+                side.error = reply
+                return side
+            return self._skip_all(side, parts, f"upstream error {_status(reply)}")
+        for (i, _), result in zip(parts, t.codec.parse(t.read, body)):
+            side.results[i] = result
+        return side
+
+    @staticmethod
+    def _skip_all(side: _Side, parts: list[tuple[int, Rewrite]], why: str) -> _Side:
+        shadow_metrics.SIDE_SKIPPED.labels(side.name, "failed").inc()
+        for i, _ in parts:
+            side.skipped[i] = header_safe(why)
+        return side
+
+    async def _in_target(self, t: Transport, m: Migration, target: _Side, source: _Side) -> set[str]:
+        """Doc keys of source hits (of subs the target answered) that the target holds."""
+        codec = t.codec
+        returned: set[str] = set()
+        candidates: dict[str, Any] = {}
+        for i, result in enumerate(source.results):
+            if result is None or target.results[i] is None:
+                continue
+            for p in self._points(t, target.results[i]):
+                returned.add(doc_key(codec, p, m.doc_key))
+            for p in self._points(t, result):
+                candidates.setdefault(doc_key(codec, p, m.doc_key), p)
+        missing = [p for k, p in candidates.items() if k not in returned]
+        if not missing:
+            return returned
+        try:
+            return returned | await t.lookup(m.target, m.doc_key, missing)
+        except (SwitchyardError, OSError, LookupError, TimeoutError) as exc:
+            # without the lookup, source hits of migrated documents could be ranked by their
+            # source version: serve the target only rather than break the rule
+            for i in range(len(source.results)):
+                if source.results[i] is not None and target.results[i] is not None:
+                    source.results[i] = None
+                    source.skipped[i] = header_safe(f"target lookup failed: {exc}")
+            return returned
+
+    def _points(self, t: Transport, result: Any) -> list[Any]:
+        if t.read.shape != "groups":
+            return list(result)
+        return [p for g in result for p in t.codec.group_parts(g)[1]]
+
+    def _merge_sub(self, t: Transport, read: SimilarityRead, i: int, target: _Side,
+                   source: _Side, found: set[str], m: Migration, higher: bool,
+                   skipped: dict[str, str]) -> tuple[Any, MergeReport, list[str]]:
+        codec, sub = t.codec, read.subs[i]
+        t_res, s_res = target.results[i] or [], source.results[i] or []
+        in_target = found if target.results[i] is not None else set()
+        coverage = _coverage(m)
+
+        def hits(points: Sequence[Any], side: str) -> list[Hit]:
+            return [Hit(doc_key(codec, p, m.doc_key), codec.score(p), p, side) for p in points]
+
+        def out(h: Hit) -> Any:
+            return codec.prune(codec.with_score(h.point, h.score), sub, m.doc_key)
+
+        if read.shape != "groups":
+            page, report = merge(
+                hits(t_res, "target"), hits(s_res, "source"), in_target=in_target,
+                limit=sub.limit, offset=sub.offset, score_threshold=sub.score_threshold,
+                higher_is_better=higher, coverage=coverage, skipped=skipped)
+            return [out(h) for h in page], report, [codec.point_id(h.point) for h in page]
+        wires: dict[str, Any] = {}
+
+        def groups(res: Sequence[Any], side: str) -> list[GroupHits]:
+            made = []
+            for g in res:
+                key, points = codec.group_parts(g)
+                wires.setdefault(key, g)
+                made.append(GroupHits(key, hits(points, side), g))
+            return made
+
+        merged, report = merge_groups(
+            groups(t_res, "target"), groups(s_res, "source"), in_target=in_target,
+            limit=sub.limit, group_size=sub.group_size, higher_is_better=higher,
+            coverage=coverage, skipped=skipped)
+        threshold = sub.score_threshold
+        if threshold is not None:
+            kept = [(k, [h for h in hs if (h.score >= threshold if higher else h.score <= threshold)])
+                    for k, hs in merged]
+            merged = [(k, hs) for k, hs in kept if hs]
+        page = [codec.make_group(wires[k], [out(h) for h in hs]) for k, hs in merged]
+        return page, report, [codec.point_id(h.point) for _, hs in merged for h in hs]
+
+    # -- shadow
+
+    def _start_shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot) -> None:
+        if len(self._tasks) >= self.shadow_max_in_flight:
+            shadow_metrics.SHADOW_DONE.labels(m.logical, "dropped_full").inc()
+            return
+        task = asyncio.get_running_loop().create_task(self._shadow(t, served, m, snap))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot) -> None:
+        try:
+            async with asyncio.timeout(self.shadow_deadline):
+                merged = await self._merged(t, m, snap)
+        except TimeoutError:
+            shadow_metrics.SHADOW_DONE.labels(m.logical, "deadline").inc()
+            return
+        except Exception:  # noqa: BLE001 - a shadow read must never surface
+            log.exception("shadow read on %s failed", m.logical)
+            shadow_metrics.SHADOW_DONE.labels(m.logical, "failed").inc()
+            return
+        if not isinstance(merged, _Merged):
+            shadow_metrics.SHADOW_DONE.labels(m.logical, "failed").inc()
+            return
+        body = served.body if isinstance(served, RestReply) else served.response
+        for i, result in enumerate(t.codec.parse(t.read, body or b"")):
+            keys = [t.codec.point_id(p) for p in self._points(t, result)]
+            k = len(keys) or t.read.subs[i].limit
+            shadow_metrics.record(m.logical, keys, merged.keys[i], k)
+
+
+def _status(reply: Any) -> str:
+    return str(reply.status) if isinstance(reply, RestReply) else f"{reply.code} {reply.details}"
+
+
+def _stub(path: str) -> SimilarityRead:
+    """A read with only the REST path suffix, for passing undecodable reads through."""
+    from proxy.intercept.routes import rest_target
+
+    found = rest_target("POST", path) if path else None
+    return SimilarityRead("", "", "", "", [], None, found[1] if found else "")
