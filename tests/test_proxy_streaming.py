@@ -8,11 +8,12 @@ less than 50 MiB, in both directions and for both framings (Content-Length and c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -71,7 +72,9 @@ async def sink() -> AsyncIterator[tuple[Sink, int]]:
 
 
 @pytest.fixture
-def proxy_process(sink: tuple[Sink, int]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+async def proxy_process(sink: tuple[Sink, int]) -> AsyncIterator[tuple[subprocess.Popen[str], int]]:
+    """The proxy subprocess; waits off the event loop, so the sink keeps answering while the
+    proxy starts and drains (its runtime talks to the upstream then too)."""
     _, port = sink
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{port}",
@@ -81,13 +84,13 @@ def proxy_process(sink: tuple[Sink, int]) -> Iterator[tuple[subprocess.Popen[str
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = await asyncio.to_thread(proc.stdout.readline)
         match = re.search(r"switchyard proxy ready rest=\S+:(\d+) grpc=\S+:(\d+)", line)
         assert match, line
         yield proc, int(match[1])
     finally:
         proc.terminate()
-        proc.wait(10)
+        await asyncio.to_thread(proc.wait, 30)
 
 
 async def _blocks() -> AsyncIterator[bytes]:
