@@ -81,6 +81,7 @@ class ProxyInterceptor(PointWriteInterceptor):
         spool_dir = os.environ.get(SPOOL_ENV) or os.path.join(os.path.expanduser("~"), ".switchyard")
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
         self.mirror = Mirror(self._pool, repair, self._legs.request)
+        self.pool = self._pool
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
 
     async def _replay_loop(self, repair: Any) -> None:

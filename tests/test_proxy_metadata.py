@@ -153,3 +153,34 @@ def test_alias_of_bound_collection_is_stamped(switchyard: RunningProxy, bound: A
     with closing(QdrantClient(url=switchyard.rest_url, check_compatibility=False)) as client:
         client.upsert(alias, [models.PointStruct(id=11, vector=[1, 0, 1, 0])])
     _expect_meta(direct.retrieve(name, [11])[0].payload or {}, spec)
+
+
+@pytest.mark.parametrize("mode", ["sync-rest", "sync-grpc"])
+def test_proxy_serves_inference_objects_of_registered_models(
+    switchyard: RunningProxy, bound: Any, mode: str
+) -> None:
+    import asyncio
+
+    from proxy.embedders import make_embedder
+
+    name, spec, direct = bound
+    # cloud_inference: the client sends the Document to the server instead of embedding it itself
+    with closing(QdrantClient(**client_kwargs(switchyard, mode), check_compatibility=False,
+                              cloud_inference=True)) as client:
+        client.upsert(name, [
+            models.PointStruct(id=21, vector=models.Document(text="a cat sat on the mat", model=spec.id),
+                               payload={"k": 1}),
+            models.PointStruct(id=22, vector=[0.5, 0.5, 0.5, 0.5]),
+        ])
+
+    async def want() -> Any:
+        embedder = make_embedder(spec)
+        try:
+            return (await embedder.embed(["a cat sat on the mat"]))[0]
+        finally:
+            await embedder.aclose()
+
+    stored = {int(p.id): p for p in direct.retrieve(name, [21, 22], with_vectors=True)}
+    assert stored[21].vector == pytest.approx(list(asyncio.run(want())), abs=1e-6)
+    assert stored[22].vector == pytest.approx([0.5] * 4)
+    _expect_meta(stored[21].payload or {}, spec)

@@ -44,9 +44,22 @@ class WriteIntent:
         return bool(self.upserts) and not self.filters and len(self.ids) == len(self.upserts)
 
 
-def _text(payload: Any, text_field: str) -> str | None:
+def _text(payload: Any, text_field: str, vector: Any = None) -> str | None:
+    """The text to embed: the payload's text field, else an inference object's text."""
     value = payload.get(text_field) if isinstance(payload, dict) else None
-    return value if isinstance(value, str) else None
+    if isinstance(value, str):
+        return value
+    return _document_text(vector)
+
+
+def _document_text(vector: Any) -> str | None:
+    if isinstance(vector, dict):
+        if isinstance(vector.get("text"), str) and "model" in vector:
+            return str(vector["text"])
+        for inner in vector.values():
+            if isinstance(inner, dict) and isinstance(inner.get("text"), str) and "model" in inner:
+                return str(inner["text"])
+    return None
 
 
 def strip_meta(payload: dict[str, Any]) -> dict[str, Any]:
@@ -124,15 +137,15 @@ def _rest_upsert(op: dict[str, Any], text_field: str, copy: bool) -> WriteIntent
             if not isinstance(p, dict) or "id" not in p:
                 return None
             payload = p.get("payload") or {}
-            points.append(NewPoint(p["id"], payload, _text(payload, text_field),
+            points.append(NewPoint(p["id"], payload, _text(payload, text_field, p.get("vector")),
                                    p.get("vector") if copy else None))
     elif isinstance(op.get("batch"), dict):
         batch = op["batch"]
         ids, payloads, vectors = batch.get("ids") or [], batch.get("payloads"), batch.get("vectors")
         for i, pid in enumerate(ids):
             payload = (payloads[i] if isinstance(payloads, list) and i < len(payloads) else None) or {}
-            vector = _batch_vector(vectors, i) if copy else None
-            points.append(NewPoint(pid, payload, _text(payload, text_field), vector))
+            vector = _batch_vector(vectors, i)
+            points.append(NewPoint(pid, payload, _text(payload, text_field, vector), vector if copy else None))
     else:
         return None
     ids = tuple(p.id for p in points)
@@ -221,8 +234,19 @@ def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) ->
     for p in points:
         payload = GrpcToRest.convert_payload(p.payload)
         vector = _grpc_vectors(p.vectors) if copy else None
-        new.append(NewPoint(_pid(p.id), payload, _text(payload, text_field), vector))
+        text = _text(payload, text_field) or _grpc_document_text(p.vectors)
+        new.append(NewPoint(_pid(p.id), payload, text, vector))
     return WriteIntent(ids=ids, upserts=tuple(new))
+
+
+def _grpc_document_text(vectors: Any) -> str | None:
+    which = vectors.WhichOneof("vectors_options")
+    candidates = [vectors.vector] if which == "vector" else (
+        list(vectors.vectors.vectors.values()) if which == "vectors" else [])
+    for v in candidates:
+        if v.WhichOneof("vector") == "document":
+            return str(v.document.text)
+    return None
 
 
 def _grpc_vectors(vectors: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from proxy.errors import EnforcementError
-from proxy.intercept import grpc_codec, rest_codec
+from proxy.intercept import grpc_codec, inference, rest_codec
 from proxy.intercept.metrics import (
     ENFORCE_REJECTIONS,
     FOREIGN_METADATA,
@@ -88,9 +88,11 @@ def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
 class PointWriteInterceptor:
     """Routes point calls by phase; stamps or enforces embedding metadata on point writes."""
 
-    def __init__(self, state: SnapshotSource, mirror: Mirror | None = None) -> None:
+    def __init__(self, state: SnapshotSource, mirror: Mirror | None = None,
+                 pool: inference.Embeds | None = None) -> None:
         self._state = state
         self.mirror = mirror
+        self.pool = pool  # serves inference objects of registered models (None: left alone)
 
     # -- REST
 
@@ -116,7 +118,7 @@ class PointWriteInterceptor:
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
         original = call.body
         if op_kind is not None and snap.is_bound(physical):
-            call = self._rest_metadata(call, op_kind, physical, snap)
+            call = await self._rest_metadata(call, op_kind, physical, snap)
         mirror = mirror_target(snap, collection) if kind == "write" else None
         if mirror is not None and self.mirror is not None:
             intent = rest_intent(call.method, rest, _json(original), mirror.migration.text_field,
@@ -128,7 +130,7 @@ class PointWriteInterceptor:
             reply = replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         return reply
 
-    def _rest_metadata(
+    async def _rest_metadata(
         self, call: RestCall, op_kind: OpKind, collection: str, snap: StateSnapshot
     ) -> RestCall:
         decoded = rest_codec.decode(op_kind, collection, call.body)
@@ -140,6 +142,8 @@ class PointWriteInterceptor:
         if verdict.action is not Action.STAMP:
             return call
         rest_codec.stamp(message, verdict.stamp)
+        if self.pool is not None:
+            await inference.serve(inference.rest_slots(message.body), snap, self.pool)
         return call.with_body(message.encode())
 
     # -- gRPC
@@ -161,7 +165,7 @@ class PointWriteInterceptor:
             call = call.with_request(rename_grpc(call.request, physical))
         original = call.request
         if call.method in grpc_codec.METHODS and snap.is_bound(physical):
-            call = self._grpc_metadata(call, snap)
+            call = await self._grpc_metadata(call, snap)
         mirror = mirror_target(snap, collection) if kind == "write" else None
         if mirror is not None and self.mirror is not None:
             intent = grpc_intent(call.method.rsplit("/", 1)[-1], original, mirror.migration.text_field,
@@ -173,7 +177,7 @@ class PointWriteInterceptor:
             reply = replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         return reply
 
-    def _grpc_metadata(self, call: GrpcCall, snap: StateSnapshot) -> GrpcCall:
+    async def _grpc_metadata(self, call: GrpcCall, snap: StateSnapshot) -> GrpcCall:
         decoded = grpc_codec.decode(call.method, call.request)
         if decoded is None:
             UNDECODABLE.labels("grpc").inc()
@@ -183,6 +187,8 @@ class PointWriteInterceptor:
         if verdict.action is not Action.STAMP:
             return call
         grpc_codec.stamp(message, verdict.stamp)
+        if self.pool is not None:
+            await inference.serve(inference.grpc_slots(message.point_structs()), snap, self.pool)
         return call.with_request(message.encode())
 
     async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
