@@ -1,1 +1,1 @@
-"""The backfill daemon: re-embeds a migration's source collection into its target."""
+"""The backfill: re-embeds a migration's source into its target (see docs/backfill.md)."""

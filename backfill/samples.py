@@ -1,0 +1,59 @@
+"""A bounded reservoir of (source vector, target vector, text) pairs, kept in the state store.
+
+The query adapter and score calibration need pairs of vectors of the same text under model A
+and model B; the backfill sees every such pair once, so it keeps a uniform sample of them
+(Algorithm R) of at most ``capacity`` items. Each daemon keeps its own reservoir (kind
+``samples``, key ``"<migration>/<owner>"``) and saves it now and then; :func:`load` merges them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.state.store import StateStore
+
+KIND = "samples"
+DEFAULT_CAPACITY = 256
+
+
+@dataclass(slots=True)
+class Reservoir:
+    """Algorithm R over offered pairs; ``rng`` injected for tests."""
+
+    capacity: int = DEFAULT_CAPACITY
+    seen: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def offer(self, item: dict[str, Any]) -> None:
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            self.items.append(item)
+            return
+        j = self.rng.randrange(self.seen)
+        if j < self.capacity:
+            self.items[j] = item
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "seen": self.seen, "items": self.items}
+
+
+def pair(point_id: int | str, text: str, a: Sequence[float] | None, b: Sequence[float]) -> dict[str, Any]:
+    return {"id": point_id, "text": text, "a": [float(x) for x in a] if a is not None else None,
+            "b": [float(x) for x in b]}
+
+
+async def save(store: StateStore, migration_id: str, owner: str, r: Reservoir) -> None:
+    await store.upsert(KIND, f"{migration_id}/{owner}", r.to_dict())
+
+
+async def load(store: StateStore, migration_id: str) -> list[dict[str, Any]]:
+    """Every daemon's pairs for ``migration_id``."""
+    out: list[dict[str, Any]] = []
+    for env in await store.list(KIND):
+        if env.key.startswith(migration_id + "/"):
+            out.extend(env.data.get("items") or [])
+    return out

@@ -1,0 +1,69 @@
+"""Shared setup of the backfill tests: a source collection with points, a started migration."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+
+from backfill.partitions import PointId
+from proxy import registry
+from proxy.dataplane.digest import DIGEST_FIELD
+from proxy.migration.planner import PlanRequest
+from proxy.migration.service import MigrationService, ServiceConfig
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
+from proxy.state.store import StateStore
+
+A = ModelSpec(id="bf-a", provider="hashing", model="a", dimensions=4)
+B = ModelSpec(id="bf-b", provider="hashing", model="b", dimensions=8)
+
+
+def point(i: PointId, version: int = 0) -> models.PointStruct:
+    return models.PointStruct(id=i, vector=[0.1, 0.2, 0.3, float(hash(str(i)) % 97) / 97 + 0.01],
+                              payload={"text": f"document {i} v{version}", "doc_id": str(i), "v": version})
+
+
+async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
+                          ids: Sequence[PointId], *, copy_vectors: bool = False,
+                          throttle: float = 0.0) -> str:
+    """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B."""
+    logical, source = f"{prefix}docs", f"{prefix}docs_v1"
+    await client.create_collection(source, vectors_config=models.VectorParams(
+        size=4, distance=models.Distance.COSINE))
+    await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=source, alias_name=logical))])
+    for spec in (A, B):
+        await registry.register_model(store, spec, replace=True)
+    await registry.bind(store, client, Binding(logical, A.id))
+    for k in range(0, len(ids), 1000):
+        await client.upsert(source, [point(i) for i in ids[k:k + 1000]], wait=True)
+    svc = MigrationService(store, client, ServiceConfig(ack_timeout=2.0))
+    report = await svc.plan(PlanRequest(logical, A.id if copy_vectors else B.id,
+                                        copy_vectors=copy_vectors, throttle=throttle))
+    mid = str(report["migration"]["id"])
+    await svc.transition(mid, "start")
+    return mid
+
+
+async def dump(client: AsyncQdrantClient, collection: str) -> dict[Any, tuple[Any, Any]]:
+    """id -> (payload, vector) of every point."""
+    out: dict[Any, tuple[Any, Any]] = {}
+    offset: Any = None
+    while True:
+        recs, offset = await client.scroll(collection, offset=offset, limit=1000, with_payload=True,
+                                           with_vectors=True)
+        out.update({r.id: (r.payload, r.vector) for r in recs})
+        if offset is None:
+            return out
+
+
+def content(payload: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (payload or {}).items()
+            if not k.startswith("embedding_") and k != DIGEST_FIELD}
+
+
+def new_store(client: AsyncQdrantClient) -> StateStore:
+    return StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
