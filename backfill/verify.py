@@ -175,3 +175,22 @@ async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: boo
             await gate(len(chunk))
         await copier.redo(chunk)
     return found, await confirm(copier, m, found)
+
+
+async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migration,
+                          repair: bool) -> tuple[Diff, Diff | None]:
+    """Verification as the migration service runs it: a fresh pass, repairs with model B."""
+    from backfill.texts import make_fetcher
+    from proxy import registry
+    from proxy.embedders import make_embedder
+    from proxy.intercept.planner import metadata_for
+
+    spec_b = await registry.get_model(store, m.model_b)
+    embedder = make_embedder(spec_b) if repair and not m.copy_vectors else None
+    copier = Copier(client, m, metadata_for(spec_b), embedder,
+                    make_fetcher(None, m.text_field, m.doc_key))
+    try:
+        return await verify(copier, store, m, repair=repair, resume=False)
+    finally:
+        if embedder is not None:
+            await embedder.aclose()

@@ -172,28 +172,37 @@ class MigrationService:
         return await self._knob(migration_id, f"throttle:{points_per_second:g}",
                                 lambda m: dataclasses.replace(m, throttle=float(points_per_second)))
 
-    async def verify(self, migration_id: str, expected_rev: int | None = None) -> Migration:
+    async def verify(self, migration_id: str, expected_rev: int | None = None,
+                     repair: bool = False) -> Migration:
         """Verify source against target; on success in ``dual_write`` also enter ``verified``.
 
-        An empty source passes when the target is empty too. A non-empty source needs the
-        backfill's diff, which does not exist yet: refused, and no flag skips it.
+        Runs the backfill's merge-join (:func:`backfill.verify.verify`: ids and source digests,
+        differences confirmed by a second look). A clean result is stamped on the record (and
+        proves the backfill done); differences are refused with their counts and sample ids,
+        and ``repair`` fixes them first (re-embedding with model B).
         """
+        from backfill.verify import run_for_service
+
         m = self._expect(await self.get(migration_id), expected_rev)
         if m.phase not in VERIFY_PHASES:
             await self._refuse(m, "verify", f"verification runs in {', '.join(sorted(VERIFY_PHASES))}, "
                                             f"not in phase {m.phase}")
-        src = await io.point_count(self.client, m.source)
-        if src:
-            await self._refuse(m, "verify", f"source `{m.source}` holds {src} points; verifying a "
-                                            "non-empty source needs the backfill's diff, not available yet")
-        tgt = await io.point_count(self.client, m.target)
-        counts = {"source": 0, "target": tgt, "missing": 0, "extra": tgt, "stale": 0}
-        ver = Verification(self.clock(), tgt == 0, counts, "empty source")
-        counters = {**m.counters, "backfill_total": 0, "backfill_done": 0}
+        found, left = await run_for_service(self.store, self.client, m, repair)
+        final = left if left is not None else found
+        if not final.clean:
+            counts = final.counts()
+            hint = ("; a non-empty source needs the backfill first (`switchyard backfill "
+                    f"{m.id}`)" if m.backfill != "done" else "; run `switchyard migrate verify --repair`")
+            await self._refuse(m, "verify", f"source `{m.source}` holds {counts['source']} points; "
+                                            f"verification found missing={counts['missing']}, "
+                                            f"extra={counts['extra']}, stale={counts['stale']} "
+                                            f"(sample ids {final.samples()}){hint}")
+        counts = {**found.counts(), **({"repaired": len(found.missing) + len(found.extra) + len(found.stale)}
+                                       if left is not None else {})}
+        ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "")
+        counters = {**m.counters, "backfill_total": found.source, "backfill_done": found.source}
         stored = await self._cas(m, dataclasses.replace(m, verification=ver, backfill="done",
                                                          counters=counters))
-        if not ver.clean:
-            await self._refuse(stored, "verify", f"target `{m.target}` holds {tgt} points the source lacks")
         if stored.phase == DUAL_WRITE:
             return await self.transition(migration_id, "verify", stored.rev)
         return stored
