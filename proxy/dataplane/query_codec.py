@@ -154,12 +154,10 @@ def _pairs(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...],
 
 
 def _examples(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], SlotInfo]]:
-    """One example or a list of examples (ids or vectors)."""
-    if isinstance(value, list) and not _is_dense(value):
+    """A list of examples, each an id or a vector (``[1]`` is one id, never a 1-d vector)."""
+    if isinstance(value, list):
         for i, item in enumerate(value):
             yield from _vector_input(item, (*path, i))
-    else:
-        yield from _vector_input(value, path)
 
 
 def _query(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], SlotInfo]]:
@@ -344,7 +342,7 @@ class RestQueryCodec:
         if _wants_payload_field(selector, name):
             return point
         if selector is None or selector is False:
-            return {**point, "payload": None}
+            return {k: v for k, v in point.items() if k != "payload"}
         payload = point.get("payload")
         if isinstance(payload, dict) and name in payload:
             return {**point, "payload": {k: v for k, v in payload.items() if k != name}}

@@ -29,13 +29,13 @@ from typing import Any
 
 from proxy.dataplane import shadow as shadow_metrics
 from proxy.dataplane.embedder_pool import EmbedderPool
+from proxy.dataplane.fanout import FanOut, coverage_of, fan_out, points
 from proxy.dataplane.group_merge import GroupHits, merge_groups
 from proxy.dataplane.merge import Hit, MergeReport, merge
 from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
 from proxy.dataplane.query_codec_grpc import decode_grpc
-from proxy.dataplane.query_vectors import SidePlan, find_model, plan_inference, plan_sides
+from proxy.dataplane.query_vectors import plan_inference
 from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
-from proxy.errors import SwitchyardError
 from proxy.migration.record import Migration
 from proxy.migration.routing import Route
 from proxy.modelspec import ModelSpec
@@ -48,27 +48,10 @@ _LOWER_IS_BETTER = ("Euclid", "Manhattan")
 
 
 @dataclass
-class _Side:
-    """One side's outcome: per-sub results (``None`` where skipped) and per-sub skip reasons."""
-
-    name: str
-    results: list[Any] = field(default_factory=list)
-    skipped: dict[int, str] = field(default_factory=dict)
-    error: Any = None  # the upstream's error reply (primary failure)
-
-
-@dataclass
 class _Merged:
     body: bytes
     header: str
     keys: list[list[str]]  # per sub, canonical point ids of the merged page in order
-
-
-def _coverage(m: Migration) -> float | None:
-    if m.backfill == "done":
-        return 1.0
-    total = m.counter("backfill_total")
-    return min(1.0, m.counter("backfill_done") / total) if total > 0 else None
 
 
 class MergedReader:
@@ -150,7 +133,7 @@ class MergedReader:
 
     async def _serve(self, t: Transport, route: Route, m: Migration, snap: StateSnapshot) -> Any:
         if route.shadow:
-            served = await t.passthrough(m.source)
+            served = await self._serve_source(t, m, snap)
             if served.ok:
                 self._start_shadow(t, served, m, snap)
             return served
@@ -159,129 +142,52 @@ class MergedReader:
             return t.reply(merged.body, merged.header)
         return merged
 
+    async def _serve_source(self, t: Transport, m: Migration, snap: StateSnapshot) -> Any:
+        """What read mode ``source`` serves: the client's read on the source, inference resolved."""
+        spec = snap.models.get(m.model_a)
+        parts: list[tuple[int, Rewrite]] = []
+        for i, sub in enumerate(t.read.subs):
+            fills = plan_inference(sub.slots, spec, snap.models)
+            parts.append((i, Rewrite(await self._embed_fills(spec, fills) if spec and fills else {})))
+        if not any(rw.vectors for _, rw in parts):
+            return await t.passthrough(m.source)
+        body = t.codec.side_body(t.read, parts, m.source)
+        return (await t.send(m.source, body))[2]
+
     async def _merged(self, t: Transport, m: Migration, snap: StateSnapshot) -> _Merged | Any:
         """The merged answer, or the target's error reply (the primary failed)."""
         started = time.perf_counter()
         read = t.read
-        plans = self._plans(read, m, snap)
-        target, source = await asyncio.gather(
-            self._side(t, "target", m.target, plans, m, snap, None),
-            self._side(t, "source", m.source, plans, m, snap, self.side_timeout),
-        )
-        if target.error is not None:
-            return t.annotate(target.error, "target (primary) failed: its error is returned")
-        found = await self._in_target(t, m, target, source)
+        sides = await fan_out(t, m, snap, self._pool, self.side_timeout)
+        if sides.error is not None:
+            return t.annotate(sides.error, "target (primary) failed: its error is returned")
         spec_b = snap.models.get(m.model_b)
         higher = spec_b is None or spec_b.distance not in _LOWER_IS_BETTER
         results: list[Any] = []
         headers: list[str] = []
         keys: list[list[str]] = []
-        for i, sub in enumerate(read.subs):
-            skipped = {s.name: s.skipped[i] for s in (target, source) if i in s.skipped}
-            page, report, page_keys = self._merge_sub(
-                t, read, i, target, source, found, m, higher, skipped)
+        for i in range(len(read.subs)):
+            page, report, page_keys = self._merge_sub(t, i, sides, m, higher)
             results.append(page)
             headers.append(report.header())
             keys.append(page_keys)
-        sides = "+".join(s.name for s in (target, source) if len(s.skipped) < len(read.subs))
-        shadow_metrics.MERGED_READS.labels(read.protocol, sides or "none").inc()
+        served = "+".join(s.name for s in (sides.target, sides.source)
+                          if len(s.skipped) < len(read.subs))
+        shadow_metrics.MERGED_READS.labels(read.protocol, served or "none").inc()
         header = headers[0] if len(headers) == 1 else " | ".join(
             f"[{i}] {h}" for i, h in enumerate(headers))
         body = t.codec.encode(read, results, time.perf_counter() - started)
         return _Merged(body, header_safe(header, limit=None), keys)
 
-    def _plans(self, read: SimilarityRead, m: Migration,
-               snap: StateSnapshot) -> list[tuple[SidePlan, SidePlan]]:
-        a, b = snap.models.get(m.model_a), snap.models.get(m.model_b)
-        if a is None or b is None:
-            why = f"model spec {m.model_a if a is None else m.model_b} is not registered"
-            return [(SidePlan("target", m.model_b, (), why), SidePlan("source", m.model_a, ()))
-                    for _ in read.subs]
-        return [plan_sides(sub.slots, a, b, m.phase, snap.models) for sub in read.subs]
-
-    async def _side(self, t: Transport, name: str, collection: str,
-                    plans: list[tuple[SidePlan, SidePlan]], m: Migration, snap: StateSnapshot,
-                    timeout: float | None) -> _Side:
-        side = _Side(name, [None] * len(plans))
-        index = 0 if name == "target" else 1
-        parts: list[tuple[int, Rewrite]] = []
-        for i, pair in enumerate(plans):
-            plan = pair[index]
-            if plan.skip is not None:
-                side.skipped[i] = plan.skip
-                continue
-            try:
-                spec = find_model(plan.model_id, snap.models)
-                vectors = await self._embed_fills(spec, plan.fills) if spec and plan.fills else {}
-            except SwitchyardError as exc:
-                side.skipped[i] = header_safe(f"embedding failed: {exc}")
-                continue
-            sub = t.read.subs[i]
-            limit = sub.limit if t.read.shape == "groups" else sub.limit + sub.offset
-            parts.append((i, Rewrite(vectors, limit, name == "source", m.doc_key)))
-        if not parts:
-            return side
-        try:
-            async with asyncio.timeout(timeout):
-                ok, body, reply = await t.send(collection, t.codec.side_body(t.read, parts, collection))
-        except (SwitchyardError, OSError, TimeoutError) as exc:
-            if name == "target":
-                raise
-            return self._skip_all(side, parts, f"{type(exc).__name__}: {exc}")
-        if not ok:
-            if name == "target":
-                side.error = reply
-                return side
-            return self._skip_all(side, parts, f"upstream error {_status(reply)}")
-        for (i, _), result in zip(parts, t.codec.parse(t.read, body)):
-            side.results[i] = result
-        return side
-
-    @staticmethod
-    def _skip_all(side: _Side, parts: list[tuple[int, Rewrite]], why: str) -> _Side:
-        shadow_metrics.SIDE_SKIPPED.labels(side.name, "failed").inc()
-        for i, _ in parts:
-            side.skipped[i] = header_safe(why)
-        return side
-
-    async def _in_target(self, t: Transport, m: Migration, target: _Side, source: _Side) -> set[str]:
-        """Doc keys of source hits (of subs the target answered) that the target holds."""
-        codec = t.codec
-        returned: set[str] = set()
-        candidates: dict[str, Any] = {}
-        for i, result in enumerate(source.results):
-            if result is None or target.results[i] is None:
-                continue
-            for p in self._points(t, target.results[i]):
-                returned.add(doc_key(codec, p, m.doc_key))
-            for p in self._points(t, result):
-                candidates.setdefault(doc_key(codec, p, m.doc_key), p)
-        missing = [p for k, p in candidates.items() if k not in returned]
-        if not missing:
-            return returned
-        try:
-            return returned | await t.lookup(m.target, m.doc_key, missing)
-        except (SwitchyardError, OSError, LookupError, TimeoutError) as exc:
-            # without the lookup, source hits of migrated documents could be ranked by their
-            # source version: serve the target only rather than break the rule
-            for i in range(len(source.results)):
-                if source.results[i] is not None and target.results[i] is not None:
-                    source.results[i] = None
-                    source.skipped[i] = header_safe(f"target lookup failed: {exc}")
-            return returned
-
-    def _points(self, t: Transport, result: Any) -> list[Any]:
-        if t.read.shape != "groups":
-            return list(result)
-        return [p for g in result for p in t.codec.group_parts(g)[1]]
-
-    def _merge_sub(self, t: Transport, read: SimilarityRead, i: int, target: _Side,
-                   source: _Side, found: set[str], m: Migration, higher: bool,
-                   skipped: dict[str, str]) -> tuple[Any, MergeReport, list[str]]:
-        codec, sub = t.codec, read.subs[i]
+    def _merge_sub(self, t: Transport, i: int, sides: FanOut, m: Migration,
+                   higher: bool) -> tuple[Any, MergeReport, list[str]]:
+        codec, read = t.codec, t.read
+        sub = read.subs[i]
+        target, source = sides.target, sides.source
+        skipped = {s.name: s.skipped[i] for s in (target, source) if i in s.skipped}
         t_res, s_res = target.results[i] or [], source.results[i] or []
-        in_target = found if target.results[i] is not None else set()
-        coverage = _coverage(m)
+        in_target = sides.in_target if target.results[i] is not None else set()
+        coverage = coverage_of(m)
 
         def hits(points: Sequence[Any], side: str) -> list[Hit]:
             return [Hit(doc_key(codec, p, m.doc_key), codec.score(p), p, side) for p in points]
@@ -343,13 +249,9 @@ class MergedReader:
             return
         body = served.body if isinstance(served, RestReply) else served.response
         for i, result in enumerate(t.codec.parse(t.read, body or b"")):
-            keys = [t.codec.point_id(p) for p in self._points(t, result)]
+            keys = [t.codec.point_id(p) for p in points(t, result)]
             k = len(keys) or t.read.subs[i].limit
             shadow_metrics.record(m.logical, keys, merged.keys[i], k)
-
-
-def _status(reply: Any) -> str:
-    return str(reply.status) if isinstance(reply, RestReply) else f"{reply.code} {reply.details}"
 
 
 def _stub(path: str) -> SimilarityRead:

@@ -1,0 +1,206 @@
+"""The fan-out of a merged read: query vectors per side, parallel side calls, target lookups.
+
+:func:`fan_out` returns, per sub-request and side, the hits (or why the side was skipped) and
+the doc keys the target holds among the source hits. Sides are fetched in rounds: the first
+asks each side for about ``limit + offset`` hits (``fetch_plan.initial_limits``); a sub-request
+whose merged page is not yet exact (``fetch_plan.exact_prefix``) is fetched again with a
+doubled limit on the side that limits it, at most :data:`MAX_ROUNDS` times in all.
+
+A failing or timed-out source is skipped (reason recorded); a target error reply is returned
+to the caller as the answer (the target is the primary of a merged read); an exception raised
+by the target's forward propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.dataplane import shadow as metrics
+from proxy.dataplane.embedder_pool import EmbedderPool
+from proxy.dataplane.fetch_plan import exact_prefix, initial_limits
+from proxy.dataplane.query_codec import Rewrite
+from proxy.dataplane.query_vectors import SidePlan, find_model, plan_sides
+from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from proxy.errors import SwitchyardError
+from proxy.migration.record import Migration
+from proxy.state.snapshot import StateSnapshot
+
+Transport = RestTransport | GrpcTransport
+MAX_ROUNDS = 4
+SIDES = ("target", "source")
+
+
+@dataclass
+class Side:
+    """One side: per-sub results (``None`` where skipped), skip reasons, requested limits."""
+
+    name: str
+    results: list[Any]
+    limits: list[int]
+    skipped: dict[int, str] = field(default_factory=dict)
+    vectors: dict[int, dict[int, list[float]]] = field(default_factory=dict)
+
+
+@dataclass
+class FanOut:
+    target: Side
+    source: Side
+    in_target: set[str]
+    error: Any = None  # the target's error reply
+
+
+def coverage_of(m: Migration) -> float | None:
+    """Share of documents in the target, from the backfill's counters (``None``: unknown)."""
+    if m.backfill == "done":
+        return 1.0
+    total = m.counter("backfill_total")
+    return min(1.0, m.counter("backfill_done") / total) if total > 0 else None
+
+
+def _plans(t: Transport, m: Migration, snap: StateSnapshot) -> list[tuple[SidePlan, SidePlan]]:
+    a, b = snap.models.get(m.model_a), snap.models.get(m.model_b)
+    if a is None or b is None:
+        why = f"model spec {m.model_a if a is None else m.model_b} is not registered"
+        return [(SidePlan("target", m.model_b, (), why), SidePlan("source", m.model_a, ()))
+                for _ in t.read.subs]
+    return [plan_sides(sub.slots, a, b, m.phase, snap.models) for sub in t.read.subs]
+
+
+async def _embed(pool: EmbedderPool, side: Side, plans: list[SidePlan], snap: StateSnapshot) -> None:
+    """Fill ``side.vectors`` (one embedding call per side) or record the skip reasons."""
+    texts = sorted({text for p in plans if p.skip is None for _, text in p.fills})
+    for i, plan in enumerate(plans):
+        if plan.skip is not None:
+            side.skipped[i] = plan.skip
+    spec = find_model(plans[0].model_id, snap.models) if plans else None
+    if not texts or spec is None:
+        return
+    try:
+        vectors = await pool.embed(spec, texts)
+    except SwitchyardError as exc:
+        metrics.SIDE_SKIPPED.labels(side.name, "embedding").inc()
+        for i, plan in enumerate(plans):
+            if plan.fills and i not in side.skipped:
+                side.skipped[i] = header_safe(f"embedding with {spec.id} failed: {exc}")
+        return
+    by_text = {text: vectors[k].tolist() for k, text in enumerate(texts)}
+    for i, plan in enumerate(plans):
+        side.vectors[i] = {slot: by_text[text] for slot, text in plan.fills}
+
+
+async def _send(t: Transport, side: Side, collection: str, subs: list[int], m: Migration,
+                timeout: float | None) -> Any:
+    """Fetch ``subs`` from one side; returns the error reply of a failed target, else None."""
+    parts = [(i, Rewrite(side.vectors.get(i, {}), side.limits[i], side.name == "source", m.doc_key))
+             for i in subs if i not in side.skipped]
+    if not parts:
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            ok, body, reply = await t.send(collection, t.codec.side_body(t.read, parts, collection))
+    except (SwitchyardError, OSError, TimeoutError) as exc:
+        if side.name == "target":
+            raise
+        _skip(side, parts, f"{type(exc).__name__}: {exc}")
+        return None
+    if not ok:
+        if side.name == "target":
+            return reply
+        _skip(side, parts, f"upstream error {_status(reply)}")
+        return None
+    for (i, _), result in zip(parts, t.codec.parse(t.read, body)):
+        side.results[i] = result
+    return None
+
+
+def _skip(side: Side, parts: list[tuple[int, Rewrite]], why: str) -> None:
+    metrics.SIDE_SKIPPED.labels(side.name, "failed").inc()
+    for i, _ in parts:
+        side.results[i] = None
+        side.skipped[i] = header_safe(why)
+
+
+def _status(reply: Any) -> str:
+    return str(reply.status) if hasattr(reply, "status") else f"{reply.code} {reply.details}"
+
+
+def points(t: Transport, result: Any) -> list[Any]:
+    """The hits of one sub-request's result (groups flattened)."""
+    if result is None:
+        return []
+    if t.read.shape != "groups":
+        return list(result)
+    return [p for g in result for p in t.codec.group_parts(g)[1]]
+
+
+async def _lookup(t: Transport, m: Migration, out: FanOut, subs: list[int], asked: set[str]) -> None:
+    """Add to ``out.in_target`` the source hits' documents the target holds."""
+    codec = out.target, t.codec
+    candidates: dict[str, Any] = {}
+    for i in subs:
+        if out.target.results[i] is None or out.source.results[i] is None:
+            continue
+        out.in_target |= {doc_key(codec[1], p, m.doc_key) for p in points(t, out.target.results[i])}
+        for p in points(t, out.source.results[i]):
+            candidates.setdefault(doc_key(codec[1], p, m.doc_key), p)
+    missing = [p for k, p in candidates.items() if k not in out.in_target and k not in asked]
+    if not missing:
+        return
+    asked |= {doc_key(t.codec, p, m.doc_key) for p in missing}
+    try:
+        out.in_target |= await t.lookup(m.target, m.doc_key, missing)
+    except (SwitchyardError, OSError, LookupError, TimeoutError) as exc:
+        # without the lookup a migrated document could be ranked by its source version:
+        # serve the target alone rather than break that rule
+        for i in subs:
+            if out.target.results[i] is not None and out.source.results[i] is not None:
+                out.source.results[i] = None
+                out.source.skipped[i] = header_safe(f"target lookup failed: {exc}")
+
+
+def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, coverage: float | None) -> bool:
+    """Grow the limiting side's limit if sub ``i``'s page is not exact yet; False when done."""
+    sub = t.read.subs[i]
+    tr, sr = out.target.results[i], out.source.results[i]
+    if t.read.shape == "groups" or tr is None or sr is None:
+        return False
+    exact = exact_prefix(
+        [doc_key(t.codec, p, m.doc_key) for p in tr], [doc_key(t.codec, p, m.doc_key) for p in sr],
+        in_target=out.in_target, coverage=coverage,
+        target_exhausted=len(tr) < out.target.limits[i], source_exhausted=len(sr) < out.source.limits[i])
+    if exact.final >= sub.limit + sub.offset or not (exact.more_target or exact.more_source):
+        return False
+    if exact.more_target:
+        out.target.limits[i] *= 2
+    if exact.more_source:
+        out.source.limits[i] *= 2
+    return True
+
+
+async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: EmbedderPool,
+                  side_timeout: float | None) -> FanOut:
+    n = len(t.read.subs)
+    coverage = coverage_of(m)
+    limits = [
+        (sub.limit, sub.limit) if t.read.shape == "groups"
+        else initial_limits(sub.limit + sub.offset, coverage) for sub in t.read.subs
+    ]
+    out = FanOut(Side("target", [None] * n, [lim[0] for lim in limits]),
+                 Side("source", [None] * n, [lim[1] for lim in limits]), set())
+    plans = _plans(t, m, snap)
+    await asyncio.gather(_embed(pool, out.target, [p[0] for p in plans], snap),
+                         _embed(pool, out.source, [p[1] for p in plans], snap))
+    pending, asked = list(range(n)), set[str]()
+    for _ in range(MAX_ROUNDS):
+        error, _ = await asyncio.gather(_send(t, out.target, m.target, pending, m, None),
+                                        _send(t, out.source, m.source, pending, m, side_timeout))
+        if error is not None:
+            out.error = error
+            return out
+        await _lookup(t, m, out, pending, asked)
+        pending = [i for i in pending if _needs_more(t, out, i, m, coverage)]
+        if not pending:
+            break
+    return out

@@ -1,0 +1,61 @@
+"""How many hits to fetch per side so a merged page is exact (pure).
+
+``merge.merge`` places source-only hits by estimated global rank: the target's i-th hit stands
+for rank ``(i + 1) / coverage``, the source's j-th (deduplicated, drops counted) for ``j + 1``.
+Fetching ``limit + offset`` from each side is therefore not always enough: when many source
+hits are dropped (their documents are in the target), fewer than ``limit + offset`` merged
+items are known to precede every hit not fetched yet, and a later page could then repeat or
+skip a document. :func:`exact_prefix` counts the merged items that are final (no unfetched hit
+of either side can rank before them); the reader fetches more from the limiting side until the
+page is covered or a side is exhausted. The rank formulas mirror ``merge._interleave``; keep the
+two in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+def _unique(keys: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def initial_limits(needed: int, coverage: float | None) -> tuple[int, int]:
+    """(target, source) first fetch: ``needed`` each, a margin more from the source."""
+    share = 0.5 if coverage is None else coverage
+    return needed, needed + math.ceil(needed * share / 2) + 2
+
+
+@dataclass(frozen=True, slots=True)
+class Exactness:
+    final: int  # leading merged items that are final
+    more_target: bool  # fetching more target hits would extend the final prefix
+    more_source: bool
+
+
+def exact_prefix(
+    target: Sequence[str], source: Sequence[str], *, in_target: Iterable[str],
+    coverage: float | None, target_exhausted: bool, source_exhausted: bool,
+) -> Exactness:
+    """Final merged items for rank placement, and which side limits them."""
+    ut, us = _unique(target), _unique(source)
+    known = set(ut) | set(in_target)
+    if coverage is None:
+        found = sum(1 for k in us if k in known)
+        coverage = (found + 0.5) / (len(us) + 1.0)
+    share = min(1.0, max(coverage, 1e-6))
+    bound_t = math.inf if target_exhausted else (len(ut) + 1) / share
+    bound_s = math.inf if source_exhausted else len(us) + 1.0
+    bound = min(bound_t, bound_s)
+    final = sum(1 for i in range(len(ut)) if (i + 1) / share < bound)
+    final += sum(1 for j, k in enumerate(us) if k not in known and j + 1 < bound)
+    return Exactness(final, bound_t <= bound_s and not target_exhausted,
+                     bound_s <= bound_t and not source_exhausted)
