@@ -54,6 +54,12 @@ class ProxyConfig:
     instance_id: str = field(default_factory=default_instance_id)
     state_cache_ttl: float = 2.0
     heartbeat_interval: float = 5.0
+    upstream_api_key: str | None = None
+    heartbeat_ttl: float = 10.0
+    ack_timeout: float = 30.0
+    max_active_migrations: int = 3
+    webhooks: tuple[str, ...] = ()
+    spool_dir: str | None = None
 
     @property
     def listener_tls(self) -> bool:
@@ -84,6 +90,13 @@ OPTION_HELP: dict[str, str] = {
     "instance_id": "this proxy's id in heartbeats (default hostname-pid-random)",
     "state_cache_ttl": "seconds a cached migration state is trusted (default 2)",
     "heartbeat_interval": "seconds between heartbeats to the state store (default 5)",
+    "upstream_api_key": "API key the proxy itself uses for the state store (_switchyard); "
+                        "client calls always carry the client's own credentials",
+    "heartbeat_ttl": "seconds after which a silent proxy stops counting for acknowledgement (default 10)",
+    "ack_timeout": "seconds a transition waits for every live proxy to act on it (default 30)",
+    "max_active_migrations": "migrations allowed at once across the state store (default 3)",
+    "webhooks": "comma-separated URLs called with JSON on every transition and refusal",
+    "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
 }
 
 
@@ -183,6 +196,23 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError as exc:
+        raise ValueError(f"expected a whole number, got {value!r}") from exc
+    if number < 1:
+        raise ValueError(f"must be 1 or more, got {value!r}")
+    return number
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(_url(item) for item in items if str(item).strip())
+
+
 def _instance_id(value: Any) -> str:
     text = _str(value)
     if not text:
@@ -206,6 +236,12 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "instance_id": _instance_id,
     "state_cache_ttl": _seconds,
     "heartbeat_interval": _seconds,
+    "upstream_api_key": _optional_str,
+    "heartbeat_ttl": _seconds,
+    "ack_timeout": _seconds,
+    "max_active_migrations": _positive_int,
+    "webhooks": _urls,
+    "spool_dir": _optional_str,
 }
 
 
@@ -264,6 +300,9 @@ def _pick(
 
 
 def _check_combinations(config: ProxyConfig) -> None:
-    """Rules spanning options: TLS cert and key come together."""
+    """Rules spanning options: TLS cert and key come together; heartbeats beat within their TTL."""
     if (config.tls_cert_file is None) != (config.tls_key_file is None):
         raise ConfigError("tls_cert_file and tls_key_file must be given together")
+    if config.heartbeat_interval >= config.heartbeat_ttl:
+        raise ConfigError(f"heartbeat_interval ({config.heartbeat_interval:g}s) must be shorter than "
+                          f"heartbeat_ttl ({config.heartbeat_ttl:g}s), or live proxies would count as gone")

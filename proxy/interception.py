@@ -24,11 +24,6 @@ from proxy.intercept.executor import PointWriteInterceptor
 from proxy.state.snapshot import StateCache
 from proxy.state.store import StateStore
 
-#: Comma-separated webhook URLs called on every migration transition and refusal.
-HOOKS_ENV = "SWITCHYARD_WEBHOOKS"
-#: Directory of the local repair-log spool (default ``~/.switchyard``).
-SPOOL_ENV = "SWITCHYARD_SPOOL_DIR"
-
 log = logging.getLogger("switchyard.runtime")
 
 
@@ -50,12 +45,15 @@ class ProxyInterceptor(PointWriteInterceptor):
         from proxy.admin.service import AdminService
         from proxy.migration.heartbeats import HeartbeatLoop
         from proxy.migration.hooks import Hooks
-        from proxy.migration.service import MigrationService
+        from proxy.migration.service import MigrationService, ServiceConfig
 
         await self.cache.start()
         await self._start_mirror()
-        urls = [u.strip() for u in os.environ.get(HOOKS_ENV, "").split(",") if u.strip()]
-        self._migrations = MigrationService(self.store, self.store.client, hooks=Hooks(urls))
+        service_config = ServiceConfig(ack_timeout=self.config.ack_timeout,
+                                       heartbeat_ttl=self.config.heartbeat_ttl,
+                                       max_active=self.config.max_active_migrations)
+        self._migrations = MigrationService(self.store, self.store.client, service_config,
+                                            hooks=Hooks(self.config.webhooks))
         if server is not None:
             from proxy.frontend.admin_grpc import admin_handlers
             from proxy.frontend.admin_rest import admin_routes
@@ -78,10 +76,13 @@ class ProxyInterceptor(PointWriteInterceptor):
         self._legs = RestUpstream(self.config.upstream_rest_url, timeout=self.config.upstream_timeout,
                                   ca_file=self.config.upstream_ca_file)
         self._pool = EmbedderPool()
-        spool_dir = os.environ.get(SPOOL_ENV) or os.path.join(os.path.expanduser("~"), ".switchyard")
+        spool_dir = self.config.spool_dir or os.path.join(os.path.expanduser("~"), ".switchyard")
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
         self.mirror = Mirror(self._pool, repair, self._legs.request)
         self.pool = self._pool
+        from proxy.dataplane.reads import MergedReader
+
+        self.reader = MergedReader(self._pool)
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
 
     async def _replay_loop(self, repair: Any) -> None:
@@ -96,6 +97,8 @@ class ProxyInterceptor(PointWriteInterceptor):
         if self._replayer is not None:
             self._replayer.cancel()
             await asyncio.gather(self._replayer, return_exceptions=True)
+        if self.reader is not None:
+            await self.reader.aclose()
         if self._pool is not None:
             await self._pool.aclose()
         if self._legs is not None:
@@ -111,7 +114,7 @@ class ProxyInterceptor(PointWriteInterceptor):
 def build_interceptor(config: ProxyConfig) -> ProxyInterceptor:
     store = StateStore.connect(
         config.upstream_rest_url,
-        api_key=getattr(config, "upstream_api_key", None),
+        api_key=config.upstream_api_key,
         timeout=min(config.upstream_timeout, 10.0),
     )
     return ProxyInterceptor(config, store, StateCache(store, ttl=config.state_cache_ttl))

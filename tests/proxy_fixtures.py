@@ -76,6 +76,11 @@ def start_proxy(upstream_rest_url: str, grpc_host: str, grpc_port: int) -> Runni
             "listen_rest": "127.0.0.1:0",
             "listen_grpc": "127.0.0.1:0",
             "state_cache_ttl": "0.2",
+            "heartbeat_interval": "0.5",
+            "heartbeat_ttl": "3",
+            "ack_timeout": "15",
+            # tests share one state store: the product default of 3 would couple them
+            "max_active_migrations": "1000",
         },
         {},
         None,

@@ -60,6 +60,7 @@ def migration(switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
             break
         time.sleep(0.05)
     yield alias, source, target, spec_a, spec_b, direct, mid
+    _admin(switchyard, f"/migrations/{mid}/transition", {"name": "cancel"})  # frees an active slot
     direct.close()
 
 

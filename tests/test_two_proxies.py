@@ -34,7 +34,8 @@ class ProxyProcess:
                "--upstream-grpc-address", f"{upstream.grpc_host}:{upstream.grpc_port}",
                "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0",
                "--instance-id", instance, "--admin-key", ADMIN_KEY,
-               "--state-cache-ttl", "0.2", "--heartbeat-interval", "0.3"]
+               "--state-cache-ttl", "0.2", "--heartbeat-interval", "0.3", "--heartbeat-ttl", "3",
+               "--max-active-migrations", "1000"]
         self.instance = instance
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 30
@@ -144,3 +145,5 @@ def test_transition_waits_for_both_and_dead_proxy_ages_out(
     assert states[second.instance] == "gone" and states[first.instance] == "acked"
     assert moved["result"]["migration"]["phase"] == "writes_switched"
     assert waited >= 1.0  # it did wait for the dead proxy's heartbeat to age out
+    code, done = first.admin("POST", f"/migrations/{mid}/transition", {"name": "complete"})
+    assert code == 200 and done["result"]["migration"]["phase"] == "complete", done

@@ -41,7 +41,10 @@ from proxy.intercept.routes import (
 )
 from proxy.dataplane.mirror import Mirror, MirrorTarget
 from proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent
-from proxy.migration.routing import route
+from proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
+from proxy.dataplane.reads import MergedReader
+from proxy.migration.record import Migration
+from proxy.migration.routing import Route, route
 from proxy.state.snapshot import StateSnapshot
 from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
@@ -70,6 +73,15 @@ def physical_collection(snap: StateSnapshot, name: str, kind: str) -> tuple[str,
     return target, f"{name} -> {target} (migration {found.migration_id}: {found.reason})"
 
 
+def merged_route(snap: StateSnapshot, name: str) -> tuple[Route, Migration] | None:
+    """The read route and migration when similarity reads of ``name`` merge or shadow (pure)."""
+    found = route(snap.migrations, name, "read") if snap.migrations else None
+    if found is None or not (found.merge or found.shadow):
+        return None
+    m = snap.migrations.get(found.migration_id)
+    return (found, m) if m is not None else None
+
+
 def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
     """The secondary a write on ``name`` is mirrored to, with its model (pure; ``None``: none)."""
     found = route(snap.migrations, name, "write") if snap.migrations else None
@@ -89,9 +101,10 @@ class PointWriteInterceptor:
     """Routes point calls by phase; stamps or enforces embedding metadata on point writes."""
 
     def __init__(self, state: SnapshotSource, mirror: Mirror | None = None,
-                 pool: inference.Embeds | None = None) -> None:
+                 pool: inference.Embeds | None = None, reader: MergedReader | None = None) -> None:
         self._state = state
         self.mirror = mirror
+        self.reader = reader
         self.pool = pool  # serves inference objects of registered models (None: left alone)
 
     # -- REST
@@ -104,7 +117,10 @@ class PointWriteInterceptor:
         snap = self._state.snapshot
         if snap.migrations and physical_collection(snap, collection, kind)[1] is not None:
             return True
-        return (method, rest) in _REST_METADATA_WRITES and snap.is_bound(collection)
+        if not snap.is_bound(collection):
+            return False
+        return (method, rest) in _REST_METADATA_WRITES or (
+            self.reader is not None and is_similarity_rest(method, rest))
 
     async def rest(self, call: RestCall, forward: RestForward) -> RestReply:
         found = rest_target(call.method, call.path)
@@ -113,8 +129,17 @@ class PointWriteInterceptor:
         collection, rest, kind = found
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
+        similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
+        if similarity and (merging := merged_route(snap, collection)) is not None:
+            assert self.reader is not None
+            reply = await self.reader.rest(call, merging[0], merging[1], snap, forward)
+            return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_path(rest_path(physical, rest))
+        if similarity and snap.is_bound(physical):
+            assert self.reader is not None
+            reply = await self.reader.resolve_inference_rest(call, physical, snap, forward)
+            return reply if why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
         original = call.body
         if op_kind is not None and snap.is_bound(physical):
@@ -161,8 +186,18 @@ class PointWriteInterceptor:
             return await forward(call)
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
+        similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
+        if similarity and (merging := merged_route(snap, collection)) is not None:
+            assert self.reader is not None
+            reply = await self.reader.grpc(call, merging[0], merging[1], snap, forward)
+            return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_request(rename_grpc(call.request, physical))
+        if similarity and snap.is_bound(physical):
+            assert self.reader is not None
+            reply = await self.reader.resolve_inference_grpc(call, physical, snap, forward)
+            return reply if why is None else replace(
+                reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         original = call.request
         if call.method in grpc_codec.METHODS and snap.is_bound(physical):
             call = await self._grpc_metadata(call, snap)
