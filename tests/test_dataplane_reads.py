@@ -323,8 +323,8 @@ async def test_inference_for_a_bound_collection(env: Env) -> None:
         assert [p["id"] for p in got] == [p["id"] for p in direct["points"]]
     msg = pb.QueryPoints(collection_name=s.source, limit=4, query=pb.Query(
         nearest=pb.VectorInput(document=pb.Document(text=QUERIES[3], model="a"))))
-    call = GrpcCall("/qdrant.Points/Query", msg.SerializeToString(), ())
-    greply = await env.reader.resolve_inference_grpc(call, s.source, snap, env.fw.grpc)
+    gcall = GrpcCall("/qdrant.Points/Query", msg.SerializeToString(), ())
+    greply = await env.reader.resolve_inference_grpc(gcall, s.source, snap, env.fw.grpc)
     assert greply.ok, greply.details
     resp = pb.QueryResponse.FromString(greply.response)
     assert [p.id.num for p in resp.result] == [p["id"] for p in direct["points"]]

@@ -150,7 +150,7 @@ def _pairs(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...],
         p = (*path, i) if base is not None else path
         if isinstance(pair, dict):
             for side in ("positive", "negative"):
-                yield from _examples(pair.get(side), (*p, side))
+                yield from _vector_input(pair.get(side), (*p, side))
 
 
 def _examples(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], SlotInfo]]:
