@@ -19,7 +19,7 @@ from typing import Any
 
 from proxy.dataplane import shadow as metrics
 from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.fetch_plan import exact_prefix, initial_limits
+from proxy.dataplane.fetch_plan import COVERAGE_SAMPLE, estimate_coverage, exact_prefix, initial_limits
 from proxy.dataplane.query_codec import Rewrite
 from proxy.dataplane.query_vectors import SidePlan, find_model, plan_sides
 from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
@@ -48,6 +48,7 @@ class FanOut:
     target: Side
     source: Side
     in_target: set[str]
+    coverage: list[float | None] = field(default_factory=list)  # per sub, for the merge
     error: Any = None  # the target's error reply
 
 
@@ -160,15 +161,22 @@ async def _lookup(t: Transport, m: Migration, out: FanOut, subs: list[int], aske
                 out.source.skipped[i] = header_safe(f"target lookup failed: {exc}")
 
 
-def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, coverage: float | None) -> bool:
-    """Grow the limiting side's limit if sub ``i``'s page is not exact yet; False when done."""
+def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | None) -> bool:
+    """Grow the limiting side's limit if sub ``i``'s page is not exact yet; False when done.
+
+    Also fixes the sub's coverage for the merge (estimated from its source hits).
+    """
     sub = t.read.subs[i]
     tr, sr = out.target.results[i], out.source.results[i]
-    if t.read.shape == "groups" or tr is None or sr is None:
+    if tr is None or sr is None:
+        return False
+    source_keys = [doc_key(t.codec, p, m.doc_key) for p in points(t, sr)]
+    out.coverage[i] = estimate_coverage(source_keys, out.in_target, known)
+    if t.read.shape == "groups":
         return False
     exact = exact_prefix(
-        [doc_key(t.codec, p, m.doc_key) for p in tr], [doc_key(t.codec, p, m.doc_key) for p in sr],
-        in_target=out.in_target, coverage=coverage,
+        [doc_key(t.codec, p, m.doc_key) for p in tr], source_keys,
+        in_target=out.in_target, coverage=out.coverage[i],
         target_exhausted=len(tr) < out.target.limits[i], source_exhausted=len(sr) < out.source.limits[i])
     if exact.final >= sub.limit + sub.offset or not (exact.more_target or exact.more_source):
         return False
@@ -184,11 +192,11 @@ async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: Embedde
     n = len(t.read.subs)
     coverage = coverage_of(m)
     limits = [
-        (sub.limit, sub.limit) if t.read.shape == "groups"
+        (sub.limit, max(sub.limit, COVERAGE_SAMPLE)) if t.read.shape == "groups"
         else initial_limits(sub.limit + sub.offset, coverage) for sub in t.read.subs
     ]
     out = FanOut(Side("target", [None] * n, [lim[0] for lim in limits]),
-                 Side("source", [None] * n, [lim[1] for lim in limits]), set())
+                 Side("source", [None] * n, [lim[1] for lim in limits]), set(), [coverage] * n)
     plans = _plans(t, m, snap)
     await asyncio.gather(_embed(pool, out.target, [p[0] for p in plans], snap),
                          _embed(pool, out.source, [p[1] for p in plans], snap))

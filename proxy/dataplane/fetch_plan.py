@@ -28,10 +28,29 @@ def _unique(keys: Iterable[str]) -> list[str]:
     return out
 
 
+#: Source hits the coverage estimate looks at: a fixed number, so every page of one query
+#: uses the same estimate (the source side always fetches at least this many).
+COVERAGE_SAMPLE = 16
+
+
 def initial_limits(needed: int, coverage: float | None) -> tuple[int, int]:
     """(target, source) first fetch: ``needed`` each, a margin more from the source."""
     share = 0.5 if coverage is None else coverage
-    return needed, needed + math.ceil(needed * share / 2) + 2
+    return needed, max(COVERAGE_SAMPLE, needed + math.ceil(needed * share / 2) + 2)
+
+
+def estimate_coverage(source: Sequence[str], in_target: Iterable[str], known: float | None) -> float:
+    """Share of documents in the target for placing source hits.
+
+    Estimated from the first :data:`COVERAGE_SAMPLE` distinct source hits (the share whose
+    documents the target holds, smoothed like ``merge``'s own estimate), and never below
+    ``known`` (the backfill's progress): the counters do not see mirrored writes, so alone they
+    understate a target that clients have been writing to.
+    """
+    sample = _unique(source)[:COVERAGE_SAMPLE]
+    held = set(in_target)
+    estimate = (sum(1 for k in sample if k in held) + 0.5) / (len(sample) + 1.0)
+    return max(estimate, known or 0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 from proxy.dataplane import shadow as shadow_metrics
 from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.fanout import FanOut, coverage_of, fan_out, points
+from proxy.dataplane.fanout import FanOut, fan_out, points
 from proxy.dataplane.group_merge import GroupHits, merge_groups
 from proxy.dataplane.merge import Hit, MergeReport, merge
 from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
@@ -187,7 +187,7 @@ class MergedReader:
         skipped = {s.name: s.skipped[i] for s in (target, source) if i in s.skipped}
         t_res, s_res = target.results[i] or [], source.results[i] or []
         in_target = sides.in_target if target.results[i] is not None else set()
-        coverage = coverage_of(m)
+        coverage = sides.coverage[i]
 
         def hits(points: Sequence[Any], side: str) -> list[Hit]:
             return [Hit(doc_key(codec, p, m.doc_key), codec.score(p), p, side) for p in points]
