@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.registry_command",
     "proxy.embedders.command",
     "proxy.migration.command",
+    "backfill.command",
 )
 
 

@@ -67,3 +67,13 @@ def content(payload: dict[str, Any] | None) -> dict[str, Any]:
 
 def new_store(client: AsyncQdrantClient) -> StateStore:
     return StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
+
+
+def counting_texts(keys: list[Any], payloads: list[dict[str, Any]]) -> list[str | None]:
+    """A ``--text-fetcher`` for subprocess tests: the payload text, and one line per call with
+    the number of texts in ``$BACKFILL_COUNT_FILE`` (how many points were prepared in total)."""
+    import os
+    with open(os.environ["BACKFILL_COUNT_FILE"], "a") as f:
+        f.write(f"{len(keys)}\n")
+        f.flush()
+    return [p.get("text") for p in payloads]

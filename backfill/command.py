@@ -1,0 +1,95 @@
+"""``switchyard backfill MIGRATION`` (the daemon) and ``switchyard verify MIGRATION [--repair]``.
+
+Both talk to Qdrant (or a Switchyard proxy, which forwards the state store untouched) at
+``--url`` (env ``SWITCHYARD_QDRANT_URL``) with qdrant-client; several daemons on one migration
+share its partitions. ``--set-batch-size N`` changes the batch size of every running daemon
+(clamped to [1, 1024]) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+from typing import Any
+
+from backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
+from proxy.migration.record import Migration
+from proxy.state.store import STATE_COLLECTION, StateStore
+
+DEFAULT_URL = "http://localhost:6333"
+_DEFAULTS = DaemonConfig()
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("backfill", help="re-embed a migration's source into its target (daemon)")
+    _common(p)
+    p.add_argument("--once", action="store_true", help="exit when every partition is done")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--concurrency", type=int, default=_DEFAULTS.concurrency,
+                   help="batches prepared ahead of the writer")
+    p.add_argument("--text-fetcher", help="URL or module:callable (default: the payload's text field)")
+    p.add_argument("--lease-ttl", type=float, default=_DEFAULTS.lease_ttl)
+    p.add_argument("--owner", help="daemon name in leases and progress (default: random)")
+    p.add_argument("--progress-interval", type=float, default=_DEFAULTS.progress_interval)
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--set-batch-size", type=int, help="change the running daemons' batch size and exit")
+    p.set_defaults(handler=lambda a: asyncio.run(_backfill(a)))
+    v = sub.add_parser("verify", help="merge-join source and target; --repair fixes differences")
+    _common(v)
+    v.add_argument("--repair", action="store_true")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=lambda a: asyncio.run(_verify(a)))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("migration", help="migration id")
+    p.add_argument("--url", default=os.environ.get("SWITCHYARD_QDRANT_URL", DEFAULT_URL))
+    p.add_argument("--api-key", default=os.environ.get("QDRANT_API_KEY"))
+    p.add_argument("--state-collection", default=STATE_COLLECTION, help=argparse.SUPPRESS)
+
+
+async def _backfill(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        if args.set_batch_size is not None:
+            size = clamp_batch(args.set_batch_size)
+            env = await store.require(Migration.KIND, args.migration)
+            m = Migration.from_envelope(env)
+            new = dataclasses.replace(m, counters={**m.counters, BATCH_COUNTER: size})
+            await store.put(Migration.KIND, m.id, new.stored(), m.rev)
+            print(f"batch size set to {size}")
+            return 0
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+            start_http_server(args.metrics_port)
+        config = DaemonConfig(batch_size=args.batch_size, concurrency=args.concurrency,
+                              lease_ttl=args.lease_ttl, progress_interval=args.progress_interval,
+                              text_fetcher=args.text_fetcher)
+        stats = await Daemon(store, args.migration, config, owner=args.owner).run(once=args.once)
+        print(json.dumps(dataclasses.asdict(stats), sort_keys=True))
+        return 0
+    finally:
+        await store.close()
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from proxy.migration.service import MigrationService
+
+    store = _store(args)
+    try:
+        m = await MigrationService(store, store.client).verify(args.migration, repair=args.repair)
+        ver = m.verification.to_dict() if m.verification else {}
+        print(json.dumps(ver, sort_keys=True) if args.json else
+              f"{m.id}: clean at {ver.get('at')}, counts {ver.get('counts')}, phase {m.phase}")
+        return 0
+    finally:
+        await store.close()
+
+
+def _store(args: argparse.Namespace) -> StateStore:
+    store = StateStore.connect(args.url, args.api_key, timeout=60)
+    store.collection = args.state_collection
+    return store
