@@ -60,6 +60,13 @@ class Partition:
         return cls(int(d["index"]), str(d["kind"]), int(d["lo"]), int(d["hi"]))
 
 
+def norm(point_id: Any) -> PointId:
+    """A point id as int or canonical UUID text (qdrant-client may hand out ``uuid.UUID``)."""
+    if isinstance(point_id, int):
+        return point_id
+    return str(uuid.UUID(str(point_id)))
+
+
 def id_kind(point_id: PointId) -> str:
     return UUID if isinstance(point_id, str) else INT
 

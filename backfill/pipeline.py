@@ -26,7 +26,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from backfill.partitions import Partition, PointId, truncate
+from backfill.partitions import Partition, PointId, norm, truncate
 from backfill.samples import Reservoir, pair
 from backfill.texts import Fault, TextFetcher
 from proxy.dataplane.digest import DIGEST_FIELD, content_of, source_digest, vector_repr
@@ -112,16 +112,17 @@ class Copier:
     async def scroll(self, p: Partition, cursor: PointId, limit: int) -> Batch:
         records, nxt = await self._call("scrolling the source", self.client.scroll(
             self.m.source, offset=cursor, limit=limit, with_payload=True, with_vectors=True))
-        n = truncate(p, [r.id for r in records])
-        if n < len(records) or nxt is None or p.past_end(nxt):
+        n = truncate(p, [norm(r.id) for r in records])
+        if n < len(records) or nxt is None or p.past_end(norm(nxt)):
             return Batch(records[:n], None)
-        return Batch(records, nxt)
+        return Batch(records, norm(nxt))
 
     async def prepare(self, batch: Batch) -> Prepared:
         return await self.prepare_records(batch, batch.records)
 
     async def prepare_records(self, batch: Batch, records: Sequence[models.Record]) -> Prepared:
         """Target points for ``records``: text -> B embedding (or copied vectors) + payload."""
+        vectors: list[Any]
         if self.m.copy_vectors or self.embedder is None:
             keep, vectors, no_text = list(records), [None] * len(records), 0
         else:
@@ -133,11 +134,11 @@ class Copier:
             vectors = list(matrix)
             if self.reservoir is not None:
                 for r, t, v in zip(keep, wanted, vectors, strict=True):
-                    self.reservoir.offer(pair(r.id, t, bound_vector(self.m, r), v))
+                    self.reservoir.offer(pair(norm(r.id), t, bound_vector(self.m, r), v))
         digests: dict[PointId, str] = {}
         points = []
         for r, v in zip(keep, vectors, strict=True):
-            d = digests[r.id] = digest_of(self.m, r)
+            d = digests[norm(r.id)] = digest_of(self.m, r)
             payload = {**content_of(r.payload), **self.meta, DIGEST_FIELD: d}
             points.append(models.PointStruct(id=r.id, vector=target_vector(self.m, r, v), payload=payload))
         return Prepared(batch, points, digests, no_text)
@@ -151,7 +152,7 @@ class Copier:
         if prep.points:
             await self._call("writing the target", self.client.upsert(
                 self.m.target, prep.points, wait=True, update_mode=models.UpdateMode.INSERT_ONLY))
-        ids = [r.id for r in prep.batch.records]
+        ids = [norm(r.id) for r in prep.batch.records]
         if ids:
             fixed = await self.reconcile(ids, prep.digests)
             stats.vanished, stats.redone = fixed.vanished, fixed.redone
@@ -171,14 +172,14 @@ class Copier:
             prep = await self.prepare_records(Batch(changed, None), changed)
             stats.embedded = 0 if self.m.copy_vectors else len(prep.points)
             for point in prep.points:
-                old = ours.get(point.id)
+                old = ours.get(norm(point.id))
                 await self.overwrite([point], old)
         return stats
 
     async def read_source(self, ids: Sequence[PointId]) -> dict[PointId, models.Record]:
         found = await self._call("re-reading the source", self.client.retrieve(
             self.m.source, list(ids), with_payload=True, with_vectors=True))
-        return {r.id: r for r in found}
+        return {norm(r.id): r for r in found}
 
     async def overwrite(self, points: list[models.PointStruct], expected: str | None) -> None:
         """Upsert ``points``; with ``expected``, only over a target point still carrying that
@@ -192,11 +193,12 @@ class Copier:
 
     async def delete_if(self, ids: Sequence[PointId], ours: Mapping[PointId, str | None]) -> None:
         """Delete ``ids`` from the target; those with a digest in ``ours`` only if it still matches."""
-        clauses = []
+        clauses: list[models.Condition] = []
         for i in ids:
             must: list[models.Condition] = [models.HasIdCondition(has_id=[i])]
-            if ours.get(i) is not None:
-                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=ours[i])))
+            digest = ours.get(i)
+            if digest is not None:
+                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=digest)))
             clauses.append(models.Filter(must=must))
         await self._call("deleting from the target", self.client.delete(
             self.m.target, models.FilterSelector(filter=models.Filter(should=clauses)), wait=True))

@@ -41,7 +41,7 @@ class Reservoir:
         return {"capacity": self.capacity, "seen": self.seen, "items": self.items}
 
 
-def pair(point_id: int | str, text: str, a: Sequence[float] | None, b: Sequence[float]) -> dict[str, Any]:
+def pair(point_id: int | str, text: str, a: Any, b: Sequence[float]) -> dict[str, Any]:
     return {"id": point_id, "text": text, "a": [float(x) for x in a] if a is not None else None,
             "b": [float(x) for x in b]}
 

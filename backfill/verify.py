@@ -19,7 +19,7 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.partitions import PointId
+from backfill.partitions import PointId, norm
 from backfill.pipeline import Copier, digest_of
 from proxy.dataplane.digest import DIGEST_FIELD
 from proxy.migration.record import Migration
@@ -98,10 +98,11 @@ async def _pages(client: AsyncQdrantClient, collection: str, start: PointId | No
     while True:
         records, nxt = await client.scroll(collection, offset=offset, limit=limit, with_payload=True,
                                            with_vectors=with_vectors)
-        yield records, nxt
-        if nxt is None:
+        following = None if nxt is None else norm(nxt)
+        yield records, following
+        if following is None:
             return
-        offset = nxt
+        offset = following
 
 
 async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, page: int = 256,
@@ -118,7 +119,7 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
     async for records, nxt in src_pages:
         if gate is not None:
             await gate(len(records))
-        src = [(r.id, digest_of(m, r)) for r in records]
+        src = [(norm(r.id), digest_of(m, r)) for r in records]
         bound = None if nxt is None else order_key(nxt)  # window: ids before the next source page
         while not tgt_done and (bound is None or not tgt_buffer or order_key(tgt_buffer[-1][0]) < bound):
             try:
@@ -126,7 +127,7 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
             except StopAsyncIteration:
                 tgt_done = True
                 break
-            tgt_buffer.extend((r.id, (r.payload or {}).get(DIGEST_FIELD)) for r in t_records)
+            tgt_buffer.extend((norm(r.id), (r.payload or {}).get(DIGEST_FIELD)) for r in t_records)
             if not t_records:
                 tgt_done = True
         if bound is None:
@@ -148,7 +149,7 @@ async def confirm(copier: Copier, m: Migration, d: Diff) -> Diff:
     for k in range(0, len(ids), 256):
         chunk = ids[k:k + 256]
         src = await copier.read_source(chunk)
-        tgt = {r.id: r for r in await copier.client.retrieve(m.target, chunk, with_payload=True,
+        tgt = {norm(r.id): r for r in await copier.client.retrieve(m.target, chunk, with_payload=True,
                                                               with_vectors=False)}
         for i in chunk:
             if i in src and i not in tgt:
