@@ -35,7 +35,7 @@ class ProxyProcess:
                "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0",
                "--instance-id", instance, "--admin-key", ADMIN_KEY,
                "--state-cache-ttl", "0.2", "--heartbeat-interval", "0.3", "--heartbeat-ttl", "3",
-               "--max-active-migrations", "1000"]
+               "--max-active-migrations", "1000", "--drain-seconds", "1"]
         self.instance = instance
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 30
