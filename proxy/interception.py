@@ -97,6 +97,8 @@ class ProxyInterceptor(PointWriteInterceptor):
         if self._replayer is not None:
             self._replayer.cancel()
             await asyncio.gather(self._replayer, return_exceptions=True)
+        if self.mirror is not None:
+            await self.mirror.aclose()
         if self.reader is not None:
             await self.reader.aclose()
         if self._pool is not None:

@@ -39,8 +39,8 @@ def _admin(proxy: RunningProxy, path: str, body: dict[str, Any] | None = None) -
         return json.loads(resp.read())["result"]
 
 
-@pytest.fixture
-def migration(switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
+@pytest.fixture(params=["sync"])
+def migration(request: Any, switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
     tag = uuid.uuid4().hex[:6]
     spec_a = ModelSpec(id=f"a-{tag}", provider="hashing", model=f"a-{tag}", dimensions=DIM_A)
     spec_b = ModelSpec(id=f"b-{tag}", provider="hashing", model=f"b-{tag}", dimensions=DIM_B)
@@ -51,7 +51,7 @@ def migration(switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
         create_alias=models.CreateAlias(collection_name=source, alias_name=alias))])
     switchyard.register_and_bind(spec_a, Binding(source, spec_a.id))
     switchyard.register_and_bind(spec_b, Binding(source, spec_a.id))  # registers B too
-    planned = _admin(switchyard, "/migrations", {"logical": alias, "to_model": spec_b.id})
+    planned = _admin(switchyard, "/migrations", {"logical": alias, "to_model": spec_b.id, "mirror": request.param})
     mid, target = planned["migration"]["id"], planned["migration"]["target"]
     _admin(switchyard, f"/migrations/{mid}/transition", {"name": "start"})
     for _ in range(100):  # the start transition waited for this proxy's acknowledgement already
@@ -149,3 +149,23 @@ def test_failed_secondary_goes_to_repair_log(switchyard: RunningProxy, migration
             await client.close()
 
     assert sorted(asyncio.run(go())) == [41, 42]
+
+
+@pytest.mark.parametrize("migration", ["async"], indirect=True)
+def test_async_mirror_catches_up_without_delaying_the_client(switchyard: RunningProxy, migration: Any) -> None:
+    alias, source, target, spec_a, spec_b, direct, _ = migration
+    with closing(QdrantClient(url=switchyard.rest_url, check_compatibility=False)) as c:
+        for i in range(1, 6):
+            c.upsert(alias, [models.PointStruct(id=i, vector=_vec(i), payload={"text": f"async {i}"})])
+        c.set_payload(alias, {"text": "async three, edited"}, points=[3])
+        c.delete(alias, [5])
+    deadline = time.monotonic() + 10
+    while direct.count(target).count != 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(50):  # the last queued write may still be landing
+        try:
+            _assert_in_sync(direct, source, target, spec_a, spec_b)
+            break
+        except AssertionError:
+            time.sleep(0.1)
+    _assert_in_sync(direct, source, target, spec_a, spec_b)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 from proxy.dataplane.embedder_pool import EmbedderPool
@@ -48,6 +48,7 @@ _CREDENTIALS = ("api-key", "authorization")
 
 MIRRORED = Counter("switchyard_mirrored_writes_total", "Mirrored writes by outcome.", ["migration", "outcome"])
 MIRROR_SECONDS = Histogram("switchyard_mirror_seconds", "Time spent on the secondary leg of a write.")
+MIRROR_QUEUE = Gauge("switchyard_mirror_queue", "Writes waiting for their async mirror.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,47 @@ class Prepared:
 
 
 class Mirror:
-    def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward) -> None:
+    """Mirrors writes; in ``async`` migrations through a bounded queue drained by one owned worker."""
+
+    def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward,
+                 queue_size: int = 1024) -> None:
         self.pool = pool
         self.repair = repair
         self._forward = forward
+        self._queue: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=queue_size)
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, prep: Prepared) -> None:
+        """Queue ``finish`` for later (``--mirror async``); a full queue goes to the repair log."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._drain(), name="mirror-async")
+        try:
+            self._queue.put_nowait(prep)
+            MIRROR_QUEUE.set(self._queue.qsize())
+        except asyncio.QueueFull:
+            self.abandon(prep)
+            await self.repair.record(prep.target.migration.id, _unique(prep.ids), prep.unresolved,
+                                     f"async mirror queue full ({self._queue.maxsize} writes waiting)")
+
+    async def _drain(self) -> None:
+        while True:
+            prep = await self._queue.get()
+            MIRROR_QUEUE.set(self._queue.qsize())
+            await self.finish(prep)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Finish queued writes (bounded), then record whatever is left in the repair log."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._queue.empty() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while not self._queue.empty():
+            prep = self._queue.get_nowait()
+            self.abandon(prep)
+            await self.repair.record(prep.target.migration.id, _unique(prep.ids), prep.unresolved,
+                                     "proxy stopped before the async mirror ran")
 
     async def prepare(self, target: MirrorTarget, intent: WriteIntent, client_headers: Headers) -> Prepared:
         headers = tuple((k, v) for k, v in client_headers if k in _CREDENTIALS)

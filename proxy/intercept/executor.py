@@ -242,7 +242,9 @@ class PointWriteInterceptor:
         except BaseException:
             self.mirror.abandon(prepared)
             raise
-        if reply.ok:
+        if reply.ok and target.migration.mirror == "async":
+            await self.mirror.submit(prepared)
+        elif reply.ok:
             await self.mirror.finish(prepared)
         else:
             self.mirror.abandon(prepared)

@@ -54,6 +54,8 @@ def register(sub: Any) -> None:
     p.add_argument("--doc-key", default="doc_id")
     p.add_argument("--text-field", default="text")
     p.add_argument("--copy-vectors", action="store_true")
+    p.add_argument("--mirror", choices=("sync", "async"), default="sync",
+                   help="async: clients do not wait for the mirrored write (bounded queue); default sync")
     p.add_argument("--throttle", type=float, default=0.0, help="points per second (0 = unthrottled)")
     p.add_argument("--dry-run", action="store_true")
     _cmd(msub, "list", "list migrations", _list, with_id=False)
@@ -100,6 +102,7 @@ def _plan(args: argparse.Namespace, c: AdminClient) -> Any:
     return c.call("POST", "/migrations", {
         "logical": args.logical, "to_model": args.to_model, "target": args.target,
         "doc_key": args.doc_key, "text_field": args.text_field, "copy_vectors": args.copy_vectors,
+        "mirror": args.mirror,
         "throttle": args.throttle, "dry_run": args.dry_run})
 
 

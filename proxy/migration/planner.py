@@ -30,6 +30,7 @@ class PlanRequest:
     doc_key: str = "doc_id"
     text_field: str = "text"
     copy_vectors: bool = False
+    mirror: str = "sync"
     text_fetcher: str | None = None
     throttle: float = 0.0
     dry_run: bool = False

@@ -77,6 +77,9 @@ class Event:
                    str(data["to_phase"]), int(data["rev"]), str(data.get("reason") or ""))
 
 
+MIRROR_MODES = ("sync", "async")
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One migration of ``logical`` from ``source`` (model A) to ``target`` (model B)."""
@@ -95,6 +98,7 @@ class Migration:
     doc_key: str = "doc_id"
     text_field: str = "text"
     copy_vectors: bool = False
+    mirror: str = "sync"  # "sync": the client's answer waits for the secondary; "async": it does not
     phase: str = PLANNED
     read_mode: str = "source"
     rev: int = 0
@@ -115,6 +119,8 @@ class Migration:
             raise BadRequest(f"unknown read mode {self.read_mode!r} (one of {', '.join(READ_MODES)})")
         if self.backfill not in BACKFILL_STATES:
             raise BadRequest(f"unknown backfill state {self.backfill!r}")
+        if self.mirror not in MIRROR_MODES:
+            raise BadRequest(f"unknown mirror mode {self.mirror!r} (one of {', '.join(MIRROR_MODES)})")
         if self.throttle < 0:
             raise BadRequest(f"throttle must be >= 0 points per second, got {self.throttle}")
 

@@ -119,6 +119,7 @@ class MigrationService:
             source=f.source.collection, target=f.target, model_a=f.binding.model_id,
             model_b=f.model_b.id, logical_is_alias=f.source.is_alias, vector=f.binding.vector,
             doc_key=req.doc_key, text_field=req.text_field, copy_vectors=req.copy_vectors,
+            mirror=req.mirror,
             created_at=now, throttle=req.throttle,
             counters={"backfill_total": est.points, "backfill_done": 0},
         ).with_event(Event(now, "plan", "", "planned", 1))
