@@ -47,14 +47,14 @@ class ProxyConfig:
     listen_grpc: str = "0.0.0.0:6334"
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # secrets never reach a log line
     upstream_timeout: float = 60.0
     max_body_size: int = 32 << 20
     log_level: str = "INFO"
     instance_id: str = field(default_factory=default_instance_id)
     state_cache_ttl: float = 2.0
     heartbeat_interval: float = 5.0
-    upstream_api_key: str | None = None
+    upstream_api_key: str | None = field(default=None, repr=False)
     heartbeat_ttl: float = 10.0
     ack_timeout: float = 30.0
     max_active_migrations: int = 3

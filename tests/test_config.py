@@ -35,6 +35,7 @@ JSON = '{"listen_rest": "127.0.0.1:7000", "upstream_grpc_tls": true, "state_cach
     ({"tls_cert_file": "c.pem", "tls_key_file": "k.pem"}, {}, None,
      {"tls_cert_file": "c.pem", "tls_key_file": "k.pem"}),
     ({"admin_key": ""}, {}, None, {"admin_key": None}),
+    ({}, {"SWITCHYARD_UPSTREAM_API_KEY": "k"}, None, {"upstream_api_key": "k"}),
     ({}, {"SWITCHYARD_LISTEN_GRPC": "[::1]:0"}, None, {"listen_grpc": "[::1]:0"}),
 ])
 def test_load_config(argv: dict[str, Any], env: dict[str, str], file_text: str | None,
@@ -66,6 +67,12 @@ def test_load_config_errors(argv: dict[str, Any], env: dict[str, str], file_text
     with pytest.raises(ConfigError) as err:
         load_config(argv, env, file_text)
     assert message in str(err.value)
+
+
+def test_secrets_are_not_in_the_repr() -> None:
+    config = load_config({"admin_key": "adm1n-s3cret"}, {"SWITCHYARD_UPSTREAM_API_KEY": "up-s3cret"}, None)
+    assert config.admin_key == "adm1n-s3cret" and config.upstream_api_key == "up-s3cret"
+    assert "s3cret" not in repr(config)
 
 
 def test_defaults_are_a_valid_config_and_instance_ids_differ() -> None:
