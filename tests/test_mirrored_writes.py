@@ -39,8 +39,9 @@ def _admin(proxy: RunningProxy, path: str, body: dict[str, Any] | None = None) -
         return json.loads(resp.read())["result"]
 
 
-@pytest.fixture(params=["sync"])
-def migration(request: Any, switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
+def start_migration(proxy: RunningProxy, upstream: Any, prefix: str, mirror: str = "sync") -> tuple[Any, ...]:
+    """Alias ``<prefix>docs`` over an 8-d source bound to model A; a migration to model B (12-d)
+    planned and started through ``proxy``'s admin API (so it is in ``dual_write``)."""
     tag = uuid.uuid4().hex[:6]
     spec_a = ModelSpec(id=f"a-{tag}", provider="hashing", model=f"a-{tag}", dimensions=DIM_A)
     spec_b = ModelSpec(id=f"b-{tag}", provider="hashing", model=f"b-{tag}", dimensions=DIM_B)
@@ -49,19 +50,25 @@ def migration(request: Any, switchyard: RunningProxy, upstream: Any, prefix: str
     direct.create_collection(source, vectors_config=models.VectorParams(size=DIM_A, distance=models.Distance.COSINE))
     direct.update_collection_aliases([models.CreateAliasOperation(
         create_alias=models.CreateAlias(collection_name=source, alias_name=alias))])
-    switchyard.register_and_bind(spec_a, Binding(source, spec_a.id))
-    switchyard.register_and_bind(spec_b, Binding(source, spec_a.id))  # registers B too
-    planned = _admin(switchyard, "/migrations", {"logical": alias, "to_model": spec_b.id, "mirror": request.param})
+    proxy.register_and_bind(spec_a, Binding(source, spec_a.id))
+    proxy.register_and_bind(spec_b, Binding(source, spec_a.id))  # registers B too
+    planned = _admin(proxy, "/migrations", {"logical": alias, "to_model": spec_b.id, "mirror": mirror})
     mid, target = planned["migration"]["id"], planned["migration"]["target"]
-    _admin(switchyard, f"/migrations/{mid}/transition", {"name": "start"})
-    for _ in range(100):  # the start transition waited for this proxy's acknowledgement already
-        snap = switchyard.interceptor.cache.snapshot
+    _admin(proxy, f"/migrations/{mid}/transition", {"name": "start"})  # waits for acknowledgement
+    for _ in range(100):
+        snap = proxy.interceptor.cache.snapshot
         if mid in snap.migrations and snap.migrations[mid].phase == "dual_write":
             break
         time.sleep(0.05)
-    yield alias, source, target, spec_a, spec_b, direct, mid
-    _admin(switchyard, f"/migrations/{mid}/transition", {"name": "cancel"})  # frees an active slot
-    direct.close()
+    return alias, source, target, spec_a, spec_b, direct, mid
+
+
+@pytest.fixture(params=["sync"])
+def migration(request: Any, switchyard: RunningProxy, upstream: Any, prefix: str) -> Any:
+    found = start_migration(switchyard, upstream, prefix, request.param)
+    yield found
+    _admin(switchyard, f"/migrations/{found[-1]}/transition", {"name": "cancel"})  # frees an active slot
+    found[5].close()
 
 
 def _embed(spec: ModelSpec, texts: list[str]) -> np.ndarray:
@@ -169,3 +176,53 @@ def test_async_mirror_catches_up_without_delaying_the_client(switchyard: Running
         except AssertionError:
             time.sleep(0.1)
     _assert_in_sync(direct, source, target, spec_a, spec_b)
+
+
+def test_target_outage_loses_nothing(upstream: Any, prefix: str) -> None:
+    """A relay between proxy and upstream cuts every call to the target for a while: client
+    writes keep succeeding, the repair log holds exactly the affected ids, and after the outage
+    the backfill's repair drain brings the target level with the source."""
+    import subprocess
+    import sys
+    from urllib.parse import urlparse
+
+    from fault_relay import FaultRelay
+    from proxy_fixtures import start_proxy
+
+    parsed = urlparse(upstream.rest_url)
+    with FaultRelay(parsed.hostname or "127.0.0.1", parsed.port or 80) as relay:
+        running = start_proxy(relay.url, upstream.grpc_host, upstream.grpc_port)
+        try:
+            alias, source, target, spec_a, spec_b, direct, mid = start_migration(running, upstream, prefix)
+            with closing(QdrantClient(url=running.rest_url, check_compatibility=False, timeout=30)) as c:
+                c.upsert(alias, [models.PointStruct(id=1, vector=_vec(1), payload={"text": "before"})])
+                relay.fail(f"/collections/{target}/")
+                for i in (2, 3, 4):
+                    c.upsert(alias, [models.PointStruct(id=i, vector=_vec(i), payload={"text": f"during {i}"})])
+                c.set_payload(alias, {"text": "edited during"}, points=[1])
+                relay.fail(None)
+                c.upsert(alias, [models.PointStruct(id=5, vector=_vec(5), payload={"text": "after"})])
+            assert relay.cut >= 4
+            assert direct.count(source).count == 5
+
+            async def repairs() -> list[Any]:
+                from qdrant_client import AsyncQdrantClient
+
+                from proxy.state.store import StateStore
+                client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+                try:
+                    return [e.data["point_id"] for e in await StateStore(client).list("repair")
+                            if e.data["migration"] == mid]
+                finally:
+                    await client.close()
+
+            assert sorted(asyncio.run(repairs())) == [1, 2, 3, 4]
+            assert direct.count(target).count == 2  # 1 (as before the edit) and 5
+            subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
+                           check=True, capture_output=True, timeout=120)
+            _assert_in_sync(direct, source, target, spec_a, spec_b)
+            assert asyncio.run(repairs()) == []
+            _admin(running, f"/migrations/{mid}/transition", {"name": "cancel"})
+            direct.close()
+        finally:
+            running.proxy.stop()
