@@ -23,7 +23,7 @@ class MigrationRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
-    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run")
+    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run", "mirror")
     LOGICAL_FIELD_NUMBER: _ClassVar[int]
     TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class PlanRequest(_message.Message):
     TEXT_FETCHER_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_FIELD_NUMBER: _ClassVar[int]
     logical: str
     to_model: str
     target: str
@@ -42,7 +43,8 @@ class PlanRequest(_message.Message):
     text_fetcher: str
     throttle: float
     dry_run: bool
-    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    mirror: str
+    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ...) -> None: ...
 
 class TransitionRequest(_message.Message):
     __slots__ = ("id", "name", "expected_rev")
