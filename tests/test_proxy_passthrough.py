@@ -473,3 +473,52 @@ def test_response_header_rules_and_redaction() -> None:
     assert response_headers(raw) == [(b"Content-Type", b"x")]
     assert redact([("api-key", "s"), ("Authorization", "Bearer s"), ("x", "y")]) == [
         ("api-key", "<redacted>"), ("Authorization", "<redacted>"), ("x", "y")]
+
+
+# ---------------------------------------------------------------- TLS on both sides
+
+@pytest.fixture
+def tls_files(tmp_path: Any) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 / localhost (openssl CLI)."""
+    import subprocess
+
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def test_tls_listeners_and_https_upstream(tls_files: tuple[str, str],
+                                                upstream: FakeUpstream) -> None:
+    import ssl
+
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    async def telemetry(request: web.Request) -> web.Response:
+        return web.json_response({"result": "tls-upstream"})
+
+    app = web.Application()
+    app.router.add_get("/telemetry", telemetry)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
+    try:
+        cfg = _config(f"https://127.0.0.1:{runner.addresses[0][1]}", f"127.0.0.1:{upstream.grpc_port}",
+                      upstream_ca_file=cert, tls_cert_file=cert, tls_key_file=key)
+        async with ProxyServer(cfg) as proxy:
+            client_ctx = ssl.create_default_context(cafile=cert)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"https://127.0.0.1:{proxy.rest_port}/telemetry",
+                                       ssl=client_ctx) as resp:
+                    assert (await resp.json())["result"] == "tls-upstream"
+                with pytest.raises(aiohttp.ClientError):
+                    await session.get(f"http://127.0.0.1:{proxy.rest_port}/telemetry")
+            with open(cert, "rb") as fh:
+                creds = grpc.ssl_channel_credentials(root_certificates=fh.read())
+            async with grpc.aio.secure_channel(f"localhost:{proxy.grpc_port}", creds) as channel:
+                check = channel.unary_unary("/grpc.health.v1.Health/Check")
+                assert await check(b"", timeout=5) == SERVING
+    finally:
+        await runner.cleanup()
