@@ -86,9 +86,11 @@ def _rest_walk(body: Any) -> Iterator[Slot]:
 
 def _vector_slots(container: dict[str, Any], key: str) -> Iterator[Slot]:
     value = container.get(key)
+    if not isinstance(value, dict):
+        return
     if _is_document(value):
         yield Slot(value["text"], value["model"], _setter(container, key))
-    elif isinstance(value, dict):
+    else:
         for name, inner in value.items():
             if _is_document(inner):
                 yield Slot(inner["text"], inner["model"], _setter(value, name))
