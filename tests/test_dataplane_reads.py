@@ -119,6 +119,23 @@ async def test_merged_query_target_wins_even_when_target_did_not_return_it(env: 
     assert exercised > 0
 
 
+async def test_lookup_by_ids_gives_the_same_pages(env: Env) -> None:
+    """With one point per document, both lookups find the same documents in the target."""
+    by_ids = MergedReader(env.pool, lookup="ids")
+    try:
+        for q in QUERIES:
+            body = {"query": doc(q), "limit": 4, "offset": 2, "with_payload": True}
+            _, _, want = await env.rest("/points/query", body)
+            s = env.setup
+            call = RestCall("POST", f"/collections/{s.logical}/points/query", "", JSON, orjson.dumps(body))
+            reply = await by_ids.rest(call, s.route, s.migration, s.snap, env.fw.rest)
+            got = orjson.loads(reply.body)["result"]["points"]
+            assert [p["id"] for p in got] == [p["id"] for p in want["result"]["points"]]
+            check_target_wins(got, s.migrated)
+    finally:
+        await by_ids.aclose()
+
+
 async def test_doc_key_falls_back_to_point_id(upstream: Any, prefix: str) -> None:
     async for e in _env(upstream, prefix, doc_key="no_such_field"):
         for q in QUERIES[:3]:

@@ -136,29 +136,31 @@ def points(t: Transport, result: Any) -> list[Any]:
     return [p for g in result for p in t.codec.group_parts(g)[1]]
 
 
-async def _lookup(t: Transport, m: Migration, out: FanOut, subs: list[int], asked: set[str]) -> None:
-    """Add to ``out.in_target`` the source hits' documents the target holds."""
-    codec = out.target, t.codec
+async def _source_then_lookup(t: Transport, m: Migration, out: FanOut, subs: list[int],
+                              asked: set[str], timeout: float | None, lookup: str) -> None:
+    """Fetch the source side, then look its hits' documents up in the target at once.
+
+    The lookup runs while the target query may still be running (it does not depend on it),
+    so it adds latency only when it is slower than the target query.
+    """
+    await _send(t, out.source, m.source, subs, m, timeout)
+    served = [i for i in subs if i not in out.target.skipped and out.source.results[i] is not None]
     candidates: dict[str, Any] = {}
-    for i in subs:
-        if out.target.results[i] is None or out.source.results[i] is None:
-            continue
-        out.in_target |= {doc_key(codec[1], p, m.doc_key) for p in points(t, out.target.results[i])}
+    for i in served:
         for p in points(t, out.source.results[i]):
-            candidates.setdefault(doc_key(codec[1], p, m.doc_key), p)
+            candidates.setdefault(doc_key(t.codec, p, m.doc_key), p)
     missing = [p for k, p in candidates.items() if k not in out.in_target and k not in asked]
     if not missing:
         return
-    asked |= {doc_key(t.codec, p, m.doc_key) for p in missing}
+    asked |= set(candidates)
     try:
-        out.in_target |= await t.lookup(m.target, m.doc_key, missing)
+        out.in_target |= await t.lookup(m.target, m.doc_key, missing, by_ids=lookup == "ids")
     except (SwitchyardError, OSError, LookupError, TimeoutError) as exc:
         # without the lookup a migrated document could be ranked by its source version:
         # serve the target alone rather than break that rule
-        for i in subs:
-            if out.target.results[i] is not None and out.source.results[i] is not None:
-                out.source.results[i] = None
-                out.source.skipped[i] = header_safe(f"target lookup failed: {exc}")
+        for i in served:
+            out.source.results[i] = None
+            out.source.skipped[i] = header_safe(f"target lookup failed: {exc}")
 
 
 def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | None) -> bool:
@@ -188,7 +190,14 @@ def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | 
 
 
 async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: EmbedderPool,
-                  side_timeout: float | None) -> FanOut:
+                  side_timeout: float | None, lookup: str = "filter") -> FanOut:
+    """Both sides' hits for every sub-request, and the doc keys known to be in the target.
+
+    ``lookup``: ``"filter"`` finds source hits' documents in the target by a ``MatchAny`` on
+    the doc-key field (any point of the document counts); ``"ids"`` retrieves the source hits'
+    own point ids from the target (one cheap call; right when a document's points reach the
+    target together, as mirrored writes and the backfill do per point id).
+    """
     n = len(t.read.subs)
     coverage = coverage_of(m)
     limits = [
@@ -202,12 +211,14 @@ async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: Embedde
                          _embed(pool, out.source, [p[1] for p in plans], snap))
     pending, asked = list(range(n)), set[str]()
     for _ in range(MAX_ROUNDS):
-        error, _ = await asyncio.gather(_send(t, out.target, m.target, pending, m, None),
-                                        _send(t, out.source, m.source, pending, m, side_timeout))
+        error, _ = await asyncio.gather(
+            _send(t, out.target, m.target, pending, m, None),
+            _source_then_lookup(t, m, out, pending, asked, side_timeout, lookup))
         if error is not None:
             out.error = error
             return out
-        await _lookup(t, m, out, pending, asked)
+        for i in pending:
+            out.in_target |= {doc_key(t.codec, p, m.doc_key) for p in points(t, out.target.results[i])}
         pending = [i for i in pending if _needs_more(t, out, i, m, coverage)]
         if not pending:
             break

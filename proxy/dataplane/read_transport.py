@@ -82,8 +82,12 @@ class RestTransport:
             raise LookupError(f"lookup in {collection} answered {reply.status}")
         return orjson.loads(reply.body)["result"]
 
-    async def lookup(self, collection: str, field: str, points: Sequence[Any]) -> set[str]:
+    async def lookup(self, collection: str, field: str, points: Sequence[Any], *,
+                     by_ids: bool = False) -> set[str]:
+        """Doc keys of ``points`` (source hits) whose documents the target holds."""
         strs, ints, by_id = _split(self.codec, points, field)
+        if by_ids:
+            strs, ints, by_id = [], [], list(points)
         found: set[str] = set()
         should = [{"key": field, "match": {"any": vals}} for vals in (strs, ints) if vals]
         wanted = len(strs) + len(ints)
@@ -101,8 +105,8 @@ class RestTransport:
         if by_id:
             ids = [p.get("id") for p in by_id]
             result = await self._post(collection, "/points",
-                                      {"ids": ids, "with_payload": False, "with_vector": False})
-            found |= {f"id:{self.codec.point_id(p)}" for p in result}
+                                      {"ids": ids, "with_payload": [field], "with_vector": False})
+            found |= {doc_key(self.codec, p, field) for p in result}
         return found
 
 
@@ -137,8 +141,12 @@ class GrpcTransport:
     def _metadata(self) -> Headers:
         return self.call.metadata
 
-    async def lookup(self, collection: str, field: str, points: Sequence[Any]) -> set[str]:
+    async def lookup(self, collection: str, field: str, points: Sequence[Any], *,
+                     by_ids: bool = False) -> set[str]:
+        """Doc keys of ``points`` (source hits) whose documents the target holds."""
         strs, ints, by_id = _split(self.codec, points, field)
+        if by_ids:
+            strs, ints, by_id = [], [], list(points)
         found: set[str] = set()
         should = []
         if strs:
@@ -161,9 +169,10 @@ class GrpcTransport:
             if offset is None or len(found) >= len(strs) + len(ints):
                 break
         if by_id:
-            msg = pb.GetPoints(collection_name=collection, ids=[p.id for p in by_id],
-                               with_payload=pb.WithPayloadSelector(enable=False),
-                               with_vectors=pb.WithVectorsSelector(enable=False))
+            msg = pb.GetPoints(
+                collection_name=collection, ids=[p.id for p in by_id],
+                with_payload=pb.WithPayloadSelector(include=pb.PayloadIncludeSelector(fields=[field])),
+                with_vectors=pb.WithVectorsSelector(enable=False))
             resp = await self._unary("Get", msg, pb.GetResponse)
-            found |= {f"id:{self.codec.point_id(p)}" for p in resp.result}
+            found |= {doc_key(self.codec, p, field) for p in resp.result}
         return found

@@ -58,8 +58,12 @@ class MergedReader:
     """Merged / shadow similarity reads; owns its shadow tasks (``aclose`` drains them)."""
 
     def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
-                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32) -> None:
+                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32,
+                 lookup: str = "filter") -> None:
+        if lookup not in ("filter", "ids"):
+            raise ValueError(f"lookup must be filter or ids, got {lookup!r}")
         self._pool = pool
+        self.lookup = lookup
         self.side_timeout = side_timeout
         self.shadow_deadline = shadow_deadline
         self.shadow_max_in_flight = shadow_max_in_flight
@@ -158,7 +162,7 @@ class MergedReader:
         """The merged answer, or the target's error reply (the primary failed)."""
         started = time.perf_counter()
         read = t.read
-        sides = await fan_out(t, m, snap, self._pool, self.side_timeout)
+        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, self.lookup)
         if sides.error is not None:
             return t.annotate(sides.error, "target (primary) failed: its error is returned")
         spec_b = snap.models.get(m.model_b)

@@ -1,0 +1,190 @@
+"""Data-plane latency during a migration, in one run on the embedded upstream.
+
+Reads: a merged read (``MergedReader``, query sent as an inference object, so the proxy embeds
+the text for both sides, fans out, looks the source hits' documents up in the target and
+merges) against single-collection reads of the same query (a precomputed vector, straight to
+the source or the target). Target: merged <= 1.3x the slower single read. The embedding time
+of the query (both models, hashing embedder) is measured and reported separately.
+
+The upstream is its own process (``python -m proxy upstream``); the reader runs in this
+process, calling it through the proxy's own upstream client, as the proxy does. Rounds
+alternate between the three kinds so machine drift hits all of them.
+
+    python bench/data_plane.py                 # 5,000 points, half migrated, 3 rounds of 60 queries
+    python bench/data_plane.py --quick         # 2,000 points, 2 rounds of 30
+
+Writes: see the marked section at the end (mirrored-write latency, owned by the write path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from proxy.dataplane.embedder_pool import EmbedderPool  # noqa: E402
+from proxy.dataplane.reads import MergedReader  # noqa: E402
+from proxy.migration.record import DUAL_WRITE, Migration  # noqa: E402
+from proxy.migration.routing import route_for  # noqa: E402
+from proxy.modelspec import ModelSpec  # noqa: E402
+from proxy.state.snapshot import StateSnapshot  # noqa: E402
+from proxy.upstream.rest_client import RestUpstream  # noqa: E402
+from proxy.wire import RestCall  # noqa: E402
+
+JSON = (("content-type", "application/json"),)
+WORDS = [f"w{i}" for i in range(400)]
+
+
+def spawn_upstream() -> tuple[subprocess.Popen[str], int]:
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert popen.stdout is not None
+    line = popen.stdout.readline()
+    match = re.search(r"http=\S+:(\d+) grpc=\S+:(\d+)", line)
+    if not match:
+        popen.kill()
+        raise SystemExit(f"could not start the embedded upstream: {line!r}")
+    return popen, int(match[1])
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=12)) for _ in range(n)]
+
+
+async def post(up: RestUpstream, path: str, body: Any, method: str = "POST") -> Any:
+    reply = await up.request(RestCall(method, path, "", JSON, orjson.dumps(body)))
+    if not reply.ok:
+        raise SystemExit(f"{method} {path}: {reply.status} {reply.body[:200]!r}")
+    return orjson.loads(reply.body)
+
+
+async def fill(up: RestUpstream, pool: EmbedderPool, name: str, spec: ModelSpec,
+               docs: list[str], count: int) -> None:
+    await post(up, f"/collections/{name}", {"vectors": {"size": spec.dimensions,
+                                                        "distance": spec.distance}}, "PUT")
+    for start in range(0, count, 500):
+        ids = range(start, min(count, start + 500))
+        vecs = await pool.embed(spec, [docs[i] for i in ids])
+        points = [{"id": i, "vector": vecs[k].tolist(), "payload": {"doc_id": f"d{i}", "text": docs[i]}}
+                  for k, i in enumerate(ids)]
+        await post(up, f"/collections/{name}/points?wait=true", {"points": points}, "PUT")
+
+
+async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return time.perf_counter() - start
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
+
+
+async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit: int) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{rest_port}"
+    up = RestUpstream(url)
+    pool = EmbedderPool()
+    a = ModelSpec(id="a", provider="hashing", model="bench-a", dimensions=64)
+    b = ModelSpec(id="b", provider="hashing", model="bench-b", dimensions=96)
+    docs = texts(points, 1)
+    await fill(up, pool, "dp_src", a, docs, points)
+    await fill(up, pool, "dp_tgt", b, docs, points // 2)
+    m = Migration(id="dp", logical="dp", source="dp_src", target="dp_tgt", model_a="a", model_b="b",
+                  phase=DUAL_WRITE, read_mode="merged",
+                  counters={"backfill_done": points // 2, "backfill_total": points})
+    snap = StateSnapshot(models={"a": a, "b": b}, migrations={"dp": m})
+    route = route_for(m, "read")
+    readers = {"merged": MergedReader(pool), "merged_ids": MergedReader(pool, lookup="ids")}
+    queries = texts(rounds * per_round, 2)
+    qa, qb = await pool.embed(a, queries), await pool.embed(b, queries)
+    samples: dict[str, list[float]] = {
+        "merged": [], "merged_ids": [], "source": [], "target": [], "embed": []}
+
+    async def merged(i: int, kind: str = "merged") -> None:
+        body = orjson.dumps({"query": {"text": queries[i], "model": "a"}, "limit": limit})
+        reply = await readers[kind].rest(RestCall("POST", "/collections/dp/points/query", "", JSON, body),
+                                  route, m, snap, up.request)
+        assert reply.ok, reply.body
+
+    async def single(collection: str, vec: np.ndarray) -> None:
+        await post(up, f"/collections/{collection}/points/query", {"query": vec.tolist(), "limit": limit})
+
+    for i in range(5):  # warm-up: connections, caches
+        await merged(i)
+        await merged(i, "merged_ids")
+        await single("dp_src", qa[i])
+    for r in range(rounds):
+        for k in range(per_round):
+            i = r * per_round + k
+            samples["merged"].append(await timed(lambda: merged(i)))
+            samples["merged_ids"].append(await timed(lambda: merged(i, "merged_ids")))
+            samples["source"].append(await timed(lambda: single("dp_src", qa[i])))
+            samples["target"].append(await timed(lambda: single("dp_tgt", qb[i])))
+            samples["embed"].append(await timed(lambda: asyncio.gather(
+                pool.embed(a, [queries[i]]), pool.embed(b, [queries[i]]))))
+    for reader in readers.values():
+        await reader.aclose()
+    await pool.aclose()
+    await up.close()
+    return {k: summary(v) for k, v in samples.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--points", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=10)
+    args = parser.parse_args()
+    points = args.points or (2_000 if args.quick else 5_000)
+    rounds, per_round = (2, 30) if args.quick else (3, 60)
+    proc, rest_port = spawn_upstream()
+    try:
+        res = asyncio.run(reads(rest_port, points, rounds, per_round, args.limit))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"reads: {points} points in the source, {points // 2} in the target, limit {args.limit}, "
+          f"{rounds * per_round} queries per kind (embedded upstream, REST)")
+    print(f"{'kind':<28}{'p50 ms':>10}{'p90 ms':>10}")
+    labels = {"source": "single read, source", "target": "single read, target",
+              "merged": "merged, filter lookup", "merged_ids": "merged, ids lookup",
+              "embed": "query embedding, A and B"}
+    for key in ("source", "target", "merged", "merged_ids", "embed"):
+        p50, p90 = res[key]
+        print(f"{labels[key]:<28}{p50 * 1e3:>10.2f}{p90 * 1e3:>10.2f}")
+    slower = max(res["source"][0], res["target"][0])
+    for key in ("merged", "merged_ids"):
+        ratio = res[key][0] / slower
+        ratio_ex = (res[key][0] - res["embed"][0]) / slower
+        print(f"{labels[key]} / slower single read (p50): {ratio:.2f}x "
+              f"({ratio_ex:.2f}x without the query embedding); target <= 1.30x: "
+              f"{'met' if ratio <= 1.3 else 'NOT met'}")
+
+    # ------------------------------------------------------------------ mirrored writes
+    # SECTION FOR THE WRITE PATH (lead): mirrored-write latency vs a plain write, embedding
+    # time excluded and reported separately; target <= 1.5x a plain write + embedding time.
+    # Add it here so one run reports both halves of the data plane.
+    # ------------------------------------------------------------------ end mirrored writes
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
