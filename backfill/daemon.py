@@ -47,6 +47,8 @@ log = logging.getLogger("switchyard.backfill")
 
 BATCH_MIN, BATCH_MAX = 1, 1024
 BATCH_COUNTER = "backfill_batch_size"
+#: Set by the proxy's repair spool replay: the repair log may have missed changes.
+NEEDS_FULL_VERIFY = "needs_full_verify"
 
 POINTS = Counter("switchyard_backfill_points_total", "Points handled by the backfill.",
                  ["migration", "outcome"])
@@ -345,11 +347,14 @@ class Daemon:
         for k in range(0, len(ids), self.batch_size):
             await self._gate(len(ids[k:k + self.batch_size]))
             self._count(await copier.redo(ids[k:k + self.batch_size]))  # type: ignore[arg-type]
-        if any(e.point_id is None for e in entries):
-            assert self.m is not None
+        assert self.m is not None
+        full = self.m.counter(NEEDS_FULL_VERIFY) > 0
+        if full or any(e.point_id is None for e in entries):
             await verify(copier, self.store, self.m, repair=True, gate=self._gate, resume=False)
         for e in entries:
             await repair_log.resolve(self.store, e)
+        if full:
+            await self._update_counters({NEEDS_FULL_VERIFY: 0})
 
     async def _finish(self) -> None:
         if self.m is not None and self.m.backfill != "done":

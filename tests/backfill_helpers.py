@@ -40,7 +40,7 @@ async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: 
     await registry.bind(store, client, Binding(logical, A.id))
     for k in range(0, len(ids), 1000):
         await client.upsert(source, [point(i) for i in ids[k:k + 1000]], wait=True)
-    svc = MigrationService(store, client, ServiceConfig(ack_timeout=2.0))
+    svc = MigrationService(store, client, ServiceConfig(ack_timeout=10.0, max_active=1000))
     report = await svc.plan(PlanRequest(logical, A.id if copy_vectors else B.id,
                                         copy_vectors=copy_vectors, throttle=throttle))
     mid = str(report["migration"]["id"])
