@@ -19,6 +19,8 @@ from proxy.state.store import StateStore
 
 A = ModelSpec(id="bf-a", provider="hashing", model="a", dimensions=4)
 B = ModelSpec(id="bf-b", provider="hashing", model="b", dimensions=8)
+#: Same dimensions as A: the target of copy-vectors (schema-only) migrations.
+A2 = ModelSpec(id="bf-a2", provider="hashing", model="a2", dimensions=4)
 
 
 def point(i: PointId, version: int = 0) -> models.PointStruct:
@@ -28,20 +30,21 @@ def point(i: PointId, version: int = 0) -> models.PointStruct:
 
 async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
                           ids: Sequence[PointId], *, copy_vectors: bool = False,
-                          throttle: float = 0.0) -> str:
+                          throttle: float = 0.0, model_b: str | None = None) -> str:
     """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B."""
     logical, source = f"{prefix}docs", f"{prefix}docs_v1"
     await client.create_collection(source, vectors_config=models.VectorParams(
         size=4, distance=models.Distance.COSINE))
     await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
         create_alias=models.CreateAlias(collection_name=source, alias_name=logical))])
-    for spec in (A, B):
+    for spec in (A, B, A2):
         await registry.register_model(store, spec, replace=True)
     await registry.bind(store, client, Binding(logical, A.id))
     for k in range(0, len(ids), 1000):
         await client.upsert(source, [point(i) for i in ids[k:k + 1000]], wait=True)
     svc = MigrationService(store, client, ServiceConfig(ack_timeout=10.0, max_active=1000))
-    report = await svc.plan(PlanRequest(logical, A.id if copy_vectors else B.id,
+    to_model = model_b or (A2.id if copy_vectors else B.id)
+    report = await svc.plan(PlanRequest(logical, to_model,
                                         copy_vectors=copy_vectors, throttle=throttle))
     mid = str(report["migration"]["id"])
     await svc.transition(mid, "start")
