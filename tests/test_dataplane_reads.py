@@ -225,6 +225,11 @@ async def test_legacy_search_and_recommend(env: Env) -> None:
     assert status == 200, body
     assert sides(headers)[0] == 6 and sides(headers)[1] >= 6
     check_target_wins(body["result"], s.migrated)
+    # not ranked by similarity (no query: id order): the read authority answers, unmerged
+    status, headers, body = await env.rest("/points/query", {"limit": 5})
+    direct = await env.direct(s.source, "/points/query", {"limit": 5})
+    assert status == 200 and MERGE_HEADER not in headers
+    assert body["result"]["points"] == direct["points"]
     status, headers, body = await env.rest("/points/search/batch", {"searches": [
         {"vector": raw_a, "limit": 3}, {"vector": raw_a, "limit": 2, "offset": 1}]})
     assert status == 200

@@ -129,6 +129,17 @@ def test_rest_slots(suffix: str, body: dict[str, Any], slots: list[SlotInfo]) ->
     assert read.subs[0].slots == slots
 
 
+@pytest.mark.parametrize("body,ranked", [
+    ({"query": V8}, True), ({"query": DOC}, True), ({"query": 3}, True),
+    ({"prefetch": {"query": V8}, "query": {"fusion": "rrf"}}, True),
+    ({"prefetch": {"query": V8}}, True),
+    ({}, False), ({"query": {"order_by": "price"}}, False), ({"query": {"sample": "random"}}, False),
+])
+def test_rest_ranked(body: dict[str, Any], ranked: bool) -> None:
+    read = decode_rest("POST", "/collections/c/points/query", orjson.dumps(body))
+    assert read is not None and read.mergeable is ranked
+
+
 def test_rest_rewrite_changes_only_what_it_must() -> None:
     body = {"query": {"nearest": DOC}, "prefetch": {"query": DOC, "limit": 50}, "limit": 3,
             "offset": 4, "score_threshold": 0.2, "filter": {"must": [{"key": "k", "match": {"value": 1}}]},
@@ -211,6 +222,19 @@ def test_grpc_slots(method: str, msg: Any, slots: list[SlotInfo]) -> None:
     read = decode_grpc(f"/qdrant.Points/{method}", msg.SerializeToString())
     assert read is not None and read.collection == "c"
     assert read.subs[0].slots == slots
+
+
+@pytest.mark.parametrize("msg,ranked", [
+    (pb.QueryPoints(collection_name="c", query=pb.Query(nearest=_doc())), True),
+    (pb.QueryPoints(collection_name="c"), False),
+    (pb.QueryPoints(collection_name="c", query=pb.Query(order_by=pb.OrderBy(key="price"))), False),
+    (pb.QueryPoints(collection_name="c", query=pb.Query(sample=pb.Random)), False),
+    (pb.QueryPoints(collection_name="c", prefetch=[pb.PrefetchQuery(query=pb.Query(nearest=_doc()))],
+                    query=pb.Query(fusion=pb.RRF)), True),
+])
+def test_grpc_ranked(msg: Any, ranked: bool) -> None:
+    read = decode_grpc("/qdrant.Points/Query", msg.SerializeToString())
+    assert read is not None and read.mergeable is ranked
 
 
 def test_grpc_rewrite_changes_only_what_it_must() -> None:

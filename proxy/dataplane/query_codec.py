@@ -72,10 +72,15 @@ class SubRead:
     offset: int = 0
     score_threshold: float | None = None
     group_size: int = 1
+    #: False for a universal query that ranks by something else than similarity (no query,
+    #: ``order_by``, ``sample``): such a read goes to the read authority, never merged.
+    ranked: bool = True
 
 
 @dataclass
 class SimilarityRead:
+    """A decoded similarity read; ``mergeable`` says whether every sub-request ranks by score."""
+
     protocol: str  # "rest" | "grpc"
     family: str  # query | search | recommend | discover
     shape: str  # single | batch | groups
@@ -83,6 +88,10 @@ class SimilarityRead:
     subs: list[SubRead]
     envelope: Any = None  # the batch request itself (its other fields are kept)
     rest: str = ""  # REST path after the collection
+
+    @property
+    def mergeable(self) -> bool:
+        return all(sub.ranked for sub in self.subs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +236,15 @@ def _sub(family: str, shape: str, body: Any) -> SubRead:
         offset=0 if shape == "groups" or not isinstance(offset, int) else int(offset),
         score_threshold=float(threshold) if isinstance(threshold, (int, float)) else None,
         group_size=int(body.get("group_size") or 3) if shape == "groups" else 1,
+        ranked=family != "query" or _ranked_rest(body),
     )
+
+
+def _ranked_rest(body: dict[str, Any]) -> bool:
+    query = body.get("query")
+    if query is None:
+        return bool(body.get("prefetch"))  # prefetch without query: the prefetch's ranking
+    return not (isinstance(query, dict) and ("order_by" in query or "sample" in query))
 
 
 def decode_rest(method: str, path: str, body: bytes) -> SimilarityRead | None:

@@ -122,8 +122,12 @@ def _sub(family: str, shape: str, msg: Any) -> SubRead:
     group_size = 1
     if shape == "groups":
         group_size = msg.group_size if (not _optional(msg, "group_size") or has("group_size")) else 3
+    ranked = True
+    if family == "query":
+        variant = msg.query.WhichOneof("variant") if msg.HasField("query") else None
+        ranked = variant not in ("order_by", "sample") and (variant is not None or len(msg.prefetch) > 0)
     return SubRead(msg, [i for _, i in grpc_slots(family, msg)], int(limit) or 10, int(offset),
-                   threshold, int(group_size) or 3)
+                   threshold, int(group_size) or 3, ranked)
 
 
 def _optional(msg: Any, name: str) -> bool:

@@ -136,6 +136,8 @@ class MergedReader:
     # -- merge and shadow
 
     async def _serve(self, t: Transport, route: Route, m: Migration, snap: StateSnapshot) -> Any:
+        if not t.read.mergeable:  # ordered by a payload field or sampled: like any other read
+            return await t.passthrough(route.authority)
         if route.shadow:
             served = await self._serve_source(t, m, snap)
             if served.ok:
