@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ class ZeroCost:
 
     def __init__(self, dims: int) -> None:
         self.dims = dims
+        self.spec = ModelSpec(id="zero", provider="hashing", model="zero", dimensions=dims)
 
-    async def embed(self, texts: Any) -> np.ndarray:
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dims), np.float32)
         out[:, 0] = 1.0
         return out
@@ -91,14 +93,26 @@ async def backfill_rate(url: str, n: int, *, spec: ModelSpec | None = None, zero
 
 
 def rss_of_daemon(url: str, store_name: str, mid: str) -> float:
-    """Run a fresh daemon subprocess over an already-planned migration; its peak RSS in MB."""
+    """Run a fresh daemon subprocess over an already-planned migration; its peak RSS in MB.
+
+    Sampled from ``/proc/<pid>/status`` (VmHWM, the high-water mark of this process's own
+    memory): ``ru_maxrss`` of a child would include the forking parent's RSS.
+    """
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
     proc = subprocess.Popen([sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid,
                              "--url", url, "--state-collection", store_name, "--once", "--batch-size", "256"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert status == 0, status
-    return usage.ru_maxrss / 1024
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            for row in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if row.startswith("VmHWM:"):
+                    peak = max(peak, int(row.split()[1]) / 1024)
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.1)
+    assert proc.returncode == 0, proc.returncode
+    return peak
 
 
 async def reset(url: str, store_name: str, mid: str) -> None:
