@@ -75,6 +75,11 @@ def merged(switchyard: RunningProxy, upstream: Any, prefix: str) -> Iterator[Any
     client.upsert(alias, [models.PointStruct(id=i, vector=direct_vector(a, texts[i]),
                                              payload={"doc_id": f"d{i}", "text": texts[i]})
                           for i in range(20, 30)], wait=True)
+    target = planned["migration"]["target"]
+    deadline = time.monotonic() + 15  # the mirror is the write path's business: wait for it
+    while direct.count(target, exact=True).count < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert direct.count(target, exact=True).count == 10
     try:
         yield alias, a, b, mid, client
     finally:
