@@ -24,7 +24,8 @@ from proxy.dataplane.read_transport import MERGE_HEADER
 from proxy.dataplane.reads import MergedReader
 from proxy.state.records import Binding
 from proxy.state.snapshot import StateSnapshot
-from proxy.wire import GrpcCall, RestCall, RestReply
+from proxy.intercept.routes import grpc_collection
+from proxy.wire import GrpcCall, GrpcReply, RestCall, RestReply
 
 QUERIES = ("cats small quick", "dogs blue", "fish calm old", "birds noisy green", "note 7 lazy")
 JSON = (("content-type", "application/json"),)
@@ -297,6 +298,29 @@ async def test_failed_source_serves_target_and_failed_target_is_returned(env: En
     status, headers, body = await env.rest(
         "/points/query", {"query": doc(QUERIES[0]), "limit": 5}, forward=_failing(env, s.target))
     assert status == 500 and body["status"]["error"] == "injected"
+
+
+async def test_grpc_failed_source_is_skipped(env: Env) -> None:
+    s = env.setup
+
+    async def forward(call: GrpcCall) -> GrpcReply:
+        if grpc_collection(call.request) == s.source:
+            return GrpcReply(None, "UNAVAILABLE", "injected")
+        return await env.fw.grpc(call)
+
+    msg = pb.QueryPoints(collection_name=s.logical, limit=5, with_payload=pb.WithPayloadSelector(enable=True),
+                         query=pb.Query(nearest=_doc_input(QUERIES[0])))
+    call = GrpcCall("/qdrant.Points/Query", msg.SerializeToString(), ())
+    reply = await env.reader.grpc(call, s.route, s.migration, s.snap, forward)
+    assert reply.ok
+    resp = pb.QueryResponse.FromString(reply.response or b"")
+    assert len(resp.result) == 5
+    assert all(p.payload["side"].string_value == "target" for p in resp.result)
+    assert "skipped_source=upstream error UNAVAILABLE injected" in dict(reply.initial_metadata)[MERGE_HEADER]
+
+
+def _doc_input(text: str) -> Any:
+    return pb.VectorInput(document=pb.Document(text=text, model="a"))
 
 
 def _sample(name: str, collection: str, outcome: str | None = None) -> float:
