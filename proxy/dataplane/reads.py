@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.dataplane import shadow as shadow_metrics
@@ -36,6 +36,7 @@ from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
 from proxy.dataplane.query_codec_grpc import decode_grpc
 from proxy.dataplane.query_vectors import plan_inference
 from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from proxy.intercept.routes import rest_target
 from proxy.migration.record import Migration
 from proxy.migration.routing import Route
 from proxy.modelspec import ModelSpec
@@ -254,7 +255,13 @@ class MergedReader:
             shadow_metrics.SHADOW_DONE.labels(m.logical, "failed").inc()
             return
         body = served.body if isinstance(served, RestReply) else served.response
-        for i, result in enumerate(t.codec.parse(t.read, body or b"")):
+        try:
+            served_pages = t.codec.parse(t.read, body or b"")
+        except Exception:  # noqa: BLE001 - an answer the codec cannot read is not comparable
+            log.warning("shadow read on %s: served answer not comparable", m.logical)
+            shadow_metrics.SHADOW_DONE.labels(m.logical, "failed").inc()
+            return
+        for i, result in enumerate(served_pages):
             keys = [t.codec.point_id(p) for p in points(t, result)]
             k = len(keys) or t.read.subs[i].limit
             shadow_metrics.record(m.logical, keys, merged.keys[i], k)
@@ -262,7 +269,5 @@ class MergedReader:
 
 def _stub(path: str) -> SimilarityRead:
     """A read with only the REST path suffix, for passing undecodable reads through."""
-    from proxy.intercept.routes import rest_target
-
     found = rest_target("POST", path) if path else None
     return SimilarityRead("", "", "", "", [], None, found[1] if found else "")
