@@ -122,8 +122,8 @@ def plan_inference(
     """
     if bound is None:
         return ()
+    names = (bound.id, bound.model)
     return tuple(
         (i, s.text or "") for i, s in enumerate(slots)
-        if s.is_document and find_model(s.model, models) is bound
-        or s.is_document and s.model in (bound.id, bound.model)
+        if s.is_document and (s.model in names or find_model(s.model, models) is bound)
     )
