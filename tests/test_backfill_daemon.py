@@ -162,3 +162,28 @@ async def test_two_daemons_split_partitions(env: Any) -> None:
     owners = {e.data["owner"] for e in await store.list("lease") if e.key.startswith(mid)}
     assert owners == {"d1", "d2"}
     await check_equal(client, await migration(store, mid))
+
+
+async def test_a_dead_daemons_partitions_are_taken_over(env: Any) -> None:
+    client, store, prefix = env
+    n = 800
+    mid = await setup_migration(client, store, prefix, list(range(n)))
+    config = DaemonConfig(batch_size=20, concurrency=1, lease_ttl=1.5, refresh=0.2, int_partitions=2,
+                          uuid_partitions=1, idle_poll=0.1)
+    gate = asyncio.Event()
+
+    async def stall(records: Sequence[models.Record]) -> None:
+        await gate.wait()  # d1 hangs in its first write: it will be "killed" holding a lease
+
+    async with asyncio.TaskGroup() as tg:
+        d1 = tg.create_task(Daemon(store, mid, config, owner="d1", fault=stall).run(once=True))
+        deadline = asyncio.get_running_loop().time() + 20
+        while not any(e.data.get("owner") == "d1" for e in await store.list("lease") if e.key.startswith(mid)):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        d1.cancel()  # dies without releasing its lease
+    stats = await Daemon(store, mid, config, owner="d2").run(once=True)
+    assert stats.written == n  # d2 took over the expired lease and copied everything
+    leases = [e.data for e in await store.list("lease") if e.key.startswith(mid)]
+    assert all(d["done"] and d["owner"] == "d2" for d in leases)
+    await check_equal(client, await migration(store, mid))
