@@ -12,7 +12,9 @@
 The tokenizer (a ``tokenizers`` JSON file) is, first match wins: ``spec.tokenizer``; for a path
 model, ``tokenizer.json`` beside the model; the ``SWITCHYARD_TOKENIZER`` environment variable (a
 file, or a directory holding the preset's tokenizer file); for a preset, its tokenizer file in
-``shared/models`` next to the repository (``../shared/models``) or inside it (``shared/models``).
+``shared/models`` next to the repository (``../shared/models``) or inside it (``shared/models``);
+last, the copy shipped in the package (``proxy/embedders/data``, the same BERT-uncased
+WordPiece file, Apache-2.0).
 Spec fields ``output``, ``pooling`` (unless ``auto``) and ``max_length`` override the preset's.
 """
 
@@ -29,6 +31,8 @@ from proxy.modelspec import ModelSpec
 
 TOKENIZER_ENV = "SWITCHYARD_TOKENIZER"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: A copy of the presets' tokenizer ships with the package, so an install works anywhere.
+PACKAGED_TOKENIZERS = Path(__file__).resolve().parent / "data"
 DEFAULT_MAX_LENGTH = 512
 
 
@@ -136,7 +140,8 @@ def _preset_tokenizers(spec: ModelSpec, preset: Preset, environ: Mapping[str, st
     out = [Path(spec.tokenizer).expanduser()] if spec.tokenizer else []
     out += _env_tokenizer(environ, preset.tokenizer_file)
     out += [REPO_ROOT.parent / "shared" / "models" / preset.tokenizer_file,
-            REPO_ROOT / "shared" / "models" / preset.tokenizer_file]
+            REPO_ROOT / "shared" / "models" / preset.tokenizer_file,
+            PACKAGED_TOKENIZERS / preset.tokenizer_file]
     return out
 
 
