@@ -14,6 +14,11 @@ random subset), each question is answered four ways, k = 10, exact cosine search
                        (``proxy.dataplane.merge.merge``, the function the proxy uses)
 
 Queries are embedded from text with each model, as the proxy does for inference objects.
+With ``--through-proxy`` column (d) is measured end to end instead: the embedded upstream and a
+real proxy run in this process, a migration in ``dual_write`` with read mode ``merged`` is
+created through the admin API, the target holds the migrated share, and every question is sent
+to the proxy as an inference object (``{"text": ..., "model": "l6"}``) so the proxy embeds it
+for both sides, fans out, looks the source hits up in the target and merges.
 Embeddings are cached under ``~/.cache/switchyard-bench`` (keyed by model and data hash), so
 re-runs take seconds. Prints a Markdown table with nDCG@10 and Recall@10.
 
@@ -30,8 +35,10 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import orjson
 
 from proxy.dataplane.merge import Hit, merge
 from proxy.embedders import make_embedder
@@ -122,10 +129,87 @@ def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[s
     return {m: (v[0] / len(qids), v[1] / len(qids)) for m, v in sums.items()}
 
 
+async def through_proxy(doc_ids: list[str], doc_texts: list[str], a_docs: np.ndarray, b_docs: np.ndarray,
+                        qtexts: list[str], qids: list[str], qrels: dict[str, str],
+                        seed: int) -> dict[float, tuple[float, float]]:
+    """nDCG@10 / Recall@10 of merged reads served by a real proxy, per migrated fraction."""
+    from proxy.app import ProxyServer
+    from proxy.config import load_config
+    from proxy.embedded.server import EmbeddedUpstream
+    from proxy.interception import build_interceptor
+    from proxy.registry import bind, register_model
+    from proxy.state.records import Binding
+    from proxy.state.store import StateStore
+    from proxy.upstream.rest_client import RestUpstream
+    from proxy.wire import RestCall
+
+    upstream = EmbeddedUpstream()
+    await upstream.start()
+    config = load_config({"upstream_rest_url": upstream.rest_url, "upstream_grpc_address": upstream.grpc_address,
+                          "listen_rest": "127.0.0.1:0", "listen_grpc": "127.0.0.1:0",
+                          "state_cache_ttl": "0.2", "heartbeat_interval": "0.3"}, {}, None)
+    server = ProxyServer(config, build_interceptor(config), drain_seconds=1)
+    await server.start()
+    direct, proxy = RestUpstream(upstream.rest_url), RestUpstream(f"http://127.0.0.1:{server.rest_port}")
+    json_h = (("content-type", "application/json"),)
+
+    async def call(up: RestUpstream, method: str, path: str, body: Any) -> Any:
+        reply = await up.request(RestCall(method, path, "", json_h, orjson.dumps(body)))
+        if not reply.ok:
+            raise SystemExit(f"{method} {path}: {reply.status} {reply.body[:300]!r}")
+        return orjson.loads(reply.body)
+
+    async def put_points(collection: str, idx: list[int], vecs: np.ndarray) -> None:
+        for start in range(0, len(idx), 512):
+            chunk = idx[start:start + 512]
+            await call(direct, "PUT", f"/collections/{collection}/points?wait=true", {"points": [
+                {"id": i, "vector": vecs[i].tolist(), "payload": {"doc_id": doc_ids[i], "text": doc_texts[i]}}
+                for i in chunk]})
+
+    store = StateStore.connect(upstream.rest_url)
+    try:
+        await call(direct, "PUT", "/collections/faq_v1", {"vectors": {"size": 384, "distance": "Cosine"}})
+        await call(direct, "POST", "/collections/aliases", {"actions": [
+            {"create_alias": {"collection_name": "faq_v1", "alias_name": "faq"}}]})
+        await put_points("faq_v1", list(range(len(doc_ids))), a_docs)
+        for spec in (MODEL_A, MODEL_B):
+            await register_model(store, spec)
+        await bind(store, store.client, Binding("faq_v1", MODEL_A.id))
+        planned = await call(proxy, "POST", "/switchyard/v1/migrations", {"logical": "faq", "to_model": MODEL_B.id})
+        mid, target = planned["result"]["migration"]["id"], planned["result"]["migration"]["target"]
+        await call(proxy, "POST", f"/switchyard/v1/migrations/{mid}/transition", {"name": "start"})
+        await call(proxy, "POST", f"/switchyard/v1/migrations/{mid}/read-mode", {"mode": "merged"})
+        out: dict[float, tuple[float, float]] = {}
+        n = len(doc_ids)
+        for fraction in FRACTIONS:
+            order = np.random.default_rng(seed).permutation(n)[: int(round(fraction * n))]
+            await call(direct, "POST", f"/collections/{target}/points/delete?wait=true", {"filter": {}})
+            if len(order):
+                await put_points(target, sorted(int(i) for i in order), b_docs)
+            nd = rc = 0.0
+            for qid, text in zip(qids, qtexts):
+                res = await call(proxy, "POST", "/collections/faq/points/query", {
+                    "query": {"text": text, "model": MODEL_B.id}, "limit": K, "with_payload": ["doc_id"]})
+                ranked = [p["payload"]["doc_id"] for p in res["result"]["points"]]
+                a, b = ndcg_recall(ranked, qrels[qid])
+                nd, rc = nd + a, rc + b
+            out[fraction] = (nd / len(qids), rc / len(qids))
+            print(f"  through the proxy, {fraction:.0%} migrated: nDCG@10 {out[fraction][0]:.3f}", file=sys.stderr)
+        return out
+    finally:
+        await store.close()
+        await direct.close()
+        await proxy.close()
+        await server.stop()
+        await upstream.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--through-proxy", action="store_true",
+                        help="measure (d) end to end through a real proxy and the embedded upstream")
     parser.add_argument("--known-coverage", action="store_true",
                         help="give the merge the migrated share (as the backfill's progress would) "
                              "instead of estimating it per query")
@@ -140,10 +224,16 @@ async def main() -> None:
     a_q, b_q = a_q[keep], b_q[keep]
     print(f"pydocs-faq: {len(doc_ids)} documents, {len(qids_kept)} queries; A={MODEL_A.model}, "
           f"B={MODEL_B.model}; k={K}; seed={args.seed}\n")
+    proxied = await through_proxy(doc_ids, doc_texts, a_docs, b_docs, [qtexts[i] for i in keep],
+                                  qids_kept, qrels, args.seed) if args.through_proxy else {}
+    if proxied:
+        print("(d) measured end to end through the proxy (inference-object queries)\n")
     print("| migrated | (a) source only | (b) target only | (c) naive mixed | (d) switchyard merged |")
     print("| ---: | --- | --- | --- | --- |")
     for fraction in FRACTIONS:
         r = evaluate(fraction, fraction if args.known_coverage else None, args.seed, doc_ids, a_docs, b_docs, a_q, b_q, qids_kept, qrels)
+        if proxied:
+            r["d"] = proxied[fraction]
         cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in "abcd")
         print(f"| {fraction:.0%} | {cells} |")
     print("\ncells: nDCG@10 / Recall@10")
