@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.embedders.command",
     "proxy.migration.command",
     "backfill.command",
+    "backfill.demo",
 )
 
 

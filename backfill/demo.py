@@ -1,0 +1,193 @@
+"""``switchyard demo``: the whole migration story on the embedded upstream, in one process.
+
+Loads a corpus built from the docstrings of Python's standard library through a real proxy
+with model A, plans and starts a migration to model B, backfills with a live progress line
+while a background writer upserts, updates and deletes through the proxy, verifies, switches
+reads and writes, completes, and asks the same questions before, during and after. Uses the
+local ONNX pair when installed, else the hashing provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from backfill import progress
+from backfill.daemon import Daemon, DaemonConfig
+from proxy import registry
+from proxy.migration.command import AdminClient
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
+from proxy.state.store import StateStore
+
+MODULES = ("json", "os", "re", "collections", "itertools", "functools", "pathlib", "random", "string",
+           "textwrap", "statistics", "datetime", "heapq", "bisect", "shutil", "tempfile", "csv",
+           "argparse", "logging", "threading", "subprocess", "socket", "asyncio", "inspect", "typing",
+           "decimal", "fractions", "hashlib", "base64", "zipfile", "tarfile", "sqlite3", "unittest")
+QUESTIONS = ("how do I parse command line arguments", "compute the median of numbers",
+             "read a csv file", "run a shell command", "make a temporary directory")
+LOCAL = (ModelSpec(id="demo-l3", provider="local", model="pkg:paraphrase-MiniLM-L3-v2", dimensions=384),
+         ModelSpec(id="demo-l6", provider="local", model="pkg:all-MiniLM-L6-v2-int8", dimensions=384))
+HASHING = (ModelSpec(id="demo-hash-a", provider="hashing", model="demo-a", dimensions=64),
+           ModelSpec(id="demo-hash-b", provider="hashing", model="demo-b", dimensions=96))
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run a whole migration on the embedded upstream (stdlib docstrings)")
+    p.add_argument("--points", type=int, default=1500)
+    p.add_argument("--hashing", action="store_true", help="use the hashing provider even if local models exist")
+    p.set_defaults(handler=run)
+
+
+def corpus(limit: int) -> list[tuple[str, str]]:
+    """(name, first paragraph of the docstring) of stdlib functions and classes."""
+    out: list[tuple[str, str]] = []
+    for name in MODULES:
+        with contextlib.suppress(ImportError):
+            mod = importlib.import_module(name)
+            for attr, obj in sorted(vars(mod).items()):
+                if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                    continue
+                doc = (inspect.getdoc(obj) or "").split("\n\n")[0].strip()
+                if len(doc) > 20:
+                    out.append((f"{name}.{attr}", doc[:500]))
+    return out[:limit]
+
+
+def pick_models(force_hashing: bool) -> tuple[ModelSpec, ModelSpec]:
+    if not force_hashing:
+        try:
+            from proxy.embedders import make_embedder
+            for spec in LOCAL:
+                asyncio.run(make_embedder(spec).embed(["probe"]))
+            return LOCAL
+        except Exception as exc:  # noqa: BLE001 -- models missing: the demo falls back, saying why
+            print(f"local models unavailable ({exc}); using the hashing provider")
+    return HASHING
+
+
+def run(args: argparse.Namespace) -> int:
+    from proxy.app import ThreadedProxy
+    from proxy.config import load_config
+    from proxy.embedded.server import BackgroundUpstream
+    from proxy.interception import build_interceptor
+
+    upstream = BackgroundUpstream()
+    upstream.start()
+    config = load_config({"upstream_rest_url": upstream.rest_url,
+                          "upstream_grpc_address": f"{upstream.server.host}:{upstream.grpc_port}",
+                          "listen_rest": "127.0.0.1:0", "listen_grpc": "127.0.0.1:0",
+                          "state_cache_ttl": "0.2", "heartbeat_interval": "0.5", "heartbeat_ttl": "3"},
+                         {}, None)
+    proxy = ThreadedProxy(config, build_interceptor(config)).start()
+    try:
+        story(upstream.rest_url, f"http://127.0.0.1:{proxy.rest_port}", args)
+    finally:
+        proxy.stop()
+        upstream.stop()
+    return 0
+
+
+def ask(client: QdrantClient, alias: str, model: ModelSpec, when: str) -> None:
+    print(f"\n-- questions {when} (model {model.id})")
+    for q in QUESTIONS:
+        hits = client.query_points(alias, query=models.Document(text=q, model=model.id), limit=2).points
+        print(f"  {q!r}: " + ", ".join(str((h.payload or {}).get("name")) for h in hits))
+
+
+def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
+    a, b = pick_models(args.hashing)
+    docs = corpus(args.points)
+    print(f"corpus: {len(docs)} stdlib docstrings; models {a.id} -> {b.id}; proxy at {proxy_url}")
+    direct = QdrantClient(url=direct_url, check_compatibility=False)
+    alias, source = "docs", "docs_v1"
+    direct.create_collection(source, vectors_config=a.vector_params())
+    direct.update_collection_aliases([models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=source, alias_name=alias))])
+
+    async def setup() -> None:
+        store = StateStore.connect(direct_url)
+        for spec in (a, b):
+            await registry.register_model(store, spec, replace=True)
+        await registry.bind(store, store.client, Binding(source, a.id))
+        await store.close()
+    asyncio.run(setup())
+    time.sleep(1.0)  # the proxy picks the binding up from the state store
+    app = QdrantClient(url=proxy_url, check_compatibility=False, cloud_inference=True, timeout=120)
+    for k in range(0, len(docs), 128):
+        app.upsert(alias, [models.PointStruct(id=i, vector=models.Document(text=text, model=a.id),
+                                              payload={"name": name, "text": text, "doc_id": name})
+                           for i, (name, text) in enumerate(docs[k:k + 128], start=k)], wait=True)
+    ask(app, alias, a, "before the migration")
+    admin = AdminClient(proxy_url, None)
+    mid = admin.call("POST", "/migrations", {"logical": alias, "to_model": b.id})["migration"]["id"]
+    admin.call("POST", f"/migrations/{mid}/transition", {"name": "start"})
+    print(f"\nmigration {mid} planned and started (dual_write); backfilling while the app writes")
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(app, alias, a, len(docs), stop), daemon=True)
+    writer.start()
+    try:
+        asyncio.run(_backfill(direct_url, mid))
+    finally:
+        stop.set()
+        writer.join(30)
+    ask(app, alias, a, "during (dual_write: reads still on the source)")
+    m = admin.call("POST", f"/migrations/{mid}/verify", {})
+    m = m.get("migration", m) if isinstance(m, dict) else {}
+    print(f"\nverify: {m.get('verification')} -> phase {m.get('phase')}")
+    for step in ("switch_reads", "switch_writes", "complete"):
+        admin.call("POST", f"/migrations/{mid}/transition", {"name": step})
+        print(f"{step}: done")
+    ask(app, alias, b, "after the migration")
+    app.close()
+    direct.close()
+
+
+def _writer(app: QdrantClient, alias: str, a: ModelSpec, n: int, stop: threading.Event) -> None:
+    rng, k = random.Random(5), 0
+    while not stop.is_set():
+        k += 1
+        i = rng.randrange(n)
+        if k % 3 == 0:
+            app.delete(alias, models.PointIdsList(points=[n + k - 3]), wait=True)
+        elif k % 3 == 1:
+            text = f"note {k}: written during the migration"
+            app.upsert(alias, [models.PointStruct(id=n + k, vector=models.Document(text=text, model=a.id),
+                                                  payload={"name": f"note{k}", "text": text, "doc_id": f"note{k}"})])
+        else:
+            app.set_payload(alias, {"touched": k}, points=[i])
+        stop.wait(0.05)
+
+
+async def _backfill(url: str, mid: str) -> None:
+    store = StateStore.connect(url)
+    daemon = Daemon(store, mid, DaemonConfig(batch_size=64, refresh=0.3, progress_interval=3600))
+    task = asyncio.ensure_future(daemon.run(once=True))
+    last = ""
+    try:
+        while not task.done():
+            await asyncio.sleep(0.5)
+            leases = await daemon.leases()
+            done = sum(lease.copied for lease in leases)
+            total = max(done, daemon.m.counter("backfill_total") if daemon.m else 0)
+            text = progress.line(mid, done, total, daemon.rate_window.rate(), daemon.state, daemon.reason)
+            if text != last:
+                last = text
+                sys.stdout.write(("\r" + text.ljust(100)) if sys.stdout.isatty() else text + "\n")
+                sys.stdout.flush()
+        stats = await task
+        print(f"\nbackfill done: {stats}")
+    finally:
+        if not task.done():
+            task.cancel()
+        await store.close()
