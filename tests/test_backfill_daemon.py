@@ -187,3 +187,23 @@ async def test_a_dead_daemons_partitions_are_taken_over(env: Any) -> None:
     leases = [e.data for e in await store.list("lease") if e.key.startswith(mid)]
     assert all(d["done"] and d["owner"] == "d2" for d in leases)
     await check_equal(client, await migration(store, mid))
+
+
+async def test_service_verify_refuses_differences_repairs_and_enters_verified(env: Any) -> None:
+    from proxy.migration.record import Refused
+    from proxy.migration.service import MigrationService
+
+    client, store, prefix = env
+    mid = await setup_migration(client, store, prefix, list(range(1, 201)))
+    svc = MigrationService(store, client)
+    with pytest.raises(Refused, match="needs the backfill first"):
+        await svc.verify(mid)
+    await Daemon(store, mid, FAST).run(once=True)
+    m = await migration(store, mid)
+    await client.delete(m.target, models.PointIdsList(points=[7]), wait=True)
+    with pytest.raises(Refused, match=r"missing=1, extra=0, stale=0 \(sample ids \{'missing': \[7\]"):
+        await svc.verify(mid)
+    done = await svc.verify(mid, repair=True)
+    assert done.phase == "verified" and done.verification is not None and done.verification.clean
+    assert done.verification.counts["source"] == 200 and done.verification.counts["repaired"] == 1
+    await check_equal(client, done)
