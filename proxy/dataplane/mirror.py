@@ -75,6 +75,7 @@ class Prepared:
     unresolved: list[dict[str, Any]] = field(default_factory=list)
     embedding: asyncio.Task[np.ndarray] | None = None
     embedded_texts: list[str] = field(default_factory=list)
+    reread: bool = False  # bring the secondary level by re-reading the primary, whatever the write
 
 
 class Mirror:
@@ -173,7 +174,10 @@ class Mirror:
         ids = _unique(prep.ids)
         if not ids:
             return []
-        if prep.intent.fast:
+        # the request's own points are the primary's state only for an unconditional upsert
+        # that succeeded; copy-vectors migrations re-read too, because Qdrant may store a vector
+        # other than the one sent (Cosine normalises), and the digest is over the stored one
+        if prep.intent.fast and not prep.reread and not t.copy:
             current = {_key(p.id): p for p in prep.intent.upserts}  # last write of an id wins
         else:
             current = {_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}

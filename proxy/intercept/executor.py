@@ -143,7 +143,8 @@ class PointWriteInterceptor:
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
         original = call.body
         if op_kind is not None and snap.is_bound(physical):
-            call = await self._rest_metadata(call, op_kind, physical, snap)
+            body = await self._stamped(rest_codec.decode(op_kind, physical, call.body), snap, "rest")
+            call = call if body is None else call.with_body(body)
         mirror = mirror_target(snap, collection) if kind == "write" else None
         if mirror is not None and self.mirror is not None:
             intent = rest_intent(call.method, rest, _json(original), mirror.migration.text_field,
@@ -155,21 +156,20 @@ class PointWriteInterceptor:
             reply = replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         return reply
 
-    async def _rest_metadata(
-        self, call: RestCall, op_kind: OpKind, collection: str, snap: StateSnapshot
-    ) -> RestCall:
-        decoded = rest_codec.decode(op_kind, collection, call.body)
+    async def _stamped(self, decoded: Any, snap: StateSnapshot, protocol: str) -> bytes | None:
+        """Plan a decoded write, stamp it and serve its inference objects; the bytes to forward
+        instead of the client's, or ``None`` to forward the client's bytes as they are."""
         if decoded is None:
-            UNDECODABLE.labels("rest").inc()
-            return call
+            UNDECODABLE.labels(protocol).inc()
+            return None
         op, message = decoded
         verdict = self._decide(plan(op, snap), len(op.points))
         if verdict.action is not Action.STAMP:
-            return call
-        rest_codec.stamp(message, verdict.stamp)
+            return None
+        message.stamp(verdict.stamp)
         if self.pool is not None:
-            await inference.serve(inference.rest_slots(message.body), snap, self.pool)
-        return call.with_body(message.encode())
+            await inference.serve(message.inference_slots(), snap, self.pool)
+        return bytes(message.encode())
 
     # -- gRPC
 
@@ -200,7 +200,8 @@ class PointWriteInterceptor:
                 reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         original = call.request
         if call.method in grpc_codec.METHODS and snap.is_bound(physical):
-            call = await self._grpc_metadata(call, snap)
+            request = await self._stamped(grpc_codec.decode(call.method, call.request), snap, "grpc")
+            call = call if request is None else call.with_request(request)
         mirror = mirror_target(snap, collection) if kind == "write" else None
         if mirror is not None and self.mirror is not None:
             intent = grpc_intent(call.method.rsplit("/", 1)[-1], original, mirror.migration.text_field,
@@ -211,20 +212,6 @@ class PointWriteInterceptor:
         if why is not None:
             reply = replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         return reply
-
-    async def _grpc_metadata(self, call: GrpcCall, snap: StateSnapshot) -> GrpcCall:
-        decoded = grpc_codec.decode(call.method, call.request)
-        if decoded is None:
-            UNDECODABLE.labels("grpc").inc()
-            return call
-        op, message = decoded
-        verdict = self._decide(plan(op, snap), len(op.points))
-        if verdict.action is not Action.STAMP:
-            return call
-        grpc_codec.stamp(message, verdict.stamp)
-        if self.pool is not None:
-            await inference.serve(inference.grpc_slots(message.point_structs()), snap, self.pool)
-        return call.with_request(message.encode())
 
     async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
                         intent: WriteIntent | None, headers: Any = None) -> Any:
@@ -242,12 +229,14 @@ class PointWriteInterceptor:
         except BaseException:
             self.mirror.abandon(prepared)
             raise
-        if reply.ok and target.migration.mirror == "async":
+        if not reply.ok:
+            # a failed write may still have applied in part (a multi-id payload update naming a
+            # missing id): level the secondary with whatever the primary now holds
+            prepared.reread = True
+        if target.migration.mirror == "async":
             await self.mirror.submit(prepared)
-        elif reply.ok:
-            await self.mirror.finish(prepared)
         else:
-            self.mirror.abandon(prepared)
+            await self.mirror.finish(prepared)
         return reply
 
     @staticmethod

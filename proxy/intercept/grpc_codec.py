@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from qdrant_client.grpc import json_with_int_pb2, points_pb2
 
+from proxy.intercept.inference import Slot, grpc_slots
 from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
 from proxy.state.records import META_FIELDS
 
@@ -32,6 +33,12 @@ class GrpcMessage:
 
     def encode(self) -> bytes:
         return bytes(self.message.SerializeToString())
+
+    def stamp(self, fields: Mapping[str, Any]) -> None:
+        stamp(self, fields)
+
+    def inference_slots(self) -> list[Slot]:
+        return grpc_slots(self.point_structs())
 
     def overwrite_payloads(self) -> Iterator[Any]:
         """Payload maps of whole-payload overwrites (keyed overwrites touch one nested key only)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from proxy.intercept.inference import Slot, rest_slots
 from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
 from proxy.state.records import META_FIELDS
 
@@ -32,6 +33,12 @@ class RestMessage:
     body: Any
     payloads: list[dict[str, Any]]
     wide_ints: bool  # parsed with ``json`` because orjson refused (integers beyond 64 bits)
+
+    def stamp(self, fields: Mapping[str, Any]) -> None:
+        stamp(self, fields)
+
+    def inference_slots(self) -> list[Slot]:
+        return rest_slots(self.body)
 
     def encode(self) -> bytes:
         if self.wide_ints:
