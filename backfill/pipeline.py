@@ -120,8 +120,25 @@ class Copier:
     async def prepare(self, batch: Batch) -> Prepared:
         return await self.prepare_records(batch, batch.records)
 
+    async def current_in_target(self, digests: Mapping[PointId, str]) -> set[PointId]:
+        """Ids whose target point already carries this source digest: nothing to redo for them.
+
+        This is what keeps re-runs and restarts after a kill from embedding again what was
+        written but not yet checkpointed."""
+        if not digests:
+            return set()
+        found = await self._call("reading target digests", self.client.retrieve(
+            self.m.target, list(digests), with_payload=[DIGEST_FIELD], with_vectors=False))
+        return {norm(r.id) for r in found
+                if (r.payload or {}).get(DIGEST_FIELD) == digests.get(norm(r.id))}
+
     async def prepare_records(self, batch: Batch, records: Sequence[models.Record]) -> Prepared:
-        """Target points for ``records``: text -> B embedding (or copied vectors) + payload."""
+        """Target points for ``records``: text -> B embedding (or copied vectors) + payload.
+
+        Records whose target point is already current (same source digest) are skipped."""
+        all_digests = {norm(r.id): digest_of(self.m, r) for r in records}
+        current = await self.current_in_target(all_digests)
+        records = [r for r in records if norm(r.id) not in current]
         vectors: list[Any]
         if self.m.copy_vectors or self.embedder is None:
             keep, vectors, no_text = list(records), [None] * len(records), 0
@@ -135,10 +152,10 @@ class Copier:
             if self.reservoir is not None:
                 for r, t, v in zip(keep, wanted, vectors, strict=True):
                     self.reservoir.offer(pair(norm(r.id), t, bound_vector(self.m, r), v))
-        digests: dict[PointId, str] = {}
+        digests = dict(all_digests)
         points = []
         for r, v in zip(keep, vectors, strict=True):
-            d = digests[norm(r.id)] = digest_of(self.m, r)
+            d = digests[norm(r.id)]
             payload = {**content_of(r.payload), **self.meta, DIGEST_FIELD: d}
             points.append(models.PointStruct(id=r.id, vector=target_vector(self.m, r, v), payload=payload))
         return Prepared(batch, points, digests, no_text)
@@ -233,16 +250,20 @@ class PartitionRun:
 async def run_partition(copier: Copier, p: Partition, start: PointId, run: PartitionRun) -> Stats:
     """Copy ``p`` from ``start`` to its end; ``run.checkpoint`` after each written batch.
 
-    At most ``run.concurrency`` prepared batches wait for the writer (memory is bounded by
-    ``(concurrency + 1) * batch_size`` points). An exception from the checkpoint (a lost
+    At most ``run.concurrency`` batches are being prepared or wait prepared for the writer
+    (memory is bounded by ``(concurrency + 1) * batch_size`` points). An exception from the checkpoint (a lost
     lease) or anywhere else cancels the producer and the in-flight preparations.
     """
-    ordered: asyncio.Queue[asyncio.Task[Prepared] | None] = asyncio.Queue(maxsize=max(1, run.concurrency))
+    ordered: asyncio.Queue[asyncio.Task[Prepared] | None] = asyncio.Queue()
+    # at most `concurrency` batches are being embedded or wait embedded for the writer: what a
+    # kill can throw away (the batch being written is skipped on restart by its digests)
+    slots = asyncio.Semaphore(max(1, run.concurrency))
 
     async with asyncio.TaskGroup() as tg:
         async def produce() -> None:
             cursor: PointId | None = start
             while cursor is not None:
+                await slots.acquire()
                 batch = await copier.scroll(p, cursor, run.batch_size())
                 await ordered.put(tg.create_task(copier.prepare(batch)))
                 cursor = batch.next_cursor
@@ -251,6 +272,7 @@ async def run_partition(copier: Copier, p: Partition, start: PointId, run: Parti
         tg.create_task(produce())
         while (task := await ordered.get()) is not None:
             prep = await task
+            slots.release()
             await run.gate(len(prep.batch.records))
             stats = await copier.write(prep)
             await run.checkpoint(prep.batch.next_cursor, stats)
