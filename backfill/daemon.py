@@ -29,7 +29,8 @@ from prometheus_client import Counter, Gauge
 from qdrant_client import AsyncQdrantClient
 
 from backfill import partitions as parts
-from backfill import progress, samples
+from backfill import samples
+from proxy.migration import progress
 from backfill.partitions import Lease, Partition, PointId
 from backfill.pipeline import Copier, PartitionRun, Stats, run_partition
 from backfill.texts import Fault, make_fetcher

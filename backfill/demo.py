@@ -22,7 +22,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from backfill import progress
+from proxy.migration import progress
 from backfill.daemon import Daemon, DaemonConfig
 from proxy import registry
 from proxy.migration.command import AdminClient

@@ -11,7 +11,7 @@ import pytest
 
 from backfill import partitions as parts
 from backfill.partitions import Lease, Partition
-from backfill.progress import RateWindow, bar, eta, line
+from proxy.migration.progress import RateWindow, bar, eta, line
 from backfill.samples import Reservoir
 from backfill.throttle import Backoff, TokenBucket, latency_signal, operator_rate
 from backfill.verify import Diff, join_page, order_key

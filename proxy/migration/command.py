@@ -176,6 +176,14 @@ def render(result: Any) -> str:
                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(v['at']))}" if v else "  verification: none")
     lines.append("  proxies: " + (", ".join(f"{p['instance_id']}@{p['acted_rev']} ({p['state']})"
                                             for p in result["proxies"]) or "none heartbeating"))
+    b = result.get("backfill")
+    if b:
+        lines.append(f"  backfill {b['bar']} {b['done']}/{b['total']} points, {b['rate']:.0f} points/s, "
+                     f"ETA {b['eta_text']}, repair log {m['counters'].get('repair_pending', 0)}")
+        for d in b["daemons"]:
+            why = f" ({d['reason']})" if d.get("reason") else ""
+            lines.append(f"    daemon {d['owner']}: {'SILENT' if d['silent'] else d['state']}{why}, "
+                         f"{float(d.get('rate') or 0):.0f} points/s")
     r = m.get("last_refusal")
     lines.append(f"  last refusal: {r['action']}: {r['reason']}" if r else "  last refusal: none")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from qdrant_client import AsyncQdrantClient
 
 from proxy.errors import BadRequest, Conflict, NotFound
 from proxy.migration import facts as io
-from proxy.migration import heartbeats, phases
+from proxy.migration import heartbeats, phases, progress
 from proxy.migration.hooks import Hooks
 from proxy.migration.planner import PlanRequest, estimate, validate
 from proxy.migration.record import (
@@ -79,8 +79,12 @@ class MigrationService:
         m = await self.get(migration_id)
         acks = await self.acks(m)
         routes = {op: dataclasses.asdict(route_for(m, op)) for op in ("read", "write")}
+        records = [e.data for e in await self.store.list(progress.KIND)
+                   if e.key.startswith(f"{migration_id}/")]
+        backfill = progress.summary(records, m.counter("backfill_done"), m.counter("backfill_total"),
+                                    self.clock())
         return {"migration": m.to_dict(), "proxies": [a.to_dict() for a in acks],
-                "laggards": list(heartbeats.laggards(acks)), "routes": routes}
+                "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill}
 
     async def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """Yield the status now and again whenever it changes; the caller decides when to stop."""

@@ -1,5 +1,8 @@
 """Progress: done, total, rate, ETA (pure), the per-daemon progress record and the log line.
 
+Shared by the backfill daemon (which writes the records and logs the line) and the control
+plane (``migrate status`` aggregates the records and draws the bar).
+
 ``total`` is the source's current point count, never below ``done``: points added since the
 start raise it, so the ETA stays honest while the application writes. The rate is a moving
 window over recent (time, done) observations. Each daemon writes a ``backfill_progress``
@@ -70,3 +73,21 @@ def record(owner: str, state: str, reason: str, done: int, total: int, rate: flo
     left = eta(done, total, rate)
     return {"owner": owner, "state": state, "reason": reason, "done": done, "total": total,
             "rate": rate, "eta": left, "partitions": partitions, "at": now}
+
+
+#: A daemon whose progress record is older than this is shown as silent.
+SILENT_AFTER = 30.0
+
+
+def summary(records: list[dict[str, Any]], done: int, total: int, now: float) -> dict[str, Any]:
+    """The migration's backfill at a glance from its daemons' records (pure).
+
+    ``done`` / ``total`` are the migration's counters (every daemon's work); the rate is the sum
+    of the live daemons' rates; each daemon keeps its state and the reason it is slowed."""
+    live = [r for r in records if now - float(r.get("at") or 0) <= SILENT_AFTER]
+    rate = sum(float(r.get("rate") or 0) for r in live)
+    left = eta(done, total, rate)
+    daemons = [{**{k: r.get(k) for k in ("owner", "state", "reason", "done", "total", "rate")},
+                "silent": r not in live} for r in records]
+    return {"done": done, "total": total, "rate": rate, "eta": left, "bar": bar(done, total),
+            "eta_text": "?" if left is None else _duration(left), "daemons": daemons}

@@ -1,0 +1,34 @@
+"""``migrate status``: the backfill summary from daemon records, and its human rendering (pure)."""
+
+from __future__ import annotations
+
+from proxy.migration.command import render
+from proxy.migration.progress import summary
+from proxy.migration.record import Migration
+
+
+def test_summary_sums_live_daemons_and_flags_silent_ones() -> None:
+    now = 1000.0
+    records = [
+        {"owner": "a", "state": "running", "reason": "", "done": 10, "total": 100, "rate": 40.0, "at": now - 1},
+        {"owner": "b", "state": "throttled", "reason": "throttle 20 points/s (operator)", "done": 5,
+         "total": 100, "rate": 20.0, "at": now - 2},
+        {"owner": "c", "state": "running", "reason": "", "done": 1, "total": 100, "rate": 99.0, "at": now - 300},
+    ]
+    s = summary(records, 400, 1000, now)
+    assert s["rate"] == 60.0 and s["eta"] == 10.0 and s["eta_text"] == "0m10s"
+    assert "40.0%" in s["bar"]
+    assert [d["silent"] for d in s["daemons"]] == [False, False, True]
+    assert summary([], 0, 10, now)["eta"] is None  # not moving: no ETA
+
+
+def test_status_shows_bar_rate_eta_and_reasons() -> None:
+    m = Migration(id="docs-1", logical="docs", source="v1", target="v2", model_a="a", model_b="b",
+                  counters={"backfill_done": 400, "backfill_total": 1000, "repair_pending": 3})
+    records = [{"owner": "b", "state": "paused", "reason": "paused by operator", "done": 400,
+                "total": 1000, "rate": 0.0, "at": 99.0}]
+    text = render({"migration": m.to_dict(), "proxies": [], "laggards": [], "routes": {},
+                   "backfill": summary(records, 400, 1000, 100.0)})
+    assert "backfill [############------------------]  40.0% 400/1000 points" in text
+    assert "ETA ?" in text and "repair log 3" in text
+    assert "daemon b: paused (paused by operator)" in text
