@@ -130,9 +130,30 @@ async def reset(url: str, store_name: str, mid: str) -> None:
     await client.close()
 
 
+class UpstreamProcess:
+    """The embedded upstream in a process of its own, so it does not share the daemon's GIL
+    (as a real Qdrant would not): ``python -m proxy upstream`` on free loopback ports."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "proxy", "upstream", "--http-port", "0",
+                                      "--grpc-port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "http=" not in line:
+            self.proc.kill()
+            raise SystemExit(f"embedded upstream did not start: {line!r}")
+        self.rest_url = "http://" + line.split("http=")[1].split()[0].removeprefix("http://")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 async def main(args: argparse.Namespace) -> None:
-    server = BackgroundUpstream()
-    server.start()
+    server: Any = UpstreamProcess() if args.upstream_process else BackgroundUpstream()
+    if not args.upstream_process:
+        server.start()
     url = server.rest_url
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -192,4 +213,6 @@ if __name__ == "__main__":
     p.add_argument("--sizes", default="20000,100000")
     p.add_argument("--model-points", type=int, default=2000)
     p.add_argument("--skip-throttle", action="store_true")
+    p.add_argument("--in-process-upstream", dest="upstream_process", action="store_false",
+                   help="run the embedded upstream on a thread of this process (shares its GIL)")
     asyncio.run(main(p.parse_args()))
