@@ -22,30 +22,20 @@ def create_kwargs(request: pb.CreateCollection) -> dict[str, Any]:
     """``QdrantLocal.create_collection`` keyword arguments for a ``CreateCollection``."""
     if not request.collection_name:
         raise BadRequest("collection_name: must not be empty")
-    return {
-        "collection_name": request.collection_name,
-        "vectors_config": (
-            GrpcToRest.convert_vectors_config(request.vectors_config)
-            if request.HasField("vectors_config")
-            else None
-        ),
-        "sparse_vectors_config": (
-            GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
-            if request.HasField("sparse_vectors_config")
-            else None
-        ),
-        "metadata": GrpcToRest.convert_payload(request.metadata) if request.metadata else None,
-    }
+    return _collection_kwargs(request, GrpcToRest.convert_vectors_config)
 
 
 def update_kwargs(request: pb.UpdateCollection) -> dict[str, Any]:
     """``QdrantLocal.update_collection`` keyword arguments for an ``UpdateCollection``."""
+    return _collection_kwargs(request, GrpcToRest.convert_vectors_config_diff)
+
+
+def _collection_kwargs(request: Any, convert_vectors: Any) -> dict[str, Any]:
+    """The fields create and update share; only the dense-vector config converts differently."""
     return {
         "collection_name": request.collection_name,
         "vectors_config": (
-            GrpcToRest.convert_vectors_config_diff(request.vectors_config)
-            if request.HasField("vectors_config")
-            else None
+            convert_vectors(request.vectors_config) if request.HasField("vectors_config") else None
         ),
         "sparse_vectors_config": (
             GrpcToRest.convert_sparse_vector_config(request.sparse_vectors_config)
