@@ -1,7 +1,7 @@
 """``switchyard backfill MIGRATION`` (the daemon) and ``switchyard verify MIGRATION [--repair]``.
 
 Both talk to Qdrant (or a Switchyard proxy, which forwards the state store untouched) at
-``--url`` (env ``SWITCHYARD_QDRANT_URL``) with qdrant-client; several daemons on one migration
+``--url`` (env ``SWITCHYARD_URL``) with qdrant-client; several daemons on one migration
 share its partitions. ``--set-batch-size N`` changes the batch size of every running daemon
 (clamped to [1, 1024]) and exits.
 """
@@ -46,8 +46,10 @@ def register(sub: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("migration", help="migration id")
-    p.add_argument("--url", default=os.environ.get("SWITCHYARD_QDRANT_URL", DEFAULT_URL))
-    p.add_argument("--api-key", default=os.environ.get("QDRANT_API_KEY"))
+    p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL),
+                   help="Switchyard proxy or Qdrant REST URL (env SWITCHYARD_URL)")
+    p.add_argument("--api-key", default=os.environ.get("SWITCHYARD_API_KEY"),
+                   help="Qdrant API key (env SWITCHYARD_API_KEY)")
     p.add_argument("--state-collection", default=STATE_COLLECTION, help=argparse.SUPPRESS)
 
 
