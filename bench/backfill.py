@@ -61,9 +61,19 @@ class ZeroCost:
         return None
 
 
+def passages(n: int) -> list[str]:
+    """Real ~100-200-word passages (pydocs-faq), cycled: what a backfill actually embeds."""
+    path = ROOT.parent / "shared" / "datasets" / "pydocs-faq" / "corpus.jsonl"
+    if not path.exists():
+        return [f"document {i} v0" for i in range(n)]
+    import json
+    docs = [json.loads(line)["text"] for line in path.open()]
+    return [docs[i % len(docs)] for i in range(n)]
+
+
 async def standalone(spec: ModelSpec, n: int, batch: int) -> float:
     emb = make_embedder(spec)
-    texts = [f"document {i} v0" for i in range(n)]
+    texts = passages(n)
     await emb.embed(texts[:batch])  # warm up
     t0 = time.perf_counter()
     for k in range(0, n, batch):
@@ -82,7 +92,8 @@ async def backfill_rate(url: str, n: int, *, spec: ModelSpec | None = None, zero
         if spec is not None:
             await registry.register_model(store, spec, replace=True)
         mid = await setup_migration(client, store, prefix, list(range(n)), copy_vectors=copy,
-                                    throttle=throttle, model_b=spec.id if spec else None)
+                                    throttle=throttle, model_b=spec.id if spec else None,
+                                    texts=None if zero or copy else passages(n))
         embedder = ZeroCost(8) if zero else None
         t0 = time.perf_counter()
         stats = await Daemon(store, mid, CONFIG, embedder=embedder).run(once=True)

@@ -30,8 +30,11 @@ def point(i: PointId, version: int = 0) -> models.PointStruct:
 
 async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
                           ids: Sequence[PointId], *, copy_vectors: bool = False,
-                          throttle: float = 0.0, model_b: str | None = None) -> str:
-    """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B."""
+                          throttle: float = 0.0, model_b: str | None = None,
+                          texts: Sequence[str] | None = None) -> str:
+    """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B.
+
+    ``texts`` (cycled) replace the default short payload texts, e.g. real passages for benches."""
     logical, source = f"{prefix}docs", f"{prefix}docs_v1"
     await client.create_collection(source, vectors_config=models.VectorParams(
         size=4, distance=models.Distance.COSINE))
@@ -41,7 +44,12 @@ async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: 
         await registry.register_model(store, spec, replace=True)
     await registry.bind(store, client, Binding(logical, A.id))
     for k in range(0, len(ids), 1000):
-        await client.upsert(source, [point(i) for i in ids[k:k + 1000]], wait=True)
+        batch = [point(i) for i in ids[k:k + 1000]]
+        if texts:
+            for n, p in enumerate(batch, start=k):
+                assert p.payload is not None
+                p.payload["text"] = texts[n % len(texts)]
+        await client.upsert(source, batch, wait=True)
     svc = MigrationService(store, client, ServiceConfig(ack_timeout=10.0, max_active=1000))
     to_model = model_b or (A2.id if copy_vectors else B.id)
     report = await svc.plan(PlanRequest(logical, to_model,
