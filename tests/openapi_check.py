@@ -1,4 +1,4 @@
-"""Check REST responses against Qdrant's OpenAPI spec (``/work/shared/qdrant/openapi.json``).
+"""Check REST responses against Qdrant's OpenAPI spec (``shared/qdrant/openapi.json`` beside the clone).
 
 OpenAPI 3.0 schemas are not JSON Schema: ``nullable: true`` (alone in an ``anyOf`` branch, or
 beside a ``type``) has to become a ``null`` type. :func:`to_json_schema` rewrites the spec's
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,20 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = os.environ.get("SWITCHYARD_QDRANT_OPENAPI", "/work/shared/qdrant/openapi.json")
+_CANDIDATES = [
+    os.environ.get("SWITCHYARD_QDRANT_OPENAPI", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "qdrant" / "openapi.json"),  # beside the clone
+    "/work/shared/qdrant/openapi.json",
+]
+
+
+def spec_path() -> str:
+    """Where Qdrant's spec is: ``SWITCHYARD_QDRANT_OPENAPI``, else ``shared/`` beside the clone."""
+    for candidate in _CANDIDATES:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError("Qdrant's openapi.json not found; tried " + ", ".join(c for c in _CANDIDATES if c)
+                            + " (set SWITCHYARD_QDRANT_OPENAPI)")
 
 
 def to_json_schema(node: Any) -> Any:
@@ -55,7 +69,7 @@ class Exchange:
 class ResponseChecker:
     """Collects responses (thread-safe) and validates them against the spec."""
 
-    spec: dict[str, Any] = field(default_factory=lambda: json.load(open(SPEC_PATH)))
+    spec: dict[str, Any] = field(default_factory=lambda: json.load(open(spec_path())))
     recorded: list[Exchange] = field(default_factory=list)
     validated: int = 0
     exempt: int = 0
