@@ -21,6 +21,7 @@ from typing import Any
 
 from proxy.config import ProxyConfig
 from proxy.intercept.executor import PointWriteInterceptor
+from proxy.owned_tasks import stop_task
 from proxy.state.snapshot import StateCache
 from proxy.state.store import StateStore
 
@@ -94,9 +95,7 @@ class ProxyInterceptor(PointWriteInterceptor):
                 log.debug("spool replay postponed: %s", exc)
 
     async def stop(self) -> None:
-        if self._replayer is not None:
-            self._replayer.cancel()
-            await asyncio.gather(self._replayer, return_exceptions=True)
+        await stop_task(self._replayer)
         if self.mirror is not None:
             await self.mirror.aclose()
         if self.reader is not None:

@@ -39,6 +39,7 @@ from proxy.intercept.planner import metadata_for
 from proxy.intercept.routes import rest_path
 from proxy.migration.record import Migration
 from proxy.modelspec import ModelSpec
+from proxy.owned_tasks import stop_task
 from proxy.wire import Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
@@ -112,9 +113,7 @@ class Mirror:
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._queue.empty() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        await stop_task(self._worker)
         while not self._queue.empty():
             prep = self._queue.get_nowait()
             self.abandon(prep)

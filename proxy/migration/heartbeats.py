@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proxy.errors import SwitchyardError
+from proxy.owned_tasks import stop_task
 from proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.heartbeat")
@@ -136,11 +137,7 @@ class HeartbeatLoop:
         """Stop beating and withdraw this proxy's record, so transitions stop waiting for it
         at once (a proxy that dies without stopping ages out after the TTL instead)."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_task(self._task)
             self._task = None
             try:
                 await self.store.delete(KIND, self.instance_id)

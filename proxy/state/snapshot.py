@@ -23,6 +23,7 @@ from typing import Any
 from proxy.errors import SwitchyardError
 from proxy.migration.record import Migration
 from proxy.modelspec import ModelSpec
+from proxy.owned_tasks import stop_task
 from proxy.state.records import Binding
 from proxy.state.store import StateStore
 
@@ -109,10 +110,5 @@ class StateCache:
             await self.refresh()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
