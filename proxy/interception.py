@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from proxy.config import ProxyConfig
-from proxy.intercept.executor import PointWriteInterceptor
+from proxy.intercept.executor import Executor
 from proxy.owned_tasks import stop_task
 from proxy.state.snapshot import StateCache
 from proxy.state.store import StateStore
@@ -28,7 +28,7 @@ from proxy.state.store import StateStore
 log = logging.getLogger("switchyard.runtime")
 
 
-class ProxyInterceptor(PointWriteInterceptor):
+class ProxyInterceptor(Executor):
     """The interceptor plus the state, heartbeat and admin services it needs."""
 
     def __init__(self, config: ProxyConfig, store: StateStore, cache: StateCache) -> None:

@@ -6,12 +6,18 @@ This is the :class:`proxy.wire.Interceptor` the front ends consult. It stays thi
    collection the phase dictates (``proxy.migration.routing``): writes to the primary, reads to
    the read authority. The reply carries ``x-switchyard-route`` (REST header / gRPC initial
    metadata) saying where the call went and why;
-2. metadata: an upsert or batch update to a bound collection is decoded by the protocol's
-   codec, ``plan()``-ed against the cached snapshot, and forwarded stamped, or refused with a
-   Qdrant-shaped 400 / INVALID_ARGUMENT in enforce mode.
+2. metadata: an upsert, batch update or payload overwrite to a bound collection is decoded by
+   the protocol's codec, ``plan()``-ed against the cached snapshot, and forwarded stamped (its
+   inference objects embedded by the proxy), or refused with a Qdrant-shaped 400 /
+   INVALID_ARGUMENT in enforce mode;
+3. mirroring: while a migration has a secondary, a write is mirrored after the primary
+   succeeded (``proxy.dataplane.mirror``);
+4. merged reads: similarity reads in read mode ``merged`` / ``shadow`` go to
+   ``proxy.dataplane.reads.MergedReader``; on other bound collections it serves their
+   inference objects.
 
-The client always receives the upstream's own reply to the forwarded call. Calls that need
-neither step are never decoded.
+The client always receives the primary's own reply (or the merged one). Calls that need none
+of this are never decoded.
 """
 
 from __future__ import annotations
@@ -97,8 +103,9 @@ def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
     return MirrorTarget(m, found.primary, found.secondary, spec, to_target)
 
 
-class PointWriteInterceptor:
-    """Routes point calls by phase; stamps or enforces embedding metadata on point writes."""
+class Executor:
+    """The interceptor both front ends consult: routes point calls by phase, stamps or enforces
+    metadata, serves inference objects, mirrors writes and merges reads (module docstring)."""
 
     def __init__(self, state: SnapshotSource, mirror: Mirror | None = None,
                  pool: inference.Embeds | None = None, reader: MergedReader | None = None) -> None:
@@ -141,14 +148,19 @@ class PointWriteInterceptor:
             reply = await self.reader.resolve_inference_rest(call, physical, snap, forward)
             return reply if why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
-        original = call.body
-        if op_kind is not None and snap.is_bound(physical):
-            body = await self._stamped(rest_codec.decode(op_kind, physical, call.body), snap, "rest")
-            call = call if body is None else call.with_body(body)
+        stamping = op_kind is not None and snap.is_bound(physical)
+        decoded = rest_codec.decode(op_kind, physical, call.body) if stamping and op_kind else None
         mirror = mirror_target(snap, collection) if kind == "write" else None
-        if mirror is not None and self.mirror is not None:
-            intent = rest_intent(call.method, rest, _json(original), mirror.migration.text_field,
+        intent = None
+        if mirror is not None:
+            # one parse serves both: the intent is read before stamping and inference change it
+            parsed = decoded[1].body if decoded is not None else _json(call.body)
+            intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field,
                                  mirror.migration.copy_vectors)
+        if stamping:
+            body = await self._stamped(decoded, snap, "rest")
+            call = call if body is None else call.with_body(body)
+        if mirror is not None and self.mirror is not None:
             reply = await self._mirrored(call, forward, mirror, intent)
         else:
             reply = await forward(call)
