@@ -7,12 +7,15 @@ in flight between the proxy's two legs shows up once and is gone on the re-check
 verify that runs while the application writes reports only lasting differences. With
 ``repair`` they are fixed (missing and stale redone from the source, extra deleted) and
 re-checked. The cursor and the counts so far are checkpointed (kind ``verify``, key the
-migration id), so a killed verify resumes; pages go through the same throttle gate as the
-backfill.
+migration id, see :mod:`proxy.migration.verify_state`), so a killed verify resumes; every page
+and every chunk confirmed or repaired rewrites the record with its stage and the number of
+points checked, so status shows a verify's progress. Pages go through the same throttle gate
+as the backfill.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +26,9 @@ from backfill.partitions import PointId, norm
 from backfill.pipeline import Copier, digest_of
 from proxy.dataplane.digest import DIGEST_FIELD
 from proxy.migration.record import Migration
+from proxy.migration.verify_state import KIND
 from proxy.state.store import StateStore
 
-KIND = "verify"
 SAMPLE_IDS = 10
 #: Differences held for confirmation; beyond this a verify reports without confirming more.
 MAX_HELD = 100_000
@@ -105,9 +108,23 @@ async def _pages(client: AsyncQdrantClient, collection: str, start: PointId | No
         offset = following
 
 
+Tick = Callable[[int, int], Awaitable[None]]
+
+
+def _progress(store: StateStore, m: Migration, extra: Mapping[str, Any], stage: str,
+              checked: int) -> Tick:
+    """A tick that rewrites the ``verify`` record with ``stage`` and its done/total."""
+    async def tick(done: int, total: int) -> None:
+        await store.upsert(KIND, m.id, {**extra, "stage": stage, "checked": checked, "finished": True,
+                                        "stage_done": done, "stage_total": total, "at": time.time()})
+    return tick
+
+
 async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, page: int = 256,
-               gate: Callable[[int], Awaitable[None]] | None = None, resume: bool = True) -> Diff:
-    """The merge-join over both collections (checkpointed; resumes an unfinished one)."""
+               gate: Callable[[int], Awaitable[None]] | None = None, resume: bool = True,
+               extra: Mapping[str, Any] | None = None) -> Diff:
+    """The merge-join over both collections (checkpointed with ``extra`` merged into every
+    write; resumes an unfinished one)."""
     saved = await store.get(KIND, m.id) if resume else None
     d, cursor = Diff(), None
     if saved is not None and not saved.data.get("finished"):
@@ -136,18 +153,22 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
             cut = next((k for k, (tid, _) in enumerate(tgt_buffer) if order_key(tid) >= bound), len(tgt_buffer))
             window, tgt_buffer = tgt_buffer[:cut], tgt_buffer[cut:]
         join_page(src, window, d)
-        await store.upsert(KIND, m.id, {"cursor": nxt, "diff": d.to_dict(), "finished": nxt is None})
+        await store.upsert(KIND, m.id, {**(extra or {}), "stage": "scan", "cursor": nxt,
+                                        "diff": d.to_dict(), "finished": nxt is None,
+                                        "checked": d.source, "at": time.time()})
         if nxt is None:
             break
     return d
 
 
-async def confirm(copier: Copier, m: Migration, d: Diff) -> Diff:
+async def confirm(copier: Copier, m: Migration, d: Diff, tick: Tick | None = None) -> Diff:
     """Re-check each difference against both collections now; keep only the lasting ones."""
     out = Diff(d.source, d.target)
     ids = [*d.missing, *d.extra, *d.stale]
     for k in range(0, len(ids), 256):
         chunk = ids[k:k + 256]
+        if tick is not None:
+            await tick(k, len(ids))
         src = await copier.read_source(chunk)
         tgt = {norm(r.id): r for r in await copier.client.retrieve(m.target, chunk, with_payload=True,
                                                               with_vectors=False)}
@@ -163,23 +184,30 @@ async def confirm(copier: Copier, m: Migration, d: Diff) -> Diff:
 
 async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: bool = False,
                  page: int = 256, gate: Callable[[int], Awaitable[None]] | None = None,
-                 resume: bool = True) -> tuple[Diff, Diff | None]:
-    """(differences found, differences left after repair or ``None`` without repair)."""
-    found = await confirm(copier, m, await diff(copier.client, store, m, page=page, gate=gate,
-                                                resume=resume))
+                 resume: bool = True, extra: Mapping[str, Any] | None = None,
+                 ) -> tuple[Diff, Diff | None]:
+    """(differences found, differences left after repair or ``None`` without repair).
+
+    ``extra`` (who runs it, with or without repair) is merged into every record write."""
+    extra = extra or {}
+    scanned = await diff(copier.client, store, m, page=page, gate=gate, resume=resume, extra=extra)
+    found = await confirm(copier, m, scanned, _progress(store, m, extra, "confirm", scanned.source))
     if not repair or found.clean:
         return found, None
     ids = [*found.missing, *found.extra, *found.stale]
+    tick = _progress(store, m, extra, "repair", found.source)
     for k in range(0, len(ids), page):
         chunk = ids[k:k + page]
+        await tick(k, len(ids))
         if gate is not None:
             await gate(len(chunk))
         await copier.redo(chunk)
-    return found, await confirm(copier, m, found)
+    return found, await confirm(copier, m, found, _progress(store, m, extra, "recheck", found.source))
 
 
 async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migration,
-                          repair: bool) -> tuple[Diff, Diff | None]:
+                          repair: bool, extra: Mapping[str, Any] | None = None,
+                          ) -> tuple[Diff, Diff | None]:
     """Verification as the migration service runs it: a fresh pass, repairs with model B."""
     from backfill.texts import make_fetcher
     from proxy import registry
@@ -191,7 +219,7 @@ async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migra
     copier = Copier(client, m, metadata_for(spec_b), embedder,
                     make_fetcher(None, m.text_field, m.doc_key))
     try:
-        return await verify(copier, store, m, repair=repair, resume=False)
+        return await verify(copier, store, m, repair=repair, resume=False, extra=extra)
     finally:
         if embedder is not None:
             await embedder.aclose()

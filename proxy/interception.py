@@ -6,7 +6,7 @@ One object gives the proxy app everything beyond pass-through:
 - the shared-state cache it decides from, refreshed every ``state_cache_ttl`` seconds;
 - the heartbeat that tells the control plane which migration revisions this proxy acts on;
 - the admin API (REST ``/switchyard/v1/...`` and gRPC ``switchyard.v1.Admin``) over the
-  migration service.
+  migration service, whose verifications run as owned background jobs (one per migration).
 
 ``ProxyServer.start()`` calls ``start(server)`` before it binds its listeners, so the runtime
 can add its routes and gRPC handlers; ``stop()`` drains everything in reverse order.
@@ -38,6 +38,7 @@ class ProxyInterceptor(Executor):
         self.cache = cache
         self._heartbeat: Any = None
         self._migrations: Any = None
+        self._verify_jobs: Any = None
         self._legs: Any = None
         self._pool: Any = None
         self._replayer: asyncio.Task[None] | None = None
@@ -47,19 +48,22 @@ class ProxyInterceptor(Executor):
         from proxy.migration.heartbeats import HeartbeatLoop
         from proxy.migration.hooks import Hooks
         from proxy.migration.service import MigrationService, ServiceConfig
+        from proxy.migration.verify_jobs import VerifyJobs
 
         await self.cache.start()
         await self._start_mirror()
         service_config = ServiceConfig(ack_timeout=self.config.ack_timeout,
                                        heartbeat_ttl=self.config.heartbeat_ttl,
-                                       max_active=self.config.max_active_migrations)
+                                       max_active=self.config.max_active_migrations,
+                                       instance_id=self.config.instance_id)
         self._migrations = MigrationService(self.store, self.store.client, service_config,
                                             hooks=Hooks(self.config.webhooks))
+        self._verify_jobs = VerifyJobs(self._migrations)
         if server is not None:
             from proxy.frontend.admin_grpc import admin_handlers
             from proxy.frontend.admin_rest import admin_routes
 
-            admin = AdminService(self._migrations)
+            admin = AdminService(self._migrations, self._verify_jobs)
             server.add_routes(admin_routes(admin, self.config.admin_key))
             server.add_grpc_handlers(admin_handlers(admin, self.config.admin_key))
         self._heartbeat = HeartbeatLoop(
@@ -95,6 +99,8 @@ class ProxyInterceptor(Executor):
                 log.debug("spool replay postponed: %s", exc)
 
     async def stop(self) -> None:
+        if self._verify_jobs is not None:  # first: they use the store and the upstream client
+            await self._verify_jobs.stop()
         await stop_task(self._replayer)
         if self.mirror is not None:
             await self.mirror.aclose()

@@ -10,7 +10,8 @@ Each request consumes the next scripted step, if any (:meth:`OpenAIStub.script`)
 * :class:`Status` — answer that HTTP status, optionally with ``Retry-After``;
 * :class:`Slow` — sleep, then answer normally;
 * :class:`Malformed` — answer 200 with the given body;
-* :class:`WrongDim` — answer vectors of another size.
+* :class:`WrongDim` — answer vectors of another size;
+* :class:`Hold` — wait until its event is set, then answer normally (a caller stuck mid-call).
 
 Every request is recorded (:class:`SeenRequest`: monotonic arrival time, body, Authorization),
 and ``max_in_flight`` counts the most requests handled at once.
@@ -53,7 +54,12 @@ class WrongDim:
     dimensions: int
 
 
-Step = Status | Slow | Malformed | WrongDim
+@dataclass(frozen=True)
+class Hold:
+    release: asyncio.Event
+
+
+Step = Status | Slow | Malformed | WrongDim | Hold
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ class OpenAIStub:
             return web.Response(status=200, body=step.body, content_type="application/json")
         if isinstance(step, Slow):
             await asyncio.sleep(step.seconds)
+        if isinstance(step, Hold):
+            await step.release.wait()
         dims = step.dimensions if isinstance(step, WrongDim) else body.get("dimensions") or self.default_dimensions
         return self._answer(body["model"], list(body["input"]), int(dims))
 

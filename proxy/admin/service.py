@@ -14,6 +14,7 @@ from proxy import registry
 from proxy.errors import BadRequest, Unauthorized
 from proxy.migration.planner import PlanRequest
 from proxy.migration.service import MigrationService
+from proxy.migration.verify_jobs import VerifyJobs
 
 HEADER = "switchyard-admin-key"
 
@@ -47,10 +48,26 @@ def _opt_int(value: Any, name: str) -> int | None:
     return int(value)
 
 
+def _flag(value: Any, name: str, default: bool) -> bool:
+    """A boolean argument: JSON ``true``/``false`` or the query-string words Qdrant accepts."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
 class AdminService:
-    def __init__(self, migrations: MigrationService) -> None:
+    def __init__(self, migrations: MigrationService, jobs: VerifyJobs | None = None) -> None:
         self.migrations = migrations
         self.store = migrations.store
+        self.jobs = jobs if jobs is not None else VerifyJobs(migrations)
+
+    async def close(self) -> None:
+        """Cancel and await running verify jobs (the proxy stops its own ``jobs`` instead)."""
+        await self.jobs.stop()
 
     async def models(self) -> dict[str, Any]:
         return {"models": [s.to_dict() for s in await registry.list_models(self.store)]}
@@ -97,9 +114,21 @@ class AdminService:
         await self.migrations.throttle(migration_id, float(points_per_second))
         return await self.get(migration_id)
 
-    async def verify(self, migration_id: str) -> dict[str, Any]:
-        await self.migrations.verify(migration_id)
-        return await self.get(migration_id)
+    async def verify(self, migration_id: str, repair: Any = False, wait: Any = True) -> dict[str, Any]:
+        """Start (or join) the migration's verify job; with ``wait`` await its outcome.
+
+        ``status`` in the result is Qdrant's word for it: ``completed`` after waiting (a refusal
+        raises as before, with counts and sample ids), ``acknowledged`` when the job was
+        started or joined without waiting; ``verify`` then shows it running (``joined`` says
+        whether it was already running)."""
+        job, joined = await self.jobs.start(migration_id, _flag(repair, "repair", False))
+        if _flag(wait, "wait", True):
+            await self.jobs.outcome(job)
+            return {**await self.get(migration_id), "status": "completed"}
+        status = await self.get(migration_id)
+        if status.get("verify") is not None:
+            status["verify"]["joined"] = joined
+        return {**status, "status": "acknowledged"}
 
     async def cleanup(self, migration_id: str, yes: bool) -> dict[str, Any]:
         await self.migrations.cleanup(migration_id, bool(yes))

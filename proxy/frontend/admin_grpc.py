@@ -78,8 +78,9 @@ class _Servicer(pb_grpc.AdminServicer):
     async def Throttle(self, request: pb.ThrottleRequest, context: Any) -> pb.Reply:
         return await self._call(context, lambda: self.s.throttle(request.id, request.points_per_second))
 
-    async def Verify(self, request: pb.MigrationRef, context: Any) -> pb.Reply:
-        return await self._call(context, lambda: self.s.verify(request.id))
+    async def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.Reply:
+        return await self._call(context, lambda: self.s.verify(
+            request.id, request.repair, _opt(request, "wait")))
 
     async def Cleanup(self, request: pb.CleanupRequest, context: Any) -> pb.Reply:
         return await self._call(context, lambda: self.s.cleanup(request.id, request.yes))

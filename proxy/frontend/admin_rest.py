@@ -3,6 +3,7 @@
 Replies use Qdrant's envelope ``{"result": ..., "status": "ok", "time": t}``; errors Qdrant's
 error shape with the error's status code. With an admin key configured, a request without it
 gets 401. ``GET .../migrations/{id}/watch`` streams one JSON status per line on every change.
+``POST .../migrations/{id}/verify`` takes ``{"repair": bool}`` and Qdrant's ``?wait=true|false``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def admin_routes(service: AdminService, admin_key: str | None) -> list[web.Route
     async def cleanup(r: web.Request) -> Any:
         return await service.cleanup(mid(r), (await _body(r)).get("yes") is True)
 
+    async def verify(r: web.Request) -> Any:
+        return await service.verify(mid(r), (await _body(r)).get("repair"), r.query.get("wait"))
+
     async def plan(r: web.Request) -> Any:
         return await service.plan(await _body(r))
 
@@ -83,7 +87,7 @@ def admin_routes(service: AdminService, admin_key: str | None) -> list[web.Route
         web.post(M + "/pause", wrap(lambda r: service.pause(mid(r)))),
         web.post(M + "/resume", wrap(lambda r: service.resume(mid(r)))),
         web.post(M + "/throttle", wrap(throttle)),
-        web.post(M + "/verify", wrap(lambda r: service.verify(mid(r)))),
+        web.post(M + "/verify", wrap(verify)),
         web.post(M + "/cleanup", wrap(cleanup)),
         web.get(M + "/watch", _watch_handler(service, admin_key)),
     ]

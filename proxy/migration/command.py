@@ -2,7 +2,9 @@
 
 Talks to ``--url`` (env ``SWITCHYARD_URL``) with ``--admin-key`` (env ``SWITCHYARD_ADMIN_KEY``)
 using the standard library's HTTP client. Human output by default, ``--json`` for scripts;
-errors print the server's reason and exit 1.
+errors print the server's reason and exit 1. ``verify`` starts the proxy's background verify
+job and follows it by polling the status (a progress line per change), so no HTTP request
+stays open for the length of a verification.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -62,8 +65,14 @@ def register(sub: Any) -> None:
     s = _cmd(msub, "status", "phase, read mode, proxies, counters, last refusal", _status)
     s.add_argument("--watch", action="store_true", help="follow changes until interrupted")
     s.add_argument("--interval", type=float, default=1.0)
-    for name in ("start", "complete", "cancel", "verify", "pause", "resume"):
+    for name in ("start", "complete", "cancel", "pause", "resume"):
         _cmd(msub, name, f"{name} the migration", _simple(name))
+    v = _cmd(msub, "verify", "merge-join source and target (in the proxy, in the background); "
+             "clean in dual_write enters verified", _verify)
+    v.add_argument("--repair", action="store_true",
+                   help="fix differences: re-embed missing/stale points with model B, delete extra ones")
+    v.add_argument("--no-wait", action="store_true", help="start the verify and return at once")
+    v.add_argument("--interval", type=float, default=1.0, help="seconds between progress polls")
     for name in ("switch-reads", "switch-writes"):
         c = _cmd(msub, name, f"{name} (or back with --back)", _switch(name))
         c.add_argument("--back", action="store_true")
@@ -129,10 +138,59 @@ def _transition(c: AdminClient, args: argparse.Namespace, name: str) -> Any:
 
 def _simple(name: str) -> Any:
     def run(args: argparse.Namespace, c: AdminClient) -> Any:
-        if name in ("verify", "pause", "resume"):
+        if name in ("pause", "resume"):
             return c.call("POST", f"/migrations/{args.id}/{name}", {})
         return _transition(c, args, name)
     return run
+
+
+def _verify(args: argparse.Namespace, c: AdminClient) -> Any:
+    status = c.call("POST", f"/migrations/{args.id}/verify?wait=false", {"repair": args.repair})
+    if args.no_wait:
+        return status
+    out = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the result
+    last = None
+    while (v := status.get("verify")) is not None and v["running"]:
+        line = verify_progress(v)
+        if line != last:
+            print(line, file=out, flush=True)
+            last = line
+        time.sleep(max(0.1, args.interval))
+        status = c.call("GET", f"/migrations/{args.id}")
+    v = status.get("verify") or {}
+    if v.get("state") == "clean":
+        return status
+    if v.get("state") == "refused":
+        raise SwitchyardError(f"Refused: {v['reason']}", raw=True)
+    if v.get("state") == "abandoned":
+        raise SwitchyardError(f"the verify on {v['owner'] or 'another process'} stopped reporting "
+                              f"progress at {_clock(v['at'])} (its process died?); run it again", raw=True)
+    raise SwitchyardError(f"verify {v.get('state', 'ended')}: {v.get('reason') or 'no reason recorded'}",
+                          raw=True)
+
+
+def verify_progress(v: dict[str, Any]) -> str:
+    """One line for a running verify (pure): who, with or without repair, stage, points checked."""
+    kind = "with repair" if v["repair"] else "without repair"
+    stage = v["stage"] or "starting"
+    if stage in ("confirm", "repair", "recheck") and v["stage_total"]:
+        stage += f" {v['stage_done']}/{v['stage_total']} differences"
+    return f"verify {kind} on {v['owner'] or '?'}: {stage}, checked {v['checked']} points"
+
+
+def _clock(at: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(at or 0)))
+
+
+def _render_verify(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "  verify job: none"
+    if v["running"]:
+        return f"  verify job: RUNNING, {verify_progress(v)}, since {_clock(v['started_at'])}"
+    kind = "with repair" if v["repair"] else "without repair"
+    when = _clock(v["ended_at"] or v["at"])
+    why = f": {v['reason']}" if v["reason"] else ""
+    return f"  verify job: last {v['state'].upper()} ({kind}, on {v['owner'] or '?'}) at {when}{why}"
 
 
 def _switch(name: str) -> Any:
@@ -173,7 +231,9 @@ def render(result: Any) -> str:
     lines.append("  counters: " + (", ".join(f"{k}={v}" for k, v in sorted(m["counters"].items())) or "-"))
     v = m.get("verification")
     lines.append(f"  verification: {'clean' if v['clean'] else 'DIRTY'} {v['counts']} at "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(v['at']))}" if v else "  verification: none")
+                 f"{_clock(v['at'])}" if v else "  verification: none")
+    if "verify" in result:
+        lines.append(_render_verify(result["verify"]))
     lines.append("  proxies: " + (", ".join(f"{p['instance_id']}@{p['acted_rev']} ({p['state']})"
                                             for p in result["proxies"]) or "none heartbeating"))
     b = result.get("backfill")

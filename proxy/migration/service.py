@@ -22,9 +22,10 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
+from proxy.config import default_instance_id
 from proxy.errors import BadRequest, Conflict, NotFound
 from proxy.migration import facts as io
-from proxy.migration import heartbeats, phases, progress
+from proxy.migration import heartbeats, phases, progress, verify_state
 from proxy.migration.hooks import Hooks
 from proxy.migration.planner import PlanRequest, estimate, validate
 from proxy.migration.record import (
@@ -46,6 +47,18 @@ class ServiceConfig:
     max_active: int = phases.DEFAULT_MAX_ACTIVE
     sample_size: int = 256
     probe_texts: int = 8
+    #: Who runs this service's verifications, as the ``verify`` record names it.
+    instance_id: str = dataclasses.field(default_factory=default_instance_id)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRun:
+    """A verification that passed its guard and claimed the ``verify`` record (see
+    :meth:`MigrationService.begin_verify`); ``fields`` go into every write of that record."""
+
+    migration: Migration
+    repair: bool
+    fields: dict[str, Any]
 
 
 class MigrationService:
@@ -83,8 +96,10 @@ class MigrationService:
                    if e.key.startswith(f"{migration_id}/")]
         backfill = progress.summary(records, m.counter("backfill_done"), m.counter("backfill_total"),
                                     self.clock())
+        verifying = await self.store.get(verify_state.KIND, migration_id)
         return {"migration": m.to_dict(), "proxies": [a.to_dict() for a in acks],
-                "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill}
+                "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill,
+                "verify": verify_state.view(verifying.data if verifying else None, self.clock())}
 
     async def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """Yield the status now and again whenever it changes; the caller decides when to stop."""
@@ -181,36 +196,77 @@ class MigrationService:
                      repair: bool = False) -> Migration:
         """Verify source against target; on success in ``dual_write`` also enter ``verified``.
 
-        Runs the backfill's merge-join (:func:`backfill.verify.verify`: ids and source digests,
-        differences confirmed by a second look). A clean result is stamped on the record (and
-        proves the backfill done); differences are refused with their counts and sample ids,
-        and ``repair`` fixes them first (re-embedding with model B).
+        :meth:`begin_verify` then :meth:`run_verify`, in one call (``switchyard verify``); the
+        admin API runs the second half as a background job (``proxy.migration.verify_jobs``).
         """
-        from backfill.verify import run_for_service
+        return await self.run_verify(await self.begin_verify(migration_id, repair, expected_rev))
 
+    async def begin_verify(self, migration_id: str, repair: bool = False,
+                           expected_rev: int | None = None) -> VerifyRun:
+        """The quick half: the phase guard (refusal recorded) and the claim of the ``verify``
+        record, which from now on shows the run as ``running`` in every proxy's status;
+        :class:`Conflict` while another process's verify of this migration is live."""
         m = self._expect(await self.get(migration_id), expected_rev)
         if m.phase not in VERIFY_PHASES:
             await self._refuse(m, "verify", f"verification runs in {', '.join(sorted(VERIFY_PHASES))}, "
                                             f"not in phase {m.phase}")
-        found, left = await run_for_service(self.store, self.client, m, repair)
+        fields = await verify_state.claim(self.store, m.id, self.config.instance_id, repair, self.clock())
+        return VerifyRun(m, repair, fields)
+
+    async def run_verify(self, run: VerifyRun) -> Migration:
+        """The long half: the backfill's merge-join (:func:`backfill.verify.verify`: ids and
+        source digests, differences confirmed by a second look). A clean result is stamped on the
+        record (and proves the backfill done); differences are refused with their counts and
+        sample ids, and ``repair`` fixes them first (re-embedding with model B). The outcome is
+        also left on the ``verify`` record (also when the run fails or is cancelled)."""
+        from backfill.verify import run_for_service
+
+        m, fields = run.migration, run.fields
+        try:
+            found, left = await run_for_service(self.store, self.client, m, run.repair, fields)
+        except asyncio.CancelledError:
+            await verify_state.finish_quietly(self.store, m.id, fields, "cancelled",
+                                              "stopped before it finished (its process shut down)")
+            raise
+        except Exception as exc:
+            await verify_state.finish_quietly(self.store, m.id, fields, "failed", str(exc))
+            raise
         final = left if left is not None else found
         if not final.clean:
             counts = final.counts()
             hint = ("; a non-empty source needs the backfill first (`switchyard backfill "
                     f"{m.id}`)" if m.backfill != "done" else "; run `switchyard migrate verify --repair`")
-            await self._refuse(m, "verify", f"source `{m.source}` holds {counts['source']} points; "
-                                            f"verification found missing={counts['missing']}, "
-                                            f"extra={counts['extra']}, stale={counts['stale']} "
-                                            f"(sample ids {final.samples()}){hint}")
+            reason = (f"source `{m.source}` holds {counts['source']} points; verification found "
+                      f"missing={counts['missing']}, extra={counts['extra']}, stale={counts['stale']} "
+                      f"(sample ids {final.samples()}){hint}")
+            await verify_state.finish(self.store, m.id, fields, "refused", reason, counts, self.clock())
+            await self._refuse(await self.get(m.id), "verify", reason)
         counts = {**found.counts(), **({"repaired": len(found.missing) + len(found.extra) + len(found.stale)}
                                        if left is not None else {})}
         ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "")
-        counters = {**m.counters, "backfill_total": found.source, "backfill_done": found.source}
-        stored = await self._cas(m, dataclasses.replace(m, verification=ver, backfill="done",
-                                                         counters=counters))
+        await verify_state.finish(self.store, m.id, fields, "clean", ver.note, counts, self.clock())
+        stored = await self._stamp(m.id, ver)
         if stored.phase == DUAL_WRITE:
-            return await self.transition(migration_id, "verify", stored.rev)
+            return await self.transition(m.id, "verify", stored.rev)
         return stored
+
+    async def _stamp(self, migration_id: str, ver: Verification) -> Migration:
+        """Stamp a clean verification on the current record. A verify runs long while daemons
+        move counters and operators turn knobs, so a lost compare-and-set is retried (bounded);
+        a migration that left the verify phases meanwhile is refused instead."""
+        source = ver.counts.get("source", 0)
+        for _ in range(5):
+            m = await self.get(migration_id)
+            if m.phase not in VERIFY_PHASES:
+                await self._refuse(m, "verify", f"the verification was clean, but the migration "
+                                                f"moved to phase {m.phase} while it ran")
+            counters = {**m.counters, "backfill_total": source, "backfill_done": source}
+            try:
+                return await self._cas(m, dataclasses.replace(m, verification=ver, backfill="done",
+                                                               counters=counters))
+            except Conflict:
+                continue
+        raise Conflict(f"migration `{migration_id}` kept changing; the clean verification was not stamped")
 
     async def cleanup(self, migration_id: str, yes: bool) -> Migration:
         """Delete the source after ``complete``; needs ``yes`` and never runs twice."""

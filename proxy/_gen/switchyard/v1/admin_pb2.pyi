@@ -74,6 +74,16 @@ class ThrottleRequest(_message.Message):
     points_per_second: float
     def __init__(self, id: _Optional[str] = ..., points_per_second: _Optional[float] = ...) -> None: ...
 
+class VerifyRequest(_message.Message):
+    __slots__ = ("id", "repair", "wait")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    repair: bool
+    wait: bool
+    def __init__(self, id: _Optional[str] = ..., repair: _Optional[bool] = ..., wait: _Optional[bool] = ...) -> None: ...
+
 class CleanupRequest(_message.Message):
     __slots__ = ("id", "yes")
     ID_FIELD_NUMBER: _ClassVar[int]

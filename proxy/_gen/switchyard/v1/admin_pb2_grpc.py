@@ -86,7 +86,7 @@ class AdminStub:
                 _registered_method=True)
         self.Verify = channel.unary_unary(
                 '/switchyard.v1.Admin/Verify',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Cleanup = channel.unary_unary(
@@ -168,7 +168,9 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Verify(self, request, context):
-        """Request a verification; in dual_write a clean one also enters `verified`.
+        """Run (or join) the migration's verification as a background job of this proxy; in
+        dual_write a clean one also enters `verified`. With wait (default) the reply comes when it
+        ends; without, at once (result.status "acknowledged", result.verify shows it running).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,7 +244,7 @@ def add_AdminServicer_to_server(servicer, server):
             ),
             'Verify': grpc.unary_unary_rpc_method_handler(
                     servicer.Verify,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
+                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.FromString,
                     response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Cleanup': grpc.unary_unary_rpc_method_handler(
@@ -551,7 +553,7 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Verify',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
             proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
