@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -40,7 +41,19 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest REST body in bytes"
     )
+    p.add_argument(
+        "--readers", type=_positive, default=os.environ.get("SWITCHYARD_UPSTREAM_READERS"),
+        help="threads serving reads at once; writes always run alone "
+             "(env SWITCHYARD_UPSTREAM_READERS; default: cores, at most 4)",
+    )
     p.set_defaults(handler=run)
+
+
+def _positive(text: str | int) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"readers must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +73,7 @@ async def serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         keys=ApiKeys(api_key=args.api_key, read_only_api_key=args.read_only_api_key),
         max_body=args.max_body,
+        readers=_positive(args.readers) if args.readers is not None else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

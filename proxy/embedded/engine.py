@@ -1,9 +1,12 @@
 """The embedded upstream's storage engine: qdrant-client's local engine behind one worker thread.
 
-``qdrant_client.local.QdrantLocal`` has no locks and is not safe to call from two threads or
-two overlapping coroutines at once. :class:`Engine` serialises every call onto a single worker
-thread, so the REST and gRPC front ends may call it concurrently and the event loop never blocks
-on a scan. Calls take and return qdrant-client's REST models (``qdrant_client.http.models``);
+``qdrant_client.local.QdrantLocal`` has no locks: a write must never overlap anything else.
+Its reads only read (no caches, no lazy state), so :class:`Engine` admits calls as a
+readers-writer lock in arrival order (:class:`Admission`): reads run together on a small
+thread pool (the search's numpy work releases the GIL, so two searches of one merged read
+overlap on two cores, as they would on Qdrant), a write runs alone, and nothing overtakes an
+earlier write, nor a write an earlier read. The REST and gRPC front ends may call it
+concurrently and the event loop never blocks on a scan. Calls take and return qdrant-client's REST models (``qdrant_client.http.models``);
 the gRPC front end converts with ``GrpcToRest`` / ``RestToGrpc``.
 
 Errors: the local engine raises ``ValueError`` (and pydantic ``ValidationError``) for
@@ -18,22 +21,32 @@ commits per write, and replaces ``meta.json`` atomically, so a write acknowledge
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
+import os
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
 from qdrant_client.local.qdrant_local import QdrantLocal
 
+from proxy.embedded import keyword_scan
 from proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
 
 _COLLECTION_NOT_FOUND = re.compile(r"^Collection (?P<name>.+?) not found$")
 _POINT_NOT_FOUND = re.compile(r"^Point (?P<id>.+?) is not found in the collection$")
 _ALREADY_EXISTS = re.compile(r"^Collection (?P<name>.+?) already exists")
 _WRONG_INPUT = "Wrong input: "
+
+#: ``QdrantLocal`` methods that only read; every other method is a write and runs alone.
+READ_METHODS = frozenset({
+    "collection_exists", "count", "facet", "get_aliases", "get_collection",
+    "get_collection_aliases", "get_collections", "info", "query_batch_points", "query_points",
+    "query_points_groups", "retrieve", "scroll", "search_matrix_offsets", "search_matrix_pairs",
+})
 
 
 def translate(exc: Exception) -> SwitchyardError:
@@ -79,19 +92,81 @@ def _short_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class Engine:
-    """Serialised async access to one ``QdrantLocal``.
+class Admission:
+    """A readers-writer lock for one event loop that admits in arrival order.
 
-    ``path=None`` keeps everything in memory. All methods of ``QdrantLocal`` are reachable
-    through :meth:`call` by name; exceptions come out translated.
+    A read is admitted while no write runs or waits ahead of it; a write once everything
+    admitted before it has finished. So reads overlap each other, and the order between a
+    write and anything else is the order of arrival (FIFO, no starvation either way).
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self) -> None:
+        self._queue: collections.deque[tuple[bool, asyncio.Future[None]]] = collections.deque()
+        self._readers = 0
+        self._writing = False
+
+    async def acquire(self, write: bool) -> None:
+        if not self._queue and self._free(write):
+            self._take(write)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(write)  # admitted just as we were cancelled: give it back
+            else:
+                self._wake()  # our place in the queue no longer holds anyone back
+            raise
+
+    def release(self, write: bool) -> None:
+        if write:
+            self._writing = False
+        else:
+            self._readers -= 1
+        self._wake()
+
+    def _free(self, write: bool) -> bool:
+        return not self._writing and (not write or self._readers == 0)
+
+    def _take(self, write: bool) -> None:
+        if write:
+            self._writing = True
+        else:
+            self._readers += 1
+
+    def _wake(self) -> None:
+        while self._queue:
+            write, fut = self._queue[0]
+            if fut.cancelled():
+                self._queue.popleft()
+                continue
+            if not self._free(write):
+                return
+            self._queue.popleft()
+            self._take(write)
+            fut.set_result(None)
+
+
+class Engine:
+    """Async access to one ``QdrantLocal``: concurrent reads, exclusive writes, in order.
+
+    ``path=None`` keeps everything in memory. All methods of ``QdrantLocal`` are reachable
+    through :meth:`call` by name (reads are :data:`READ_METHODS`); exceptions come out
+    translated. ``readers``: threads for concurrent reads (default: the machine's cores, at
+    most 4).
+    """
+
+    def __init__(self, path: str | None = None, readers: int | None = None) -> None:
         self.path = path
         self._local = QdrantLocal(
             location=path if path else ":memory:", force_disable_check_same_thread=True
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchyard-engine")
+        workers = readers or max(1, min(4, os.cpu_count() or 1))
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="switchyard-engine")
+        self._admission = Admission()
+        self._keywords = keyword_scan.KeywordIndex()
         self._operations = itertools.count(1)
 
     def next_operation_id(self) -> int:
@@ -104,20 +179,45 @@ class Engine:
         return self._local
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``QdrantLocal.<method>(*args, **kwargs)`` on the worker thread."""
-        return await self.run(functools.partial(getattr(self._local, method), *args, **kwargs))
+        """Run ``QdrantLocal.<method>(*args, **kwargs)`` on a worker thread."""
+        if method == "scroll":  # exact-match lookups answered as from a payload index
+            fn = functools.partial(keyword_scan.scroll, self._local, self._keywords, *args, **kwargs)
+        else:
+            fn = functools.partial(getattr(self._local, method), *args, **kwargs)
+        return await self.run(fn, read=method in READ_METHODS)
 
-    async def run(self, fn: Any) -> Any:
-        """Run ``fn()`` on the worker thread (for multi-step operations that must not interleave)."""
+    async def run(self, fn: Any, *, read: bool = False) -> Any:
+        """Run ``fn()`` on a worker thread, alone unless ``read`` (for multi-step operations that
+        must not interleave with writes; ``read=True`` only if ``fn`` never writes).
+
+        The lock is released when the thread finishes ``fn``, not when the caller stops
+        waiting: a cancelled caller never lets a write overlap a call still running.
+        """
+        write = not read
+        await self._admission.acquire(write)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(self._guarded, fn))
+        try:
+            job = self._executor.submit(self._guarded, fn, write)
+        except BaseException:
+            self._admission.release(write)
+            raise
+        job.add_done_callback(functools.partial(self._finished, loop, write))
+        return await asyncio.wrap_future(job, loop=loop)
 
-    @staticmethod
-    def _guarded(fn: Any) -> Any:
+    def _finished(self, loop: asyncio.AbstractEventLoop, write: bool, _job: Future[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(self._admission.release, write)
+        except RuntimeError:  # the loop is closed: nobody is left to admit
+            pass
+
+    def _guarded(self, fn: Any, write: bool) -> Any:
         try:
             return fn()
         except (ValueError, ValidationError, AssertionError, KeyError, TypeError) as exc:
             raise translate(exc) from exc
+        finally:
+            if write:  # still alone: no read can see an index older than this write
+                self._keywords.invalidate()
 
     def close(self) -> None:
         """Stop the worker after queued calls finish, then close storage (releases the lock file)."""

@@ -142,7 +142,8 @@ class LegacyPoints:
     async def _batch(self, name: str, batch: list[dict[str, Any]]) -> list[list[pb.ScoredPoint]]:
         """Run ``query_points`` per kwargs on the worker thread in one go (no interleaving)."""
         local = self.engine.local
-        results = await self.engine.run(lambda: [local.query_points(name, **kw) for kw in batch])
+        results = await self.engine.run(
+            lambda: [local.query_points(name, **kw) for kw in batch], read=True)
         return [scored(r.points) for r in results]
 
     async def _groups(self, name: str, kwargs: dict[str, Any]) -> pb.GroupsResult:

@@ -196,7 +196,7 @@ async def _run_batch(ctx: Ctx, requests: list[models.QueryRequest]) -> list[mode
     name = ctx.collection
     # one engine turn for the whole batch, as Qdrant answers a batch from one snapshot
     result: list[models.QueryResponse] = await ctx.engine.run(
-        lambda: [local.query_points(name, **kw) for kw in kwargs]
+        lambda: [local.query_points(name, **kw) for kw in kwargs], read=True
     )
     return result
 

@@ -57,8 +57,10 @@ class EmbeddedUpstream:
         *,
         max_body: int = DEFAULT_MAX_BODY,
         on_response: ResponseHook | None = None,
+        readers: int | None = None,
     ) -> None:
         self.path = path
+        self.readers = readers
         self.host = host
         self._want_http = http_port
         self._want_grpc = grpc_port
@@ -97,7 +99,7 @@ class EmbeddedUpstream:
     async def start(self) -> None:
         """Open storage, bind both listeners; on any failure undo what was started."""
         grpc_app = _load_grpc_app()
-        self._engine = Engine(self.path)
+        self._engine = Engine(self.path, readers=self.readers)
         try:
             await self._start_rest()
             if grpc_app is not None:
