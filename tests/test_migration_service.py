@@ -394,3 +394,48 @@ def json_loads(raw: str) -> Any:
     import json
 
     return json.loads(raw)
+
+
+@pytest.mark.parametrize("sample, schema", [
+    (7, models.PayloadSchemaType.INTEGER),
+    ("d7", models.PayloadSchemaType.KEYWORD),
+    (None, models.PayloadSchemaType.KEYWORD),  # no point has the field yet
+    (True, models.PayloadSchemaType.KEYWORD),  # a bool is not an integer doc key
+])
+def test_doc_key_index_schema(sample: Any, schema: models.PayloadSchemaType) -> None:
+    from proxy.migration.facts import doc_key_schema
+
+    assert doc_key_schema(sample) == schema
+
+
+class IndexSpy(AsyncQdrantClient):
+    """The real client, recording the payload indexes it is asked to create."""
+
+    indexed: list[tuple[str, str, Any]]
+
+    async def create_payload_index(self, collection_name: str, field_name: str,  # type: ignore[override]
+                                   field_schema: Any = None, **kwargs: Any) -> Any:
+        self.indexed.append((collection_name, field_name, field_schema))
+        return await super().create_payload_index(collection_name, field_name, field_schema, **kwargs)
+
+
+async def test_plan_indexes_the_doc_key_on_the_target(upstream: Any, prefix: str) -> None:
+    """Merged reads look source hits' documents up in the target by the doc key: the target
+    gets an index of it, typed by the source's values (here integers)."""
+    client = IndexSpy(url=upstream.rest_url, check_compatibility=False)
+    client.indexed = []
+    store = StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
+    w = World(client, store, prefix)
+    try:
+        await client.create_collection(w.source, vectors_config=models.VectorParams(
+            size=4, distance=models.Distance.COSINE))
+        await client.upsert(w.source, [models.PointStruct(id=1, vector=[1.0, 0, 0, 0],
+                                                          payload={"doc_id": 41, "text": "x"})])
+        for spec in (A, B):
+            await registry.register_model(store, spec)
+        await registry.bind(store, client, Binding(w.source, A.id))
+        report = await w.service().plan(PlanRequest(w.source, B.id))
+        assert (report["target"], "doc_id", models.PayloadSchemaType.INTEGER) in client.indexed
+    finally:
+        await client.delete_collection(store.collection)
+        await client.close()

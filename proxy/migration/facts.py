@@ -148,6 +148,11 @@ async def create_target(client: AsyncQdrantClient, store: StateStore, facts: Pla
             if field not in META_FIELDS:
                 await client.create_payload_index(
                     facts.target, field, field_schema=schema.params or schema.data_type, wait=True)
+        doc_key = facts.request.doc_key
+        if doc_key not in (info.payload_schema or {}):
+            sample = await _doc_key_sample(client, facts.source.collection, doc_key)
+            await client.create_payload_index(
+                facts.target, doc_key, field_schema=doc_key_schema(sample), wait=True)
         target = Binding(facts.target, facts.model_b.id, facts.binding.enforce, facts.binding.vector)
         await registry.bind(store, client, target)
     except (*_FOREIGN, SwitchyardError) as exc:
@@ -155,6 +160,23 @@ async def create_target(client: AsyncQdrantClient, store: StateStore, facts: Pla
         if isinstance(exc, SwitchyardError):
             raise
         raise UpstreamError(f"preparing target `{facts.target}` failed: {exc}") from exc
+
+
+def doc_key_schema(sample: Any) -> models.PayloadSchemaType:
+    """The index a doc key needs for merged reads' lookups (``MatchAny`` on the target):
+    integer for integer doc keys, keyword otherwise (and when no point carries one yet)."""
+    if isinstance(sample, int) and not isinstance(sample, bool):
+        return models.PayloadSchemaType.INTEGER
+    return models.PayloadSchemaType.KEYWORD
+
+
+async def _doc_key_sample(client: AsyncQdrantClient, collection: str, doc_key: str) -> Any:
+    """One value of ``doc_key`` from the source, or None when no point has the field."""
+    has_key = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=doc_key))])
+    points, _ = await client.scroll(collection, scroll_filter=has_key, limit=1,
+                                    with_payload=[doc_key], with_vectors=False)
+    value = (points[0].payload or {}).get(doc_key) if points else None
+    return value[0] if isinstance(value, list) and value else value
 
 
 async def drop_collection(client: AsyncQdrantClient, name: str) -> None:
