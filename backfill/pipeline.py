@@ -97,6 +97,10 @@ class Copier:
                  on_latency: Callable[[float], None] | None = None) -> None:
         self.client, self.m, self.meta, self.embedder, self.texts = client, m, dict(meta), embedder, texts
         self.fault, self.reservoir, self.on_latency = fault, reservoir, on_latency
+        # source vectors are read only where the target needs them: copied (copy-vectors mode)
+        # or kept beside B's (named vectors); re-embedding a single vector needs the text alone,
+        # and the samples' A vectors are fetched for the sampled points only
+        self.with_vectors = bool(m.copy_vectors or m.vector)
 
     async def _call(self, what: str, coro: Awaitable[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -111,7 +115,8 @@ class Copier:
 
     async def scroll(self, p: Partition, cursor: PointId, limit: int) -> Batch:
         records, nxt = await self._call("scrolling the source", self.client.scroll(
-            self.m.source, offset=cursor, limit=limit, with_payload=True, with_vectors=True))
+            self.m.source, offset=cursor, limit=limit, with_payload=True,
+            with_vectors=self.with_vectors))
         n = truncate(p, [norm(r.id) for r in records])
         if n < len(records) or nxt is None or p.past_end(norm(nxt)):
             return Batch(records[:n], None)
@@ -150,8 +155,7 @@ class Copier:
             matrix = await self.embedder.embed(wanted) if wanted else np.zeros((0, 0), np.float32)
             vectors = list(matrix)
             if self.reservoir is not None:
-                for r, t, v in zip(keep, wanted, vectors, strict=True):
-                    self.reservoir.offer(pair(norm(r.id), t, bound_vector(self.m, r), v))
+                await self.sample(keep, wanted, vectors)
         digests = dict(all_digests)
         points = []
         for r, v in zip(keep, vectors, strict=True):
@@ -159,6 +163,28 @@ class Copier:
             payload = {**content_of(r.payload), **self.meta, DIGEST_FIELD: d}
             points.append(models.PointStruct(id=r.id, vector=target_vector(self.m, r, v), payload=payload))
         return Prepared(batch, points, digests, no_text)
+
+    async def sample(self, records: Sequence[models.Record], texts: Sequence[str],
+                     vectors: Sequence[Any]) -> None:
+        """Offer (text, A vector, B vector) of ``records`` to the reservoir; the A vectors of
+        the kept ones are read from the source when the scroll did not bring them."""
+        assert self.reservoir is not None
+        kept = [(slot, i) for i in range(len(records)) if (slot := self.reservoir.slot()) is not None]
+        need = [records[i].id for _, i in kept if bound_vector(self.m, records[i]) is None]
+        fetched: dict[PointId, Any] = {}
+        if need:
+            try:
+                found = await self._call("reading source vectors for samples", self.client.retrieve(
+                    self.m.source, need, with_payload=False,
+                    with_vectors=[self.m.vector] if self.m.vector else True))
+                fetched = {norm(r.id): bound_vector(self.m, r) for r in found}
+            except UpstreamError:  # a sample without its A vector beats a failed batch
+                fetched = {}
+        for slot, i in kept:
+            r = records[i]
+            a = bound_vector(self.m, r)
+            a = a if a is not None else fetched.get(norm(r.id))
+            self.reservoir.put(slot, pair(norm(r.id), texts[i], a, vectors[i]))
 
     async def write(self, prep: Prepared) -> Stats:
         """Insert-only write, then re-read the source and fix vanished and changed ids."""
@@ -195,7 +221,7 @@ class Copier:
 
     async def read_source(self, ids: Sequence[PointId]) -> dict[PointId, models.Record]:
         found = await self._call("re-reading the source", self.client.retrieve(
-            self.m.source, list(ids), with_payload=True, with_vectors=True))
+            self.m.source, list(ids), with_payload=True, with_vectors=self.with_vectors))
         return {norm(r.id): r for r in found}
 
     async def overwrite(self, points: list[models.PointStruct], expected: str | None) -> None:

@@ -29,13 +29,24 @@ class Reservoir:
     rng: random.Random = field(default_factory=random.Random)
 
     def offer(self, item: dict[str, Any]) -> None:
+        slot = self.slot()
+        if slot is not None:
+            self.put(slot, item)
+
+    def slot(self) -> int | None:
+        """Count one more item seen; where it goes in the sample, or None if it is not kept.
+
+        Split from :meth:`put` so a caller builds only the items that are kept (the backfill
+        reads source vectors for those alone)."""
         self.seen += 1
         if len(self.items) < self.capacity:
-            self.items.append(item)
-            return
+            self.items.append({})
+            return len(self.items) - 1
         j = self.rng.randrange(self.seen)
-        if j < self.capacity:
-            self.items[j] = item
+        return j if j < self.capacity else None
+
+    def put(self, slot: int, item: dict[str, Any]) -> None:
+        self.items[slot] = item
 
     def to_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "seen": self.seen, "items": self.items}

@@ -207,3 +207,25 @@ async def test_service_verify_refuses_differences_repairs_and_enters_verified(en
     assert done.phase == "verified" and done.verification is not None and done.verification.clean
     assert done.verification.counts["source"] == 200 and done.verification.counts["repaired"] == 1
     await check_equal(client, done)
+
+
+async def test_samples_pair_each_text_with_its_source_and_target_vectors(env: Any) -> None:
+    """The reservoir's pairs carry the point's A vector (read for the sampled points only, since
+    the scroll does not fetch vectors to re-embed a single vector) and its B vector."""
+    from backfill import samples
+
+    client, store, prefix = env
+    ids = list(range(300))
+    mid = await setup_migration(client, store, prefix, ids)
+    daemon = Daemon(store, mid, FAST)
+    daemon.reservoir = samples.Reservoir(capacity=40)
+    await daemon.run(once=True)
+    m = await migration(store, mid)
+    pairs = await samples.load(store, mid)
+    assert len(pairs) == 40 and len({p["id"] for p in pairs}) == 40
+    src = await dump(client, m.source)
+    tgt = await dump(client, m.target)
+    for p in pairs:
+        assert p["a"] == pytest.approx(src[p["id"]][1], abs=1e-6)
+        assert p["b"] == pytest.approx(tgt[p["id"]][1], abs=1e-6)
+        assert p["text"] == src[p["id"]][0]["text"]
