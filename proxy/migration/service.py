@@ -239,15 +239,23 @@ class MigrationService:
             reason = (f"source `{m.source}` holds {counts['source']} points; verification found "
                       f"missing={counts['missing']}, extra={counts['extra']}, stale={counts['stale']} "
                       f"(sample ids {final.samples()}){hint}")
-            await verify_state.finish(self.store, m.id, fields, "refused", reason, counts, self.clock())
-            await self._refuse(await self.get(m.id), "verify", reason)
+            try:
+                await self._refuse(await self.get(m.id), "verify", reason)
+            finally:  # the outcome shows once the refusal is on the migration's record
+                await verify_state.finish(self.store, m.id, fields, "refused", reason, counts, self.clock())
         counts = {**found.counts(), **({"repaired": len(found.missing) + len(found.extra) + len(found.stale)}
                                        if left is not None else {})}
         ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "")
+        try:
+            stored = await self._stamp(m.id, ver)
+            if stored.phase == DUAL_WRITE:
+                stored = await self.transition(m.id, "verify", stored.rev)
+        except BaseException as exc:
+            await verify_state.finish_quietly(self.store, m.id, fields, "failed",
+                                              f"clean, but stamping it failed: {exc}")
+            raise
+        # only now: whoever sees the job ended also sees the stamp and the `verified` phase
         await verify_state.finish(self.store, m.id, fields, "clean", ver.note, counts, self.clock())
-        stored = await self._stamp(m.id, ver)
-        if stored.phase == DUAL_WRITE:
-            return await self.transition(m.id, "verify", stored.rev)
         return stored
 
     async def _stamp(self, migration_id: str, ver: Verification) -> Migration:
