@@ -121,6 +121,7 @@ class Daemon:
         self.reason, self.state = "", "starting"
         self.stats = Stats()
         self.reservoir = samples.Reservoir()
+        self._samples_saved = (0, 0.0)  # (reservoir.changes, when) of the last save
         self.handles: dict[str, LeaseHandle] = {}
         self.m: Migration | None = None
         self._op_rate = UNTHROTTLED
@@ -192,26 +193,44 @@ class Daemon:
                 if e.key.startswith(self.id + "/")]
 
     async def _work(self, copier: Copier, once: bool) -> None:
-        while True:
-            leases = await self.leases()
-            lease = parts.pick(leases, self.owner, self.clock())
-            if lease is None:
-                if all(lease.done for lease in leases):
-                    await self._drain_repairs(copier)
-                    await self._finish()
-                    if once or not (self.m and self.m.active):
-                        return
-                self.state = "idle"
-                await asyncio.sleep(self.config.idle_poll)
-                continue
-            try:
-                handle = LeaseHandle(self.store, lease)
-                await handle.put(parts.claim(lease, self.owner, self.clock(), self.config.lease_ttl))
-            except LeaseLost:
-                continue
-            await self._copy(copier, handle)
+        """Claim and copy partitions until none is left (``once``) or the migration ends.
 
-    async def _copy(self, copier: Copier, handle: LeaseHandle) -> None:
+        The next partition is claimed as soon as the current one is scrolled to its end, while
+        its last batches are still written: the embedder never idles across a partition
+        change. All partitions share one budget of prepared batches (``concurrency``), so a
+        kill still throws away at most that many embedded batches."""
+        slots = asyncio.Semaphore(max(1, self.config.concurrency))
+        copies: set[asyncio.Task[None]] = set()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                copies = {t for t in copies if not t.done()}
+                leases = await self.leases()
+                lease = parts.pick([x for x in leases if x.key not in self.handles], self.owner, self.clock())
+                if lease is None:
+                    if copies:  # a partition still being written may fail and become claimable
+                        await asyncio.wait(copies, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    if all(x.done for x in leases):
+                        await self._drain_repairs(copier)
+                        await self._finish()
+                        if once or not (self.m and self.m.active):
+                            return
+                    self.state = "idle"
+                    await asyncio.sleep(self.config.idle_poll)
+                    continue
+                try:
+                    handle = LeaseHandle(self.store, lease)
+                    await handle.put(parts.claim(lease, self.owner, self.clock(), self.config.lease_ttl))
+                except LeaseLost:
+                    continue
+                scrolled = asyncio.Event()
+                copies.add(tg.create_task(self._copy(copier, handle, slots, scrolled)))
+                await scrolled.wait()
+
+    async def _copy(self, copier: Copier, handle: LeaseHandle, slots: asyncio.Semaphore,
+                    scrolled: asyncio.Event) -> None:
+        """Copy one claimed partition; ``scrolled`` is set once nothing more is read from it
+        (or it failed), which is when the daemon may claim the next one."""
         key = handle.lease.key
         self.handles[key] = handle
 
@@ -220,7 +239,8 @@ class Daemon:
                                            self.config.lease_ttl))
             self._count(stats)
 
-        run = PartitionRun(lambda: self.batch_size, self.config.concurrency, self._gate, checkpoint)
+        run = PartitionRun(lambda: self.batch_size, self.config.concurrency, self._gate, checkpoint,
+                           slots=slots, on_scrolled=scrolled.set)
         self.state = "running"
         try:
             await run_partition(copier, handle.lease.partition, handle.lease.resume_from(), run)
@@ -229,9 +249,11 @@ class Daemon:
         except (EmbedderError, UpstreamError) as exc:
             self.backoff.signal(f"{type(exc).__name__}: {exc}")
             log.warning("%s: partition %s failed (%s); retrying from its checkpoint", self.owner, key, exc)
+            scrolled.set()
             await asyncio.sleep(min(30.0, 0.5 / self.backoff.factor))
         finally:
             self.handles.pop(key, None)
+            scrolled.set()
 
     def _count(self, stats: Stats) -> None:
         self.stats.add(stats)
@@ -310,8 +332,10 @@ class Daemon:
         RATE.labels(self.id).set(rate)
         DONE.labels(self.id).set(done)
         TOTAL.labels(self.id).set(total)
-        if self.reservoir.items:
+        if self.reservoir.changes != self._samples_saved[0] and (
+                now - self._samples_saved[1] >= samples.SAVE_EVERY or self._stop.is_set()):
             await samples.save(self.store, self.id, self.owner, self.reservoir)
+            self._samples_saved = (self.reservoir.changes, now)
         if log_line:
             log.info(progress.line(self.id, done, total, rate, state, self.reason))
 

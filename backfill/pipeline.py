@@ -271,6 +271,10 @@ class PartitionRun:
     gate: Callable[[int], Awaitable[None]]
     checkpoint: Callable[[PointId | None, Stats], Awaitable[None]]
     stats: Stats = field(default_factory=Stats)
+    #: the budget of prepared batches, shared by partitions copied at once (default: own)
+    slots: asyncio.Semaphore | None = None
+    #: called once the partition is scrolled to its end (only writes are left)
+    on_scrolled: Callable[[], None] | None = None
 
 
 async def run_partition(copier: Copier, p: Partition, start: PointId, run: PartitionRun) -> Stats:
@@ -283,24 +287,38 @@ async def run_partition(copier: Copier, p: Partition, start: PointId, run: Parti
     ordered: asyncio.Queue[asyncio.Task[Prepared] | None] = asyncio.Queue()
     # at most `concurrency` batches are being embedded or wait embedded for the writer: what a
     # kill can throw away (the batch being written is skipped on restart by its digests)
-    slots = asyncio.Semaphore(max(1, run.concurrency))
+    slots = run.slots or asyncio.Semaphore(max(1, run.concurrency))
+    held = 0  # slots this partition holds: given back however it ends, as the budget is shared
 
-    async with asyncio.TaskGroup() as tg:
-        async def produce() -> None:
-            cursor: PointId | None = start
-            while cursor is not None:
-                await slots.acquire()
-                batch = await copier.scroll(p, cursor, run.batch_size())
-                await ordered.put(tg.create_task(copier.prepare(batch)))
-                cursor = batch.next_cursor
-            await ordered.put(None)
+    def give_back() -> None:
+        nonlocal held
+        held -= 1
+        slots.release()
 
-        tg.create_task(produce())
-        while (task := await ordered.get()) is not None:
-            prep = await task
-            slots.release()
-            await run.gate(len(prep.batch.records))
-            stats = await copier.write(prep)
-            await run.checkpoint(prep.batch.next_cursor, stats)
-            run.stats.add(stats)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            async def produce() -> None:
+                nonlocal held
+                cursor: PointId | None = start
+                while cursor is not None:
+                    await slots.acquire()
+                    held += 1
+                    batch = await copier.scroll(p, cursor, run.batch_size())
+                    await ordered.put(tg.create_task(copier.prepare(batch)))
+                    cursor = batch.next_cursor
+                await ordered.put(None)
+                if run.on_scrolled is not None:
+                    run.on_scrolled()
+
+            tg.create_task(produce())
+            while (task := await ordered.get()) is not None:
+                prep = await task
+                give_back()
+                await run.gate(len(prep.batch.records))
+                stats = await copier.write(prep)
+                await run.checkpoint(prep.batch.next_cursor, stats)
+                run.stats.add(stats)
+    finally:
+        while held:
+            give_back()
     return run.stats

@@ -17,6 +17,9 @@ from proxy.state.store import StateStore
 
 KIND = "samples"
 DEFAULT_CAPACITY = 256
+#: Seconds between saves of a changed reservoir (and once more when the daemon stops): a full
+#: reservoir is a few MB of JSON, too much to rewrite with every progress update.
+SAVE_EVERY = 30.0
 
 
 @dataclass(slots=True)
@@ -27,6 +30,7 @@ class Reservoir:
     seen: int = 0
     items: list[dict[str, Any]] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    changes: int = 0  # items put so far: lets the owner save only a changed reservoir
 
     def offer(self, item: dict[str, Any]) -> None:
         slot = self.slot()
@@ -47,6 +51,7 @@ class Reservoir:
 
     def put(self, slot: int, item: dict[str, Any]) -> None:
         self.items[slot] = item
+        self.changes += 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "seen": self.seen, "items": self.items}

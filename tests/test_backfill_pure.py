@@ -162,3 +162,55 @@ def test_join_page(src: list, tgt: list, missing: list, extra: list, stale: list
 def test_order_key_puts_ints_before_uuids() -> None:
     ids = [u(5), 10, u(1), 2**63]
     assert sorted(ids, key=order_key) == [10, 2**63, u(1), u(5)]
+
+
+class _Copier:
+    """The pipeline's seam: batches of 10 ids from ``lo``, nothing really written."""
+
+    async def scroll(self, p: Partition, cursor: int, limit: int) -> object:
+        from backfill.pipeline import Batch
+
+        nxt = cursor + 10
+        return Batch([], nxt if nxt < p.hi else None)
+
+    async def prepare(self, batch: object) -> object:
+        from backfill.pipeline import Prepared
+
+        return Prepared(batch, [], {})  # type: ignore[arg-type]
+
+    async def write(self, prep: object) -> object:
+        from backfill.pipeline import Stats
+
+        return Stats(written=10)
+
+
+@pytest.mark.parametrize("fail_at", [None, 0, 2])
+async def test_a_shared_batch_budget_is_given_back_however_a_partition_ends(fail_at: int | None) -> None:
+    """Partitions copied at once share one semaphore: a partition that fails (a lost lease at
+    its Nth checkpoint) must return every slot it holds, or the daemon would stall later."""
+    import asyncio
+
+    from backfill.pipeline import PartitionRun, run_partition
+
+    slots = asyncio.Semaphore(2)
+    checkpoints: list[object] = []
+    scrolled: list[bool] = []
+
+    async def checkpoint(cursor: object, stats: object) -> None:
+        if fail_at is not None and len(checkpoints) == fail_at:
+            raise RuntimeError("lease lost")
+        checkpoints.append(cursor)
+
+    async def gate(n: int) -> None:
+        return None
+
+    run = PartitionRun(lambda: 10, 2, gate, checkpoint, slots=slots, on_scrolled=lambda: scrolled.append(True))
+    p = Partition(0, parts.INT, 0, 50)
+    if fail_at is None:
+        await run_partition(_Copier(), p, 0, run)  # type: ignore[arg-type]
+        assert checkpoints == [10, 20, 30, 40, None] and scrolled == [True]
+    else:
+        with pytest.raises(BaseExceptionGroup):
+            await run_partition(_Copier(), p, 0, run)  # type: ignore[arg-type]
+        assert len(checkpoints) == fail_at
+    assert slots._value == 2  # every slot back
