@@ -247,3 +247,21 @@ async def test_stopping_the_proxy_cancels_a_running_verify(
     assert record is not None and record.data["outcome"] == "cancelled", record
     current = await status(proxy, mid)  # another proxy sees the outcome
     assert current["verify"]["state"] == "cancelled" and current["migration"]["phase"] == "dual_write"
+
+
+async def test_two_processes_claiming_one_verify_at_once_one_wins(world: Any, prefix: str) -> None:
+    """The claim is a compare-and-set: started at the same instant by two owners, exactly one
+    verify gets the record; the other is refused with the winner's name in the reason."""
+    from proxy.errors import Conflict
+    from proxy.migration import verify_state
+
+    _, store = world
+    mid = f"{prefix}race"
+    outcomes = await asyncio.gather(
+        *(verify_state.claim(store, mid, owner, False, time.time()) for owner in ("p1", "p2")),
+        return_exceptions=True)
+    won = [o for o in outcomes if isinstance(o, dict)]
+    lost = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(won) == 1 and len(lost) == 1, outcomes
+    assert f"already running on {won[0]['owner']}" in str(lost[0])
+    await store.delete(verify_state.KIND, mid)

@@ -68,13 +68,22 @@ async def claim(store: StateStore, migration_id: str, owner: str, repair: bool,
                 now: float) -> dict[str, Any]:
     """Mark a verify by ``owner`` as running; :class:`Conflict` while another runner's is live.
 
-    Returns the fields every later write of this run carries (owner, repair, start time)."""
+    Returns the fields every later write of this run carries (owner, repair, start time).
+    The claim is a compare-and-set on the record's revision: of two processes starting at the
+    same instant, one gets the record and the other the :class:`Conflict` with its reason."""
     env = await store.get(KIND, migration_id)
     why = busy_reason(env.data if env else None, migration_id, owner, now)
     if why:
         raise Conflict(why)
     fields = {"owner": owner, "repair": repair, "started_at": now}
-    await store.upsert(KIND, migration_id, {**fields, "stage": "starting", "checked": 0, "at": now})
+    try:
+        await store.put(KIND, migration_id, {**fields, "stage": "starting", "checked": 0, "at": now},
+                        expected_rev=env.rev if env else 0)
+    except Conflict as exc:
+        latest = await store.get(KIND, migration_id)
+        raise Conflict(busy_reason(latest.data if latest else None, migration_id, owner, now)
+                       or f"another verify of migration `{migration_id}` started just now; "
+                          "run verify again once it ends") from exc
     return fields
 
 
