@@ -118,6 +118,9 @@ class ProxyServer:
         grace = self.drain_seconds
         if self._rest is not None:
             self._rest.ready = False
+        notice = getattr(self.interceptor, "draining", None)
+        if notice is not None:  # long admin jobs end first, so their waiting callers get answers
+            await notice()
         draining = []  # both listeners drain at the same time, each for up to ``grace``
         if self._grpc_server is not None:
             draining.append(self._grpc_server.stop(grace))

@@ -98,6 +98,12 @@ class ProxyInterceptor(Executor):
             except Exception as exc:  # noqa: BLE001 - the store may still be down; retried next round
                 log.debug("spool replay postponed: %s", exc)
 
+    async def draining(self) -> None:
+        """The server stops taking calls: stop the verify jobs now, so a caller awaiting one
+        (``wait=true``) is answered within the drain instead of holding it to its end."""
+        if self._verify_jobs is not None:
+            await self._verify_jobs.stop()
+
     async def stop(self) -> None:
         if self._verify_jobs is not None:  # first: they use the store and the upstream client
             await self._verify_jobs.stop()

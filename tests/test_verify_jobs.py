@@ -265,3 +265,24 @@ async def test_two_processes_claiming_one_verify_at_once_one_wins(world: Any, pr
     assert len(won) == 1 and len(lost) == 1, outcomes
     assert f"already running on {won[0]['owner']}" in str(lost[0])
     await store.delete(verify_state.KIND, mid)
+
+
+async def test_a_caller_waiting_on_a_verify_is_answered_when_the_proxy_stops(
+        upstream: Any, world: Any, prefix: str, stub_model: Any) -> None:
+    """``wait=true`` callers get Qdrant's error shape saying why, within the drain: the jobs
+    stop when the server starts draining, not after the drain gave up on them."""
+    client, store = world
+    stub, spec = stub_model
+    own = await asyncio.to_thread(start_proxy, upstream.rest_url, upstream.grpc_host, upstream.grpc_port)
+    release = asyncio.Event()
+    try:
+        mid = await setup_migration(client, store, prefix, list(range(1, 21)), model_b=spec.id)
+        stub.script(Hold(release))
+        waiting = asyncio.ensure_future(admin(own, "POST", f"/migrations/{mid}/verify", {"repair": True}))
+        await until(lambda: _held(stub), "the repair's embedding call reached the stub")
+        stopping = asyncio.ensure_future(asyncio.to_thread(own.proxy.stop))
+        code, body = await asyncio.wait_for(waiting, 30)
+        await stopping
+    finally:
+        release.set()
+    assert code == 500 and "the proxy is shutting down" in body["status"]["error"], body
