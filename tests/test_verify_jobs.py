@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -24,16 +24,13 @@ from proxy import registry
 from proxy.dataplane.digest import DIGEST_FIELD, source_digest
 from proxy.modelspec import ModelSpec
 from proxy.state.store import StateStore
-from proxy_fixtures import RunningProxy, start_proxy
+from proxy_fixtures import RunningProxy, start_proxy, switchyard  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="module")
-def proxy(upstream: Any) -> Iterator[RunningProxy]:
-    running = start_proxy(upstream.rest_url, upstream.grpc_host, upstream.grpc_port)
-    try:
-        yield running
-    finally:
-        running.proxy.stop()
+@pytest.fixture
+def proxy(switchyard: RunningProxy) -> RunningProxy:  # noqa: F811
+    """The session's proxy (tests that stop a proxy start their own)."""
+    return switchyard
 
 
 @pytest.fixture
