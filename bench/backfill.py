@@ -31,7 +31,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from qdrant_client import AsyncQdrantClient  # noqa: E402
 
 from backfill.daemon import Daemon, DaemonConfig  # noqa: E402
 from backfill_helpers import new_store, setup_migration  # noqa: E402
@@ -40,6 +39,7 @@ from proxy.embedded.server import BackgroundUpstream  # noqa: E402
 from proxy.embedders import make_embedder  # noqa: E402
 from proxy.migration.record import Migration  # noqa: E402
 from proxy.modelspec import ModelSpec  # noqa: E402
+from proxy.state.store import StateStore  # noqa: E402
 
 CONFIG = DaemonConfig(batch_size=256, concurrency=2, refresh=0.5, int_partitions=4, uuid_partitions=1,
                       idle_poll=0.1, progress_interval=3600)
@@ -95,7 +95,7 @@ async def backfill_rate(url: str, n: int, *, spec: ModelSpec | None = None, zero
                         embedder: Any = None) -> tuple[float, Any]:
     """Points per second of one daemon run to completion (``embedder``: an already loaded one,
     so the clock covers the backfill and not the model's load, as for the standalone rate)."""
-    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=120)
+    client = StateStore.connect(url, timeout=120).client  # the daemon's own kind of client
     store = new_store(client)
     prefix = f"bench_{uuid.uuid4().hex[:6]}_"
     try:
@@ -138,8 +138,7 @@ def rss_of_daemon(url: str, store_name: str, mid: str) -> float:
 
 async def reset(url: str, store_name: str, mid: str) -> None:
     """Forget the partitions and empty the target so a daemon copies everything again."""
-    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=120)
-    from proxy.state.store import StateStore
+    client = StateStore.connect(url, timeout=120).client
     store = StateStore(client, collection=store_name)
     m = Migration.from_envelope(await store.require(Migration.KIND, mid))
     for env in await store.list("lease"):
@@ -207,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"peak RSS of a daemon subprocess copying {n:,} points: {rss_of_daemon(url, store_name, mid):.0f} MB")
         if not args.skip_throttle:
             n = 200 * 25
-            client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=120)
+            client = StateStore.connect(url, timeout=120).client  # the daemon's own kind of client
             store = new_store(client)
             mid = await setup_migration(client, store, f"bench_{uuid.uuid4().hex[:6]}_", list(range(n)), throttle=200.0)
             daemon = Daemon(store, mid, DaemonConfig(batch_size=20, concurrency=2, refresh=0.2))

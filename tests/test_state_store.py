@@ -76,3 +76,37 @@ async def test_upsert_is_last_writer_wins(store: StateStore) -> None:
     again = await store.upsert("proxy", "p1", {"seen": 2})
     assert again.rev == 2
     assert (await store.require("proxy", "p1")).data == {"seen": 2}
+
+
+def _client_sockets_to(port: int) -> int:
+    """TCP sockets of this host whose remote end is ``port`` (any state, TIME-WAIT included)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        count += sum(1 for line in lines if int(line.split()[2].rsplit(":", 1)[1], 16) == port)
+    return count
+
+
+def test_connect_keeps_connections_alive_to_a_loopback_qdrant() -> None:
+    """qdrant-client turns keep-alive off for 127.0.0.1; the store's client (proxy, daemon)
+    keeps it on: 30 calls to a sidecar's Qdrant reuse a connection instead of opening 30."""
+    from proxy.embedded.server import BackgroundUpstream
+
+    server = BackgroundUpstream()  # its own port: no other client talks to it
+    server.start()
+    try:
+        async def calls() -> None:
+            store = StateStore.connect(server.rest_url)
+            try:
+                for _ in range(30):
+                    await store.client.collection_exists("anything")
+            finally:
+                await store.close()
+
+        asyncio.run(calls())
+        assert _client_sockets_to(server.http_port) <= 3
+    finally:
+        server.stop()

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -38,6 +39,11 @@ _INDEXED_FIELDS = ("kind", "key", "rev")
 def record_id(kind: str, key: str) -> str:
     """The point id of a record: stable, so every process finds the same point."""
     return str(uuid.uuid5(_NAMESPACE, f"{kind}/{key}"))
+
+
+#: Pooled, kept-alive connections; idle ones retire after 2 s, before Qdrant's own keep-alive
+#: (5 s) would close them under a request.
+KEEP_ALIVE = httpx.Limits(max_connections=None, max_keepalive_connections=16, keepalive_expiry=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +94,14 @@ class StateStore:
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None, timeout: float = 10.0) -> StateStore:
-        """A store over a new REST client (``url`` may be Qdrant or a Switchyard proxy)."""
+        """A store over a new REST client (``url`` may be Qdrant or a Switchyard proxy).
+
+        The client keeps connections alive (:data:`KEEP_ALIVE`) whatever the host:
+        qdrant-client turns keep-alive off for ``localhost`` / ``127.0.0.1``, which makes every
+        call of a sidecar (proxy, daemon) next to its Qdrant open a new TCP connection."""
         client = AsyncQdrantClient(
-            url=url, api_key=api_key, timeout=int(max(1, timeout)), check_compatibility=False
+            url=url, api_key=api_key, timeout=int(max(1, timeout)), check_compatibility=False,
+            limits=KEEP_ALIVE,
         )
         return cls(client)
 
