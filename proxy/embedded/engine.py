@@ -27,6 +27,7 @@ import itertools
 import os
 import re
 import uuid
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +41,10 @@ _COLLECTION_NOT_FOUND = re.compile(r"^Collection (?P<name>.+?) not found$")
 _POINT_NOT_FOUND = re.compile(r"^Point (?P<id>.+?) is not found in the collection$")
 _ALREADY_EXISTS = re.compile(r"^Collection (?P<name>.+?) already exists")
 _WRONG_INPUT = "Wrong input: "
+
+# The local engine warns on every payload index that indexes have no effect there; here exact
+# keyword / integer matches do use one (keyword_scan), and the warning only confuses operators.
+warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
 
 #: ``QdrantLocal`` methods that only read; every other method is a write and runs alone.
 READ_METHODS = frozenset({
