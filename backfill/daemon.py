@@ -249,7 +249,7 @@ class Daemon:
         except (EmbedderError, UpstreamError) as exc:
             self.backoff.signal(f"{type(exc).__name__}: {exc}")
             log.warning("%s: partition %s failed (%s); retrying from its checkpoint", self.owner, key, exc)
-            scrolled.set()
+            scrolled.set()  # the daemon moves on while this partition backs off
             await asyncio.sleep(min(30.0, 0.5 / self.backoff.factor))
         finally:
             self.handles.pop(key, None)

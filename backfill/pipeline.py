@@ -174,9 +174,9 @@ class Copier:
         fetched: dict[PointId, Any] = {}
         if need:
             try:
+                # only reached for a single unnamed vector (named ones came with the scroll)
                 found = await self._call("reading source vectors for samples", self.client.retrieve(
-                    self.m.source, need, with_payload=False,
-                    with_vectors=[self.m.vector] if self.m.vector else True))
+                    self.m.source, need, with_payload=False, with_vectors=True))
                 fetched = {norm(r.id): bound_vector(self.m, r) for r in found}
             except UpstreamError:  # a sample without its A vector beats a failed batch
                 fetched = {}

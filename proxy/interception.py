@@ -105,8 +105,7 @@ class ProxyInterceptor(Executor):
             await self._verify_jobs.stop()
 
     async def stop(self) -> None:
-        if self._verify_jobs is not None:  # first: they use the store and the upstream client
-            await self._verify_jobs.stop()
+        await self.draining()  # first (again, if the server already did): jobs use the store
         await stop_task(self._replayer)
         if self.mirror is not None:
             await self.mirror.aclose()

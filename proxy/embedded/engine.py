@@ -1,12 +1,15 @@
-"""The embedded upstream's storage engine: qdrant-client's local engine behind one worker thread.
+"""The embedded upstream's storage engine: qdrant-client's local engine behind a small thread pool.
 
 ``qdrant_client.local.QdrantLocal`` has no locks: a write must never overlap anything else.
-Its reads only read (no caches, no lazy state), so :class:`Engine` admits calls as a
-readers-writer lock in arrival order (:class:`Admission`): reads run together on a small
-thread pool (the search's numpy work releases the GIL, so two searches of one merged read
-overlap on two cores, as they would on Qdrant), a write runs alone, and nothing overtakes an
-earlier write, nor a write an earlier read. The REST and gRPC front ends may call it
-concurrently and the event loop never blocks on a scan. Calls take and return qdrant-client's REST models (``qdrant_client.http.models``);
+Its reads keep no caches or lazy state; the one thing a read writes is the cosine search's
+re-normalisation of the (already unit) stored vectors in place, which two reads at once do to
+the same values, so reads may overlap. :class:`Engine` admits calls as a readers-writer lock
+in arrival order (:class:`Admission`): reads run together on the pool, a write runs alone, and
+nothing overtakes an earlier write, nor a write an earlier read. (On 2 cores two brute-force
+searches gain little from overlapping -- GIL-bound or memory-bound -- but lookups and
+metadata reads no longer queue behind a search.) The REST and gRPC front ends may call it
+concurrently and the event loop never blocks on a scan. Calls take and return qdrant-client's
+REST models (``qdrant_client.http.models``);
 the gRPC front end converts with ``GrpcToRest`` / ``RestToGrpc``.
 
 Errors: the local engine raises ``ValueError`` (and pydantic ``ValidationError``) for
