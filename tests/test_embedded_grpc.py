@@ -321,12 +321,27 @@ def test_status_codes(channel: grpc.Channel) -> None:
         ("snapshots", lambda: snaps.List(snapshots_service_pb2.ListSnapshotsRequest(collection_name="codes")), grpc.StatusCode.UNIMPLEMENTED, "Snapshots"),
         ("shard key", lambda: cols.CreateShardKey(collections_pb2.CreateShardKeyRequest(collection_name="codes")), grpc.StatusCode.UNIMPLEMENTED, "Shard keys"),
         ("shard selector", lambda: pts.Count(points_pb2.CountPoints(collection_name="codes", shard_key_selector=points_pb2.ShardKeySelector(shard_keys=[collections_pb2.ShardKey(keyword="a")]))), grpc.StatusCode.UNIMPLEMENTED, "shard keys"),
+        ("query of the wrong dimension", lambda: pts.Query(points_pb2.QueryPoints(collection_name="codes", query=points_pb2.Query(nearest=points_pb2.VectorInput(dense=points_pb2.DenseVector(data=[1.0, 2.0, 3.0]))))), grpc.StatusCode.INVALID_ARGUMENT, "Vector dimension error: expected dim: 2, got 3"),
+        ("inference object in a batch", lambda: pts.UpdateBatch(points_pb2.UpdateBatchPoints(collection_name="codes", operations=[points_pb2.PointsUpdateOperation(upsert=points_pb2.PointsUpdateOperation.PointStructList(points=[points_pb2.PointStruct(id=common.PointId(num=1), vectors=points_pb2.Vectors(vector=points_pb2.Vector(document=points_pb2.Document(text="hi", model="m"))))]))])), grpc.StatusCode.INTERNAL, "InferenceService is not initialized"),
         ("cluster", lambda: cols.CollectionClusterInfo(collections_pb2.CollectionClusterInfoRequest(collection_name="codes")), grpc.StatusCode.UNIMPLEMENTED, "cluster"),
     ]
     for label, call, code, words in cases:
         got_code, details = code_of(call)
         assert (label, got_code) == (label, code), details
         assert words in details, (label, details)
+
+
+def test_reads_without_payload(server: ServerThread) -> None:
+    """Scroll and retrieve with ``with_payload=False`` answer points with an empty payload (the
+    REST model's ``payload=None`` once broke the gRPC conversion)."""
+    client = grpc_client(server)
+    client.create_collection("nopayload", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+    client.upsert("nopayload", points(3))
+    scrolled, _ = client.scroll("nopayload", with_payload=False, limit=2)
+    assert [(p.id, p.payload) for p in scrolled] == [(1, {}), (2, {})]
+    got = client.retrieve("nopayload", [3], with_payload=False)
+    assert [(p.id, p.payload, p.vector) for p in got] == [(3, {}, None)]
+    client.close()
 
 
 def test_api_keys() -> None:

@@ -77,6 +77,16 @@ BAD_INPUT = [
     ("bad point id", "GET", "/points/not-a-uuid", b"", 400, "not-a-uuid"),
     ("zero limit", "POST", "/points/query", b'{"query": [1,2,3,4], "limit": 0}', 400, "limit"),
     ("unknown vector name", "POST", "/points/query", b'{"query": [1,2,3,4], "using": "nope"}', 400, "nope"),
+    ("point id beyond u64", "PUT", "/points",
+     b'{"points": [{"id": 18446744073709551616, "vector": [1,2,3,4]}]}', 400, "Json deserialize error"),
+    ("negative point id in a batch", "POST", "/points/batch",
+     b'{"operations": [{"upsert": {"points": [{"id": -1, "vector": [1,2,3,4]}]}}]}', 400,
+     "Json deserialize error"),
+    ("query of the wrong dimension", "POST", "/points/query", b'{"query": [1,2,3]}', 400,
+     "Vector dimension error: expected dim: 4, got 3"),
+    ("inference object in a batch", "POST", "/points/batch",
+     b'{"operations": [{"upsert": {"points": [{"id": 9, "vector": {"text": "hi", "model": "m"}}]}}]}',
+     500, "InferenceService is not initialized"),
 ]
 
 

@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from proxy.embedded import keyword_scan
+from proxy.embedded import keyword_scan, request_checks
 from proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
 
 _COLLECTION_NOT_FOUND = re.compile(r"^Collection (?P<name>.+?) not found$")
@@ -67,6 +67,8 @@ def translate(exc: Exception) -> SwitchyardError:
     if isinstance(exc, ValidationError):
         return BadRequest(f"Validation error in JSON body: {_short_validation(exc)}")
     text = str(exc)
+    if dimension := request_checks.dimension_message(text):
+        return BadRequest(dimension)
     if m := _COLLECTION_NOT_FOUND.match(text):
         return NotFound(f"Collection `{m['name']}` doesn't exist!")
     if m := _POINT_NOT_FOUND.match(text):
@@ -187,7 +189,13 @@ class Engine:
         return self._local
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``QdrantLocal.<method>(*args, **kwargs)`` on a worker thread."""
+        """Run ``QdrantLocal.<method>(*args, **kwargs)`` on a worker thread (after Qdrant's own
+        request checks, :mod:`request_checks`)."""
+        request_checks.check_call(method, args, kwargs)
+        if method == "query_batch":  # one engine turn, as Qdrant answers a batch from one snapshot
+            name, batch = args
+            local = self._local
+            return await self.run(lambda: [local.query_points(name, **kw) for kw in batch], read=True)
         if method == "scroll":  # exact-match lookups answered as from a payload index
             fn = functools.partial(keyword_scan.scroll, self._local, self._keywords, *args, **kwargs)
         else:

@@ -140,10 +140,8 @@ class LegacyPoints:
     engine: Engine
 
     async def _batch(self, name: str, batch: list[dict[str, Any]]) -> list[list[pb.ScoredPoint]]:
-        """Run ``query_points`` per kwargs on the worker thread in one go (no interleaving)."""
-        local = self.engine.local
-        results = await self.engine.run(
-            lambda: [local.query_points(name, **kw) for kw in batch], read=True)
+        """Run ``query_points`` per kwargs in one engine turn (no interleaving)."""
+        results = await self.engine.call("query_batch", name, batch)
         return [scored(r.points) for r in results]
 
     async def _groups(self, name: str, kwargs: dict[str, Any]) -> pb.GroupsResult:

@@ -22,6 +22,7 @@ from proxy.embedded.grpc_requests import (
     optional,
     query_groups_kwargs,
     query_kwargs,
+    record,
     scroll_kwargs,
     selector,
     update_result,
@@ -157,14 +158,14 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
             with_payload=with_payload(request, "with_payload", True),
             with_vectors=with_vectors(request),
         )
-        return pb.GetResponse(result=[RestToGrpc.convert_record(r) for r in records])
+        return pb.GetResponse(result=[record(r) for r in records])
 
     @rpc(write=False)
     async def Scroll(self, request: pb.ScrollPoints) -> pb.ScrollResponse:
         records, next_offset = await self.engine.call(
             "scroll", request.collection_name, **scroll_kwargs(request)
         )
-        response = pb.ScrollResponse(result=[RestToGrpc.convert_record(r) for r in records])
+        response = pb.ScrollResponse(result=[record(r) for r in records])
         if next_offset is not None:
             response.next_page_offset.CopyFrom(RestToGrpc.convert_extended_point_id(next_offset))
         return response

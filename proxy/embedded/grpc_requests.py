@@ -156,5 +156,13 @@ def update_result(wait: bool, operation_id: int) -> pb.UpdateResult:
     return pb.UpdateResult(operation_id=operation_id, status=status)
 
 
+def record(point: rest.Record) -> pb.RetrievedPoint:
+    """A retrieved point as gRPC; one read without payload has ``payload=None``, which the
+    converter cannot take (Qdrant answers an empty payload map there)."""
+    if point.payload is None:
+        point = point.model_copy(update={"payload": {}})
+    return RestToGrpc.convert_record(point)
+
+
 def scored(points: list[rest.ScoredPoint]) -> list[pb.ScoredPoint]:
     return [RestToGrpc.convert_scored_point(p) for p in points]

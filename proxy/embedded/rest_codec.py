@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from qdrant_client.http import models
 
 from proxy.embedded.engine import Engine
+from proxy.embedded.request_checks import check_point_id
 from proxy.errors import BadRequest, Unsupported
 
 
@@ -169,7 +170,9 @@ def unsupported(what: str) -> Handler:
 def point_id(text: str) -> models.ExtendedPointId:
     """A point id from a URL segment: unsigned integer or UUID, as Qdrant accepts."""
     if text.isdigit():
-        return int(text)
+        pid = int(text)
+        check_point_id(pid)
+        return pid
     try:
         return str(uuid.UUID(text))
     except ValueError as exc:

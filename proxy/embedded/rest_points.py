@@ -192,11 +192,8 @@ async def _run_batch(ctx: Ctx, requests: list[models.QueryRequest]) -> list[mode
     for one in requests:
         no_shard_key(one.shard_key)
     kwargs = [legacy.query_kwargs(one) for one in requests]
-    local = ctx.engine.local
-    name = ctx.collection
-    # one engine turn for the whole batch, as Qdrant answers a batch from one snapshot
-    result: list[models.QueryResponse] = await ctx.engine.run(
-        lambda: [local.query_points(name, **kw) for kw in kwargs], read=True
+    result: list[models.QueryResponse] = await ctx.engine.call(
+        "query_batch", ctx.collection, kwargs
     )
     return result
 
