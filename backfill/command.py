@@ -17,6 +17,7 @@ from typing import Any
 
 from backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
 from proxy.migration.record import Migration
+from proxy.secret_sources import add_secret_argument
 from proxy.state.store import STATE_COLLECTION, StateStore
 
 DEFAULT_URL = "http://localhost:6333"
@@ -35,6 +36,8 @@ def register(sub: Any) -> None:
     p.add_argument("--owner", help="daemon name in leases and progress (default: random)")
     p.add_argument("--progress-interval", type=float, default=_DEFAULTS.progress_interval)
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--set-batch-size", type=int, help="change the running daemons' batch size and exit")
     p.set_defaults(handler=lambda a: asyncio.run(_backfill(a)))
     v = sub.add_parser("verify", help="merge-join source and target; --repair fixes differences")
@@ -48,8 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("migration", help="migration id")
     p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL),
                    help="Switchyard proxy or Qdrant REST URL (env SWITCHYARD_URL)")
-    p.add_argument("--api-key", default=os.environ.get("SWITCHYARD_API_KEY"),
-                   help="Qdrant API key (env SWITCHYARD_API_KEY)")
+    add_secret_argument(p, "--api-key", env="SWITCHYARD_API_KEY", help="Qdrant API key")
     p.add_argument("--state-collection", default=STATE_COLLECTION, help=argparse.SUPPRESS)
 
 
@@ -66,7 +68,7 @@ async def _backfill(args: argparse.Namespace) -> int:
             return 0
         if args.metrics_port:
             from prometheus_client import start_http_server
-            start_http_server(args.metrics_port)
+            start_http_server(args.metrics_port, addr=args.metrics_addr)
         config = DaemonConfig(batch_size=args.batch_size, concurrency=args.concurrency,
                               lease_ttl=args.lease_ttl, progress_interval=args.progress_interval,
                               text_fetcher=args.text_fetcher)

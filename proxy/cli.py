@@ -4,6 +4,10 @@ Each subcommand lives in the module that owns its behaviour and exposes
 ``register(subparsers)``; this file only lists those modules, so adding a command never means
 editing another command's code. Modules are imported lazily only for ``--help`` listing cost;
 a module that fails to import (an optional extra missing) hides its command with a note.
+
+Before any command runs, :func:`main` reports unknown ``SWITCHYARD_*`` variables
+(``proxy/env_names.py``) and reads the key files of the command's secret flags
+(``--api-key-file``, ``--admin-key-file``; ``proxy/secret_sources.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from proxy.env_names import warn_unknown_env
 from proxy.errors import ConfigError, SwitchyardError
+from proxy.secret_sources import resolve_secret_args
 
 #: Modules that contribute subcommands, in the order ``--help`` shows them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -56,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    warn_unknown_env(os.environ)
     try:
+        resolve_secret_args(args, os.environ)
         return int(handler(args) or 0)
     except ConfigError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)

@@ -3,9 +3,15 @@
 Every option has a command-line flag (``--upstream-rest-url``), an environment variable
 (``SWITCHYARD_UPSTREAM_REST_URL``) and a key in an optional config file (TOML or JSON, keys
 spelled like the field, top level or under a ``[proxy]`` table). Precedence: flag > env > file >
-default. :func:`load_config` is pure (no file or environment access of its own) so the whole
-precedence and validation table is testable; invalid values raise :class:`ConfigError` naming
-the option and where the bad value came from, at start-up rather than on the first request.
+default. :func:`load_config` is pure (no environment access of its own; key files are read
+through an injectable reader) so the whole precedence and validation table is testable; invalid
+values raise :class:`ConfigError` naming the option and where the bad value came from, at
+start-up rather than on the first request.
+
+Secrets (:data:`SECRET_OPTIONS`) can also be given as a file at every level: ``--admin-key-file``,
+``SWITCHYARD_ADMIN_KEY_FILE``, config key ``admin_key_file`` (``proxy/secret_sources.py`` says why
+and how the file is read). They never reach ``repr(config)``, logs or status output.
+Nothing listens beyond loopback unless configured: both listeners default to ``127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.secret_sources import FILE_SUFFIX, ReadFile, choose_secret, read_key_file
 
 ENV_PREFIX = "SWITCHYARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,8 +50,8 @@ class ProxyConfig:
     upstream_grpc_address: str = "127.0.0.1:6334"
     upstream_grpc_tls: bool = False
     upstream_ca_file: str | None = None
-    listen_rest: str = "0.0.0.0:6333"
-    listen_grpc: str = "0.0.0.0:6334"
+    listen_rest: str = "127.0.0.1:6333"
+    listen_grpc: str = "127.0.0.1:6334"
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     admin_key: str | None = field(default=None, repr=False)  # secrets never reach a log line
@@ -60,6 +67,15 @@ class ProxyConfig:
     max_active_migrations: int = 3
     webhooks: tuple[str, ...] = ()
     spool_dir: str | None = None
+    state_max_staleness: float | None = None  # None: state_cache_ttl + 3 s (see max_staleness)
+    admin_trust_loopback: bool = True
+
+    @property
+    def max_staleness(self) -> float:
+        """Seconds a state snapshot is trusted before governed writes are refused (fail closed)."""
+        if self.state_max_staleness is not None:
+            return self.state_max_staleness
+        return self.state_cache_ttl + 3.0
 
     @property
     def listener_tls(self) -> bool:
@@ -79,11 +95,13 @@ OPTION_HELP: dict[str, str] = {
     "upstream_grpc_address": "Qdrant gRPC HOST:PORT (default 127.0.0.1:6334)",
     "upstream_grpc_tls": "use a TLS channel to the upstream gRPC (true/false)",
     "upstream_ca_file": "CA bundle (PEM) to verify the upstream's TLS certificate",
-    "listen_rest": "REST listen HOST:PORT (default 0.0.0.0:6333; port 0 picks one)",
-    "listen_grpc": "gRPC listen HOST:PORT (default 0.0.0.0:6334; port 0 picks one)",
+    "listen_rest": "REST listen HOST:PORT (default 127.0.0.1:6333; 0.0.0.0:6333 for every "
+                   "interface; port 0 picks one)",
+    "listen_grpc": "gRPC listen HOST:PORT (default 127.0.0.1:6334; port 0 picks one)",
     "tls_cert_file": "PEM certificate for TLS on both listeners (needs --tls-key-file)",
     "tls_key_file": "PEM private key for TLS on both listeners",
-    "admin_key": "key required by the admin API (/switchyard/v1, switchyard.v1.Admin)",
+    "admin_key": "key required by the admin API (/switchyard/v1, switchyard.v1.Admin); without "
+                 "one only loopback callers are served. Prefer --admin-key-file",
     "upstream_timeout": "seconds: connect / inactivity timeout towards the upstream (default 60)",
     "max_body_size": "largest body read into memory for an intercepted call, e.g. 32MiB",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
@@ -97,7 +115,22 @@ OPTION_HELP: dict[str, str] = {
     "max_active_migrations": "migrations allowed at once across the state store (default 3)",
     "webhooks": "comma-separated URLs called with JSON on every transition and refusal",
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
+    "state_max_staleness": "seconds the proxy trusts its last read of the migration state; older, "
+                           "writes to migrating collections get 503 and heartbeats stop "
+                           "(default state_cache_ttl + 3)",
+    "admin_trust_loopback": "with no admin key, serve the admin API to loopback callers (default "
+                            "true); false refuses everyone until a key is set (shared hosts)",
 }
+
+#: Options holding a secret: each also takes ``<name>_file`` (flag, env and config key).
+SECRET_OPTIONS: tuple[str, ...] = ("admin_key", "upstream_api_key")
+#: The file twins of :data:`SECRET_OPTIONS`, accepted wherever an option is.
+SECRET_FILE_OPTIONS: tuple[str, ...] = tuple(name + FILE_SUFFIX for name in SECRET_OPTIONS)
+#: Every name a flag, variable or config key may carry (options plus their file twins).
+INPUT_NAMES: tuple[str, ...] = OPTION_NAMES + SECRET_FILE_OPTIONS
+OPTION_HELP.update({twin: f"file holding {name} (one trailing newline stripped); unlike the "
+                          "flag or variable it shows in no process listing"
+                    for name, twin in zip(SECRET_OPTIONS, SECRET_FILE_OPTIONS)})
 
 
 def env_name(option: str) -> str:
@@ -242,6 +275,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_active_migrations": _positive_int,
     "webhooks": _urls,
     "spool_dir": _optional_str,
+    "state_max_staleness": _seconds,
+    "admin_trust_loopback": _bool,
 }
 
 
@@ -258,23 +293,30 @@ def parse_file(text: str) -> dict[str, Any]:
     if isinstance(data.get("proxy"), dict):
         data = {**{k: v for k, v in data.items() if k != "proxy"}, **data["proxy"]}
     options = {str(key).replace("-", "_"): value for key, value in data.items()}
-    unknown = sorted(set(options) - set(OPTION_NAMES))
+    unknown = sorted(set(options) - set(INPUT_NAMES))
     if unknown:
         raise ConfigError(f"config file: unknown option(s) {', '.join(unknown)}")
     return options
 
 
 def load_config(
-    argv_values: Mapping[str, Any], env: Mapping[str, str], file_text: str | None
+    argv_values: Mapping[str, Any], env: Mapping[str, str], file_text: str | None,
+    read_file: ReadFile = read_key_file,
 ) -> ProxyConfig:
     """Merge flags > env > file > defaults, parse and validate every option.
 
-    ``argv_values`` maps option names to flag values; ``None`` means the flag was not given.
-    Raises :class:`ConfigError` naming the option and its source.
+    ``argv_values`` maps option names (and the ``*_file`` twins of secrets) to flag values;
+    ``None`` means the flag was not given. Key files are read with ``read_file``.
+    Raises :class:`ConfigError` naming the option and its source (never a secret's value).
     """
     file_values = parse_file(file_text) if file_text is not None else {}
     chosen: dict[str, Any] = {}
     for name in OPTION_NAMES:
+        if name in SECRET_OPTIONS:
+            secret = _pick_secret(name, argv_values, env, file_values, read_file)
+            if secret is not None:
+                chosen[name] = secret
+            continue
         raw, source = _pick(name, argv_values, env, file_values)
         if source is None:
             continue
@@ -299,6 +341,30 @@ def _pick(
     return None, None
 
 
+def _pick_secret(name: str, argv: Mapping[str, Any], env: Mapping[str, str],
+                 file_values: Mapping[str, Any], read_file: ReadFile) -> str | None:
+    """A secret from the first level that has it, as a value or a file (both at one level: error)."""
+    twin = name + FILE_SUFFIX
+    levels = (
+        (argv.get(name), f"flag {flag_name(name)}", argv.get(twin), f"flag {flag_name(twin)}"),
+        (env.get(env_name(name)), f"env {env_name(name)}", env.get(env_name(twin)),
+         f"env {env_name(twin)}"),
+        (file_values.get(name), "config file", file_values.get(twin), f"config file key {twin}"),
+    )
+    for value, value_source, path, path_source in levels:
+        chosen = choose_secret(name, value, value_source, path, path_source, read_file)
+        if chosen is None:
+            continue
+        if chosen.from_file:
+            return str(chosen.value)
+        try:
+            parsed: str | None = PARSERS[name](chosen.value)
+        except ValueError:  # the parser's message would quote the value: a secret
+            raise ConfigError(f"{name} (from {chosen.source}): expected a string") from None
+        return parsed
+    return None
+
+
 def _check_combinations(config: ProxyConfig) -> None:
     """Rules spanning options: TLS cert and key come together; heartbeats beat within their TTL."""
     if (config.tls_cert_file is None) != (config.tls_key_file is None):
@@ -306,3 +372,7 @@ def _check_combinations(config: ProxyConfig) -> None:
     if config.heartbeat_interval >= config.heartbeat_ttl:
         raise ConfigError(f"heartbeat_interval ({config.heartbeat_interval:g}s) must be shorter than "
                           f"heartbeat_ttl ({config.heartbeat_ttl:g}s), or live proxies would count as gone")
+    if config.max_staleness < config.state_cache_ttl:
+        raise ConfigError(f"state_max_staleness ({config.max_staleness:g}s) must be at least "
+                          f"state_cache_ttl ({config.state_cache_ttl:g}s), or every refresh would "
+                          "briefly refuse writes to migrating collections")

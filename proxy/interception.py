@@ -22,7 +22,8 @@ from typing import Any
 from proxy.config import ProxyConfig
 from proxy.intercept.executor import Executor
 from proxy.owned_tasks import stop_task
-from proxy.state.snapshot import StateCache
+from proxy.state.freshness import StateGuard
+from proxy.state.snapshot import StateCache, StateUnreadable, unreadable_hint
 from proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.runtime")
@@ -50,7 +51,8 @@ class ProxyInterceptor(Executor):
         from proxy.migration.service import MigrationService, ServiceConfig
         from proxy.migration.verify_jobs import VerifyJobs
 
-        await self.cache.start()
+        await self.cache.start()  # raises StateUnreadable: a proxy that cannot read state never serves
+        self.state_guard = StateGuard(self.cache, self.config.max_staleness)
         await self._start_mirror()
         service_config = ServiceConfig(ack_timeout=self.config.ack_timeout,
                                        heartbeat_ttl=self.config.heartbeat_ttl,
@@ -64,11 +66,14 @@ class ProxyInterceptor(Executor):
             from proxy.frontend.admin_rest import admin_routes
 
             admin = AdminService(self._migrations, self._verify_jobs)
-            server.add_routes(admin_routes(admin, self.config.admin_key))
-            server.add_grpc_handlers(admin_handlers(admin, self.config.admin_key))
+            trust = self.config.admin_trust_loopback
+            server.add_routes(admin_routes(admin, self.config.admin_key, trust_loopback=trust))
+            server.add_grpc_handlers(admin_handlers(admin, self.config.admin_key, trust_loopback=trust))
         self._heartbeat = HeartbeatLoop(
-            self.store, self.config.instance_id, self.cache, self.config.heartbeat_interval
+            self.store, self.config.instance_id, self.cache, self.config.heartbeat_interval,
+            stale=self.state_guard.stale,
         )
+        await _first_beat(self._heartbeat)
         self._heartbeat.start()
 
     async def _start_mirror(self) -> None:
@@ -121,6 +126,20 @@ class ProxyInterceptor(Executor):
             await self._migrations.close()
         await self.cache.stop()
         await self.store.close()
+
+
+async def _first_beat(loop: Any) -> None:
+    """One heartbeat before serving: a proxy whose key may read but not write the state store
+    (a read-only key) would otherwise serve without ever being counted by the control plane."""
+    from proxy.errors import SwitchyardError
+    from proxy.migration.heartbeats import beat
+
+    try:
+        await beat(loop.store, loop.instance_id, loop.cache)
+    except SwitchyardError as exc:
+        detail = exc.args[0] if exc.args else exc
+        raise StateUnreadable(f"state store unwritable (heartbeat): {detail}"
+                              f"{unreadable_hint(exc)}") from exc
 
 
 def build_interceptor(config: ProxyConfig) -> ProxyInterceptor:

@@ -6,7 +6,12 @@ ports and the proxy in front of it (6333/6334 by default), in one process and on
 Both print one line to stdout when ready, so scripts and tests that ask for port 0 learn the
 real ports::
 
-    switchyard proxy ready rest=0.0.0.0:6333 grpc=0.0.0.0:6334 upstream=http://qdrant:6333
+    switchyard proxy ready rest=127.0.0.1:6333 grpc=127.0.0.1:6334 upstream=http://qdrant:6333
+
+Both listen on 127.0.0.1 unless told otherwise (``--listen-rest 0.0.0.0:6333``, env
+``SWITCHYARD_LISTEN_REST``, config ``listen_rest``; the container image sets that), and without
+an admin key the admin API answers loopback callers only. Keys are best given as files
+(``--admin-key-file``, ``--upstream-api-key-file``, ``up --api-key-file``): flags show in ``ps``.
 
 On a signal the listeners stop accepting, calls in flight drain (``--drain-seconds``), owned
 background tasks are cancelled and upstream connections close. Every config option has a flag,
@@ -27,8 +32,8 @@ from typing import Any
 
 from proxy.app import ProxyServer
 from proxy.config import (
+    INPUT_NAMES,
     OPTION_HELP,
-    OPTION_NAMES,
     ProxyConfig,
     env_name,
     flag_name,
@@ -36,6 +41,7 @@ from proxy.config import (
     parse_hostport,
 )
 from proxy.errors import ConfigError
+from proxy.secret_sources import add_secret_argument
 
 #: Module whose ``build_interceptor(config)`` supplies the interception path, when it exists.
 INTERCEPTOR_MODULE = "proxy.interception"
@@ -48,7 +54,7 @@ def register(subparsers: Any) -> None:
     proxy = subparsers.add_parser(
         "proxy", help="run the sidecar proxy in front of a Qdrant", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config_flags(proxy, OPTION_NAMES)
+    _add_config_flags(proxy, INPUT_NAMES)
     proxy.set_defaults(handler=run_proxy)
 
     up = subparsers.add_parser(
@@ -59,8 +65,9 @@ def register(subparsers: Any) -> None:
     where.add_argument("--memory", action="store_true", help="keep data in memory (default)")
     up.add_argument("--rest-port", type=int, default=None, help="proxy REST port (default 6333)")
     up.add_argument("--grpc-port", type=int, default=None, help="proxy gRPC port (default 6334)")
-    up.add_argument("--api-key", default=None, help="API key the embedded upstream requires")
-    _add_config_flags(up, tuple(n for n in OPTION_NAMES if n not in _UPSTREAM_OPTIONS))
+    add_secret_argument(up, "--api-key", help="API key the embedded upstream requires (the proxy "
+                        "uses it for its state store unless --upstream-api-key is given)")
+    _add_config_flags(up, tuple(n for n in INPUT_NAMES if n not in _UPSTREAM_OPTIONS))
     up.set_defaults(handler=run_up)
 
 
@@ -78,7 +85,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -
 
 def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> ProxyConfig:
     """Load the config from flags, ``os.environ`` and ``--config``; ``overrides`` win."""
-    values = {name: getattr(args, name, None) for name in OPTION_NAMES}
+    values = {name: getattr(args, name, None) for name in INPUT_NAMES}
     values["log_level"] = getattr(args, "proxy_log_level", None)
     if values["log_level"] is None and str(getattr(args, "log_level", "INFO")).upper() != "INFO":
         values["log_level"] = args.log_level
@@ -101,6 +108,8 @@ def run_proxy(args: argparse.Namespace) -> int:
 def run_up(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     base = config_from_args(args)
+    if base.upstream_api_key is None and args.api_key:
+        overrides["upstream_api_key"] = args.api_key  # the state store is the embedded upstream
     if args.rest_port is not None:
         overrides["listen_rest"] = f"{parse_hostport(base.listen_rest)[0]}:{args.rest_port}"
     if args.grpc_port is not None:

@@ -20,6 +20,7 @@ from qdrant_client import AsyncQdrantClient
 from proxy import registry
 from proxy.errors import BadRequest
 from proxy.modelspec import ModelSpec
+from proxy.secret_sources import add_secret_argument
 from proxy.state.records import Binding
 from proxy.state.store import StateStore
 
@@ -79,8 +80,7 @@ def register(sub: Any) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL),
                    help="Switchyard proxy or Qdrant REST URL (env SWITCHYARD_URL)")
-    p.add_argument("--api-key", default=os.environ.get("SWITCHYARD_API_KEY"),
-                   help="Qdrant API key (env SWITCHYARD_API_KEY)")
+    add_secret_argument(p, "--api-key", env="SWITCHYARD_API_KEY", help="Qdrant API key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import OPTION_HELP, OPTION_NAMES, ProxyConfig, load_config, parse_size
+from proxy.config import INPUT_NAMES, OPTION_HELP, ProxyConfig, load_config, parse_size
 from proxy.errors import ConfigError
 
 TOML = """
@@ -19,8 +19,10 @@ JSON = '{"listen_rest": "127.0.0.1:7000", "upstream_grpc_tls": true, "state_cach
 
 
 @pytest.mark.parametrize(("argv", "env", "file_text", "expected"), [
-    ({}, {}, None, {"upstream_rest_url": "http://127.0.0.1:6333", "listen_rest": "0.0.0.0:6333",
-                    "listen_grpc": "0.0.0.0:6334", "state_cache_ttl": 2.0, "max_body_size": 32 << 20}),
+    ({}, {}, None, {"upstream_rest_url": "http://127.0.0.1:6333", "listen_rest": "127.0.0.1:6333",
+                    "listen_grpc": "127.0.0.1:6334", "state_cache_ttl": 2.0, "max_body_size": 32 << 20,
+                    "admin_key": None, "admin_trust_loopback": True}),
+    ({}, {"SWITCHYARD_ADMIN_TRUST_LOOPBACK": "false"}, None, {"admin_trust_loopback": False}),
     ({}, {}, TOML, {"upstream_rest_url": "https://qdrant.internal:6333", "upstream_timeout": 12.0,
                     "max_body_size": 8 << 20}),
     ({}, {}, JSON, {"listen_rest": "127.0.0.1:7000", "upstream_grpc_tls": True, "state_cache_ttl": 0.5}),
@@ -78,7 +80,7 @@ def test_secrets_are_not_in_the_repr() -> None:
 def test_defaults_are_a_valid_config_and_instance_ids_differ() -> None:
     first, second = load_config({}, {}, None), load_config({}, {}, None)
     assert isinstance(first, ProxyConfig) and first.instance_id != second.instance_id
-    assert set(OPTION_HELP) == set(OPTION_NAMES)
+    assert set(OPTION_HELP) == set(INPUT_NAMES)
     with pytest.raises(AttributeError):
         first.upstream_timeout = 1.0  # type: ignore[misc]
 

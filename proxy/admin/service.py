@@ -1,43 +1,20 @@
 """The facade both admin front ends call: JSON-safe dicts in, JSON-safe dicts out.
 
-Front ends only decode the wire into these arguments, check the admin key with
-:func:`key_ok`, and encode the results; every decision is in the control plane behind this.
+Front ends only decode the wire into these arguments, check the caller with
+:func:`proxy.admin.access.admin_verdict`, and encode the results; every decision is in the
+control plane behind this.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from proxy import registry
-from proxy.errors import BadRequest, Unauthorized
+from proxy.errors import BadRequest
 from proxy.migration.planner import PlanRequest
 from proxy.migration.service import MigrationService
 from proxy.migration.verify_jobs import VerifyJobs
-
-HEADER = "switchyard-admin-key"
-
-
-def key_ok(configured: str | None, given: str | None) -> bool:
-    """True when no admin key is configured or ``given`` matches it (constant time)."""
-    if not configured:
-        return True
-    return given is not None and hmac.compare_digest(configured.encode(), given.encode())
-
-
-def require_key(configured: str | None, given: str | None) -> None:
-    if not key_ok(configured, given):
-        raise Unauthorized("Must provide a valid admin key (header `switchyard-admin-key`)")
-
-
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The admin key from ``switchyard-admin-key`` or ``authorization: Bearer <key>``."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if HEADER in lowered:
-        return lowered[HEADER]
-    auth = lowered.get("authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
 def _opt_int(value: Any, name: str) -> int | None:

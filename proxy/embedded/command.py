@@ -20,6 +20,7 @@ from typing import Any
 from proxy.embedded.auth import ApiKeys
 from proxy.embedded.rest_app import DEFAULT_MAX_BODY
 from proxy.embedded.server import EmbeddedUpstream, new_event_loop
+from proxy.secret_sources import add_secret_argument
 
 
 def register(subparsers: Any) -> None:
@@ -36,8 +37,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, default=6333, help="REST port, 0 = any (default 6333)")
     p.add_argument("--grpc-port", type=int, default=6334, help="gRPC port, 0 = any (default 6334)")
-    p.add_argument("--api-key", default=None, help="require this key for every call")
-    p.add_argument("--read-only-api-key", default=None, help="a key that may only read")
+    add_secret_argument(p, "--api-key", help="require this key for every call")
+    add_secret_argument(p, "--read-only-api-key", help="a key that may only read")
     p.add_argument(
         "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest REST body in bytes"
     )

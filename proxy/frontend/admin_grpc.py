@@ -1,7 +1,8 @@
 """The admin API as gRPC service ``switchyard.v1.Admin`` (added to the proxy's gRPC server).
 
-Each method checks the admin key (metadata ``switchyard-admin-key`` or ``authorization:
-Bearer``), calls :class:`~proxy.admin.service.AdminService` and returns its JSON result as a
+Each method (``List`` and the ``Watch`` stream included) checks the caller with
+:func:`proxy.admin.access.admin_verdict` (the key from metadata ``switchyard-admin-key`` or
+``authorization: Bearer``, the peer from ``context.peer()``), calls :class:`~proxy.admin.service.AdminService` and returns its JSON result as a
 ``Struct``. Errors abort with the error's gRPC status code and Qdrant-shaped message.
 """
 
@@ -15,7 +16,8 @@ from google.protobuf import json_format, struct_pb2
 
 from proxy._gen.switchyard.v1 import admin_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
-from proxy.admin.service import AdminService, key_from_headers, require_key
+from proxy.admin.access import admin_verdict, grpc_peer_host, key_from_headers
+from proxy.admin.service import AdminService
 from proxy.errors import SwitchyardError
 
 
@@ -30,8 +32,8 @@ def _opt(msg: Any, field: str) -> Any:
 
 
 class _Servicer(pb_grpc.AdminServicer):
-    def __init__(self, service: AdminService, admin_key: str | None) -> None:
-        self.s, self.key = service, admin_key
+    def __init__(self, service: AdminService, admin_key: str | None, trust_loopback: bool) -> None:
+        self.s, self.key, self.trust_loopback = service, admin_key, trust_loopback
 
     async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[[], Awaitable[Any]]) -> pb.Reply:
         try:
@@ -43,7 +45,8 @@ class _Servicer(pb_grpc.AdminServicer):
 
     def _auth(self, context: grpc.aio.ServicerContext) -> None:
         meta = {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
-        require_key(self.key, key_from_headers(meta))
+        admin_verdict(grpc_peer_host(context.peer()), self.key, key_from_headers(meta),
+                      trust_loopback=self.trust_loopback).raise_if_refused()
 
     async def ListModels(self, request: pb.Empty, context: Any) -> pb.Reply:
         return await self._call(context, self.s.models)
@@ -94,8 +97,9 @@ class _Servicer(pb_grpc.AdminServicer):
             await context.abort(getattr(grpc.StatusCode, exc.grpc_code), exc.message)
 
 
-def add_admin_service(server: grpc.aio.Server, service: AdminService, admin_key: str | None) -> None:
-    pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key), server)
+def add_admin_service(server: grpc.aio.Server, service: AdminService, admin_key: str | None, *,
+                      trust_loopback: bool = True) -> None:
+    pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key, trust_loopback), server)
 
 
 class _HandlerCollector:
@@ -112,8 +116,9 @@ class _HandlerCollector:
         """Registered handlers are only a lookup optimisation; the generic one serves all."""
 
 
-def admin_handlers(service: AdminService, admin_key: str | None) -> list[Any]:
+def admin_handlers(service: AdminService, admin_key: str | None, *,
+                   trust_loopback: bool = True) -> list[Any]:
     """The admin service as ``grpc.GenericRpcHandler``s, for ``ProxyServer.add_grpc_handlers``."""
     collector = _HandlerCollector()
-    pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key), collector)
+    pb_grpc.add_AdminServicer_to_server(_Servicer(service, admin_key, trust_loopback), collector)
     return collector.handlers

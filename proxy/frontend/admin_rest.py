@@ -1,8 +1,10 @@
 """The admin API as JSON under ``/switchyard/v1/`` (mounted by the REST front end).
 
 Replies use Qdrant's envelope ``{"result": ..., "status": "ok", "time": t}``; errors Qdrant's
-error shape with the error's status code. With an admin key configured, a request without it
-gets 401. ``GET .../migrations/{id}/watch`` streams one JSON status per line on every change.
+error shape with the error's status code. Who may call is decided by
+:func:`proxy.admin.access.admin_verdict` from the socket's peer (never a header): with an admin
+key configured a request without it gets 401; without one only loopback peers are served and
+others get 403 saying how to open the API. ``GET .../migrations/{id}/watch`` streams one JSON status per line on every change.
 ``POST .../migrations/{id}/verify`` takes ``{"repair": bool}`` and Qdrant's ``?wait=true|false``.
 """
 
@@ -15,7 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.admin.service import AdminService, key_from_headers, require_key
+from proxy.admin.access import admin_verdict, key_from_headers, socket_peer_host
+from proxy.admin.service import AdminService
 from proxy.errors import BadRequest, SwitchyardError
 
 P = "/switchyard/v1"
@@ -40,12 +43,21 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def admin_routes(service: AdminService, admin_key: str | None) -> list[web.RouteDef]:
+def check_admin(request: web.Request, admin_key: str | None, trust_loopback: bool) -> None:
+    """Raise the refusal for this caller, if any (peer from the transport, not from headers)."""
+    transport = request.transport
+    peer = socket_peer_host(transport.get_extra_info("peername") if transport is not None else None)
+    admin_verdict(peer, admin_key, key_from_headers(request.headers),
+                  trust_loopback=trust_loopback).raise_if_refused()
+
+
+def admin_routes(service: AdminService, admin_key: str | None, *,
+                 trust_loopback: bool = True) -> list[web.RouteDef]:
     def wrap(call: Callable[[web.Request], Awaitable[Any]]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             try:
-                require_key(admin_key, key_from_headers(request.headers))
+                check_admin(request, admin_key, trust_loopback)
                 return _ok(await call(request), started)
             except SwitchyardError as exc:
                 return web.Response(status=exc.http_status, body=exc.to_json(time.perf_counter() - started),
@@ -89,15 +101,15 @@ def admin_routes(service: AdminService, admin_key: str | None) -> list[web.Route
         web.post(M + "/throttle", wrap(throttle)),
         web.post(M + "/verify", wrap(verify)),
         web.post(M + "/cleanup", wrap(cleanup)),
-        web.get(M + "/watch", _watch_handler(service, admin_key)),
+        web.get(M + "/watch", _watch_handler(service, admin_key, trust_loopback)),
     ]
 
 
-def _watch_handler(service: AdminService, admin_key: str | None) -> Handler:
+def _watch_handler(service: AdminService, admin_key: str | None, trust_loopback: bool) -> Handler:
     async def watch(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
-            require_key(admin_key, key_from_headers(request.headers))
+            check_admin(request, admin_key, trust_loopback)
             updates = service.watch(request.match_info["id"], float(request.query.get("interval", 1.0)))
             first = await anext(updates)
         except (SwitchyardError, ValueError) as exc:

@@ -19,6 +19,7 @@ import urllib.request
 from typing import Any
 
 from proxy.errors import SwitchyardError, UpstreamError
+from proxy.secret_sources import add_secret_argument
 
 DEFAULT_URL = "http://localhost:6333"
 STEPS = {"start": "start", "complete": "complete", "cancel": "cancel"}
@@ -87,7 +88,7 @@ def register(sub: Any) -> None:
 def _cmd(msub: Any, name: str, text: str, fn: Any, with_id: bool = True) -> argparse.ArgumentParser:
     p = msub.add_parser(name, help=text)
     p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL))
-    p.add_argument("--admin-key", default=os.environ.get("SWITCHYARD_ADMIN_KEY"))
+    add_secret_argument(p, "--admin-key", env="SWITCHYARD_ADMIN_KEY", help="the proxy's admin key")
     p.add_argument("--json", action="store_true")
     if with_id:
         p.add_argument("id", help="migration id")
