@@ -4,6 +4,10 @@ Both talk to Qdrant (or a Switchyard proxy, which forwards the state store untou
 ``--url`` (env ``SWITCHYARD_URL``) with qdrant-client; several daemons on one migration
 share its partitions. ``--set-batch-size N`` changes the batch size of every running daemon
 (clamped to [1, 1024]) and exits.
+
+The daemon rides out transient failures (:mod:`backfill.outage`) and exits only on a permanent
+one, printing the reason: code 0 when the migration ended (cancelled, completed, deleted) or
+the work is done, 1 for a refused credential or another refusal, 2 for a configuration error.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import asyncio
 import dataclasses
 import json
 import os
+import sys
 from typing import Any
 
 from backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
+from backfill.outage import Stopped
 from proxy.migration.record import Migration
 from proxy.secret_sources import add_secret_argument
 from proxy.state.store import STATE_COLLECTION, StateStore
@@ -35,6 +41,10 @@ def register(sub: Any) -> None:
     p.add_argument("--lease-ttl", type=float, default=_DEFAULTS.lease_ttl)
     p.add_argument("--owner", help="daemon name in leases and progress (default: random)")
     p.add_argument("--progress-interval", type=float, default=_DEFAULTS.progress_interval)
+    p.add_argument("--retry-base", type=float, default=_DEFAULTS.retry_base,
+                   help="first wait in seconds after a transient failure (doubles, with jitter)")
+    p.add_argument("--retry-max", type=float, default=_DEFAULTS.retry_max,
+                   help="longest wait in seconds between retries of a transient failure")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1",
                    help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)")
@@ -71,8 +81,16 @@ async def _backfill(args: argparse.Namespace) -> int:
             start_http_server(args.metrics_port, addr=args.metrics_addr)
         config = DaemonConfig(batch_size=args.batch_size, concurrency=args.concurrency,
                               lease_ttl=args.lease_ttl, progress_interval=args.progress_interval,
-                              text_fetcher=args.text_fetcher)
-        stats = await Daemon(store, args.migration, config, owner=args.owner).run(once=args.once)
+                              text_fetcher=args.text_fetcher, retry_base=args.retry_base,
+                              retry_max=args.retry_max)
+        daemon = Daemon(store, args.migration, config, owner=args.owner)
+        try:
+            stats = await daemon.run(once=args.once)
+        except Stopped as exc:
+            print(f"switchyard: {exc}", file=sys.stderr)
+            return exc.verdict.exit_code
+        if daemon.ended:
+            print(f"switchyard: {daemon.ended}", file=sys.stderr)
         print(json.dumps(dataclasses.asdict(stats), sort_keys=True))
         return 0
     finally:

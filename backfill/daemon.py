@@ -10,6 +10,16 @@ throttle, batch size), renews leases, and publishes progress and counters. When 
 partition is done the daemon replays the repair log and marks the backfill ``done``; with
 ``once`` it then exits, otherwise it keeps draining the repair log while the migration is
 active.
+
+Outages (:mod:`backfill.outage`): every failure is classified. A transient one (upstream,
+proxy or state store unreachable, 5xx/429, embedder down) is waited out with exponential
+back-off and jitter, the reason published as the daemon's state ``waiting`` (or logged, and
+published once the store is back, when the store is what is down): a failed partition is
+retried from its checkpoint; a failure outside one partition (the store, the lease list) ends
+the current *session* -- in-flight batches are dropped as if the daemon had been killed --
+and a new session re-reads the record and re-claims its partitions by compare-and-set. A
+permanent one ends :meth:`Daemon.run`: a migration that ended returns (nothing left to do),
+anything else raises :class:`~backfill.outage.Stopped` with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -30,8 +41,12 @@ from qdrant_client import AsyncQdrantClient
 
 from backfill import partitions as parts
 from backfill import samples
+from backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
+from backfill.outage import (
+    MigrationEnded, RetryPolicy, Stopped, Verdict, Waiting, classify_all, leaves, published_state,
+)
 from proxy.migration import progress
-from backfill.partitions import Lease, Partition, PointId
+from backfill.partitions import Lease, PointId
 from backfill.pipeline import Copier, PartitionRun, Stats, run_partition
 from backfill.texts import Fault, make_fetcher
 from backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
@@ -39,9 +54,9 @@ from backfill.verify import verify
 from proxy import registry
 from proxy.dataplane import repair_log
 from proxy.embedders import Embedder, make_embedder
-from proxy.errors import Conflict, EmbedderError, UpstreamError
+from proxy.errors import ConfigError, Conflict, NotFound
 from proxy.intercept.planner import metadata_for
-from proxy.migration.record import ACTIVE_PHASES, PLANNED, Migration, Refused
+from proxy.migration.record import PLANNED, Migration, Refused
 from proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.backfill")
@@ -77,33 +92,14 @@ class DaemonConfig:
     latency_threshold: float = 5.0
     idle_poll: float = 0.5
     text_fetcher: str | None = None
+    #: back-off of transient failures: first wait ~``retry_base`` s, doubling up to ``retry_max``
+    retry_base: float = 0.5
+    retry_max: float = 30.0
 
-
-class LeaseLost(Exception):
-    """Our lease on a partition was taken over (it expired): stop working on it."""
-
-
-class LeaseHandle:
-    """Our current view of one lease record; every write is a CAS on its revision."""
-
-    def __init__(self, store: StateStore, lease: Lease) -> None:
-        self.store, self.lease, self.lock = store, lease, asyncio.Lock()
-
-    async def put(self, new: Lease) -> None:
-        async with self.lock:
-            await self._put(new)
-
-    async def _put(self, new: Lease) -> None:
-        try:
-            env = await self.store.put(parts.LEASE_KIND, new.key, new.to_dict(), self.lease.rev)
-        except Conflict as exc:
-            raise LeaseLost(f"lease {new.key} was taken over") from exc
-        self.lease = Lease.from_dict(env.data, env.rev)
-
-    async def renew(self, owner: str, now: float, ttl: float) -> None:
-        async with self.lock:
-            if self.lease.expires - now < ttl * 2 / 3:
-                await self._put(parts.claim(self.lease, owner, now, ttl))
+    def __post_init__(self) -> None:
+        if not (0 < self.retry_base <= self.retry_max):
+            raise ConfigError(f"retry back-off needs 0 < base <= max (got {self.retry_base:g}, "
+                              f"{self.retry_max:g})")
 
 
 class Daemon:
@@ -119,6 +115,10 @@ class Daemon:
         self.bucket, self.backoff = TokenBucket(), Backoff()
         self.rate_window = progress.RateWindow()
         self.reason, self.state = "", "starting"
+        self.retry, self.waiting, self._draw = RetryPolicy(config.retry_base, config.retry_max), Waiting(), random.random
+        #: why :meth:`run` returned early (the migration ended), else ""
+        self.ended = ""
+        self._last: tuple[int, int, dict[str, Any]] = (0, 0, {})  # done, total, partitions
         self.stats = Stats()
         self.reservoir = samples.Reservoir()
         self._samples_saved = (0, 0.0)  # (reservoir.changes, when) of the last save
@@ -130,67 +130,101 @@ class Daemon:
     # -- entry point
 
     async def run(self, once: bool = False) -> Stats:
-        """Copy every partition and drain the repair log; with ``once`` return when done."""
-        m = await self._refresh()
-        if m.phase == PLANNED or not m.active:
-            raise Refused(f"the backfill runs once the migration is started and active (phase is {m.phase})")
-        spec_b = await registry.get_model(self.store, m.model_b)
-        embedder = None if m.copy_vectors else (self._embedder or make_embedder(spec_b))
-        texts = make_fetcher(self.config.text_fetcher, m.text_field, m.doc_key)
-        copier = Copier(self.client, m, metadata_for(spec_b), embedder, texts, fault=self.fault,
-                        reservoir=self.reservoir, on_latency=self._latency)
-        await self._ensure_partitions(m)
-        await self._set_backfill("running", only_from="pending")
+        """Copy every partition and drain the repair log; with ``once`` return when done.
+
+        Transient failures are waited out (module docstring). Returns early, with ``ended``
+        set, when the migration is cancelled, completed or deleted meanwhile; raises
+        :class:`Stopped` on any other permanent failure, and (as before) ``Refused`` /
+        ``NotFound`` when the migration is not started or does not exist at start-up."""
+        embedder: Embedder | None = None
+        started = False
         try:
-            async with asyncio.TaskGroup() as tg:
-                control = tg.create_task(self._control())
+            while True:
                 try:
-                    await self._work(copier, once)
-                finally:
-                    self._stop.set()
-                    await control
+                    if not started:
+                        m = await self._refresh(missing_ends=False)
+                        if m.phase == PLANNED or not m.active:
+                            raise Refused("the backfill runs once the migration is started and active "
+                                          f"(phase is {m.phase})")
+                        started = True
+                    assert self.m is not None
+                    spec_b = await registry.get_model(self.store, self.m.model_b)
+                    if embedder is None and not self.m.copy_vectors:
+                        embedder = self._embedder or make_embedder(spec_b)
+                    await self._session(metadata_for(spec_b), embedder, once)
+                    return self.stats
+                except Exception as exc:  # noqa: BLE001 -- every failure is classified
+                    if not started and isinstance(exc, Refused | NotFound):
+                        raise  # start-up refusals keep their own error (rc 1, as always)
+                    verdict, cause = classify_all(exc)
+                    if verdict.transient:
+                        await self._wait(verdict)
+                        continue
+                    return await self._stop_for(verdict, cause)
         finally:
             if embedder is not None and self._embedder is None:
                 await embedder.aclose()
+
+    async def _session(self, meta: dict[str, Any], embedder: Embedder | None, once: bool) -> None:
+        """One connected stretch: re-read the record, (re-)claim partitions, copy, control."""
+        m = await self._refresh()
+        texts = make_fetcher(self.config.text_fetcher, m.text_field, m.doc_key)
+        copier = Copier(self.client, m, meta, embedder, texts, fault=self.fault,
+                        reservoir=self.reservoir, on_latency=self._latency)
+        await ensure_plan(self.store, self.client, m, self.config.int_partitions,
+                          self.config.uuid_partitions)
+        await self._set_backfill("running", only_from="pending")
+        self.waiting.succeed(self.clock())  # the store answers again: this outage is over
+        self._stop = asyncio.Event()
+        self.handles.clear()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._control())
+            try:
+                await self._work(copier, once)
+            finally:
+                self._stop.set()
+
+    async def _wait(self, verdict: Verdict) -> None:
+        """Wait out a transient failure outside any one partition: log, try to publish, sleep."""
+        now = self.clock()
+        delay = self.retry.delay(self.waiting.attempt + 1, self._draw())
+        self.waiting.fail(verdict, now, delay)
+        log.warning("%s: waiting: %s", self.owner, self.waiting.text(now))
+        try:  # the store may be what is down: then the reason is published once it is back
+            await asyncio.wait_for(self._put_progress(now), timeout=min(delay, 5.0))
+        except Exception as exc:  # noqa: BLE001 -- best effort, the log line above has it
+            log.debug("%s: could not publish the wait: %s", self.owner, exc)
+        await asyncio.sleep(delay)
+
+    async def _stop_for(self, verdict: Verdict, cause: BaseException) -> Stats:
+        """A permanent failure: return if the migration has ended (the usual reason a
+        collection or record vanishes), else raise :class:`Stopped`."""
+        if verdict.kind != "gone":
+            try:
+                m = await self._refresh()
+                if not m.active:
+                    verdict = Verdict("gone", self._ended_reason(m))
+            except MigrationEnded as exc:
+                verdict = Verdict("gone", str(exc))
+            except Exception as exc:  # noqa: BLE001 -- the first failure is the one to report
+                log.debug("%s: re-reading the migration after %s: %s", self.owner, verdict.reason, exc)
+        if verdict.kind != "gone":
+            log.error("%s: stopping: %s", self.owner, verdict.reason)
+            raise Stopped(verdict) from cause
+        self.ended, self.state = verdict.reason, "ended"
+        log.warning("%s: %s", self.owner, verdict.reason)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._put_progress(self.clock()), timeout=5.0)
         return self.stats
+
+    @staticmethod
+    def _ended_reason(m: Migration) -> str:
+        return f"migration `{m.id}` is {m.phase}: the backfill has nothing left to do"
 
     # -- partitions
 
-    async def _ensure_partitions(self, m: Migration) -> None:
-        if await self.store.get(parts.PLAN_KIND, m.id) is None:
-            plan = parts.split(await self._max_int_id(m), self.config.int_partitions,
-                               self.config.uuid_partitions)
-            with contextlib.suppress(Conflict):
-                await self.store.create(parts.PLAN_KIND, m.id, {"partitions": [p.to_dict() for p in plan]})
-        env = await self.store.require(parts.PLAN_KIND, m.id)
-        for d in env.data["partitions"]:
-            lease = Lease(m.id, Partition.from_dict(d))
-            if await self.store.get(parts.LEASE_KIND, lease.key) is None:
-                with contextlib.suppress(Conflict):
-                    await self.store.create(parts.LEASE_KIND, lease.key, lease.to_dict())
-
-    async def _max_int_id(self, m: Migration) -> int | None:
-        """The largest integer id in the source, by bisection over scroll offsets (~64 calls)."""
-        async def int_at_or_after(x: int) -> int | None:
-            recs, _ = await self.client.scroll(m.source, offset=x, limit=1, with_payload=False)
-            return recs[0].id if recs and isinstance(recs[0].id, int) else None
-
-        first = await int_at_or_after(0)
-        if first is None:
-            return None
-        lo, hi = first, parts.INT_END  # an int exists at >= lo; none at >= hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            found = await int_at_or_after(mid)
-            if found is None:
-                hi = mid
-            else:
-                lo = found if found >= mid else mid
-        return lo
-
     async def leases(self) -> list[Lease]:
-        return [Lease.from_dict(e.data, e.rev) for e in await self.store.list(parts.LEASE_KIND)
-                if e.key.startswith(self.id + "/")]
+        return await of_migration(self.store, self.id)
 
     async def _work(self, copier: Copier, once: bool) -> None:
         """Claim and copy partitions until none is left (``once``) or the migration ends.
@@ -204,6 +238,9 @@ class Daemon:
         async with asyncio.TaskGroup() as tg:
             while True:
                 copies = {t for t in copies if not t.done()}
+                if self.waiting.active and copies:  # in an outage, probe with one partition at a time
+                    await asyncio.wait(copies, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 leases = await self.leases()
                 lease = parts.pick([x for x in leases if x.key not in self.handles], self.owner, self.clock())
                 if lease is None:
@@ -239,18 +276,31 @@ class Daemon:
                                            self.config.lease_ttl))
             self._count(stats)
 
-        run = PartitionRun(lambda: self.batch_size, self.config.concurrency, self._gate, checkpoint,
+        async def gate(n: int) -> None:
+            await self._gate(n)
+            await handle.hold(self.owner, self.clock(), self.config.lease_ttl)  # never write on a lapsed lease
+
+        run = PartitionRun(lambda: self.batch_size, self.config.concurrency, gate, checkpoint,
                            slots=slots, on_scrolled=scrolled.set)
         self.state = "running"
         try:
             await run_partition(copier, handle.lease.partition, handle.lease.resume_from(), run)
-        except LeaseLost as exc:
-            log.warning("%s: %s; moving on", self.owner, exc)
-        except (EmbedderError, UpstreamError) as exc:
-            self.backoff.signal(f"{type(exc).__name__}: {exc}")
-            log.warning("%s: partition %s failed (%s); retrying from its checkpoint", self.owner, key, exc)
-            scrolled.set()  # the daemon moves on while this partition backs off
-            await asyncio.sleep(min(30.0, 0.5 / self.backoff.factor))
+        except Exception as exc:  # noqa: BLE001 -- classified; run_partition wraps in groups
+            lost = [e for e in leaves(exc) if isinstance(e, LeaseLost)]
+            if lost:
+                log.warning("%s: %s; moving on", self.owner, lost[0])
+                return
+            verdict, _ = classify_all(exc)
+            if not verdict.transient:
+                raise
+            now = self.clock()
+            delay = self.retry.delay(self.waiting.attempt + 1, self._draw())
+            self.waiting.fail(verdict, now, delay)
+            self.backoff.signal(verdict.reason)  # and come back at a reduced rate
+            log.warning("%s: partition %s: waiting: %s (then from its checkpoint)", self.owner, key,
+                        self.waiting.text(now))
+            scrolled.set()  # the daemon may claim another partition meanwhile (see _work)
+            await asyncio.sleep(delay)
         finally:
             self.handles.pop(key, None)
             scrolled.set()
@@ -258,6 +308,7 @@ class Daemon:
     def _count(self, stats: Stats) -> None:
         self.stats.add(stats)
         self.backoff.success()
+        self.waiting.succeed(self.clock())
         for outcome in ("written", "vanished", "redone", "no_text"):
             POINTS.labels(self.id, outcome).inc(getattr(stats, outcome))
 
@@ -284,8 +335,14 @@ class Daemon:
 
     # -- control loop
 
-    async def _refresh(self) -> Migration:
-        m = Migration.from_envelope(await self.store.require(Migration.KIND, self.id))
+    async def _refresh(self, missing_ends: bool = True) -> Migration:
+        """Re-read the record: knobs, reasons. A record gone meanwhile ends the daemon."""
+        env = await self.store.get(Migration.KIND, self.id)
+        if env is None:
+            if missing_ends:
+                raise MigrationEnded(f"migration `{self.id}` no longer exists: the backfill has nothing left to do")
+            raise NotFound(f"migration `{self.id}` doesn't exist!")
+        m = Migration.from_envelope(env)
         events = [e.action for e in m.history if e.action.startswith("throttle:")]
         self._op_rate, op_reason = operator_rate(m.throttle, m.paused, events)
         if m.counter(BATCH_COUNTER):
@@ -296,23 +353,38 @@ class Daemon:
         return m
 
     async def _control(self) -> None:
+        """Every ``refresh``: re-read the record, renew leases, publish (every 2 s). A
+        transient failure here is logged (once per reason) and status is published as soon as
+        the store answers again; a permanent one, or the migration's end, ends the session."""
         last_log = last_publish = 0.0
+        down = ""  # the reason the store could not be reached, while it cannot
         while not self._stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.refresh)
             try:
-                await self._refresh()
+                m = await self._refresh()
+                if not m.active:
+                    raise MigrationEnded(self._ended_reason(m))
                 for handle in list(self.handles.values()):
                     with contextlib.suppress(LeaseLost):
                         await handle.renew(self.owner, self.clock(), self.config.lease_ttl)
                 now = self.clock()
-                if now - last_publish >= 2.0 or self._stop.is_set():
+                if down or now - last_publish >= 2.0 or self._stop.is_set():
                     last_publish = now
                     await self._publish(now, log_line=now - last_log >= self.config.progress_interval)
                     if now - last_log >= self.config.progress_interval:
                         last_log = now
-            except (UpstreamError, Conflict) as exc:
-                log.warning("%s: control loop: %s", self.owner, exc)
+                if down:
+                    log.warning("%s: state store reachable again (was: %s)", self.owner, down)
+                    down = ""
+            except Exception as exc:  # noqa: BLE001 -- classified
+                verdict, _ = classify_all(exc)
+                if not verdict.transient:
+                    raise
+                if verdict.reason != down:
+                    log.warning("%s: control loop: %s; status is published once the store answers",
+                                self.owner, verdict.reason)
+                down = verdict.reason
 
     async def _publish(self, now: float, log_line: bool) -> None:
         leases = await self.leases()
@@ -321,11 +393,11 @@ class Daemon:
         total = max(done, (await self.client.count(self.m.source, exact=True)).count)
         self.rate_window.observe(now, done)
         rate = self.rate_window.rate()
-        state = "paused" if self._op_rate == 0 else ("throttled" if self.reason else self.state)
         mine = {lease.key: {"cursor": lease.cursor, "done": lease.done, "copied": lease.copied}
                 for lease in leases if lease.owner == self.owner}
-        await self.store.upsert(progress.KIND, f"{self.id}/{self.owner}",
-                                progress.record(self.owner, state, self.reason, done, total, rate, mine, now))
+        self._last = (done, total, mine)
+        await self._put_progress(now)
+        state, reason = self.status(now)
         pending = len(await repair_log.pending(self.store, self.id))
         await self._update_counters({"backfill_done": done, "backfill_total": total,
                                      "backfill_rate": int(rate), "repair_pending": pending})
@@ -337,7 +409,19 @@ class Daemon:
             await samples.save(self.store, self.id, self.owner, self.reservoir)
             self._samples_saved = (self.reservoir.changes, now)
         if log_line:
-            log.info(progress.line(self.id, done, total, rate, state, self.reason))
+            log.info(progress.line(self.id, done, total, rate, state, reason))
+
+    def status(self, now: float) -> tuple[str, str]:
+        """(state, reason) as published (:func:`backfill.outage.published_state`)."""
+        return published_state(self.state, self.ended, self._op_rate == 0, self.reason, self.waiting, now)
+
+    async def _put_progress(self, now: float) -> None:
+        """This daemon's progress record, with its last known counts and its outage, if any."""
+        done, total, mine = self._last
+        state, reason = self.status(now)
+        record = progress.record(self.owner, state, reason, done, total, self.rate_window.rate(), mine, now)
+        await self.store.upsert(progress.KIND, f"{self.id}/{self.owner}",
+                                {**record, "outage": self.waiting.record()})
 
     # -- migration record
 

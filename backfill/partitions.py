@@ -146,6 +146,13 @@ def claim(lease: Lease, owner: str, now: float, ttl: float) -> Lease:
     return replace(lease, owner=owner, expires=now + ttl)
 
 
+def fresh_for_write(lease: Lease, now: float, ttl: float) -> bool:
+    """Whether a batch may be written on ``lease`` without renewing it first: at least a third
+    of its TTL is left. A healthy daemon renews at two thirds, so only one whose renewals failed
+    (cut off from the state store) gets here with less."""
+    return lease.expires - now >= ttl / 3
+
+
 def advance(lease: Lease, cursor: PointId | None, copied: int, now: float, ttl: float) -> Lease:
     """After a batch was written and validated: move the cursor; ``None`` means the partition is done."""
     return replace(lease, cursor=cursor, done=cursor is None, copied=lease.copied + copied,
