@@ -67,6 +67,10 @@ class ProxyConfig:
     max_active_migrations: int = 3
     webhooks: tuple[str, ...] = ()
     spool_dir: str | None = None
+    max_inference_text_chars: int | None = None  # None: what each model's input holds
+    max_inference_request_chars: int = 1 << 20
+    credential_check_ttl: float = 10.0
+    credential_cache_size: int = 4096
     state_max_staleness: float | None = None  # None: state_cache_ttl + 3 s (see max_staleness)
     admin_trust_loopback: bool = True
 
@@ -115,6 +119,13 @@ OPTION_HELP: dict[str, str] = {
     "max_active_migrations": "migrations allowed at once across the state store (default 3)",
     "webhooks": "comma-separated URLs called with JSON on every transition and refusal",
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
+    "max_inference_text_chars": "largest inference-object text the proxy embeds, in characters "
+                                "(default: 8 x the model's max_length tokens, else 8192)",
+    "max_inference_request_chars": "largest total inference text of one request, in characters "
+                                   "(default 1048576)",
+    "credential_check_ttl": "seconds a caller's credential verdict from the upstream is cached "
+                            "(default 10)",
+    "credential_cache_size": "callers' credential verdicts kept at most (default 4096)",
     "state_max_staleness": "seconds the proxy trusts its last read of the migration state; older, "
                            "writes to migrating collections get 503 and heartbeats stop "
                            "(default state_cache_ttl + 3)",
@@ -253,6 +264,11 @@ def _instance_id(value: Any) -> str:
     return text
 
 
+def _optional_positive_int(value: Any) -> int | None:
+    """A positive whole number, or ``None`` for an empty value (the option's computed default)."""
+    return None if value is None or str(value).strip() == "" else _positive_int(value)
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstream_rest_url": _url,
     "upstream_grpc_address": _hostport,
@@ -275,6 +291,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_active_migrations": _positive_int,
     "webhooks": _urls,
     "spool_dir": _optional_str,
+    "max_inference_text_chars": _optional_positive_int,
+    "max_inference_request_chars": _positive_int,
+    "credential_check_ttl": _seconds,
+    "credential_cache_size": _positive_int,
     "state_max_staleness": _seconds,
     "admin_trust_loopback": _bool,
 }

@@ -85,7 +85,12 @@ class ProxyInterceptor(Executor):
 
         self._legs = RestUpstream(self.config.upstream_rest_url, timeout=self.config.upstream_timeout,
                                   ca_file=self.config.upstream_ca_file)
-        self._pool = EmbedderPool()
+        from proxy.intercept.credentials import CredentialGate
+        from proxy.intercept.inference import InferenceLimits
+
+        self._pool = EmbedderPool(InferenceLimits(self.config.max_inference_text_chars,
+                                                  self.config.max_inference_request_chars))
+        self.credentials = CredentialGate(self.config.credential_check_ttl, self.config.credential_cache_size)
         spool_dir = self.config.spool_dir or os.path.join(os.path.expanduser("~"), ".switchyard")
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
         self.mirror = Mirror(self._pool, repair, self._legs.request)

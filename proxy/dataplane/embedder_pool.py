@@ -5,17 +5,43 @@ spec and reuses it. The cache key is the spec's ``id`` plus its ``fingerprint`` 
 field set: a spec re-registered with new provider options (a new URL, a new batch size) gets a
 new embedder, and the superseded one is closed when the pool closes (never while a call may still
 be using it).
+
+Nothing CPU-heavy runs on the event loop thread: an embedder that computes on the calling thread
+(it has ``embed_sync``, like the hashing embedder) is run in the pool's own bounded worker
+threads; local ONNX models already run in worker threads and HTTP providers are async I/O. The
+pool also carries the :class:`~proxy.intercept.inference.InferenceLimits` the proxy applies to
+inference text, and counts what it embeds (``switchyard_embedded_texts_total``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, runtime_checkable
 
 import numpy as np
+from prometheus_client import Counter
 
 from proxy.embedders import Embedder, make_embedder
+from proxy.intercept.inference import InferenceLimits
 from proxy.modelspec import ModelSpec
+
+#: Worker threads for embedders that compute on the calling thread (2: the cores a sidecar gets;
+#: more would only queue on the GIL).
+EMBED_THREADS = 2
+
+EMBEDDED_TEXTS = Counter("switchyard_embedded_texts_total",
+                         "Texts the proxy sent to an embedder, by model.", ["model"])
+EMBEDDED_CHARS = Counter("switchyard_embedded_chars_total",
+                         "Characters of text the proxy sent to an embedder, by model.", ["model"])
+
+
+@runtime_checkable
+class ComputesInline(Protocol):
+    """An embedder whose work is plain CPU on the calling thread (run it in a worker thread)."""
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def spec_key(spec: ModelSpec) -> tuple[str, str, tuple[tuple[str, object], ...]]:
@@ -27,9 +53,11 @@ def spec_key(spec: ModelSpec) -> tuple[str, str, tuple[tuple[str, object], ...]]
 class EmbedderPool:
     """Cached embedders keyed by :func:`spec_key`; ``aclose`` releases all of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: InferenceLimits | None = None, threads: int = EMBED_THREADS) -> None:
         self._embedders: dict[tuple[str, str, tuple[tuple[str, object], ...]], Embedder] = {}
         self._closed = False
+        self.limits = limits or InferenceLimits()
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="embed")
 
     def get(self, spec: ModelSpec) -> Embedder:
         """The embedder for ``spec``, built on first use (construction does no I/O)."""
@@ -43,8 +71,17 @@ class EmbedderPool:
         return embedder
 
     async def embed(self, spec: ModelSpec, texts: Sequence[str]) -> np.ndarray:
-        """``float32`` ``(len(texts), spec.dimensions)``; errors are the ``EmbedderError`` family."""
-        return await self.get(spec).embed(texts)
+        """``float32`` ``(len(texts), spec.dimensions)``; errors are the ``EmbedderError`` family.
+
+        Never computes on the event loop thread (module docstring).
+        """
+        embedder = self.get(spec)
+        EMBEDDED_TEXTS.labels(spec.id).inc(len(texts))
+        EMBEDDED_CHARS.labels(spec.id).inc(sum(len(t) for t in texts))
+        if isinstance(embedder, ComputesInline):
+            batch = list(texts)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, embedder.embed_sync, batch)
+        return await embedder.embed(texts)
 
     def __len__(self) -> int:
         return len(self._embedders)
@@ -52,6 +89,7 @@ class EmbedderPool:
     async def aclose(self) -> None:
         """Close every embedder (failures of one do not keep the others open)."""
         self._closed = True
+        self._threads.shutdown(wait=False, cancel_futures=True)
         embedders, self._embedders = list(self._embedders.values()), {}
         results = await asyncio.gather(*(e.aclose() for e in embedders), return_exceptions=True)
         for result in results:

@@ -63,6 +63,13 @@ def find_model(name: str | None, models: Mapping[str, ModelSpec]) -> ModelSpec |
     return None
 
 
+def inference_texts(slots: Sequence[SlotInfo], models: Mapping[str, ModelSpec]) -> list[tuple[int, ModelSpec]]:
+    """``(text length, model)`` of every inference object naming a registered model: the texts
+    the proxy may embed for this sub-request, which the inference limits bound (pure)."""
+    found = ((s, find_model(s.model, models)) for s in slots if s.is_document)
+    return [(len(s.text or ""), spec) for s, spec in found if spec is not None]
+
+
 def raw_vector_model(dims: int, a: ModelSpec, b: ModelSpec, phase: str) -> str:
     """The model id a raw dense query vector of ``dims`` components belongs to."""
     if a.dimensions != b.dimensions:

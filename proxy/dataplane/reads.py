@@ -34,8 +34,9 @@ from proxy.dataplane.group_merge import GroupHits, merge_groups
 from proxy.dataplane.merge import Hit, MergeReport, merge
 from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
 from proxy.dataplane.query_codec_grpc import decode_grpc
-from proxy.dataplane.query_vectors import plan_inference
+from proxy.dataplane.query_vectors import inference_texts, plan_inference
 from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from proxy.intercept.inference import check_bounds
 from proxy.intercept.routes import rest_target
 from proxy.migration.record import Migration
 from proxy.migration.routing import Route
@@ -77,6 +78,7 @@ class MergedReader:
         read = decode_rest(call.method, call.path, call.body)
         if read is None:  # not decodable: the read authority answers, as without a merge
             return await RestTransport(call, _stub(call.path), forward).passthrough(route.authority)
+        self._check_bounds(read, snap)
         out = await self._serve(RestTransport(call, read, forward), route, migration, snap)
         assert isinstance(out, RestReply)
         return out
@@ -86,6 +88,7 @@ class MergedReader:
         read = decode_grpc(call.method, call.request)
         if read is None:
             return await GrpcTransport(call, _stub(""), forward).passthrough(route.authority)
+        self._check_bounds(read, snap)
         out = await self._serve(GrpcTransport(call, read, forward), route, migration, snap)
         assert isinstance(out, GrpcReply)
         return out
@@ -95,6 +98,7 @@ class MergedReader:
         read = decode_rest(call.method, call.path, call.body)
         if read is None:
             return await forward(call)
+        self._check_bounds(read, snap)
         body = await self._inference_body(RestTransport(call, read, forward), collection, snap)
         return await forward(call if body is None else call.with_body(body))
 
@@ -103,6 +107,7 @@ class MergedReader:
         read = decode_grpc(call.method, call.request)
         if read is None:
             return await forward(call)
+        self._check_bounds(read, snap)
         body = await self._inference_body(GrpcTransport(call, read, forward), collection, snap)
         return await forward(call if body is None else call.with_request(body))
 
@@ -113,6 +118,11 @@ class MergedReader:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _check_bounds(self, read: SimilarityRead, snap: StateSnapshot) -> None:
+        """400 before any embedding when the read's inference text is over the pool's limits."""
+        check_bounds((t for sub in read.subs for t in inference_texts(sub.slots, snap.models)),
+                     self._pool.limits)
 
     # -- inference outside migrations
 

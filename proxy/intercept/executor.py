@@ -30,6 +30,7 @@ import orjson
 
 from proxy.errors import EnforcementError
 from proxy.intercept import grpc_codec, inference, rest_codec
+from proxy.intercept.credentials import CredentialGate
 from proxy.intercept.metrics import (
     ENFORCE_REJECTIONS,
     FOREIGN_METADATA,
@@ -113,6 +114,8 @@ class Executor:
         self.mirror = mirror
         self.reader = reader
         self.pool = pool  # serves inference objects of registered models (None: left alone)
+        #: Checks the caller's credential before any work for it (``None``: no checks).
+        self.credentials: CredentialGate | None = None
 
     # -- REST
 
@@ -136,6 +139,9 @@ class Executor:
         collection, rest, kind = found
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
+        if self.credentials is not None and (
+                refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
+            return refused  # the upstream's own 401 / 403: no work for this caller
         similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
@@ -198,6 +204,10 @@ class Executor:
             return await forward(call)
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
+        works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
+        if self.credentials is not None and works and (
+                refused := await self.credentials.grpc(call, physical, kind, forward)) is not None:
+            return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
         similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None

@@ -5,18 +5,88 @@ A point may carry, instead of a vector, an inference object ``{"text": ..., "mod
 registered in Switchyard, the proxy embeds the text with that model (batched per model) and
 replaces the object by the dense vector before forwarding. Objects naming unknown models are
 left alone, so a Qdrant with its own inference still serves them.
+
+Every text the proxy would embed is bounded before anything is embedded (:class:`InferenceLimits`,
+:func:`bound_problem`): per object by what the model can read (``max_inference_text_chars``, by
+default :func:`model_text_chars`) and per request in total (``max_inference_request_chars``).
+Over a bound the call is refused with a Qdrant-shaped 400 / ``INVALID_ARGUMENT`` naming the
+limit, so a 10 MB text costs a length check, never a tokenizer run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from prometheus_client import Counter
 
+from proxy.errors import BadRequest
 from proxy.modelspec import ModelSpec
 from proxy.state.snapshot import StateSnapshot
+
+#: Per-object bound when the model's input length is not known (about 2,000 tokens).
+DEFAULT_TEXT_CHARS = 8192
+#: Per-request bound on the text of all inference objects together (1 MiB of characters).
+DEFAULT_REQUEST_CHARS = 1 << 20
+#: Characters allowed per token of the model's input: ``batching``'s 4 characters per token,
+#: twice over, so a client relying on ``truncate: end`` for a somewhat long text still works.
+CHARS_PER_INPUT_TOKEN = 8
+#: OpenAI's per-input token limit (the HTTP provider's default ``max_length``).
+OPENAI_INPUT_TOKENS = 8191
+
+REFUSED = Counter("switchyard_inference_refused_total",
+                  "Calls refused because their inference text was over a bound, by bound.", ["limit"])
+
+
+def model_text_chars(spec: ModelSpec) -> int:
+    """The default per-object bound for ``spec``: what its input can hold, in characters (pure).
+
+    ``max_length`` tokens (or OpenAI's 8191 for the HTTP provider) x
+    :data:`CHARS_PER_INPUT_TOKEN`; :data:`DEFAULT_TEXT_CHARS` when the spec does not say.
+    """
+    tokens = spec.max_length or (OPENAI_INPUT_TOKENS if spec.provider == "openai" else None)
+    return tokens * CHARS_PER_INPUT_TOKEN if tokens else DEFAULT_TEXT_CHARS
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceLimits:
+    """Bounds on inference text; ``per_object=None`` takes each model's :func:`model_text_chars`."""
+
+    per_object: int | None = None
+    per_request: int = DEFAULT_REQUEST_CHARS
+
+    def object_limit(self, spec: ModelSpec) -> int:
+        return self.per_object if self.per_object is not None else model_text_chars(spec)
+
+
+def bound_problem(texts: Iterable[tuple[int, ModelSpec]], limits: InferenceLimits) -> tuple[str, str] | None:
+    """``(limit name, message)`` for the first bound ``(length, model)`` pairs break, else ``None``.
+
+    Pure; stops at the first object over its bound, and as soon as the total is over.
+    """
+    total = 0
+    for length, spec in texts:
+        bound = limits.object_limit(spec)
+        if length > bound:
+            return "max_inference_text_chars", (
+                f"inference text of {length} characters for model {spec.id!r} is over the limit "
+                f"of {bound} characters per object (max_inference_text_chars)")
+        total += length
+        if total > limits.per_request:
+            return "max_inference_request_chars", (
+                f"inference texts of this request are over the limit of {limits.per_request} "
+                f"characters per request (max_inference_request_chars)")
+    return None
+
+
+def check_bounds(texts: Iterable[tuple[int, ModelSpec]], limits: InferenceLimits) -> None:
+    """Raise :class:`BadRequest` (400 / INVALID_ARGUMENT) when :func:`bound_problem` finds one."""
+    problem = bound_problem(texts, limits)
+    if problem is not None:
+        REFUSED.labels(problem[0]).inc()
+        raise BadRequest(problem[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +99,22 @@ class Slot:
 
 
 class Embeds(Protocol):
+    limits: InferenceLimits
+
     async def embed(self, spec: ModelSpec, texts: list[str]) -> np.ndarray: ...
 
 
 async def serve(slots: list[Slot], snap: StateSnapshot, pool: Embeds) -> int:
-    """Embed every slot whose model is registered; returns how many were replaced."""
+    """Embed every slot whose model is registered; returns how many were replaced.
+
+    The bounds (``pool.limits``) are checked over all of them before any is embedded.
+    """
     by_model: dict[str, list[Slot]] = {}
     for slot in slots:
         if slot.model in snap.models:
             by_model.setdefault(slot.model, []).append(slot)
+    check_bounds(((len(s.text), snap.models[m]) for m, group in by_model.items() for s in group),
+                 pool.limits)
     for model, group in by_model.items():
         vectors = np.asarray(await pool.embed(snap.models[model], [s.text for s in group]), dtype=np.float32)
         for slot, vector in zip(group, vectors.tolist()):
