@@ -93,7 +93,12 @@ class ProxyInterceptor(Executor):
         self.credentials = CredentialGate(self.config.credential_check_ttl, self.config.credential_cache_size)
         spool_dir = self.config.spool_dir or os.path.join(os.path.expanduser("~"), ".switchyard")
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
-        self.mirror = Mirror(self._pool, repair, self._legs.request)
+        from proxy.dataplane.intents import IntentLog, adopt
+
+        intents = IntentLog(spool_dir, self.config.instance_id)
+        intents.open()  # refuses a second live process with this identity and spool directory
+        await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
+        self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
         self.pool = self._pool
         from proxy.dataplane.reads import MergedReader
 
@@ -104,6 +109,12 @@ class ProxyInterceptor(Executor):
         while True:
             await asyncio.sleep(max(1.0, self.config.heartbeat_interval))
             try:
+                if (mirror := self.mirror) is not None:
+                    await mirror.sweep()  # writes whose handler was cancelled mid-mirror
+                    if mirror.intents is not None:
+                        from proxy.dataplane.intents import adopt
+
+                        await adopt(mirror.intents, repair)  # proxies of this spool that died
                 await repair.replay()
             except Exception as exc:  # noqa: BLE001 - the store may still be down; retried next round
                 log.debug("spool replay postponed: %s", exc)
@@ -119,6 +130,8 @@ class ProxyInterceptor(Executor):
         await stop_task(self._replayer)
         if self.mirror is not None:
             await self.mirror.aclose()
+            if self.mirror.intents is not None:
+                self.mirror.intents.close()
         if self.reader is not None:
             await self.reader.aclose()
         if self._pool is not None:

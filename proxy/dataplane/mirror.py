@@ -1,30 +1,40 @@
 """Mirrored writes: bring the secondary collection to the primary's state for what a write touched.
 
-One path for every write kind and both protocols (the executor decodes a ``WriteIntent``):
+One path for every write kind and both protocols (the executor decodes a ``WriteIntent`` and
+hands the primary call to :meth:`Mirror.write`):
 
 1. ``prepare`` (before the primary write): resolve the intent's filters to ids on the primary
    (bounded; a larger filter is mirrored as a repair-log filter), and for an unconditional
    upsert start embedding its texts with the secondary's model, so the embedding overlaps the
    primary write;
-2. the executor forwards the primary write; the client gets its reply;
-3. ``finish`` (only after the primary succeeded): the secondary gets, for each touched id, the
+2. the write-ahead intent (``intents.py``): the ids and unresolved filters go to the proxy's
+   local intent log, durable, before the primary sees the write, so a proxy killed at any
+   later instant leaves a repair record (its next start converts pending intents);
+3. the primary write; the client always gets its reply. Its status decides what the secondary
+   needs (``primary_outcome.after_primary``, a table): nothing for a refusal (no mirror, no
+   re-read, no repair record), a re-read for a write that may have applied in part, the
+   repair log for an unknown outcome (5xx, no answer);
+4. ``finish`` (after a primary that applied): the secondary gets, for each touched id, the
    primary's point as it now is (the request's own points for an unconditional upsert; a
    re-read otherwise, which is what makes conditional upserts, payload edits and deletes exact)
    with the secondary model's vector (embedded from the text field, or copied in copy-vectors
    migrations, or kept when the text did not change), its own model's metadata, and, on the
-   target, the digest of the source content; ids gone from the primary are deleted.
+   target, the digest of the source content; ids gone from the primary are deleted;
+5. the intent is cleared once the secondary is level or the difference is in the repair log.
 
-``finish`` never raises: any failure puts the ids (or filters) into the repair log.
-All legs carry the client's own credentials.
+Everything after the primary's answer is total: any exception becomes a repair record (logged
+with its reason), never an error for the client. Cancellation is kept as cancellation: the
+intent is handed to :meth:`Mirror.sweep` (run periodically) which records it, so not even a
+cancelled handler leaves a silent difference. All legs carry the client's own credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -32,6 +42,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 from proxy.dataplane.embedder_pool import EmbedderPool
+from proxy.dataplane.intents import IntentLog
+from proxy.dataplane.primary_outcome import Level, Verdict, after_primary, status_of
 from proxy.dataplane.repair_spool import RepairLog
 from proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
 from proxy.errors import SwitchyardError, UpstreamError
@@ -46,10 +58,14 @@ log = logging.getLogger("switchyard.mirror")
 
 MAX_FILTER_IDS = 10_000
 _CREDENTIALS = ("api-key", "authorization")
+#: The filter of a write the mirror does not understand: the whole collection needs a verify.
+EVERYTHING: dict[str, Any] = {}
 
 MIRRORED = Counter("switchyard_mirrored_writes_total", "Mirrored writes by outcome.", ["migration", "outcome"])
 MIRROR_SECONDS = Histogram("switchyard_mirror_seconds", "Time spent on the secondary leg of a write.")
 MIRROR_QUEUE = Gauge("switchyard_mirror_queue", "Writes waiting for their async mirror.")
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +93,104 @@ class Prepared:
     embedding: asyncio.Task[np.ndarray] | None = None
     embedded_texts: list[str] = field(default_factory=list)
     reread: bool = False  # bring the secondary level by re-reading the primary, whatever the write
+    ticket: int | None = None  # the write-ahead intent, cleared once the secondary is level
+    understood: bool = True  # False: the mirror cannot tell what the write touched
 
 
 class Mirror:
     """Mirrors writes; in ``async`` migrations through a bounded queue drained by one owned worker."""
 
     def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward,
-                 queue_size: int = 1024) -> None:
+                 queue_size: int = 1024, intents: IntentLog | None = None) -> None:
         self.pool = pool
         self.repair = repair
+        self.intents = intents
         self._forward = forward
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
+        self._orphans: list[tuple[Prepared, str]] = []
+
+    # -- the whole write
+
+    async def write(self, target: MirrorTarget, intent: WriteIntent | None, client_headers: Headers,
+                    send: Callable[[], Awaitable[R]]) -> R:
+        """Run ``send`` (the primary write) between the intent and the mirror; the primary's
+        reply is returned whatever happens to the secondary (module docstring)."""
+        prep = await self.prepare(target, intent, client_headers)
+        await self._begin(prep)  # raises before the primary when the intent cannot be written
+        try:
+            reply = await send()
+        except asyncio.CancelledError:
+            self._orphan(prep, "the proxy stopped waiting for the primary write (cancelled)")
+            raise
+        except BaseException as exc:
+            self.abandon(prep)
+            await self._record(prep, _unique(prep.ids), prep.unresolved,
+                               f"the primary write raised {type(exc).__name__}: {exc}; it may have applied")
+            raise
+        try:
+            await self.settle(prep, after_primary(status_of(reply), prep.intent.kinds))
+        except asyncio.CancelledError:
+            self._orphan(prep, "the mirror was cancelled after the primary answered")
+            raise
+        return reply
+
+    async def settle(self, prep: Prepared, verdict: Verdict) -> None:
+        """Act on the primary's answer (never raises but for cancellation)."""
+        mid = prep.target.migration.id
+        if verdict.level is Level.NOTHING:
+            self.abandon(prep)
+            MIRRORED.labels(mid, "not_applied").inc()
+            self._clear(prep)
+        elif verdict.level is Level.RECORD or not prep.understood:
+            self.abandon(prep)
+            why = verdict.reason if prep.understood else "write not understood by the mirror; full verification needed"
+            await self._record(prep, _unique(prep.ids), prep.unresolved, why)
+        else:
+            prep.reread = prep.reread or verdict.level is Level.REREAD
+            if prep.target.migration.mirror == "async":
+                await self.submit(prep)
+            else:
+                await self.finish(prep)
+
+    async def _begin(self, prep: Prepared) -> None:
+        if self.intents is None or (not prep.ids and not prep.unresolved):
+            return
+        prep.ticket = await self.intents.begin(prep.target.migration.id, _unique(prep.ids), prep.unresolved)
+
+    def _clear(self, prep: Prepared) -> None:
+        if self.intents is not None and prep.ticket is not None:
+            self.intents.clear(prep.ticket)
+            prep.ticket = None
+
+    async def _record(self, prep: Prepared, ids: Sequence[Any], filters: Sequence[dict[str, Any]],
+                      reason: str, clear: bool = True) -> bool:
+        """Put ids / filters in the repair log (durably); clear the intent once they are, when
+        ``clear``. False when even the local spool failed: the intent then stays pending."""
+        try:
+            await self.repair.record(prep.target.migration.id, ids, filters, reason)
+        except Exception as exc:  # noqa: BLE001 - the intent stays: the next start records it
+            log.critical("migration %s: repair record not written (%s); the write-ahead intent stays "
+                         "pending for the next start: %s", prep.target.migration.id, exc, reason)
+            return False
+        if clear:
+            self._clear(prep)
+        return True
+
+    def _orphan(self, prep: Prepared, reason: str) -> None:
+        """Cancelled mid-write: no awaiting now; :meth:`sweep` records the intent soon."""
+        self.abandon(prep)
+        if prep.ids or prep.unresolved:
+            self._orphans.append((prep, reason))
+
+    async def sweep(self) -> int:
+        """Record the writes whose handler was cancelled (the proxy runs this periodically)."""
+        found, self._orphans = self._orphans, []
+        for prep, reason in found:
+            await self._record(prep, _unique(prep.ids), prep.unresolved, reason)
+        return len(found)
+
+    # -- async mode
 
     async def submit(self, prep: Prepared) -> None:
         """Queue ``finish`` for later (``--mirror async``); a full queue goes to the repair log."""
@@ -99,8 +201,8 @@ class Mirror:
             MIRROR_QUEUE.set(self._queue.qsize())
         except asyncio.QueueFull:
             self.abandon(prep)
-            await self.repair.record(prep.target.migration.id, _unique(prep.ids), prep.unresolved,
-                                     f"async mirror queue full ({self._queue.maxsize} writes waiting)")
+            await self._record(prep, _unique(prep.ids), prep.unresolved,
+                               f"async mirror queue full ({self._queue.maxsize} writes waiting)")
 
     async def _drain(self) -> None:
         while True:
@@ -117,11 +219,16 @@ class Mirror:
         while not self._queue.empty():
             prep = self._queue.get_nowait()
             self.abandon(prep)
-            await self.repair.record(prep.target.migration.id, _unique(prep.ids), prep.unresolved,
-                                     "proxy stopped before the async mirror ran")
+            await self._record(prep, _unique(prep.ids), prep.unresolved,
+                               "proxy stopped before the async mirror ran")
+        await self.sweep()
 
-    async def prepare(self, target: MirrorTarget, intent: WriteIntent, client_headers: Headers) -> Prepared:
+    # -- the legs
+
+    async def prepare(self, target: MirrorTarget, intent: WriteIntent | None, client_headers: Headers) -> Prepared:
         headers = tuple((k, v) for k, v in client_headers if k in _CREDENTIALS)
+        if intent is None:
+            return Prepared(target, WriteIntent(), headers, unresolved=[EVERYTHING], understood=False)
         prep = Prepared(target, intent, headers, ids=list(intent.ids))
         for flt in intent.filters:
             try:
@@ -140,32 +247,43 @@ class Mirror:
         return prep
 
     def abandon(self, prep: Prepared) -> None:
-        """The primary write failed: nothing to mirror."""
+        """Nothing (more) to mirror: stop the embedding started for it."""
         if prep.embedding is not None:
             prep.embedding.cancel()
 
     async def finish(self, prep: Prepared) -> bool:
-        """Apply the mirror; on any failure record the repair log. True when fully mirrored."""
+        """Apply the mirror; on any failure record the repair log. True when fully mirrored.
+        Total: every exception becomes a repair record (cancellation: see :meth:`sweep`)."""
         mid = prep.target.migration.id
         with MIRROR_SECONDS.time():
             try:
                 missing_text = await self._sync(prep)
-            except (SwitchyardError, OSError, asyncio.TimeoutError, ValueError) as exc:
-                await self.repair.record(mid, _unique(prep.ids), prep.unresolved, f"mirrored write failed: {exc}")
+            except asyncio.CancelledError:
+                self._orphan(prep, "the mirror was cancelled before the secondary was level")
+                raise
+            except Exception as exc:  # noqa: BLE001 - after a primary that applied: record, never fail
+                log.warning("migration %s: mirrored write failed (%s: %s); recording %d id(s) for repair",
+                            mid, type(exc).__name__, exc, len(prep.ids))
+                await self._record(prep, _unique(prep.ids), prep.unresolved,
+                                   f"mirrored write failed: {type(exc).__name__}: {exc}")
                 MIRRORED.labels(mid, "failed").inc()
                 return False
             finally:
                 if prep.embedding is not None and not prep.embedding.done():
                     prep.embedding.cancel()
+        recorded = True
         if missing_text:
-            await self.repair.record(mid, missing_text, [], f"no text in field "
-                                     f"`{prep.target.migration.text_field}` to embed with `{prep.target.spec.id}`")
+            recorded = await self._record(prep, missing_text, [], f"no text in field "
+                                          f"`{prep.target.migration.text_field}` to embed with "
+                                          f"`{prep.target.spec.id}`", clear=False)
         if prep.unresolved:
-            await self.repair.record(mid, [], prep.unresolved,
-                                     f"filter matched more than {MAX_FILTER_IDS} points; left to the backfill")
-        ok = not missing_text and not prep.unresolved
-        MIRRORED.labels(mid, "ok" if ok else "partial").inc()
-        return ok
+            recorded = await self._record(prep, [], prep.unresolved, f"filter matched more than "
+                                          f"{MAX_FILTER_IDS} points; left to the backfill", clear=False) and recorded
+        if recorded:
+            self._clear(prep)
+        level = not missing_text and not prep.unresolved
+        MIRRORED.labels(mid, "ok" if level else "partial").inc()
+        return level
 
     async def _sync(self, prep: Prepared) -> list[Any]:
         """Write the secondary; returns ids that could not be embedded (no text)."""

@@ -13,7 +13,7 @@ Vectors are only decoded when a copy-vectors migration needs them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qdrant_client.conversions.conversion import GrpcToRest
@@ -37,6 +37,9 @@ class WriteIntent:
     ids: tuple[Any, ...] = ()
     filters: tuple[dict[str, Any], ...] = ()
     upserts: tuple[NewPoint, ...] = ()  # only when every operation is an unconditional upsert
+    #: the write kinds (``upsert``, ``set_payload``, ..., ``batch``): what a primary's error
+    #: answer means depends on them (``primary_outcome.after_primary``)
+    kinds: frozenset[str] = frozenset()
 
     @property
     def fast(self) -> bool:
@@ -93,10 +96,11 @@ def rest_intent(method: str, rest: str, body: Any, text_field: str, copy: bool) 
             part = _rest_op(kind, op, text_field, copy)
             if part is None:
                 return None
-            parts.append(part)
-        return _combine(parts)
+            parts.append(replace(part, kinds=frozenset({kind})))
+        return replace(_combine(parts), kinds=frozenset({"batch"}).union(*(p.kinds for p in parts)))
     kind = _REST_OPS.get((method, rest))
-    return _rest_op(kind, body, text_field, copy) if kind else None
+    found = _rest_op(kind, body, text_field, copy) if kind else None
+    return None if found is None or kind is None else replace(found, kinds=frozenset({kind}))
 
 
 def _rest_op(kind: str, op: Any, text_field: str, copy: bool) -> WriteIntent | None:
@@ -165,7 +169,7 @@ def _combine(parts: list[WriteIntent]) -> WriteIntent:
     filters = tuple(f for p in parts for f in p.filters)
     all_fast = all(p.fast for p in parts)
     upserts = tuple(u for p in parts for u in p.upserts) if all_fast else ()
-    return WriteIntent(ids=ids, filters=filters, upserts=upserts)
+    return WriteIntent(ids=ids, filters=filters, upserts=upserts, kinds=frozenset().union(*(p.kinds for p in parts)))
 
 
 # -- gRPC --------------------------------------------------------------------------------------
@@ -177,9 +181,20 @@ _GRPC_MESSAGES = {
     "DeletePayload": points_pb2.DeletePayloadPoints, "ClearPayload": points_pb2.ClearPayloadPoints,
     "UpdateBatch": points_pb2.UpdateBatchPoints,
 }
+_GRPC_KINDS = {
+    "Upsert": "upsert", "Delete": "delete", "UpdateVectors": "update_vectors",
+    "DeleteVectors": "delete_vectors", "SetPayload": "set_payload",
+    "OverwritePayload": "overwrite_payload", "DeletePayload": "delete_payload",
+    "ClearPayload": "clear_payload", "UpdateBatch": "batch",
+}
 
 
 def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> WriteIntent | None:
+    found = _grpc_intent(method_name, raw, text_field, copy)
+    return None if found is None else replace(found, kinds=found.kinds | {_GRPC_KINDS[method_name]})
+
+
+def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> WriteIntent | None:
     cls = _GRPC_MESSAGES.get(method_name)
     if cls is None:
         return None
@@ -202,7 +217,11 @@ def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> Wr
 
 def _grpc_batch_op(op: Any, text_field: str, copy: bool) -> WriteIntent:
     which = op.WhichOneof("operation")
-    inner = getattr(op, which)
+    part = _grpc_batch_part(which, getattr(op, which), text_field, copy)
+    return replace(part, kinds=frozenset({which.removesuffix("_deprecated").replace("_points", "")}))
+
+
+def _grpc_batch_part(which: str, inner: Any, text_field: str, copy: bool) -> WriteIntent:
     if which == "upsert":
         conditional = inner.HasField("update_filter") or inner.HasField("update_mode")
         return _grpc_upsert(inner.points, conditional, text_field, copy)

@@ -237,29 +237,11 @@ class Executor:
 
     async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
                         intent: WriteIntent | None, headers: Any = None) -> Any:
-        """Primary first; the secondary only after it succeeded; the client gets the primary's reply."""
+        """Primary first (after its write-ahead intent); the secondary only as the primary's
+        answer requires; the client gets the primary's reply (``proxy.dataplane.mirror``)."""
         assert self.mirror is not None
-        if intent is None:
-            reply = await forward(call)
-            if reply.ok:
-                await self.mirror.repair.record(
-                    target.migration.id, [], [{}], "write not understood by the mirror; full verification needed")
-            return reply
-        prepared = await self.mirror.prepare(target, intent, headers if headers is not None else call.headers)
-        try:
-            reply = await forward(call)
-        except BaseException:
-            self.mirror.abandon(prepared)
-            raise
-        if not reply.ok:
-            # a failed write may still have applied in part (a multi-id payload update naming a
-            # missing id): level the secondary with whatever the primary now holds
-            prepared.reread = True
-        if target.migration.mirror == "async":
-            await self.mirror.submit(prepared)
-        else:
-            await self.mirror.finish(prepared)
-        return reply
+        return await self.mirror.write(target, intent, headers if headers is not None else call.headers,
+                                       lambda: forward(call))
 
     @staticmethod
     def _decide(verdict: Plan, n_points: int) -> Plan:

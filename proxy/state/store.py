@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,6 +196,36 @@ class StateStore:
         env = Envelope(kind, key, rev, uuid.uuid4().hex, time.time(), data)
         await self._write(env, update_mode=None, update_filter=None)
         return env
+
+    async def upsert_many(self, records: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Last-writer-wins write of many records in one call (the repair log's batches).
+
+        Their ``rev`` is the write's time in microseconds, so it changes on every rewrite: all a
+        reader that deletes "unless rewritten since" needs (``repair_log.resolve``). Never
+        compare-and-set on records written this way."""
+        if not records:
+            return
+        await self.ensure()
+        rev, writer, now = time.time_ns() // 1000, uuid.uuid4().hex, time.time()
+        points = [models.PointStruct(id=record_id(kind, key), vector={},
+                                     payload=Envelope(kind, key, rev, writer, now, data).to_payload())
+                  for kind, key, data in records]
+        try:
+            await self._client.upsert(self.collection, points, wait=True)
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            raise UpstreamError(f"state store write failed: {exc}") from exc
+
+    async def count(self, kind: str, where: Mapping[str, str] | None = None) -> int:
+        """How many records of ``kind`` there are whose ``data`` fields equal ``where`` (exact)."""
+        await self.ensure()
+        must: list[Any] = [models.FieldCondition(key="kind", match=models.MatchValue(value=kind))]
+        must += [models.FieldCondition(key=f"data.{k}", match=models.MatchValue(value=v))
+                 for k, v in (where or {}).items()]
+        try:
+            found = await self._client.count(self.collection, count_filter=models.Filter(must=must), exact=True)
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            raise UpstreamError(f"state store count failed: {exc}") from exc
+        return int(found.count)
 
     async def aliases(self) -> dict[str, str]:
         """Alias name -> collection name, as the upstream reports them now."""

@@ -1,0 +1,212 @@
+"""The repair path's parts: the primary-outcome table, the batched and bounded repair log (on a
+real state store), and the write-ahead intent log (real files, real ``flock``, real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+from proxy.dataplane import repair_log
+from proxy.dataplane.intents import IntentLog, adopt, parse
+from proxy.dataplane.primary_outcome import Level, after_primary, status_of
+from proxy.dataplane.repair_spool import COARSE, RepairLog, TokenBucket, stored_id
+from proxy.errors import SwitchyardError
+from proxy.state.store import StateStore
+from proxy.wire import GrpcReply, RestReply
+
+K = frozenset
+
+# (status, kinds) -> level: the whole decision, as a table
+OUTCOMES = [
+    (200, K({"upsert"}), Level.MIRROR),
+    (202, K({"delete"}), Level.MIRROR),
+    (401, K({"upsert"}), Level.NOTHING),
+    (403, K({"batch", "upsert", "delete"}), Level.NOTHING),
+    (400, K({"upsert"}), Level.NOTHING),
+    (422, K({"set_payload"}), Level.NOTHING),
+    (400, K({"batch", "upsert"}), Level.REREAD),
+    (422, K({"batch", "delete"}), Level.REREAD),
+    (404, K({"set_payload"}), Level.REREAD),
+    (404, K({"overwrite_payload"}), Level.REREAD),
+    (404, K({"delete_payload"}), Level.REREAD),
+    (404, K({"clear_payload"}), Level.REREAD),
+    (404, K({"update_vectors"}), Level.REREAD),
+    (404, K({"delete_vectors"}), Level.REREAD),
+    (404, K({"batch", "upsert"}), Level.REREAD),
+    (404, K({"upsert"}), Level.NOTHING),
+    (404, K({"delete"}), Level.NOTHING),
+    (409, K({"upsert"}), Level.NOTHING),
+    (413, K({"upsert"}), Level.NOTHING),
+    (429, K({"upsert"}), Level.NOTHING),
+    (408, K({"upsert"}), Level.RECORD),
+    (500, K({"upsert"}), Level.RECORD),
+    (503, K({"delete"}), Level.RECORD),
+    (504, K({"set_payload"}), Level.RECORD),
+    (None, K({"upsert"}), Level.RECORD),
+    (302, K({"upsert"}), Level.RECORD),
+]
+
+
+@pytest.mark.parametrize("status,kinds,level", OUTCOMES)
+def test_after_primary_table(status: int | None, kinds: frozenset[str], level: Level) -> None:
+    verdict = after_primary(status, kinds)
+    assert verdict.level is level
+    assert verdict.reason  # every verdict says why
+
+
+@pytest.mark.parametrize("reply,status", [
+    (RestReply(404, (), b""), 404), (GrpcReply(b"", code="OK"), 200),
+    (GrpcReply(b"", code="UNAUTHENTICATED"), 401), (GrpcReply(b"", code="NOT_FOUND"), 404),
+    (GrpcReply(b"", code="DEADLINE_EXCEEDED"), None), (GrpcReply(b"", code="CANCELLED"), None),
+])
+def test_status_of_both_protocols(reply: Any, status: int | None) -> None:
+    assert status_of(reply) == status
+
+
+def test_token_bucket_schedule() -> None:
+    b = TokenBucket(rate=10, burst=20)
+    assert b.take(20, 0.0) and not b.take(1, 0.0)
+    assert not b.take(11, 1.0) and b.take(10, 1.0)
+    assert b.take(20, 100.0)  # never more than the burst saved up
+    assert not b.take(1, 100.0)
+
+
+@pytest.mark.parametrize("pid,stored", [(5, 5), ("ab", "ab"), ((1 << 64) - 1, (1 << 64) - 1),
+                                        (1 << 64, str(1 << 64)), (-1, "-1"), (1.5, "1.5"), (True, "True")])
+def test_stored_id_keeps_every_id_writable(pid: Any, stored: Any) -> None:
+    assert stored_id(pid) == stored
+
+
+@pytest.fixture
+async def store(upstream: Any) -> Any:
+    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+    name = f"_switchyard_test_{uuid.uuid4().hex[:8]}"
+    st = StateStore(client, collection=name)
+    yield st
+    await client.delete_collection(name)
+    await client.close()
+
+
+async def test_concurrent_records_share_store_calls(store: StateStore, tmp_path: Path) -> None:
+    calls = 0
+    real = store.upsert_many
+
+    async def counting(records: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real(records)
+
+    store.upsert_many = counting  # type: ignore[method-assign]
+    log = RepairLog(store, tmp_path / "spool.jsonl", rate=10_000, burst=10_000)
+    await asyncio.gather(*(log.record("m1", [i], [], "test") for i in range(200)))
+    assert await repair_log.size(store, "m1") == 200
+    assert calls < 20  # group commit: 200 records in a handful of store calls
+
+
+async def test_flood_past_the_bound_becomes_one_coarse_entry(store: StateStore, tmp_path: Path) -> None:
+    log = RepairLog(store, tmp_path / "spool.jsonl", rate=0.001, burst=50)
+    for start in range(0, 500, 25):
+        await asyncio.gather(*(log.record("m2", [i], [], "test") for i in range(start, start + 25)))
+    await log.record("m3", [1], [], "another migration is not affected")
+    size = await repair_log.size(store, "m2")
+    assert size <= 52  # the burst, plus the coarse entry
+    coarse = await repair_log.coarse(store, "m2")
+    assert coarse is not None and coarse.filter == {} and "needs a verify" in coarse.reason
+    assert coarse.dropped >= 450 and coarse.since > 0
+    entries = await repair_log.pending(store, "m2")
+    assert any(e.key == f"m2/{COARSE}" for e in entries)
+    assert await repair_log.size(store, "m3") == 1 and await repair_log.coarse(store, "m3") is None
+
+
+async def test_store_down_spools_then_replays(tmp_path: Path) -> None:
+    dead = StateStore(AsyncQdrantClient(url="http://127.0.0.1:9", check_compatibility=False, timeout=1))
+    log = RepairLog(dead, tmp_path / "spool.jsonl")
+    await log.record("m4", [1, 2], [{"must": []}], "test")
+    lines = (tmp_path / "spool.jsonl").read_bytes().splitlines()
+    assert len(lines) == 3
+    with pytest.raises(SwitchyardError):
+        await log.replay()
+    await dead.close()
+
+
+async def test_intents_group_commit_and_clear(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, "p1")
+    log.open()
+    seqs = await asyncio.gather(*(log.begin("m", [i], []) for i in range(100)))
+    assert len(set(seqs)) == 100
+    assert log.syncs < 100  # one sync served many writers
+    for s in seqs[:60]:
+        log.clear(s)
+    pending = parse(log.path.read_bytes(), "p1")
+    assert sorted(i.ids[0] for i in pending) == list(range(60, 100))
+    log.close()
+    assert log.path.exists()  # pending intents survive a clean stop
+
+
+async def test_second_live_owner_is_refused(tmp_path: Path) -> None:
+    first = IntentLog(tmp_path, "same")
+    first.open()
+    code = textwrap.dedent(f"""
+        from proxy.dataplane.intents import IntentLog
+        from proxy.errors import SwitchyardError
+        try:
+            IntentLog({str(tmp_path)!r}, "same").open(wait=0.2)
+        except SwitchyardError as exc:
+            print("refused", exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("refused") and "same" in out
+    first.close()
+
+
+async def test_dead_owner_intents_become_repair_records(store: StateStore, tmp_path: Path) -> None:
+    """A process begins intents and is SIGKILLed; a new owner (another id) adopts them."""
+    code = textwrap.dedent(f"""
+        import asyncio, os, signal
+        from proxy.dataplane.intents import IntentLog
+        async def go():
+            log = IntentLog({str(tmp_path)!r}, "victim")
+            log.open()
+            a = await log.begin("m5", [1, 2], [])
+            await log.begin("m5", [3], [{{"must": [{{"key": "n", "match": {{"value": 1}}}}]}}])
+            await log.begin("m5", [1 << 64], [])
+            log.clear(a)
+            os.kill(os.getpid(), signal.SIGKILL)
+        asyncio.run(go())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == -9
+    repair = RepairLog(store, tmp_path / "repair-spool-heir.jsonl")
+    heir = IntentLog(tmp_path, "heir")
+    heir.open()
+    assert await adopt(heir, repair) == 2
+    entries = await repair_log.pending(store, "m5")
+    assert sorted(str(e.point_id) for e in entries if e.point_id is not None) == ["18446744073709551616", "3"]
+    assert [e.filter for e in entries if e.point_id is None] == [{"must": [{"key": "n", "match": {"value": 1}}]}]
+    assert all("victim" in e.reason for e in entries)
+    assert not (tmp_path / "intents-victim.jsonl").exists() and heir.pending() == []
+    assert await adopt(heir, repair) == 0  # once
+    heir.close()
+
+
+async def test_restart_with_same_identity_finds_its_intents(store: StateStore, tmp_path: Path) -> None:
+    first = IntentLog(tmp_path, "me")
+    first.open()
+    await first.begin("m6", [7], [])
+    os.close(first._lock_fd)  # type: ignore[arg-type]  # as a dead process would: lock gone, files stay
+    first._lock_fd = None
+    again = IntentLog(tmp_path, "me")
+    again.open()
+    assert [i.ids for i in again.leftover] == [(7,)]
+    assert await adopt(again, RepairLog(store, tmp_path / "repair-spool-me.jsonl")) == 1
+    assert [e.point_id for e in await repair_log.pending(store, "m6")] == [7]
+    again.close()
