@@ -11,6 +11,7 @@
     ├── NotFound                          404 NOT_FOUND           unknown collection, point, model, migration
     ├── Conflict                          409 ALREADY_EXISTS      exists already, or a lost compare-and-set
     ├── Unsupported                       501 UNIMPLEMENTED       valid request this server cannot serve
+    ├── StateUnavailable                  503 UNAVAILABLE         the proxy cannot read its migration state
     ├── UpstreamError                     502 UNAVAILABLE         Qdrant unreachable or answered garbage
     │   └── UpstreamTimeout               504 DEADLINE_EXCEEDED   Qdrant did not answer in time
     ├── EmbedderError                     502 UNAVAILABLE         the embedding provider failed
@@ -101,6 +102,14 @@ class Unsupported(SwitchyardError):
     http_status = 501
     grpc_code = "UNIMPLEMENTED"
     prefix = "Unsupported: "
+
+
+class StateUnavailable(SwitchyardError):
+    """Fail closed: the proxy's state snapshot is too old to know whether a write must be mirrored."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+    prefix = "Service unavailable: "
 
 
 class UpstreamError(SwitchyardError):

@@ -22,6 +22,7 @@ from typing import Any
 from proxy.config import ProxyConfig
 from proxy.intercept.executor import Executor
 from proxy.owned_tasks import stop_task
+from proxy.intercept.listing import ReservedGate
 from proxy.state.freshness import StateGuard
 from proxy.state.snapshot import StateCache, StateUnreadable, unreadable_hint
 from proxy.state.store import StateStore
@@ -53,6 +54,7 @@ class ProxyInterceptor(Executor):
 
         await self.cache.start()  # raises StateUnreadable: a proxy that cannot read state never serves
         self.state_guard = StateGuard(self.cache, self.config.max_staleness)
+        self.reserved = ReservedGate(self.config.admin_key)
         await self._start_mirror()
         service_config = ServiceConfig(ack_timeout=self.config.ack_timeout,
                                        heartbeat_ttl=self.config.heartbeat_ttl,
@@ -165,5 +167,6 @@ def build_interceptor(config: ProxyConfig) -> ProxyInterceptor:
         config.upstream_rest_url,
         api_key=config.upstream_api_key,
         timeout=min(config.upstream_timeout, 10.0),
+        admin_key="",  # talks to the upstream directly: no admin key in its headers
     )
     return ProxyInterceptor(config, store, StateCache(store, ttl=config.state_cache_ttl))

@@ -22,7 +22,7 @@ from proxy.errors import BadRequest
 from proxy.modelspec import ModelSpec
 from proxy.secret_sources import add_secret_argument
 from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from proxy.state.store import StateStore, tool_headers
 
 DEFAULT_URL = "http://localhost:6333"
 
@@ -91,7 +91,8 @@ def _run(fn: Handler) -> Callable[[argparse.Namespace], int]:
     """Wrap an async handler; exit status 1 when a drift check finds the model changed."""
     def handler(args: argparse.Namespace) -> int:
         async def go() -> Any:
-            client = AsyncQdrantClient(url=args.url, api_key=args.api_key, check_compatibility=False)
+            client = AsyncQdrantClient(url=args.url, api_key=args.api_key, check_compatibility=False,
+                                       metadata=tool_headers())  # a proxy admits it to _switchyard
             store = StateStore(client)
             try:
                 return await fn(args, store, client)

@@ -68,7 +68,9 @@ class RunningProxy:
         self.wait_bound(binding.collection)
 
 
-def start_proxy(upstream_rest_url: str, grpc_host: str, grpc_port: int) -> RunningProxy:
+def start_proxy(upstream_rest_url: str, grpc_host: str, grpc_port: int,
+                overrides: dict[str, str] | None = None) -> RunningProxy:
+    """A proxy with the test defaults below; ``overrides`` (option -> text) win."""
     config = load_config(
         {
             "upstream_rest_url": upstream_rest_url,
@@ -81,6 +83,7 @@ def start_proxy(upstream_rest_url: str, grpc_host: str, grpc_port: int) -> Runni
             "ack_timeout": "15",
             # tests share one state store: the product default of 3 would couple them
             "max_active_migrations": "1000",
+            **(overrides or {}),
         },
         {},
         None,

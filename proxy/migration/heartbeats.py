@@ -9,6 +9,13 @@ written last-writer-wins (nobody else writes it). A proxy silent for longer than
 ``gone`` and stops counting: the wait for acknowledgement never hangs on a dead replica.
 ``last_seen`` is the proxy's wall clock, so hosts need roughly synchronised clocks (NTP), and
 the TTL should be several heartbeat intervals plus the state cache TTL.
+
+A proxy beats only while its state snapshot is fresh (``stale`` returns ``None``): one that
+cannot read the state store stops beating, so it is never counted as having acted on a
+revision it has not seen. While its last record is younger than the TTL it counts as
+``lagging`` for any newer revision (transitions wait); after that it is ``gone`` and stops
+counting, by which time it already refuses the writes a migration governs
+(``proxy.state.freshness``), so nothing it does goes unmirrored.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,18 +111,33 @@ async def list_heartbeats(store: StateStore) -> list[Heartbeat]:
     return [Heartbeat.from_dict(e.data) for e in await store.list(KIND)]
 
 
+#: ``stale()``: why this proxy may not vouch for its snapshot now (``None``: it may).
+StaleCheck = Callable[[], "str | None"]
+
+
+def _never_stale() -> str | None:
+    return None
+
+
 async def run_heartbeats(store: StateStore, instance_id: str, cache: SnapshotSource,
-                         interval: float = DEFAULT_INTERVAL) -> None:
-    """Heartbeat every ``interval`` seconds until cancelled; a failed beat is logged, not fatal."""
+                         interval: float = DEFAULT_INTERVAL, stale: StaleCheck = _never_stale) -> None:
+    """Heartbeat every ``interval`` seconds until cancelled; a failed beat is logged, not fatal;
+    no beat while ``stale()`` gives a reason (logged once per reason)."""
     last_error = ""
     while True:
-        try:
-            await beat(store, instance_id, cache)
-            last_error = ""
-        except SwitchyardError as exc:
-            if str(exc) != last_error:
-                log.warning("heartbeat of %s failed: %s", instance_id, exc)
-            last_error = str(exc)
+        reason = stale()
+        if reason is not None:
+            if reason.split(" for ")[0] != last_error.split(" for ")[0]:
+                log.warning("heartbeat of %s withheld: %s", instance_id, reason)
+            last_error = reason
+        else:
+            try:
+                await beat(store, instance_id, cache)
+                last_error = ""
+            except SwitchyardError as exc:
+                if str(exc) != last_error:
+                    log.warning("heartbeat of %s failed: %s", instance_id, exc)
+                last_error = str(exc)
         await asyncio.sleep(interval)
 
 
@@ -123,14 +145,15 @@ class HeartbeatLoop:
     """Owns the heartbeat task: :meth:`start` after the state cache, :meth:`stop` on shutdown."""
 
     def __init__(self, store: StateStore, instance_id: str, cache: SnapshotSource,
-                 interval: float = DEFAULT_INTERVAL) -> None:
+                 interval: float = DEFAULT_INTERVAL, stale: StaleCheck = _never_stale) -> None:
         self.store, self.instance_id, self.cache, self.interval = store, instance_id, cache, interval
+        self.stale = stale
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                run_heartbeats(self.store, self.instance_id, self.cache, self.interval),
+                run_heartbeats(self.store, self.instance_id, self.cache, self.interval, self.stale),
                 name=f"heartbeat-{self.instance_id}")
 
     async def stop(self) -> None:

@@ -7,7 +7,11 @@ copy of the model specs, bindings and aliases, replaced wholesale by :class:`Sta
 old (plus one refresh), which the control plane accounts for when it waits for acknowledgement.
 
 When a refresh fails the cache keeps the last good snapshot and records why, so a state store
-outage never turns metadata stamping off silently: the reason shows in status and logs.
+outage never turns metadata stamping off silently: the reason shows in status and logs. A
+snapshot's ``taken_at`` is when its read *began* (the records are at least that old), and
+:meth:`StateCache.age` is what ``proxy.state.freshness`` compares with ``state_max_staleness``
+to fail closed. :meth:`StateCache.start` raises :class:`StateUnreadable` when the very first read
+fails: a proxy that cannot read its state at start-up must not serve.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from proxy.errors import SwitchyardError
+from proxy.errors import SwitchyardError, UpstreamError
 from proxy.migration.record import Migration
 from proxy.modelspec import ModelSpec
 from proxy.owned_tasks import stop_task
@@ -57,6 +61,25 @@ class StateSnapshot:
         return name in self.bindings or self.aliases.get(name, "") in self.bindings
 
 
+class StateUnreadable(UpstreamError):
+    """The state store could not be read at start-up; the message says why and what to set."""
+
+    prefix = ""
+
+
+def unreadable_hint(exc: BaseException) -> str:
+    """What to do about a failed first read, from the upstream's status code when there is one."""
+    status = None
+    cause: BaseException | None = exc
+    while cause is not None and status is None:
+        status = getattr(cause, "status_code", None)
+        cause = cause.__cause__
+    if status in (401, 403):
+        return ("; set --upstream-api-key (env SWITCHYARD_UPSTREAM_API_KEY) to a read-write key "
+                "the upstream accepts")
+    return "; check that the upstream is running and --upstream-rest-url points at it"
+
+
 class StateCache:
     """Keeps a fresh :class:`StateSnapshot`; one owned refresh task, stopped by :meth:`stop`."""
 
@@ -65,10 +88,12 @@ class StateCache:
         self.ttl = ttl
         self.snapshot = StateSnapshot()
         self.last_error: str | None = None
+        self.last_exception: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> StateSnapshot:
         """Read everything once; on failure keep the old snapshot and remember the reason."""
+        started = time.monotonic()
         try:
             models = {
                 e.key: ModelSpec.from_dict(e.data) for e in await self._store.list("model")
@@ -85,13 +110,15 @@ class StateCache:
             if reason != self.last_error:
                 log.warning(reason)
             self.last_error = reason
+            self.last_exception = exc
             return self.snapshot
         self.last_error = None
+        self.last_exception = None
         self.snapshot = StateSnapshot(
             models=MappingProxyType(models),
             bindings=MappingProxyType(bindings),
             aliases=MappingProxyType(aliases),
-            taken_at=time.monotonic(),
+            taken_at=started,
             migrations=MappingProxyType(migrations),
         )
         return self.snapshot
@@ -99,9 +126,19 @@ class StateCache:
     def _age(self) -> float:
         return time.monotonic() - self.snapshot.taken_at if self.snapshot.taken_at else 0.0
 
+    def age(self) -> float | None:
+        """Seconds since the current snapshot's read began; ``None`` before the first success."""
+        return time.monotonic() - self.snapshot.taken_at if self.snapshot.taken_at else None
+
     async def start(self) -> None:
-        """First refresh inline (so the proxy starts informed), then every ``ttl`` seconds."""
+        """First refresh inline (so the proxy starts informed), then every ``ttl`` seconds.
+
+        Raises :class:`StateUnreadable` (nothing started) when that first read fails."""
         await self.refresh()
+        if self.last_exception is not None:
+            exc = self.last_exception
+            detail = exc.args[0] if isinstance(exc, SwitchyardError) and exc.args else exc
+            raise StateUnreadable(f"state store unreadable: {detail}{unreadable_hint(exc)}") from exc
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="state-refresh")
 
     async def _loop(self) -> None:

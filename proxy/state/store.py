@@ -13,12 +13,16 @@ other gets :class:`~proxy.errors.Conflict` naming the revision it lost to. The r
 makes this safe on any Qdrant version and cluster: the conditional upsert alone reports success
 even when its filter matched nothing.
 
-The store talks to Qdrant through qdrant-client (REST), directly or through a proxy (which
-forwards ``_switchyard`` untouched).
+The store talks to Qdrant through qdrant-client (REST), directly or through a proxy. A proxy
+hides ``_switchyard`` from applications and refuses data-plane calls on it
+(``proxy.intercept.reserved``) unless they carry Switchyard's own credential, header
+``switchyard-admin-key`` (:func:`tool_headers`): every client :meth:`StateStore.connect` makes
+sends it, so Switchyard's commands work against a proxy as against Qdrant.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,6 +38,14 @@ from proxy.errors import Conflict, NotFound, UpstreamError
 STATE_COLLECTION = "_switchyard"
 _NAMESPACE = uuid.UUID("6f1b0e2c-5b38-4d0e-9a51-8a7cf1c53a11")
 _INDEXED_FIELDS = ("kind", "key", "rev")
+
+
+def tool_headers(admin_key: str | None = None) -> dict[str, str]:
+    """Headers marking a client as Switchyard's own, for a proxy's reserved-collection rule:
+    the admin key (``admin_key``, else env ``SWITCHYARD_ADMIN_KEY``), or ``-`` when none is set
+    (a proxy without an admin key needs only the header)."""
+    key = admin_key if admin_key is not None else os.environ.get("SWITCHYARD_ADMIN_KEY")
+    return {"switchyard-admin-key": key or "-"}
 
 
 def record_id(kind: str, key: str) -> str:
@@ -93,15 +105,17 @@ class StateStore:
         return self._client
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None, timeout: float = 10.0) -> StateStore:
+    def connect(cls, url: str, api_key: str | None = None, timeout: float = 10.0,
+                admin_key: str | None = None) -> StateStore:
         """A store over a new REST client (``url`` may be Qdrant or a Switchyard proxy).
 
         The client keeps connections alive (:data:`KEEP_ALIVE`) whatever the host:
         qdrant-client turns keep-alive off for ``localhost`` / ``127.0.0.1``, which makes every
-        call of a sidecar (proxy, daemon) next to its Qdrant open a new TCP connection."""
+        call of a sidecar (proxy, daemon) next to its Qdrant open a new TCP connection.
+        It sends :func:`tool_headers` (``admin_key``) so a proxy lets it reach ``_switchyard``."""
         client = AsyncQdrantClient(
             url=url, api_key=api_key, timeout=int(max(1, timeout)), check_compatibility=False,
-            limits=KEEP_ALIVE,
+            limits=KEEP_ALIVE, metadata=tool_headers(admin_key),
         )
         return cls(client)
 
