@@ -137,7 +137,7 @@ def test_bound_problem(texts: list[tuple[int, ModelSpec]], limits: InferenceLimi
     found = bound_problem(texts, limits)
     assert (found[0] if found else None) == limit
     if found:
-        assert limit in found[1]  # the message names the option to raise
+        assert limit is not None and limit in found[1]  # the message names the option to raise
 
 
 def test_check_bounds_is_a_qdrant_shaped_400() -> None:
