@@ -8,11 +8,13 @@ only splits requests by ``Content-Length``, on uvloop when installed.
 
 Usage (the bench starts it)::
 
-    python bench/canned_responder.py CANNED.json
+    python bench/canned_responder.py CANNED.json [FALLBACK_REST_PORT]
     -> prints "canned ready rest=PORT grpc=PORT"
 
 ``CANNED.json``: ``{"rest": {"GET /path": [status, "content-type", "<base64 body>"]},
-"grpc": {"/pkg.Service/Method": "<base64 message>"}}``; unknown calls get 404 / UNIMPLEMENTED.
+"grpc": {"/pkg.Service/Method": "<base64 message>"}}``; unknown calls get 404 / UNIMPLEMENTED,
+or, with ``FALLBACK_REST_PORT``, unknown REST calls are relayed to that server on 127.0.0.1
+(the proxy's own state-store calls: a proxy refuses to serve without readable state).
 """
 
 from __future__ import annotations
@@ -39,16 +41,22 @@ def http_response(status: int, content_type: str, body: bytes) -> bytes:
 class CannedHttp(asyncio.Protocol):
     """HTTP/1.1 keep-alive: answer each complete request from the table."""
 
-    def __init__(self, table: dict[bytes, bytes]) -> None:
+    def __init__(self, table: dict[bytes, bytes], fallback: int | None = None) -> None:
         self.table = table
+        self.fallback = fallback
         self.buf = b""
         self.transport: asyncio.Transport | None = None
+        self.relaying: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        if self.relaying is None:
+            self._answer()
+
+    def _answer(self) -> None:
         while True:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
@@ -66,9 +74,43 @@ class CannedHttp(asyncio.Protocol):
             line = head[:head.find(b"\r\n")] if b"\r\n" in head else head
             method, target = line.split(b" ", 2)[:2]
             key = method + b" " + target.split(b"?", 1)[0]
-            self.buf = self.buf[total:]
+            request, self.buf = self.buf[:total], self.buf[total:]
             assert self.transport is not None
-            self.transport.write(self.table.get(key, _NOT_FOUND))
+            answer = self.table.get(key)
+            if answer is None and self.fallback is not None:
+                self.relaying = asyncio.ensure_future(self._relay(request))
+                return
+            self.transport.write(answer or _NOT_FOUND)
+
+    async def _relay(self, request: bytes) -> None:
+        """One request to the fallback server (Connection: close), its reply back; then go on."""
+        assert self.transport is not None and self.fallback is not None
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.fallback)
+        writer.write(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n" + body)
+        reply = await reader.read()
+        writer.close()
+        rhead, _, rbody = reply.partition(b"\r\n\r\n")
+        kept = [line for line in rhead.split(b"\r\n")
+                if not line.lower().startswith((b"connection:", b"transfer-encoding:", b"content-length:"))]
+        if b"chunked" in rhead.lower():
+            rbody = _dechunk(rbody)
+        self.transport.write(b"\r\n".join(kept) + b"\r\nContent-Length: %d\r\n\r\n" % len(rbody) + rbody)
+        self.relaying = None
+        self._answer()
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2:]
+    return b"".join(out)
 
 
 class CannedGrpc(grpc.GenericRpcHandler):
@@ -86,12 +128,12 @@ class CannedGrpc(grpc.GenericRpcHandler):
         return self.handlers.get(details.method)  # type: ignore[attr-defined]
 
 
-async def serve(canned: dict[str, Any]) -> None:
+async def serve(canned: dict[str, Any], fallback: int | None) -> None:
     rest = {k.encode(): http_response(v[0], v[1], base64.b64decode(v[2]))
             for k, v in canned.get("rest", {}).items()}
     grpc_table = {k: base64.b64decode(v) for k, v in canned.get("grpc", {}).items()}
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: CannedHttp(rest), "127.0.0.1", 0, backlog=1024)
+    server = await loop.create_server(lambda: CannedHttp(rest, fallback), "127.0.0.1", 0, backlog=1024)
     gserver = grpc.aio.server(handlers=[CannedGrpc(grpc_table)],
                               options=[("grpc.max_send_message_length", 64 << 20)])
     gport = gserver.add_insecure_port("127.0.0.1:0")
@@ -115,7 +157,7 @@ def main() -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(canned))
+        runner.run(serve(canned, int(sys.argv[2]) if len(sys.argv) > 2 else None))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ class ProxyServer:
     """Both listeners of one proxy; see the module docstring."""
 
     def __init__(self, config: ProxyConfig, interceptor: Interceptor | None = None, *,
-                 drain_seconds: float = 10.0) -> None:
+                 drain_seconds: float = 10.0, reuse_port: bool = False) -> None:
         self.config = config
         self.drain_seconds = drain_seconds
+        self.reuse_port = reuse_port  # several worker processes share the listeners
         self.interceptor = interceptor
         self._extra_routes: list[Any] = []
         self._extra_grpc: list[Any] = []
@@ -105,11 +106,11 @@ class ProxyServer:
         self._grpc_upstream = _grpc_upstream(cfg)
         self._rest = RestFrontend(self._rest_upstream, self.interceptor,
                                   max_body_size=cfg.max_body_size)
-        self._runner, self._rest_port = await start_rest(
-            self._rest.build_app(self._extra_routes), cfg.listen_rest, server_ssl,
-            drain_seconds=self.drain_seconds)
+        self._runner = await start_rest(self._rest, self._extra_routes, cfg, server_ssl,
+                                        drain_seconds=self.drain_seconds, reuse_port=self.reuse_port)
+        self._rest_port = self._runner.port
         self._grpc_server, self._grpc_port = await start_grpc(
-            self._grpc_upstream, self.interceptor, cfg, self._extra_grpc)
+            self._grpc_upstream, self.interceptor, cfg, self._extra_grpc, reuse_port=self.reuse_port)
         log.info("proxy listening rest=%s grpc=%s upstream=%s", self.rest_address,
                  self.grpc_address, cfg.upstream_rest_url)
 
@@ -125,7 +126,7 @@ class ProxyServer:
         if self._grpc_server is not None:
             draining.append(self._grpc_server.stop(grace))
         if self._runner is not None:
-            draining.append(self._runner.cleanup())
+            draining.append(self._runner.close(grace))
         await asyncio.gather(*draining)
         tasks = list(self._tasks)
         for task in tasks:

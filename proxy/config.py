@@ -71,6 +71,11 @@ class ProxyConfig:
     max_inference_request_chars: int = 1 << 20
     credential_check_ttl: float = 10.0
     credential_cache_size: int = 4096
+    workers: int = 1
+    rest_header_timeout: float = 10.0
+    rest_idle_timeout: float = 60.0
+    grpc_keepalive_time: float = 60.0
+    grpc_max_connection_idle: float = 300.0
     state_max_staleness: float | None = None  # None: state_cache_ttl + 3 s (see max_staleness)
     admin_trust_loopback: bool = True
 
@@ -126,6 +131,11 @@ OPTION_HELP: dict[str, str] = {
     "credential_check_ttl": "seconds a caller's credential verdict from the upstream is cached "
                             "(default 10)",
     "credential_cache_size": "callers' credential verdicts kept at most (default 4096)",
+    "workers": "proxy processes sharing the listeners, a number or 'auto' = cores (default 1)",
+    "rest_header_timeout": "seconds a REST client has to send a whole request head (default 10)",
+    "rest_idle_timeout": "seconds an idle REST keep-alive connection stays open (default 60)",
+    "grpc_keepalive_time": "seconds between keepalive pings on gRPC client connections (default 60)",
+    "grpc_max_connection_idle": "seconds a gRPC connection without calls stays open (default 300)",
     "state_max_staleness": "seconds the proxy trusts its last read of the migration state; older, "
                            "writes to migrating collections get 503 and heartbeats stop "
                            "(default state_cache_ttl + 3)",
@@ -257,6 +267,13 @@ def _urls(value: Any) -> tuple[str, ...]:
     return tuple(_url(item) for item in items if str(item).strip())
 
 
+def _workers(value: Any) -> int:
+    """A worker count; ``auto`` is the number of cores this process may run on."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return _positive_int(value)
+
+
 def _instance_id(value: Any) -> str:
     text = _str(value)
     if not text:
@@ -291,6 +308,11 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_active_migrations": _positive_int,
     "webhooks": _urls,
     "spool_dir": _optional_str,
+    "workers": _workers,
+    "rest_header_timeout": _seconds,
+    "rest_idle_timeout": _seconds,
+    "grpc_keepalive_time": _seconds,
+    "grpc_max_connection_idle": _seconds,
     "max_inference_text_chars": _optional_positive_int,
     "max_inference_request_chars": _positive_int,
     "credential_check_ttl": _seconds,

@@ -1,6 +1,8 @@
-"""Binding the listeners: the aiohttp runner/site and the grpc.aio server, with TLS if set.
+"""Binding the listeners: the REST listener (+ its own-routes app) and the grpc.aio server.
 
-Kept apart from :mod:`proxy.app` so only front-end modules import aiohttp and grpc.
+Kept apart from :mod:`proxy.app` so only front-end modules import aiohttp and grpc. With
+``reuse_port`` (several workers) both listeners set ``SO_REUSEPORT`` so the kernel spreads
+connections over the workers; otherwise a busy port fails loudly.
 """
 
 from __future__ import annotations
@@ -16,41 +18,85 @@ from aiohttp import web
 from proxy.config import ProxyConfig, parse_hostport
 from proxy.errors import ConfigError
 from proxy.frontend.grpc import GrpcFrontend
+from proxy.frontend.http_protocol import HttpServer
+from proxy.frontend.rest import RestFrontend, socketpair_connector
+from proxy.upstream.rest_client import RestUpstream
 from proxy.upstream.grpc_client import MAX_MESSAGE_BYTES, GrpcUpstream
 from proxy.wire import Interceptor
 
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared silently
 )
 
 
-async def start_rest(app: web.Application, listen: str, ssl_context: ssl.SSLContext | None,
-                     *, drain_seconds: float = 10.0) -> tuple[web.AppRunner, int]:
-    """Start serving ``app``; returns the runner (``cleanup()`` drains) and the bound port.
+def grpc_server_options(cfg: ProxyConfig, *, reuse_port: bool = False) -> tuple[tuple[str, int], ...]:
+    """Server options: message limits, port sharing, keepalive pings and the idle bound (pure).
 
-    ``handler_cancellation``: a client disconnect cancels its handler and so the upstream call.
-    ``auto_decompress=False``: compressed request bodies are forwarded as they came.
+    ``grpc.so_reuseport`` only with several workers: alone, a busy port must fail loudly.
+    Keepalive pings every ``grpc_keepalive_time`` find dead peers; ``grpc_max_connection_idle``
+    closes (GOAWAY) a connection without calls for that long; clients may ping every 10 s.
     """
-    runner = web.AppRunner(app, handler_cancellation=True, auto_decompress=False,
-                           access_log=None, shutdown_timeout=drain_seconds)
+    return (*SERVER_OPTIONS,
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.keepalive_time_ms", int(cfg.grpc_keepalive_time * 1000)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.max_connection_idle_ms", int(cfg.grpc_max_connection_idle * 1000)),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1))
+
+
+#: Own routes may stream for a long time (``/watch``): their reads get a day, not upstream_timeout.
+_OWN_ROUTES_TIMEOUT = 86_400.0
+
+
+class RestListener:
+    """The REST listener and the own-routes app behind it; :meth:`close` drains both."""
+
+    def __init__(self, server: HttpServer, runner: web.AppRunner, own: RestUpstream, port: int) -> None:
+        self.server = server
+        self.runner = runner
+        self.own = own
+        self.port = port
+
+    async def close(self, grace: float) -> None:
+        await self.server.close(grace)
+        await self.own.close()
+        await self.runner.cleanup()
+
+
+async def start_rest(frontend: RestFrontend, extra_routes: Sequence[Any], cfg: ProxyConfig,
+                     ssl_context: ssl.SSLContext | None, *, drain_seconds: float = 10.0,
+                     reuse_port: bool = False) -> RestListener:
+    """Start the own-routes app (reached over socket pairs) and the REST listener.
+
+    ``handler_cancellation`` on the app: an admin caller that goes away cancels its handler.
+    """
+    runner = web.AppRunner(frontend.build_app(extra_routes), handler_cancellation=True,
+                           access_log=None, shutdown_timeout=drain_seconds, tcp_keepalive=False)
     await runner.setup()
-    host, port = parse_hostport(listen)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    assert runner.server is not None
+    frontend.own = RestUpstream("http://switchyard", timeout=_OWN_ROUTES_TIMEOUT, host_header=None,
+                                connect=socketpair_connector(runner.server, 1 << 20))
+    server = HttpServer(frontend.handle, header_timeout=cfg.rest_header_timeout,
+                        idle_timeout=cfg.rest_idle_timeout)
+    host, port = parse_hostport(cfg.listen_rest)
     try:
-        await site.start()
+        bound = await server.listen(host, port, ssl_context, reuse_port=reuse_port)
     except OSError as exc:
+        await frontend.own.close()
         await runner.cleanup()
-        raise ConfigError(f"listen_rest: cannot listen on {listen}: {exc}") from exc
-    return runner, int(runner.addresses[0][1])
+        raise ConfigError(f"listen_rest: cannot listen on {cfg.listen_rest}: {exc}") from exc
+    return RestListener(server, runner, frontend.own, bound)
 
 
 async def start_grpc(upstream: GrpcUpstream, interceptor: Interceptor | None, cfg: ProxyConfig,
-                     extra_handlers: Sequence[Any]) -> tuple[grpc.aio.Server, int]:
+                     extra_handlers: Sequence[Any], *,
+                     reuse_port: bool = False) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server: extra handlers first, then the pass-through for everything."""
     frontend = GrpcFrontend(upstream, interceptor, upstream_timeout=cfg.upstream_timeout)
-    server = grpc.aio.server(handlers=[*extra_handlers, frontend], options=SERVER_OPTIONS)
+    server = grpc.aio.server(handlers=[*extra_handlers, frontend],
+                             options=grpc_server_options(cfg, reuse_port=reuse_port))
     creds = _server_credentials(cfg)
     try:
         port = (server.add_secure_port(cfg.listen_grpc, creds) if creds is not None
