@@ -27,8 +27,12 @@ def test_status_shows_bar_rate_eta_and_reasons() -> None:
                   counters={"backfill_done": 400, "backfill_total": 1000, "repair_pending": 3})
     records = [{"owner": "b", "state": "paused", "reason": "paused by operator", "done": 400,
                 "total": 1000, "rate": 0.0, "at": 99.0}]
+    repair = {"size": 7, "points": 6, "filters": 1,
+              "coarse": {"reason": "repair-log appends exceeded 100 records/s", "since": 50.0, "dropped": 9, "at": 60.0}}
     text = render({"migration": m.to_dict(), "proxies": [], "laggards": [], "routes": {},
-                   "backfill": summary(records, 400, 1000, 100.0)})
+                   "backfill": summary(records, 400, 1000, 100.0), "repair": repair})
     assert "backfill [############------------------]  40.0% 400/1000 points" in text
-    assert "ETA ?" in text and "repair log 3" in text
+    assert "ETA ?" in text
+    assert "repair log 7 (6 point(s), 1 filter(s))" in text  # the log itself, not the counter (3)
+    assert "COARSE since" in text and "exceeded 100 records/s" in text
     assert "daemon b: paused (paused by operator)" in text

@@ -240,14 +240,27 @@ def render(result: Any) -> str:
     b = result.get("backfill")
     if b:
         lines.append(f"  backfill {b['bar']} {b['done']}/{b['total']} points, {b['rate']:.0f} points/s, "
-                     f"ETA {b['eta_text']}, repair log {m['counters'].get('repair_pending', 0)}")
+                     f"ETA {b['eta_text']}")
         for d in b["daemons"]:
             why = f" ({d['reason']})" if d.get("reason") else ""
             lines.append(f"    daemon {d['owner']}: {'SILENT' if d['silent'] else d['state']}{why}, "
                          f"{float(d.get('rate') or 0):.0f} points/s")
+    lines.extend(_render_repair(result.get("repair")))
     r = m.get("last_refusal")
     lines.append(f"  last refusal: {r['action']}: {r['reason']}" if r else "  last refusal: none")
     return "\n".join(lines)
+
+
+def _render_repair(r: dict[str, Any] | None) -> list[str]:
+    """The repair log as read from the store (pure): its size and, past the append bound, why
+    and since when the whole collection needs a verify."""
+    if r is None:
+        return []
+    lines = [f"  repair log {r['size']} ({r['points']} point(s), {r['filters']} filter(s))"]
+    c = r.get("coarse")
+    if c:
+        lines.append(f"    COARSE since {_clock(c['since'])}: {c['reason']}")
+    return lines
 
 
 def _render_plan(r: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ class Facts:
     now: float
     verification_ttl: float = DEFAULT_VERIFICATION_TTL
     laggards: tuple[str, ...] = ()
+    #: the repair log's true size (records in the store, coarse entry included), not a counter
     repair_pending: int = 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient
 
 from proxy.config import default_instance_id
+from proxy.dataplane import repair_log
 from proxy.errors import BadRequest, Conflict, NotFound
 from proxy.migration import facts as io
 from proxy.migration import heartbeats, phases, progress, verify_state
@@ -97,7 +98,8 @@ class MigrationService:
         backfill = progress.summary(records, m.counter("backfill_done"), m.counter("backfill_total"),
                                     self.clock())
         verifying = await self.store.get(verify_state.KIND, migration_id)
-        return {"migration": m.to_dict(), "proxies": [a.to_dict() for a in acks],
+        return {"migration": m.to_dict(), "repair": await repair_log.view(self.store, migration_id),
+                "proxies": [a.to_dict() for a in acks],
                 "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill,
                 "verify": verify_state.view(verifying.data if verifying else None, self.clock())}
 
@@ -301,7 +303,7 @@ class MigrationService:
         acks = await self.acks(m)
         return phases.Facts(now=self.clock(), verification_ttl=self.config.verification_ttl,
                             laggards=heartbeats.laggards(acks),
-                            repair_pending=m.counter("repair_pending"))
+                            repair_pending=await repair_log.size(self.store, m.id))
 
     async def _cas(self, m: Migration, new: Migration) -> Migration:
         """Store ``new`` if ``m`` is still current; else :class:`Conflict` naming the current phase."""
