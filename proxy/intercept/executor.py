@@ -31,8 +31,8 @@ import orjson
 from proxy.errors import EnforcementError
 from proxy.intercept import grpc_codec, inference, rest_codec
 from proxy.intercept.credentials import CredentialGate
-from proxy.intercept.metrics import (
 from proxy.intercept.listing import ReservedGate
+from proxy.intercept.metrics import (
     ENFORCE_REJECTIONS,
     FOREIGN_METADATA,
     POINTS_STAMPED,
@@ -53,8 +53,8 @@ from proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
 from proxy.dataplane.reads import MergedReader
 from proxy.migration.record import Migration
 from proxy.migration.routing import Route, route
-from proxy.state.snapshot import StateSnapshot
 from proxy.state.freshness import StateGuard
+from proxy.state.snapshot import StateSnapshot
 from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.intercept")
@@ -116,19 +116,19 @@ class Executor:
         self.mirror = mirror
         self.reader = reader
         self.pool = pool  # serves inference objects of registered models (None: left alone)
-        #: Checks the caller's credential before any work for it (``None``: no checks).
         #: Fail closed on state (``proxy.state.freshness``); ``None``: the snapshot is always trusted.
         self.state_guard: StateGuard | None = None
         #: ``_switchyard`` is the proxy's own (``proxy.intercept.reserved``); ``None``: no rules.
         self.reserved: ReservedGate | None = None
+        #: Checks the caller's credential before any work for it (``None``: no checks).
         self.credentials: CredentialGate | None = None
 
     # -- REST
 
     def rest_wants(self, method: str, path: str) -> bool:
-        found = rest_target(method, path)
         if self.reserved is not None and self.reserved.rest_wants(method, path, self._state.snapshot.aliases):
             return True
+        found = rest_target(method, path)
         if found is None:
             return False
         collection, rest, kind = found
@@ -141,17 +141,17 @@ class Executor:
             self.reader is not None and is_similarity_rest(method, rest))
 
     async def rest(self, call: RestCall, forward: RestForward) -> RestReply:
-        found = rest_target(call.method, call.path)
         if self.reserved is not None and (
                 own := await self.reserved.rest(call, forward, self._state.snapshot)) is not None:
             return own
+        found = rest_target(call.method, call.path)
         if found is None:
             return await forward(call)
         collection, rest, kind = found
         snap = self._state.snapshot
-        physical, why = physical_collection(snap, collection, kind)
         if self.state_guard is not None:
             self.state_guard.check(snap.migrations, collection, kind)
+        physical, why = physical_collection(snap, collection, kind)
         if self.credentials is not None and (
                 refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own 401 / 403: no work for this caller
@@ -205,30 +205,30 @@ class Executor:
     # -- gRPC
 
     def grpc_wants(self, method: str) -> bool:
+        if self.reserved is not None and self.reserved.grpc_wants(method):
+            return True
         if grpc_kind(method) is None:
             return False
         snap = self._state.snapshot
         return bool(snap.migrations) or bool(snap.bindings)
 
     async def grpc(self, call: GrpcCall, forward: GrpcForward) -> GrpcReply:
-        if self.reserved is not None and self.reserved.grpc_wants(method):
-            return True
+        if self.reserved is not None and (
+                own := await self.reserved.grpc(call, forward, self._state.snapshot)) is not None:
+            return own
         kind = grpc_kind(call.method)
         collection = grpc_collection(call.request)
         if kind is None or collection is None:
             return await forward(call)
         snap = self._state.snapshot
+        if self.state_guard is not None:
+            self.state_guard.check(snap.migrations, collection, kind)
         physical, why = physical_collection(snap, collection, kind)
-        if self.reserved is not None and (
-                own := await self.reserved.grpc(call, forward, self._state.snapshot)) is not None:
-            return own
         works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
         if self.credentials is not None and works and (
                 refused := await self.credentials.grpc(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
         similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
-        if self.state_guard is not None:
-            self.state_guard.check(snap.migrations, collection, kind)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
             reply = await self.reader.grpc(call, merging[0], merging[1], snap, forward)
