@@ -9,10 +9,10 @@ its own decoded message to apply the plan to (see ``rest_codec`` / ``grpc_codec`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -30,21 +30,24 @@ class VectorKind(str, Enum):
     INFERENCE = "inference"  # a Document / Image / InferenceObject the server must embed
 
 
-@dataclass(frozen=True, slots=True)
-class VectorInfo:
-    """One vector of a point: its kind and, for dense and multi-dense vectors, its size."""
+class VectorInfo(NamedTuple):
+    """One vector of a point: its kind and, for dense and multi-dense vectors, its size
+    (``None`` when the codec was not asked to count it: only enforce mode needs it).
+
+    Named tuples, not frozen dataclasses: a 1,024-point upsert builds a thousand of each, and
+    a tuple is built in a third of the time.
+    """
 
     kind: VectorKind
     dims: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PointInfo:
+class PointInfo(NamedTuple):
     """One point being written: ``vectors`` maps vector name (``""`` = unnamed) to its shape."""
 
     id: str
-    vectors: Mapping[str, VectorInfo] = field(default_factory=dict)
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    vectors: Mapping[str, VectorInfo] = _EMPTY
+    meta: Mapping[str, Any] = _EMPTY
 
 
 @dataclass(frozen=True, slots=True)

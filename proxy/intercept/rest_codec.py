@@ -1,187 +1,504 @@
-"""REST JSON codec for point writes: body bytes -> ``Operation`` (+ the parsed body) -> body bytes.
+"""REST JSON codec for point writes: body bytes -> ``Operation`` + ``RestMessage`` -> body bytes.
 
-Only upsert bodies (``PUT /collections/{c}/points``, list and batch forms) and batch updates
-(``POST /collections/{c}/points/batch``) are decoded. Payload values keep their JSON types
-(orjson keeps int vs float, nesting and nulls); integers beyond 64 bits fall back to the
-standard ``json`` module so nothing is lost. A body that does not parse, or does not have the
-shape of a write, is reported as ``None``: the caller forwards it untouched so the client gets
-Qdrant's own error for it.
+Decoded: upsert bodies (``PUT /collections/{c}/points``, list and batch forms), batch updates
+(``POST /collections/{c}/points/batch``) and payload overwrites (``PUT .../points/payload``).
+The body is walked with :class:`~proxy.intercept.json_scan.Cursor`: ids, payloads and
+inference objects are parsed (exactly: integers of any size survive), dense vectors are only
+measured, never turned into Python floats. Stamping and serving inference objects are
+*splices* into the client's own text: the bytes forwarded are the client's, with the metadata
+fields inserted at the start of each payload (or a payload added where a point had none) and
+each served inference object replaced by its vector. Nothing else changes, byte for byte.
+
+The same walk gives the mirror what it needs (``RestMessage.body``, a light copy of the body
+with ids, payloads, inference objects and options; dense vectors as :data:`DENSE`, or parsed
+when ``with_vectors`` asks for them, as copy-vectors migrations do), so one decode serves
+stamping, enforcement, inference and mirroring.
+
+A body that does not parse, or does not have the shape of a write, is reported as ``None``:
+the caller forwards it untouched so the client gets Qdrant's own error for it.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
-from proxy.intercept.inference import Slot, rest_slots
+from proxy.intercept.inference import Slot
+from proxy.intercept.json_scan import UNMEASURED, Cursor, ScanError, scan_once
 from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
 from proxy.state.records import META_FIELDS
 
 _INFERENCE_KEYS = ("text", "image", "object")
-_LONG_DIGITS = re.compile(rb"\d{19,}")
+_ID_HEAD = re.compile(r'\{[ \t\n\r]*"id"[ \t\n\r]*:[ \t\n\r]*')
+_NEXT_KEY = re.compile(r'[ \t\n\r]*,[ \t\n\r]*"(?:(vector)|payload)"[ \t\n\r]*:[ \t\n\r]*')
+_NUMBER_START = "-0123456789"
+_NO_META: Mapping[str, Any] = MappingProxyType({})
+_CLOSE = re.compile(r'[ \t\n\r]*\}[ \t\n\r]*')
+
+
+class _Dense:
+    """Stands for a dense vector the codec did not parse (``RestMessage.body``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DENSE"
+
+
+DENSE = _Dense()
+
+Edit = tuple[int, int, bytes]  # replace text[start:end] with these bytes
 
 
 @dataclass(slots=True)
-class RestMessage:
-    """A parsed write body and the payload dicts of its points, in point order."""
+class _PayloadSite:
+    """A place where a payload is missing: ``replace`` a ``null`` payload (or column) by an
+    object (or array of objects), or add a ``"payload"`` (``key``) member before the point's
+    (or batch's) closing ``}``. Payload objects the client sent are kept in ``_Walk.opens``
+    as ``(index after their "{", payload)``: they are the common case and a tuple is cheaper.
+    """
 
-    body: Any
+    form: str  # "replace" | "member"
+    start: int
+    end: int
     payloads: list[dict[str, Any]]
-    wide_ints: bool  # parsed with ``json`` because orjson refused (integers beyond 64 bits)
+    key: str = "payload"
+    column: bool = False
+
+    def edit(self, fields: Mapping[str, Any], members: bytes) -> Edit:
+        for payload in self.payloads:
+            payload.update(fields)
+        objects = b",".join(b"{" + members + b"}" for _ in self.payloads)
+        value = b"[" + objects + b"]" if self.column else objects
+        if self.form == "member":
+            value = b',"' + self.key.encode() + b'":' + value
+        return self.start, self.end, value
+
+
+class RestMessage:
+    """A decoded write: the light ``body``, where its payloads are, its inference slots."""
+
+    __slots__ = ("raw", "text", "body", "_opens", "_sites", "_slots", "_edits")
+
+    def __init__(self, raw: bytes, text: str, body: Any, walk: _Walk) -> None:
+        self.raw = raw
+        self.text = text
+        self.body = body
+        self._opens = walk.opens
+        self._sites = walk.sites
+        self._slots = walk.slots
+        self._edits = walk.edits  # served vectors land here (``Slot.put``), stamps too
 
     def stamp(self, fields: Mapping[str, Any]) -> None:
         stamp(self, fields)
 
     def inference_slots(self) -> list[Slot]:
-        return rest_slots(self.body)
+        return list(self._slots)
 
     def encode(self) -> bytes:
-        if self.wide_ints:
-            return json.dumps(self.body, separators=(",", ":")).encode()
-        return orjson.dumps(self.body)
+        """The client's bytes with the stamps and served vectors spliced in."""
+        if not self._edits:
+            return self.raw
+        edits = sorted(self._edits)
+        ascii_text = len(self.text) == len(self.raw)  # then text offsets are byte offsets
+        source: Any = memoryview(self.raw) if ascii_text else self.text
+        parts: list[Any] = []
+        last = 0
+        for start, end, value in edits:
+            piece = source[last:start]
+            parts.append(piece if ascii_text else piece.encode())
+            parts.append(value)
+            last = end
+        tail = source[last:]
+        parts.append(tail if ascii_text else tail.encode())
+        return b"".join(parts)
 
 
-def decode(kind: OpKind, collection: str, raw: bytes) -> tuple[Operation, RestMessage] | None:
-    body, wide = _loads(raw)
-    if not isinstance(body, dict):
-        return None
-    points: list[PointInfo] = []
-    payloads: list[dict[str, Any]] = []
-    payload_only: set[str] = set()
+def decode(kind: OpKind, collection: str, raw: bytes, *, measure: bool = True,
+           with_vectors: bool = False) -> tuple[Operation, RestMessage] | None:
+    """Decode a write body; ``None`` when it is not one (forward it untouched).
+
+    ``measure``: count dense vectors' sizes (enforce mode needs them; otherwise their
+    ``VectorInfo.dims`` is ``None``). ``with_vectors``: parse dense vectors into
+    ``RestMessage.body`` (copy-vectors mirroring).
+    """
     try:
-        if kind is OpKind.UPSERT:
-            _collect_upsert(body, points, payloads)
-        elif kind is OpKind.OVERWRITE:
-            _collect_overwrite(body, points, payloads, payload_only)
-        else:
-            operations = body.get("operations")
-            if not isinstance(operations, list):
-                return None
-            for item in operations:
-                if isinstance(item, dict) and isinstance(item.get("upsert"), dict):
-                    _collect_upsert(item["upsert"], points, payloads)
-                elif isinstance(item, dict) and isinstance(item.get("overwrite_payload"), dict):
-                    _collect_overwrite(item["overwrite_payload"], points, payloads, payload_only)
-    except _NotAWrite:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         return None
-    op = Operation(kind, collection, tuple(points), "rest", frozenset(payload_only))
-    return op, RestMessage(body, payloads, wide)
+    walk = _Walk(Cursor(text), measure, with_vectors)
+    try:
+        body = walk.body(kind)
+        if walk.c.pos != len(text):
+            raise ScanError("trailing characters")
+    except (ScanError, RecursionError):
+        return None
+    op = Operation(kind, collection, tuple(walk.points), "rest", frozenset(walk.payload_only))
+    return op, RestMessage(raw, text, body, walk)
 
 
 def stamp(message: RestMessage, fields: Mapping[str, Any]) -> None:
-    """Fill ``fields`` into every point's payload, keeping values the client set."""
-    for payload in message.payloads:
-        for key, value in fields.items():
-            if key not in payload:
-                payload[key] = value
+    """Fill ``fields`` into every point's payload, keeping values the client set (the payload
+    dicts of ``message.body`` change too, as the bytes will)."""
+    fields = dict(fields)
+    members = orjson.dumps(fields)[1:-1]
+    edits = message._edits
+    for at, payload in message._opens:
+        if payload:
+            new = {k: v for k, v in fields.items() if k not in payload}
+            if not new:
+                continue
+            payload.update(new)
+            text = members if len(new) == len(fields) else orjson.dumps(new)[1:-1]
+            edits.append((at, at, text + b","))
+        else:
+            payload.update(fields)
+            edits.append((at, at, members))
+    edits.extend(site.edit(fields, members) for site in message._sites)
 
 
-class _NotAWrite(Exception):
-    """The body is JSON but not a write Switchyard understands: forward it untouched."""
+class _Walk:
+    """One walk over a write body, collecting points, payload sites, slots (module docstring)."""
 
+    def __init__(self, cursor: Cursor, measure: bool, with_vectors: bool) -> None:
+        self.c = cursor
+        self.measure = measure
+        self.with_vectors = with_vectors
+        self.points: list[PointInfo] = []
+        self.payload_only: set[str] = set()
+        self.sites: list[_PayloadSite] = []
+        self.opens: list[tuple[int, dict[str, Any]]] = []  # payload objects: after "{", payload
+        self.slots: list[Slot] = []
+        self.edits: list[Edit] = []
 
-def _loads(raw: bytes) -> tuple[Any, bool]:
-    """Parse with orjson, or with ``json`` when the body may hold integers beyond 64 bits.
+    def body(self, kind: OpKind) -> dict[str, Any]:
+        if kind is OpKind.UPSERT:
+            return self.upsert()
+        if kind is OpKind.OVERWRITE:
+            return self.overwrite()
+        return self.operations()
 
-    orjson turns such integers into floats (silently losing digits), so any run of 19 or more
-    digits sends the body down the exact (slower) path; false alarms only cost speed.
-    """
-    if _LONG_DIGITS.search(raw):
-        try:
-            return json.loads(raw), True
-        except (ValueError, UnicodeDecodeError):
-            return None, False
-    try:
-        return orjson.loads(raw), False
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(raw), True
-        except (ValueError, UnicodeDecodeError):
-            return None, False
+    # -- the three body shapes
 
+    def members(self, handlers: Mapping[str, Callable[[], Any]]) -> tuple[dict[str, Any], int]:
+        """An object whose listed keys are read by their handler, the rest parsed; returns
+        the light object and the index of its closing brace."""
+        c = self.c
+        out: dict[str, Any] = {}
+        if c.peek() != "{":
+            raise ScanError("expected an object")
+        if c.opens("{", "}"):
+            while True:
+                key = c.key()
+                handler = handlers.get(key)
+                out[key] = handler() if handler is not None else c.value()
+                if not c.more("}"):
+                    break
+        return out, c.end - 1
 
-def _collect_upsert(
-    upsert: dict[str, Any], points: list[PointInfo], payloads: list[dict[str, Any]]
-) -> None:
-    if isinstance(upsert.get("points"), list):
-        for point in upsert["points"]:
-            if not isinstance(point, dict) or "id" not in point:
-                raise _NotAWrite
-            payload = point.get("payload")
-            if payload is None:
-                payload = point["payload"] = {}
-            if not isinstance(payload, dict):
-                raise _NotAWrite
-            payloads.append(payload)
-            points.append(_point_info(point["id"], point.get("vector"), payload))
-    elif isinstance(upsert.get("batch"), dict):
-        _collect_batch(upsert["batch"], points, payloads)
-    else:
-        raise _NotAWrite
+    def upsert(self) -> dict[str, Any]:
+        body, close = self.members({"points": self.point_list, "batch": self.batch})
+        if not isinstance(body.get("points"), list) and not isinstance(body.get("batch"), dict):
+            raise ScanError("an upsert has points or a batch")
+        return body
 
+    def operations(self) -> dict[str, Any]:
+        body, _ = self.members({"operations": self.operation_list})
+        if not isinstance(body.get("operations"), list):
+            raise ScanError("a batch update has operations")
+        return body
 
-def _collect_overwrite(
-    op: dict[str, Any], points: list[PointInfo], payloads: list[dict[str, Any]], payload_only: set[str]
-) -> None:
-    """An overwrite replaces the whole payload: it must carry the metadata too (keyed ops,
-    which overwrite one nested key only, are left alone)."""
-    payload = op.get("payload")
-    if not isinstance(payload, dict):
-        raise _NotAWrite
-    if op.get("key"):
-        return
-    label = f"payload of {len(op['points'])} point(s)" if isinstance(op.get("points"), list) else "payload (by filter)"
-    payloads.append(payload)
-    points.append(_point_info(label, None, payload))
-    payload_only.add(label)
+    def operation_list(self) -> list[Any]:
+        c, ops = self.c, []
+        if c.peek() != "[":
+            return c.value()  # type: ignore[no-any-return]
+        if c.opens("[", "]"):
+            while True:
+                if c.peek() == "{":
+                    op, _ = self.members({"upsert": self.upsert, "overwrite_payload": self.overwrite})
+                else:
+                    op = c.value()
+                ops.append(op)
+                if not c.more("]"):
+                    break
+        return ops
 
-
-def _collect_batch(
-    batch: dict[str, Any], points: list[PointInfo], payloads: list[dict[str, Any]]
-) -> None:
-    ids = batch.get("ids")
-    if not isinstance(ids, list):
-        raise _NotAWrite
-    batch_payloads = batch.get("payloads")
-    if batch_payloads is None:
-        batch_payloads = batch["payloads"] = [{} for _ in ids]
-    if not isinstance(batch_payloads, list) or len(batch_payloads) != len(ids):
-        raise _NotAWrite
-    vectors = batch.get("vectors")
-    for i, point_id in enumerate(ids):
-        if batch_payloads[i] is None:
-            batch_payloads[i] = {}
-        payload = batch_payloads[i]
+    def overwrite(self) -> dict[str, Any]:
+        """An overwrite replaces the whole payload: it must carry the metadata too (keyed ops,
+        which overwrite one nested key only, are left alone)."""
+        sites, opens = len(self.sites), len(self.opens)
+        body, _ = self.members({"payload": self.payload_value})
+        payload = body.get("payload")
         if not isinstance(payload, dict):
-            raise _NotAWrite
-        payloads.append(payload)
-        points.append(_point_info(point_id, _batch_vector(vectors, i), payload))
+            raise ScanError("an overwrite has a payload object")
+        if body.get("key"):
+            del self.sites[sites:], self.opens[opens:]
+            return body
+        points = body.get("points")
+        label = f"payload of {len(points)} point(s)" if isinstance(points, list) else "payload (by filter)"
+        self.points.append(_point_info(label, {}, payload))
+        self.payload_only.add(label)
+        return body
+
+    # -- points
+
+    def point_list(self) -> list[dict[str, Any]]:
+        c, points = self.c, []
+        if c.peek() != "[":
+            raise ScanError("points is a list")
+        if c.opens("[", "]"):
+            while True:
+                points.append(self.point())
+                if not c.more("]"):
+                    break
+        return points
+
+    def point(self) -> dict[str, Any]:
+        start = self.c.pos
+        fast = self.fast_point()
+        if fast is not None:
+            return fast
+        self.c.pos = start
+        infos: dict[str, VectorInfo] = {}
+
+        def vector() -> Any:
+            value, found = self.vector()
+            infos.update(found)
+            return value
+
+        point, close = self.members({"vector": vector, "payload": self.payload_value})
+        if "id" not in point:
+            raise ScanError("a point has an id")
+        if "payload" not in point:  # add one
+            point["payload"] = {}
+            self.sites.append(_PayloadSite("member", close, close, [point["payload"]]))
+        payload = point["payload"]
+        if not isinstance(payload, dict):
+            raise ScanError("a payload is an object")
+        self.points.append(_point_info(point["id"], infos, payload))
+        return point
+
+    def fast_point(self) -> dict[str, Any] | None:
+        """The common point, ``{"id": ..., "vector": [numbers], "payload": {...}}`` (vector and
+        payload in either order), read with a few C calls; ``None`` (nothing recorded, the
+        cursor to be put back) for any other shape, which :meth:`point` walks member by member.
+        This is the per-point cost of a bound upsert, so it is written flat."""
+        text = self.c.text
+        head = _ID_HEAD.match(text, self.c.pos)
+        if head is None:
+            return None
+        try:
+            point_id, pos = scan_once(text, head.end())
+        except (StopIteration, ValueError, RecursionError):
+            return None
+        vector: Any = None
+        payload: Any = None
+        opened = -1
+        for _ in (0, 1):
+            sep = _NEXT_KEY.match(text, pos)
+            if sep is None:
+                return None
+            pos = sep.end()
+            if sep.group(1):  # "vector"
+                if vector is not None or text[pos + 1:pos + 2] not in _NUMBER_START:
+                    return None
+                end = text.find("]", pos)
+                if end < 0 or text.find('"', pos, end) >= 0:
+                    return None
+                dims = text.count(",", pos, end) + 1 if self.measure else None
+                vector = orjson.loads(text[pos:end + 1]) if self.with_vectors else DENSE
+                info = _dense_info(dims)
+                pos = end + 1
+            else:
+                if opened >= 0 or text[pos:pos + 1] != "{":
+                    return None
+                try:
+                    payload, after = scan_once(text, pos)
+                except (StopIteration, ValueError, RecursionError):
+                    return None
+                opened, pos = pos + 1, after
+        close = _CLOSE.match(text, pos)
+        if close is None:
+            return None
+        self.c.pos = close.end()
+        self.opens.append((opened, payload))
+        self.points.append(PointInfo(str(point_id), {"": info}, _meta(payload)))
+        return {"id": point_id, "vector": vector, "payload": payload}
+
+    def payload_value(self) -> Any:
+        """A payload object (stamped after its ``{``) or ``null`` (replaced by an object)."""
+        c = self.c
+        start = c.pos
+        if c.peek() == "{":
+            payload = c.value()
+            self.opens.append((start + 1, payload))
+            return payload
+        value = c.value()
+        if value is not None:
+            raise ScanError("a payload is an object or null")
+        payload = {}
+        self.sites.append(_PayloadSite("replace", start, start + 4, [payload]))
+        return payload
+
+    def batch(self) -> dict[str, Any]:
+        columns: dict[str, Any] = {}
+
+        def vectors() -> Any:
+            value, infos = self.vector_columns()
+            columns["infos"] = infos
+            return value
+
+        batch, close = self.members({"vectors": vectors, "payloads": self.payload_column})
+        ids = batch.get("ids")
+        if not isinstance(ids, list):
+            raise ScanError("a batch has ids")
+        if "payloads" not in batch:
+            batch["payloads"] = [{} for _ in ids]
+            self.sites.append(_PayloadSite("member", close, close, batch["payloads"], "payloads", True))
+        payloads = batch["payloads"]
+        if isinstance(payloads, list) and not payloads and self.sites and self.sites[-1].payloads is payloads:
+            payloads.extend({} for _ in ids)  # ``"payloads": null`` becomes one object per id
+        if not isinstance(payloads, list) or len(payloads) != len(ids):
+            raise ScanError("a batch has one payload per id")
+        infos = columns.get("infos", {})
+        for i, point_id in enumerate(ids):
+            found = {name: col[i] for name, col in infos.items() if i < len(col)}
+            self.points.append(_point_info(point_id, found, payloads[i]))
+        return batch
+
+    def payload_column(self) -> list[dict[str, Any]]:
+        c = self.c
+        start = c.pos
+        if c.peek() != "[":
+            if c.value() is not None:
+                raise ScanError("payloads is a list")
+            payloads: list[dict[str, Any]] = []
+            site = _PayloadSite("replace", start, start + 4, payloads, column=True)
+            self.sites.append(site)
+            return payloads  # one per id, once the batch's ids are known (``batch``)
+        out: list[dict[str, Any]] = []
+        if c.opens("[", "]"):
+            while True:
+                out.append(self.payload_value())
+                if not c.more("]"):
+                    break
+        return out
+
+    # -- vectors
+
+    def vector(self) -> tuple[Any, dict[str, VectorInfo]]:
+        """A point's ``vector``: dense, multi-dense, sparse, inference object or named map."""
+        c = self.c
+        if c.peek() == "[":
+            value, info = self.array_vector()
+            return value, {"": info}
+        if c.peek() != "{":
+            value = c.value()
+            return value, ({} if value is None else {"": _shape(value)})
+        start = c.pos
+        named: dict[str, Any] = {}
+        infos: dict[str, VectorInfo] = {}
+        if c.opens("{", "}"):
+            while True:
+                name = c.key()
+                named[name], infos[name] = self.element()
+                if not c.more("}"):
+                    break
+        end = c.end
+        if not _is_single(named):
+            return named, infos
+        named = Cursor(c.text, start).value()  # small: a sparse vector or an inference object
+        self.slot(named, start, end)
+        return named, {"": _shape(named)}
+
+    def element(self) -> tuple[Any, VectorInfo]:
+        """One vector inside a named map or a batch column."""
+        c = self.c
+        if c.peek() == "[":
+            return self.array_vector()
+        start = c.pos
+        value = c.value()
+        self.slot(value, start, c.end)
+        return value, _shape(value)
+
+    def array_vector(self) -> tuple[Any, VectorInfo]:
+        c = self.c
+        start = c.pos
+        dims = c.flat_array(self.measure)
+        if dims is None:
+            value = c.value()
+            return value, _shape(value)
+        value = orjson.loads(c.text[start:c.end]) if self.with_vectors else DENSE
+        return value, _dense_info(None if dims == UNMEASURED else dims)
+
+    def vector_columns(self) -> tuple[Any, dict[str, list[VectorInfo]]]:
+        c = self.c
+        if c.peek() == "[":
+            column, infos = self.column()
+            return column, {"": infos}
+        if c.peek() != "{":
+            return c.value(), {}
+        named: dict[str, Any] = {}
+        found: dict[str, list[VectorInfo]] = {}
+        if c.opens("{", "}"):
+            while True:
+                name = c.key()
+                if c.peek() == "[":
+                    named[name], found[name] = self.column()
+                else:
+                    named[name] = c.value()
+                if not c.more("}"):
+                    break
+        return named, found
+
+    def column(self) -> tuple[list[Any], list[VectorInfo]]:
+        c = self.c
+        values: list[Any] = []
+        infos: list[VectorInfo] = []
+        if c.opens("[", "]"):
+            while True:
+                value, info = self.element()
+                values.append(value)
+                infos.append(info)
+                if not c.more("]"):
+                    break
+        return values, infos
+
+    def slot(self, value: Any, start: int, end: int) -> None:
+        """Register an inference object spanning ``text[start:end]`` for the proxy to serve."""
+        if not _is_document(value):
+            return
+        edits = self.edits
+
+        def put(vector: list[float]) -> None:
+            edits.append((start, end, orjson.dumps(vector)))
+
+        self.slots.append(Slot(value["text"], value["model"], put))
 
 
-def _batch_vector(vectors: Any, i: int) -> Any:
-    if isinstance(vectors, list):
-        return vectors[i] if i < len(vectors) else None
-    if isinstance(vectors, dict):
-        return {name: col[i] for name, col in vectors.items() if isinstance(col, list) and i < len(col)}
-    return None
+def _is_document(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("text"), str) and isinstance(value.get("model"), str)
 
 
-def _point_info(point_id: Any, vector: Any, payload: dict[str, Any]) -> PointInfo:
+def _point_info(point_id: Any, vectors: Mapping[str, VectorInfo], payload: dict[str, Any]) -> PointInfo:
+    return PointInfo(str(point_id), dict(vectors), _meta(payload))
+
+
+def _meta(payload: dict[str, Any]) -> Mapping[str, Any]:
+    """The embedding metadata a client set in a payload (shared empty mapping when none)."""
     meta = {k: payload[k] for k in META_FIELDS if k in payload}
-    return PointInfo(id=str(point_id), vectors=_vectors(vector), meta=meta)
+    return meta or _NO_META
 
 
-def _vectors(vector: Any) -> dict[str, VectorInfo]:
-    if vector is None:
-        return {}
-    if isinstance(vector, dict) and not _is_single(vector):
-        return {str(name): _shape(v) for name, v in vector.items()}
-    return {"": _shape(vector)}
+@functools.lru_cache(maxsize=64)
+def _dense_info(dims: int | None) -> VectorInfo:
+    return VectorInfo(VectorKind.DENSE, dims)
 
 
 def _is_single(value: dict[str, Any]) -> bool:
