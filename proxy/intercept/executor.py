@@ -22,6 +22,7 @@ of this are never decoded.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from typing import Any, Protocol
@@ -167,12 +168,17 @@ class Executor:
             reply = await self.reader.resolve_inference_rest(call, physical, snap, forward)
             return reply if why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
-        stamping = op_kind is not None and snap.is_bound(physical)
-        decoded = rest_codec.decode(op_kind, physical, call.body) if stamping and op_kind else None
+        bound = snap.binding_for(physical) if op_kind is not None else None
+        stamping = bound is not None
         mirror = mirror_target(snap, collection) if kind == "write" else None
+        decoded = None
+        if bound is not None and op_kind is not None:
+            copy = mirror is not None and bool(mirror.migration.copy_vectors)
+            decoded = rest_codec.decode(op_kind, physical, call.body, measure=bound[0].enforce,
+                                        with_vectors=copy)
         intent = None
         if mirror is not None:
-            # one parse serves both: the intent is read before stamping and inference change it
+            # one decode serves both: the intent is read before stamping and inference change it
             parsed = decoded[1].body if decoded is not None else _json(call.body)
             intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field,
                                  mirror.migration.copy_vectors)
@@ -286,7 +292,12 @@ class Executor:
 
 
 def _json(raw: bytes) -> Any:
+    """The body parsed (exactly: integers beyond 64 bits fall back to ``json``), or ``None``."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
         return None
