@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
+import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +28,8 @@ from fault_relay import FaultRelay
 from proxy_fixtures import RunningProxy, start_proxy
 from proxy.migration.heartbeats import KIND as HEARTBEAT_KIND
 from proxy.state.store import StateStore
-from test_mirrored_writes import _admin, start_migration
+from proxy.modelspec import ModelSpec
+from proxy.state.records import Binding
 from upstream_process import UpstreamProcess, run_proxy_until_exit
 
 
@@ -44,13 +45,47 @@ def test_proxy_without_upstream_key_exits_with_the_reason() -> None:
     assert key not in err  # no secret in what it prints
 
 
+ADMIN_KEY = "admin-" + uuid.uuid4().hex[:8]
+
+
+def _admin(proxy: RunningProxy, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    req = urllib.request.Request(
+        proxy.rest_url + "/switchyard/v1" + path, method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"content-type": "application/json", "switchyard-admin-key": ADMIN_KEY})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return dict(json.loads(resp.read())["result"])
+
+
+def start_migration(proxy: RunningProxy, upstream: Any, prefix: str) -> tuple[Any, ...]:
+    """Alias ``<prefix>docs`` over an empty source bound to model A, migrating to model B, in
+    ``dual_write`` (started through the proxy's admin API, which waits for acknowledgement)."""
+    tag = uuid.uuid4().hex[:6]
+    spec_a = ModelSpec(id=f"a-{tag}", provider="hashing", model=f"a-{tag}", dimensions=8)
+    spec_b = ModelSpec(id=f"b-{tag}", provider="hashing", model=f"b-{tag}", dimensions=12)
+    direct = QdrantClient(url=upstream.rest_url, check_compatibility=False)
+    source, alias = f"{prefix}docs_v1", f"{prefix}docs"
+    direct.create_collection(source, vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
+    direct.update_collection_aliases([models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=source, alias_name=alias))])
+    proxy.register_and_bind(spec_a, Binding(source, spec_a.id))
+    proxy.register_and_bind(spec_b, Binding(source, spec_a.id))  # registers B too
+    planned = _admin(proxy, "/migrations", {"logical": alias, "to_model": spec_b.id})
+    mid, target = planned["migration"]["id"], planned["migration"]["target"]
+    _admin(proxy, f"/migrations/{mid}/transition", {"name": "start"})
+    _wait(lambda: getattr(proxy.interceptor.cache.snapshot.migrations.get(mid), "phase", "") == "dual_write",
+          "the proxy acting on dual_write")
+    return alias, source, target, direct, mid
+
+
 @pytest.fixture
 def cut_proxy(upstream: Any) -> Iterator[tuple[RunningProxy, FaultRelay]]:
     """A proxy whose REST upstream (data plane and state store alike) is reached via a relay."""
     parsed = urlparse(upstream.rest_url)
     relay = FaultRelay(parsed.hostname or "127.0.0.1", parsed.port or 6333).start()
     running = start_proxy(relay.url, upstream.grpc_host, upstream.grpc_port,
-                          {"state_max_staleness": "1", "instance_id": f"stale-{uuid.uuid4().hex[:6]}"})
+                          {"state_max_staleness": "1", "instance_id": f"stale-{uuid.uuid4().hex[:6]}",
+                           "admin_key": ADMIN_KEY})
     try:
         yield running, relay
     finally:
@@ -82,7 +117,7 @@ def _wait(predicate: Any, what: str, timeout: float = 20.0) -> None:
 def test_stale_state_refuses_governed_writes_keeps_reads(
         cut_proxy: tuple[RunningProxy, FaultRelay], upstream: Any, prefix: str) -> None:
     proxy, relay = cut_proxy
-    alias, source, target, _a, _b, direct, mid = start_migration(proxy, upstream, prefix)
+    alias, source, target, direct, mid = start_migration(proxy, upstream, prefix)
     rest = QdrantClient(url=proxy.rest_url, check_compatibility=False, timeout=30)
     grpc_client = QdrantClient(url=proxy.rest_url, prefer_grpc=True, grpc_port=proxy.grpc_port,
                                check_compatibility=False, timeout=30)
