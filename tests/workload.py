@@ -39,8 +39,10 @@ class _Driver:
 
 
 def _vec(i: int, dim: int) -> list[float]:
-    """A deterministic, non-degenerate vector (integers only, exact in float32)."""
-    return [float(((i * 7 + k * 3) % 11) - 5 or 1) for k in range(dim)]
+    """A deterministic, non-degenerate vector, exact in float32 (integers plus a multiple of
+    1/64 that keeps every vector distinct: engines order equal scores differently, so the
+    workload must not produce ties)."""
+    return [float(((i * 7 + k * 3) % 11) - 5 or 1) + i / 64 for k in range(dim)]
 
 
 def _payload(i: int) -> dict[str, Any]:
@@ -196,7 +198,7 @@ async def _multi(d: _Driver, multi: str, rec: dict[str, Any]) -> None:
         vectors={
             "a": [_vec(i, 4) for i in range(n)],
             "b": [_vec(i + 5, 3) for i in range(n)],
-            "s": [models.SparseVector(indices=[i % 5, 7 + i % 3], values=[1.0, 0.5 * (i % 4 + 1)]) for i in range(n)],
+            "s": [models.SparseVector(indices=[i % 5, 7 + i % 3], values=[1.0 + i / 64, 0.5 * (i % 4 + 1)]) for i in range(n)],
         },
         payloads=[_payload(i) for i in range(n)],
     )

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from proxy.embedded.auth import ApiKeys
+from proxy.embedded.engines import DEFAULT_ENGINE, ENGINES, ENV
 from proxy.embedded.rest_app import DEFAULT_MAX_BODY
 from proxy.embedded.server import EmbeddedUpstream, new_event_loop
 from proxy.secret_sources import add_secret_argument
@@ -47,6 +48,11 @@ def register(subparsers: Any) -> None:
         help="threads serving reads at once; writes always run alone "
              "(env SWITCHYARD_UPSTREAM_READERS; default: cores, at most 4)",
     )
+    p.add_argument(
+        "--engine", choices=ENGINES, default=os.environ.get(ENV),
+        help="storage engine: edge (Qdrant's own, qdrant-edge-py) or local (qdrant-client's) "
+             f"(env {ENV}; default {DEFAULT_ENGINE}, local where qdrant-edge-py is missing)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -75,6 +81,7 @@ async def serve(args: argparse.Namespace) -> int:
         keys=ApiKeys(api_key=args.api_key, read_only_api_key=args.read_only_api_key),
         max_body=args.max_body,
         readers=_positive(args.readers) if args.readers is not None else None,
+        engine=args.engine,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -84,7 +91,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         print(
             f"switchyard upstream ready http={server.host}:{server.http_port} "
-            f"grpc={server.host}:{server.grpc_port}",
+            f"grpc={server.host}:{server.grpc_port} engine={server.engine_name}",
             flush=True,
         )
         await stop.wait()

@@ -168,6 +168,10 @@ class Engine:
     most 4).
     """
 
+    name = "local"
+    #: every seam method is answered (matrices, groups and ids as queries included)
+    unsupported: frozenset[str] = frozenset()
+
     def __init__(self, path: str | None = None, readers: int | None = None) -> None:
         self.path = path
         self._local = QdrantLocal(

@@ -26,7 +26,7 @@ from qdrant_client.grpc import (
 )
 
 from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import EngineSeam
 from proxy.embedded.grpc_collections import CollectionsService
 from proxy.embedded.grpc_points import PointsService
 from proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc, unsupported
@@ -96,7 +96,7 @@ async def _health_auth(keys: ApiKeys, context: grpc.aio.ServicerContext) -> None
         await abort(context, exc)
 
 
-def add_services(server: grpc.aio.Server, engine: Engine, keys: ApiKeys) -> None:
+def add_services(server: grpc.aio.Server, engine: EngineSeam, keys: ApiKeys) -> None:
     """Register Qdrant's public gRPC services over ``engine`` on ``server``.
 
     Build the server with :data:`SERVER_OPTIONS` to match Qdrant's message-size limits.

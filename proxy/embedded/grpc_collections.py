@@ -43,7 +43,34 @@ def _collection_kwargs(request: Any, convert_vectors: Any) -> dict[str, Any]:
             else None
         ),
         "metadata": GrpcToRest.convert_payload(request.metadata) if request.metadata else None,
+        **_tuning(request),
     }
+
+
+#: tuning fields (gRPC name, REST keyword, converter) of CreateCollection / UpdateCollection
+_TUNING = (
+    ("hnsw_config", "hnsw_config", GrpcToRest.convert_hnsw_config_diff),
+    ("optimizers_config", "optimizers_config", GrpcToRest.convert_optimizers_config_diff),
+    ("quantization_config", "quantization_config", GrpcToRest.convert_quantization_config),
+    ("wal_config", "wal_config", GrpcToRest.convert_wal_config_diff),
+    ("strict_mode_config", "strict_mode_config", GrpcToRest.convert_strict_mode_config),
+    ("on_disk_payload", "on_disk_payload", bool),
+)
+
+
+def _tuning(request: Any) -> dict[str, Any]:
+    """The tuning options a request sets (the Edge engine applies them, the local one ignores)."""
+    fields = request.DESCRIPTOR.fields_by_name
+    out: dict[str, Any] = {}
+    for grpc_name, rest_name, convert in _TUNING:
+        if grpc_name in fields and request.HasField(grpc_name):
+            value = getattr(request, grpc_name)
+            if grpc_name == "quantization_config" and request.DESCRIPTOR.name == "UpdateCollection":
+                value = GrpcToRest.convert_quantization_config_diff(value)
+            else:
+                value = convert(value)
+            out[rest_name] = value
+    return out
 
 
 class CollectionsService(Service, collections_service_pb2_grpc.CollectionsServicer):

@@ -23,7 +23,7 @@ from proxy.embedded.grpc_service import rpc
 from proxy.errors import BadRequest
 
 if TYPE_CHECKING:
-    from proxy.embedded.engine import Engine
+    from proxy.embedded.engines import EngineSeam
 
 
 def _common(request: Message) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def discover_request(request: pb.DiscoverPoints) -> legacy.DiscoverRequest:
 class LegacyPoints:
     """Mixin for ``PointsService``: the legacy methods, each answered through the query API."""
 
-    engine: Engine
+    engine: EngineSeam
 
     async def _batch(self, name: str, batch: list[dict[str, Any]]) -> list[list[pb.ScoredPoint]]:
         """Run ``query_points`` per kwargs in one engine turn (no interleaving)."""

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.message import Message
 
 from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import EngineSeam
 from proxy.errors import BadRequest, SwitchyardError, Unsupported
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ Method = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Message]]
 class Service:
     """State shared by the servicers: the engine and the API keys."""
 
-    def __init__(self, engine: Engine, keys: ApiKeys) -> None:
+    def __init__(self, engine: EngineSeam, keys: ApiKeys) -> None:
         self.engine = engine
         self.keys = keys
 

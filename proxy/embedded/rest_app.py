@@ -27,7 +27,7 @@ from aiohttp import web
 
 from proxy.embedded import rest_collections, rest_points
 from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import EngineSeam
 from proxy.embedded.rest_codec import Ctx, Route, envelope
 from proxy.errors import PayloadTooLarge, SwitchyardError
 
@@ -38,7 +38,7 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz"})
 ResponseHook = Callable[[str, str, int, bytes], None]
 
-_ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+_ENGINE: web.AppKey[EngineSeam] = web.AppKey("engine")
 _HOOK: web.AppKey[Any] = web.AppKey("on_response", object)
 
 
@@ -53,7 +53,7 @@ def server_version() -> str:
 
 
 def build_app(
-    engine: Engine,
+    engine: EngineSeam,
     keys: ApiKeys = ApiKeys(),
     *,
     max_body: int = DEFAULT_MAX_BODY,
@@ -72,7 +72,7 @@ def build_app(
 
 
 def _wrap(
-    route: Route, engine: Engine, keys: ApiKeys, operations: itertools.count[int], max_body: int
+    route: Route, engine: EngineSeam, keys: ApiKeys, operations: itertools.count[int], max_body: int
 ) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -131,7 +131,7 @@ def _error(status: int, message: str, started: float) -> web.Response:
 # ---------------------------------------------------------------- service endpoints
 
 
-def service_routes(engine: Engine) -> list[Route]:
+def service_routes(engine: EngineSeam) -> list[Route]:
     """``/``, health probes, ``/metrics`` and a minimal ``/telemetry``."""
     instance = str(uuid.uuid4())
 

@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from qdrant_client.http import models
 
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import EngineSeam
 from proxy.embedded.request_checks import check_point_id
 from proxy.errors import BadRequest, Unsupported
 
@@ -42,7 +42,7 @@ KEEP_NULL: frozenset[tuple[type[BaseModel], str]] = frozenset(
 class Ctx:
     """What a handler sees of one request: path parameters, query string, raw body."""
 
-    engine: Engine
+    engine: EngineSeam
     params: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes

@@ -26,7 +26,9 @@ async def collection_exists(ctx: Ctx) -> Any:
 
 
 async def create_collection(ctx: Ctx) -> Any:
-    """Create; vector and sparse params and metadata are kept, tuning options accepted and ignored."""
+    """Create; the local engine keeps vector and sparse params and metadata and ignores the
+    tuning options (HNSW, optimizers, quantization, WAL, strict mode), the Edge engine keeps
+    and applies them all."""
     req: models.CreateCollection = await ctx.parse(models.CreateCollection)
     if req.sharding_method == models.ShardingMethod.CUSTOM:
         raise BadRequest("custom sharding is not supported by the embedded upstream")
@@ -36,7 +38,15 @@ async def create_collection(ctx: Ctx) -> Any:
         vectors_config=req.vectors,
         sparse_vectors_config=req.sparse_vectors,
         metadata=req.metadata,
+        **tuning(req),
     )
+
+
+def tuning(req: models.CreateCollection | models.UpdateCollection) -> dict[str, Any]:
+    """The tuning options a create or update names (only those set)."""
+    names = ("hnsw_config", "optimizers_config", "quantization_config", "on_disk_payload",
+             "strict_mode_config", "wal_config")
+    return {n: getattr(req, n) for n in names if getattr(req, n, None) is not None}
 
 
 async def update_collection(ctx: Ctx) -> Any:
@@ -47,6 +57,7 @@ async def update_collection(ctx: Ctx) -> Any:
         sparse_vectors_config=req.sparse_vectors,
         metadata=req.metadata,
         vectors_config=req.vectors,
+        **tuning(req),
     )
     return True
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import EngineSeam, choose, make_engine
 from proxy.embedded.rest_app import DEFAULT_MAX_BODY, ResponseHook, build_app
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,10 @@ class EmbeddedUpstream:
         max_body: int = DEFAULT_MAX_BODY,
         on_response: ResponseHook | None = None,
         readers: int | None = None,
+        engine: str | None = None,
     ) -> None:
         self.path = path
+        self.engine_name, self.engine_reason = choose(engine)
         self.readers = readers
         self.host = host
         self._want_http = http_port
@@ -67,7 +69,7 @@ class EmbeddedUpstream:
         self.keys = keys
         self.max_body = max_body
         self.on_response = on_response
-        self._engine: Engine | None = None
+        self._engine: EngineSeam | None = None
         self._runner: web.AppRunner | None = None
         self._grpc: Any = None
         self._http_port = 0
@@ -91,7 +93,7 @@ class EmbeddedUpstream:
         return f"{self.host}:{self._grpc_port}"
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EngineSeam:
         if self._engine is None:
             raise RuntimeError("embedded upstream is not started")
         return self._engine
@@ -99,7 +101,7 @@ class EmbeddedUpstream:
     async def start(self) -> None:
         """Open storage, bind both listeners; on any failure undo what was started."""
         grpc_app = _load_grpc_app()
-        self._engine = Engine(self.path, readers=self.readers)
+        self._engine = make_engine(self.engine_name, self.path, readers=self.readers)
         try:
             await self._start_rest()
             if grpc_app is not None:
@@ -107,7 +109,8 @@ class EmbeddedUpstream:
         except BaseException:
             await self.stop()
             raise
-        log.info("embedded upstream ready http=%s grpc=%s", self.rest_url, self.grpc_address)
+        log.info("embedded upstream ready http=%s grpc=%s engine: %s",
+                 self.rest_url, self.grpc_address, self.engine_reason)
 
     async def _start_rest(self) -> None:
         app = build_app(
@@ -141,7 +144,11 @@ class EmbeddedUpstream:
         if runner is not None:
             await runner.cleanup()
         if engine is not None:
-            await asyncio.to_thread(engine.close)
+            aclose = getattr(engine, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                await asyncio.to_thread(engine.close)
 
     async def __aenter__(self) -> EmbeddedUpstream:
         await self.start()

@@ -1,0 +1,444 @@
+"""The Edge engine: Qdrant's own segment, index and storage code (``qdrant-edge-py``) behind the
+embedded upstream's engine seam (:mod:`proxy.embedded.engines`).
+
+A collection is an Edge shard in a directory of its own (in memory mode: under a temporary
+directory removed on close), served by a worker process of its own (:mod:`edge_worker`).
+The collection list, aliases and per-collection config live in the server
+(:mod:`edge_catalog`). Calls take and return qdrant-client's REST models, with ``QdrantLocal``'s
+method and keyword names, so both front ends drive either engine the same way.
+
+Why a process per collection: Edge holds the GIL for the whole of every call, an HNSW build
+included (7 s at 20,000 x 384 here, minutes at 100,000). Run in the server's process it would
+stall the event loop and every other collection; in a worker it stalls only its own collection
+(its calls queue in arrival order behind the build, as writes and reads on one collection are
+ordered anyway). The pipe costs about 0.1-0.3 ms per call (docs/design.md has the numbers).
+
+Filled in here, above Edge: point ids as queries and ``lookup_from`` (retrieve the vector,
+then query), groups (over-fetch, then group: :mod:`edge_queries`), and the optimizer: after
+every acknowledged write the collection's worker runs Edge's optimizers, which index a
+segment once Qdrant's thresholds (``indexing_threshold`` and friends) say so; meanwhile the
+collection reports ``yellow``. Not filled: the distance matrix and snapshots (501).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from qdrant_client.http import models
+from qdrant_client.local.qdrant_local import QdrantLocal
+
+from proxy import errors
+from proxy.embedded import edge_queries as eq
+from proxy.embedded import edge_worker, request_checks
+from proxy.embedded.edge_catalog import Catalog, Entry
+from proxy.errors import BadRequest, SwitchyardError, Unsupported
+
+#: methods answered from the catalog, never by a shard
+CATALOG_METHODS = frozenset({
+    "create_collection", "delete_collection", "get_collection", "get_collections",
+    "collection_exists", "update_collection", "update_collection_aliases", "get_aliases",
+    "get_collection_aliases", "info",
+})
+#: methods a shard answers that change nothing (no optimizer pass after them)
+READS = frozenset({"retrieve", "scroll", "count", "facet", "query_points", "query_batch", "info"})
+CLOSE_GRACE = 5.0
+#: worker processes kept started ahead, so creating a collection does not wait for one
+SPARES = 2
+_SIGNATURES = {
+    name: inspect.signature(getattr(QdrantLocal, name))
+    for name in ("upsert", "delete", "update_vectors", "delete_vectors", "set_payload",
+                 "overwrite_payload", "delete_payload", "clear_payload", "batch_update_points",
+                 "create_payload_index", "delete_payload_index", "create_vector_name",
+                 "delete_vector_name", "retrieve", "scroll", "count", "facet", "query_points",
+                 "query_points_groups", "create_collection", "delete_collection",
+                 "get_collection", "collection_exists", "update_collection",
+                 "update_collection_aliases", "get_collection_aliases")
+}
+
+
+def bind(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``QdrantLocal.<method>``'s arguments by name (positional ones named, extras flattened)."""
+    sig = _SIGNATURES.get(method)
+    if sig is None:
+        if args:
+            raise Unsupported(f"{method} is not supported by the Edge engine")
+        return dict(kwargs)
+    bound = sig.bind(None, *args, **kwargs).arguments
+    bound.pop("self", None)
+    extra = bound.pop("kwargs", {})
+    return {**bound, **extra}
+
+
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    """A forkserver context whose server has Edge and the models imported (fast worker starts;
+    never ``fork`` from a process running grpc and event-loop threads)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["proxy.embedded.edge_worker", "proxy.embedded.edge_convert"])
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+class Shard:
+    """The server's end of one worker: calls in arrival order, one at a time.
+
+    A worker process starts unopened (:meth:`spawn` returns at once; the child finishes
+    starting in the background) and serves one shard once :meth:`open` names it.
+    """
+
+    def __init__(self) -> None:
+        ctx = _context()
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=edge_worker.serve, args=(child,), daemon=True,
+                                   name="switchyard-edge-shard")
+        self.process.start()
+        child.close()
+        self._pipe = threading.Lock()
+        self.order = asyncio.Lock()
+        self.optimizing = False
+        self.optimize_task: asyncio.Task[None] | None = None
+        self.last_info: dict[str, Any] | None = None
+
+    def open(self, path: str, create: models.CreateCollection | None) -> Shard:
+        """Create (``create`` given, no segments yet) or load the shard at ``path`` (blocking)."""
+        try:
+            self.call_sync("open", {"path": path, "create": create})
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @staticmethod
+    def _unpack(reply: tuple[Any, ...]) -> Any:
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, message = reply
+        cls = getattr(errors, kind, SwitchyardError)
+        raise cls(message, raw=True)
+
+    def call_sync(self, method: str, kwargs: dict[str, Any]) -> Any:
+        with self._pipe:
+            if not self.process.is_alive():
+                raise SwitchyardError("the collection's engine worker has stopped")
+            self._conn.send((method, kwargs))
+            return self._unpack(self._conn.recv())
+
+    def close(self) -> None:
+        """Flush and stop the worker; one still busy after the grace period is terminated."""
+        if self._pipe.acquire(timeout=CLOSE_GRACE):
+            try:
+                if self.process.is_alive():
+                    self._conn.send(("close", {}))
+                    if self._conn.poll(CLOSE_GRACE):
+                        self._conn.recv()
+            except (OSError, EOFError):
+                pass
+            finally:
+                self._pipe.release()
+        self.process.join(CLOSE_GRACE)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(CLOSE_GRACE)
+        self._conn.close()
+
+
+class EdgeEngine:
+    """The engine seam over Edge shards; see the module docstring."""
+
+    name = "edge"
+    #: what this engine cannot answer (501 in Qdrant's shape)
+    unsupported = frozenset({"search_matrix_pairs", "search_matrix_offsets"})
+
+    def __init__(self, path: str | None = None, readers: int | None = None) -> None:
+        self.path = path
+        self._temp = None if path else tempfile.mkdtemp(prefix="switchyard-edge-")
+        root = path or self._temp
+        assert root is not None
+        os.makedirs(root, exist_ok=True)
+        self.catalog = Catalog.open(root, persistent=path is not None)
+        self._shards: dict[str, Shard] = {}
+        self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="switchyard-edge")
+        self._operations = itertools.count(1)
+        self._create_lock = asyncio.Lock()
+        self._spares: list[Shard] = []
+        self._executor.submit(self._warm)
+
+    def _warm(self) -> None:
+        while len(self._spares) < SPARES:
+            self._spares.append(Shard())
+
+    def _worker(self) -> Shard:
+        """An unopened worker: a spare started earlier if any, and a new spare started for the
+        next one (a worker takes ~0.25 s to start; opening a shard in one ~15 ms)."""
+        worker = self._spares.pop() if self._spares else Shard()
+        self._executor.submit(self._warm)
+        return worker
+
+    def next_operation_id(self) -> int:
+        return next(self._operations)
+
+    # ------------------------------------------------------------ dispatch
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run one seam call (``QdrantLocal``'s name and arguments)."""
+        request_checks.check_call(method, args, kwargs)
+        if method in self.unsupported:
+            raise Unsupported(f"{method} is not supported by the embedded upstream (Edge engine)")
+        if method == "query_batch":
+            name, batch = args
+            return await self._query_batch(name, batch)
+        kw = bind(method, args, kwargs)
+        if method in CATALOG_METHODS:
+            return await getattr(self, f"_{method}")(**kw)
+        name = self.catalog.resolve(kw.pop("collection_name"))
+        if method == "query_points":
+            return (await self._query_batch(name, [kw]))[0]
+        if method == "query_points_groups":
+            return await self._groups(name, kw)
+        return await self._shard_call(name, method, kw)
+
+    async def _shard_call(self, name: str, method: str, kw: dict[str, Any]) -> Any:
+        shard = await self._shard(name)
+        result = await self._ordered(shard, method, kw)
+        if method not in READS:
+            self._schedule_optimize(shard)
+        return result
+
+    async def _ordered(self, shard: Shard, method: str, kw: dict[str, Any]) -> Any:
+        """Run on the worker in arrival order; the order is kept until the worker answers,
+        even when the caller stops waiting."""
+        await shard.order.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            job = self._executor.submit(shard.call_sync, method, kw)
+        except BaseException:
+            shard.order.release()
+            raise
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(shard.order.release))
+        return await asyncio.wrap_future(job, loop=loop)
+
+    async def _shard(self, name: str) -> Shard:
+        shard = self._shards.get(name)
+        if shard is None:
+            entry = self.catalog.collections[name]
+            path = self.catalog.shard_path(entry)
+            loop = asyncio.get_running_loop()
+            shard = await loop.run_in_executor(self._executor, self._worker().open, path, None)
+            if name in self._shards:  # opened concurrently: keep the first
+                await loop.run_in_executor(self._executor, shard.close)
+                return self._shards[name]
+            self._shards[name] = shard
+        return shard
+
+    # ------------------------------------------------------------ optimizer
+
+    def _schedule_optimize(self, shard: Shard) -> None:
+        """One optimizer pass queued behind the writes so far (coalesced while one waits)."""
+        if shard.optimize_task is not None and not shard.optimize_task.done():
+            return
+        shard.optimize_task = asyncio.get_running_loop().create_task(self._optimize(shard))
+
+    async def _optimize(self, shard: Shard) -> None:
+        await shard.order.acquire()
+        shard.order.release()  # let earlier calls finish first, then queue behind them
+        shard.optimizing = True
+        try:
+            await self._ordered(shard, "optimize", {})
+        except SwitchyardError:
+            pass  # the shard refused to optimize: it stays unindexed and searchable
+        finally:
+            shard.optimizing = False
+
+    async def wait_optimized(self, name: str) -> None:
+        """Wait until the collection's optimizer pass (if any) has finished (tests, bench)."""
+        shard = self._shards.get(self.catalog.resolve(name))
+        if shard is not None and shard.optimize_task is not None:
+            await asyncio.shield(shard.optimize_task)
+
+    # ------------------------------------------------------------ catalog methods
+
+    async def _create_collection(self, collection_name: str, **kw: Any) -> bool:
+        config = models.CreateCollection(
+            vectors=kw.get("vectors_config"),
+            sparse_vectors=kw.get("sparse_vectors_config"),
+            hnsw_config=kw.get("hnsw_config"),
+            optimizers_config=kw.get("optimizers_config"),
+            quantization_config=kw.get("quantization_config"),
+            on_disk_payload=kw.get("on_disk_payload"),
+            strict_mode_config=kw.get("strict_mode_config"),
+            wal_config=kw.get("wal_config"),
+            metadata=kw.get("metadata"),
+        )
+        if isinstance(config.vectors, models.VectorParams) and not 1 <= config.vectors.size <= 65536:
+            raise BadRequest(f"Vector size {config.vectors.size} is invalid. Must be from 1 to 65536.")
+        async with self._create_lock:
+            entry = self.catalog.new_entry(collection_name, config)
+            path = self.catalog.shard_path(entry)
+            loop = asyncio.get_running_loop()
+            try:
+                shard = await loop.run_in_executor(self._executor, self._worker().open, path, config)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            self._shards[collection_name] = shard
+            self.catalog.collections[collection_name] = entry
+            self.catalog.save()
+        return True
+
+    async def _delete_collection(self, collection_name: str, **_: Any) -> bool:
+        name = self.catalog.aliases.get(collection_name, collection_name)
+        entry = self.catalog.collections.pop(name, None)
+        if entry is None:
+            return False
+        self.catalog.aliases = {a: c for a, c in self.catalog.aliases.items() if c != name}
+        self.catalog.save()
+        shard = self._shards.pop(name, None)
+        loop = asyncio.get_running_loop()
+        if shard is not None:
+            async with shard.order:
+                await loop.run_in_executor(self._executor, shard.close)
+        await loop.run_in_executor(
+            self._executor, functools.partial(shutil.rmtree, self.catalog.shard_path(entry), True))
+        return True
+
+    async def _collection_exists(self, collection_name: str, **_: Any) -> bool:
+        return self.catalog.aliases.get(collection_name, collection_name) in self.catalog.collections
+
+    async def _get_collections(self, **_: Any) -> models.CollectionsResponse:
+        return models.CollectionsResponse(
+            collections=[models.CollectionDescription(name=n) for n in self.catalog.collections])
+
+    async def _get_collection(self, collection_name: str, **_: Any) -> models.CollectionInfo:
+        from proxy.embedded.edge_info import collection_info
+
+        name = self.catalog.resolve(collection_name)
+        shard = await self._shard(name)
+        if shard.optimizing and shard.last_info is not None:
+            info, status = shard.last_info, models.CollectionStatus.YELLOW
+        else:
+            info = shard.last_info = await self._ordered(shard, "info", {})
+            status = models.CollectionStatus.GREEN
+        return collection_info(self.catalog.collections[name], info, status)
+
+    async def _update_collection(self, collection_name: str, **kw: Any) -> bool:
+        name = self.catalog.resolve(collection_name)
+        entry: Entry = self.catalog.collections[name]
+        if kw.get("metadata") is not None:
+            entry.metadata = {**(entry.metadata or {}), **kw["metadata"]}
+        updates = {k: kw[k] for k in ("hnsw_config", "optimizers_config", "quantization_config")
+                   if kw.get(k) is not None}
+        if updates:  # reported from now on; Edge applies a config on the next open
+            entry.config = entry.config.model_copy(update=updates)
+        self.catalog.save()
+        return True
+
+    async def _update_collection_aliases(self, change_aliases_operations: list[Any], **_: Any) -> bool:
+        self.catalog.change_aliases(change_aliases_operations)
+        return True
+
+    async def _get_aliases(self, **_: Any) -> models.CollectionsAliasesResponse:
+        return models.CollectionsAliasesResponse(aliases=[
+            models.AliasDescription(alias_name=a, collection_name=c)
+            for a, c in self.catalog.aliases.items()])
+
+    async def _get_collection_aliases(self, collection_name: str, **_: Any) -> Any:
+        return models.CollectionsAliasesResponse(aliases=[
+            models.AliasDescription(alias_name=a, collection_name=c)
+            for a, c in self.catalog.aliases.items() if c == collection_name])
+
+    async def _info(self, **_: Any) -> models.VersionInfo:
+        from proxy.embedded.rest_app import server_version
+
+        return models.VersionInfo(title="qdrant - vector search engine", version=server_version())
+
+    # ------------------------------------------------------------ queries
+
+    async def _resolve_examples(self, name: str, kw: dict[str, Any]) -> dict[str, Any]:
+        """Replace point ids used as queries by their vectors (from ``lookup_from`` if given)."""
+        ids = eq.example_ids(kw.get("query"), kw.get("prefetch"))
+        if not ids:
+            return kw
+        lookup: models.LookupLocation | None = kw.get("lookup_from")
+        source = self.catalog.resolve(lookup.collection) if lookup else name
+        using = (lookup.vector if lookup and lookup.vector is not None else kw.get("using")) or ""
+        records = await self._shard_call(source, "retrieve", {
+            "ids": ids, "with_payload": False, "with_vectors": [using] if using else True})
+        vectors = {r.id: eq.vector_of(r, using) for r in records}
+        out = dict(kw, query=eq.substitute(kw.get("query"), vectors),
+                   prefetch=eq.substitute_prefetch(kw.get("prefetch"), vectors))
+        if source == name:
+            out["query_filter"] = eq.exclude_ids(kw.get("query_filter"), ids)
+        return out
+
+    async def _query_batch(self, name: str, batch: list[dict[str, Any]]) -> list[models.QueryResponse]:
+        name = self.catalog.resolve(name)
+        resolved = [await self._resolve_examples(name, dict(kw)) for kw in batch]
+        for kw in resolved:
+            kw.pop("lookup_from", None)
+        result: list[models.QueryResponse] = await self._shard_call(name, "query_batch", {"batch": resolved})
+        return result
+
+    async def _groups(self, name: str, kw: dict[str, Any]) -> models.GroupsResult:
+        """Over-fetch, group by the payload value, then read each hit as the caller asked."""
+        key, limit, size = kw.pop("group_by"), kw.pop("limit", 10) or 10, kw.pop("group_size", 3) or 3
+        with_lookup = kw.pop("with_lookup", None)
+        want_payload, want_vectors = kw.pop("with_payload", False), kw.pop("with_vectors", False)
+        fetch = limit * size * 4
+        for _ in range(4):
+            kw_round = dict(kw, limit=fetch, with_payload=[key], with_vectors=False)
+            [found] = await self._query_batch(name, [kw_round])
+            groups = eq.group_hits(found.points, key, limit, size)
+            if eq.groups_complete(groups, limit, size) or len(found.points) < fetch:
+                break
+            fetch *= 4
+        ids = list(dict.fromkeys(h.id for _, hits in groups for h in hits))
+        records = {r.id: r for r in await self._shard_call(name, "retrieve", {
+            "ids": ids, "with_payload": want_payload, "with_vectors": want_vectors})} if ids else {}
+        lookups = await self._group_lookups(with_lookup, [g for g, _ in groups])
+        out = []
+        for gid, hits in groups:
+            points = [h.model_copy(update={"payload": records[h.id].payload if want_payload else None,
+                                           "vector": records[h.id].vector if want_vectors else None})
+                      for h in hits if h.id in records]
+            out.append(models.PointGroup(hits=points, id=gid, lookup=lookups.get(gid)))
+        return models.GroupsResult(groups=out)
+
+    async def _group_lookups(self, with_lookup: Any, group_ids: list[Any]) -> dict[Any, Any]:
+        if with_lookup is None or not group_ids:
+            return {}
+        if isinstance(with_lookup, str):
+            with_lookup = models.WithLookup(collection=with_lookup)
+        source = self.catalog.resolve(with_lookup.collection)
+        records = await self._shard_call(source, "retrieve", {
+            "ids": group_ids,
+            "with_payload": with_lookup.with_payload if with_lookup.with_payload is not None else True,
+            "with_vectors": with_lookup.with_vectors or False})
+        return {r.id: r for r in records}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Stop every worker (flushing its shard), then remove the temporary root if any."""
+        shards, self._shards = list(self._shards.values()), {}
+        for task in [s.optimize_task for s in shards if s.optimize_task is not None]:
+            task.cancel()
+        for shard in shards + self._spares:
+            shard.close()
+        self._spares = []
+        self._executor.shutdown(wait=True)
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
