@@ -32,6 +32,7 @@ OTHER_ENV: dict[str, str] = {
     "SWITCHYARD_API_KEY_FILE": "file holding SWITCHYARD_API_KEY",
     "SWITCHYARD_TOKENIZER": "tokenizer file or directory of the local models",
     "SWITCHYARD_UPSTREAM_READERS": "reads served at once by `switchyard upstream`",
+    "SWITCHYARD_UPSTREAM_ENGINE": "engine of the embedded upstream (`local` or `edge`)",
     "SWITCHYARD_TEST_QDRANT_URL": "tests: run the suite against this Qdrant (REST)",
     "SWITCHYARD_TEST_QDRANT_GRPC": "tests: that Qdrant's gRPC HOST:PORT",
     "SWITCHYARD_QDRANT_OPENAPI": "tests: where Qdrant's openapi.json is",

@@ -64,7 +64,9 @@ def dockerfile_env(text: str) -> dict[str, str]:
         if parts and "=" not in parts[0]:  # legacy ``ENV KEY value``
             env[parts[0]] = " ".join(parts[1:])
         else:
-            env.update(part.split("=", 1) for part in parts)  # type: ignore[arg-type]
+            for part in parts:
+                key, _, value = part.partition("=")
+                env[key] = value
     return env
 
 
@@ -346,7 +348,7 @@ def _service_command(service: Mapping[str, Any], dockerfile: str) -> list[str]:
 def _service_env(service: Mapping[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
-        return dict(str(item).split("=", 1) if "=" in str(item) else (str(item), "") for item in env)
+        return {str(item).partition("=")[0]: str(item).partition("=")[2] for item in env}
     return {str(k): str(v) for k, v in env.items()}
 
 

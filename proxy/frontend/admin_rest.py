@@ -2,7 +2,8 @@
 
 Replies use Qdrant's envelope ``{"result": ..., "status": "ok", "time": t}``; errors Qdrant's
 error shape with the error's status code. Who may call is decided by
-:func:`proxy.admin.access.admin_verdict` from the socket's peer (never a header): with an admin
+:func:`proxy.admin.access.admin_verdict` from the client's socket address (never a header the
+client writes, such as ``X-Forwarded-For``): with an admin
 key configured a request without it gets 401; without one only loopback peers are served and
 others get 403 saying how to open the API. ``GET .../migrations/{id}/watch`` streams one JSON status per line on every change.
 ``POST .../migrations/{id}/verify`` takes ``{"repair": bool}`` and Qdrant's ``?wait=true|false``.
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.admin.access import admin_verdict, key_from_headers, socket_peer_host
+from proxy.admin.access import admin_verdict, key_from_headers
 from proxy.admin.service import AdminService
 from proxy.errors import BadRequest, SwitchyardError
 
@@ -44,10 +45,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def check_admin(request: web.Request, admin_key: str | None, trust_loopback: bool) -> None:
-    """Raise the refusal for this caller, if any (peer from the transport, not from headers)."""
-    transport = request.transport
-    peer = socket_peer_host(transport.get_extra_info("peername") if transport is not None else None)
-    admin_verdict(peer, admin_key, key_from_headers(request.headers),
+    """Raise the refusal for this caller, if any.
+
+    The peer is ``request.remote``: the socket's address (aiohttp reads no forwarding header),
+    or, behind the proxy's REST front end, the client socket's address that the front end
+    carries to its own-routes app (it drops a client's header of that name)."""
+    admin_verdict(request.remote, admin_key, key_from_headers(request.headers),
                   trust_loopback=trust_loopback).raise_if_refused()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from proxy.admin.access import HEADER as ADMIN_KEY_HEADER
+
 RawHeaders = Iterable[tuple[bytes, bytes]]
 
 HOP_BY_HOP: frozenset[bytes] = frozenset({
@@ -24,7 +26,8 @@ RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"content-length"}
 
 #: Header / metadata names whose values are credentials and never appear in logs.
 SECRET_NAMES: frozenset[str] = frozenset({"api-key", "authorization", "proxy-authorization",
-                                          "cookie", "set-cookie", "x-switchyard-admin-key"})
+                                          "cookie", "set-cookie", ADMIN_KEY_HEADER,
+                                          "x-switchyard-admin-key"})
 REDACTED = "<redacted>"
 
 
