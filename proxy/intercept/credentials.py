@@ -58,7 +58,7 @@ _EMPTY_DELETE = b'{"points":[]}'
 
 CHECKS = Counter("switchyard_credential_checks_total",
                  "Credential verdicts for intercepted calls, by protocol, where the verdict came "
-                 "from (probe / cache / open upstream) and outcome.",
+                 "from (probe, cache, open: the upstream needs no key) and outcome.",
                  ["protocol", "source", "outcome"])
 
 T = TypeVar("T")
@@ -211,7 +211,7 @@ class CredentialGate:
                 cached = self._verdicts.get(key) if key == anonymous else cached
             step = next_step(True if needs is None else needs, _outcome(cached))
         if step is not Step.PROBE:
-            source = "open upstream" if step is Step.GO and cached is None else "cache"
+            source = "open" if step is Step.GO and cached is None else "cache"
             CHECKS.labels(protocol, source, "refuse" if step is Step.REFUSE else "allow").inc()
             return cached[1] if step is Step.REFUSE and cached else None  # type: ignore[return-value]
         reply = await self._once(key, lambda: probe(creds, access))
