@@ -492,8 +492,9 @@ def _point_info(point_id: Any, vectors: Mapping[str, VectorInfo], payload: dict[
 
 def _meta(payload: dict[str, Any]) -> Mapping[str, Any]:
     """The embedding metadata a client set in a payload (shared empty mapping when none)."""
-    meta = {k: payload[k] for k in META_FIELDS if k in payload}
-    return meta or _NO_META
+    if payload.keys().isdisjoint(META_FIELDS):
+        return _NO_META
+    return {k: payload[k] for k in META_FIELDS if k in payload}
 
 
 @functools.lru_cache(maxsize=64)
