@@ -153,7 +153,8 @@ class Executor:
         if self.state_guard is not None:
             self.state_guard.check(snap.migrations, collection, kind)
         physical, why = physical_collection(snap, collection, kind)
-        if self.credentials is not None and (
+        works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
+        if self.credentials is not None and works and (
                 refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own 401 / 403: no work for this caller
         similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
