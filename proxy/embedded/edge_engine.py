@@ -253,10 +253,10 @@ class EdgeEngine:
         shard.optimize_task = asyncio.get_running_loop().create_task(self._optimize(shard))
 
     async def _optimize(self, shard: Shard) -> None:
-        await shard.order.acquire()
-        shard.order.release()  # let earlier calls finish first, then queue behind them
-        shard.optimizing = True
         try:
+            # the counts as of the writes so far, reported (yellow) while the pass runs
+            shard.last_info = await self._ordered(shard, "info", {})
+            shard.optimizing = True
             await self._ordered(shard, "optimize", {})
         except SwitchyardError:
             pass  # the shard refused to optimize: it stays unindexed and searchable
