@@ -65,7 +65,7 @@ class ProxyConfig:
     heartbeat_ttl: float = 10.0
     ack_timeout: float = 30.0
     max_active_migrations: int = 3
-    webhooks: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = field(default=(), repr=False)  # URLs often carry a token
     spool_dir: str | None = None
     max_inference_text_chars: int | None = None  # None: what each model's input holds
     max_inference_request_chars: int = 1 << 20
@@ -144,7 +144,7 @@ OPTION_HELP: dict[str, str] = {
 }
 
 #: Options holding a secret: each also takes ``<name>_file`` (flag, env and config key).
-SECRET_OPTIONS: tuple[str, ...] = ("admin_key", "upstream_api_key")
+SECRET_OPTIONS: tuple[str, ...] = ("admin_key", "upstream_api_key", "webhooks")
 #: The file twins of :data:`SECRET_OPTIONS`, accepted wherever an option is.
 SECRET_FILE_OPTIONS: tuple[str, ...] = tuple(name + FILE_SUFFIX for name in SECRET_OPTIONS)
 #: Every name a flag, variable or config key may carry (options plus their file twins).
@@ -384,7 +384,7 @@ def _pick(
 
 
 def _pick_secret(name: str, argv: Mapping[str, Any], env: Mapping[str, str],
-                 file_values: Mapping[str, Any], read_file: ReadFile) -> str | None:
+                 file_values: Mapping[str, Any], read_file: ReadFile) -> Any:
     """A secret from the first level that has it, as a value or a file (both at one level: error)."""
     twin = name + FILE_SUFFIX
     levels = (
@@ -397,14 +397,19 @@ def _pick_secret(name: str, argv: Mapping[str, Any], env: Mapping[str, str],
         chosen = choose_secret(name, value, value_source, path, path_source, read_file)
         if chosen is None:
             continue
-        if chosen.from_file:
-            return str(chosen.value)
         try:
-            parsed: str | None = PARSERS[name](chosen.value)
+            if chosen.from_file:
+                return _FILE_VALUE.get(name, str)(str(chosen.value))
+            return PARSERS[name](chosen.value)
         except ValueError:  # the parser's message would quote the value: a secret
-            raise ConfigError(f"{name} (from {chosen.source}): expected a string") from None
-        return parsed
+            shape = _SECRET_SHAPE.get(name, "a string")
+            raise ConfigError(f"{name} (from {chosen.source}): expected {shape}") from None
     return None
+
+
+#: How a secret read from a file becomes the option's value (default: the text itself).
+_FILE_VALUE: dict[str, Callable[[str], Any]] = {"webhooks": lambda text: _urls(text.replace("\n", ","))}
+_SECRET_SHAPE = {"webhooks": "comma- or line-separated http:// or https:// URLs"}
 
 
 def _check_combinations(config: ProxyConfig) -> None:

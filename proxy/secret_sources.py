@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 
@@ -112,3 +113,16 @@ def resolve_secret_args(args: argparse.Namespace, environ: Mapping[str, str],
         else:
             value = chosen.value if chosen.from_file else (str(chosen.value).strip() or None)
         setattr(args, spec.dest, value)
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log: scheme and host only (webhook URLs carry tokens in the path, the query
+    or the user-info), e.g. ``https://hooks.example.com/...``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    rest = "/..." if (parts.path not in ("", "/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"

@@ -143,3 +143,37 @@ def test_cli_reads_key_files_before_the_command_runs(tmp_path: Path, capsys: pyt
     with caplog.at_level(logging.WARNING):
         code = cli.main(["migrate", "list", "--url", "http://127.0.0.1:9", "--admin-key-file", str(missing)])
     assert code == 2 and f"cannot read key file {missing}" in capsys.readouterr().err
+
+
+def test_webhooks_are_a_secret_too(caplog: pytest.LogCaptureFixture) -> None:
+    hooks = {"/s/hooks": "https://hooks.example.com/services/T0/B0/t0k3n\nhttp://127.0.0.1:9/h?token=q\n"}
+    config = load_config({}, {"SWITCHYARD_WEBHOOKS_FILE": "/s/hooks"}, None, read_file=hooks.__getitem__)
+    assert config.webhooks == ("https://hooks.example.com/services/T0/B0/t0k3n", "http://127.0.0.1:9/h?token=q")
+    assert "t0k3n" not in repr(config)
+    assert load_config({"webhooks": "http://a/x,http://b/y"}, {}, None).webhooks == ("http://a/x", "http://b/y")
+    with pytest.raises(ConfigError) as err:
+        load_config({"webhooks": "ftp://t0k3n@x"}, {}, None)
+    assert "expected comma- or line-separated" in str(err.value) and "t0k3n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.example.com/services/T0/B0/t0k3n", "https://hooks.example.com/..."),
+    ("http://u:t0k3n@hook.local:8080", "http://hook.local:8080/..."),
+    ("http://hook.local/?token=t0k3n", "http://hook.local/..."),
+    ("http://hook.local/", "http://hook.local"),
+    ("http://[::1", "<unparsable url>"),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    from proxy.secret_sources import redact_url
+
+    assert redact_url(url) == shown
+
+
+async def test_webhook_failures_log_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    from proxy.migration.hooks import Hooks
+
+    hooks = Hooks(["http://127.0.0.1:9/services/t0k3n"], retries=0, timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="switchyard.hooks"):
+        hooks.notify({"event": "test"})
+        await hooks.drain(5.0)
+    assert hooks.failed == 1 and "http://127.0.0.1:9/..." in caplog.text and "t0k3n" not in caplog.text

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import SwitchyardError
+from proxy.secret_sources import redact_url
 
 log = logging.getLogger("switchyard.hooks")
 
@@ -44,7 +45,7 @@ class Hooks:
         body = orjson.dumps(event)
         loop = asyncio.get_running_loop()
         for url in self.urls:
-            task = loop.create_task(self._deliver(url, body), name=f"webhook {url}")
+            task = loop.create_task(self._deliver(url, body), name=f"webhook {redact_url(url)}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -55,7 +56,7 @@ class Hooks:
                 if status < 500:
                     self.delivered += 1
                     if status >= 400:
-                        log.warning("webhook %s answered %d", url, status)
+                        log.warning("webhook %s answered %d", redact_url(url), status)
                     return
                 why = f"status {status}"
             except SwitchyardError as exc:
@@ -63,7 +64,7 @@ class Hooks:
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * (2 ** attempt))
         self.failed += 1
-        log.warning("webhook %s gave up after %d attempts: %s", url, self.retries + 1, why)
+        log.warning("webhook %s gave up after %d attempts: %s", redact_url(url), self.retries + 1, why)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait up to ``timeout`` for deliveries in flight, then cancel the rest."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiohttp
 
 from proxy.errors import UpstreamError
+from proxy.secret_sources import redact_url
 
 
 async def post_json(url: str, body: bytes, timeout: float) -> int:
@@ -18,4 +19,5 @@ async def post_json(url: str, body: bytes, timeout: float) -> int:
                 await resp.read()
                 return resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise UpstreamError(f"webhook {url} failed: {exc!r}") from exc
+        # the URL and aiohttp's message (which may quote it) can carry the hook's token
+        raise UpstreamError(f"webhook {redact_url(url)} failed: {type(exc).__name__}") from exc
