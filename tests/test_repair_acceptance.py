@@ -305,3 +305,39 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
     finally:
         proxy.stop()
         direct.close()
+
+
+def test_exception_inside_the_mirror_is_recorded(upstream: Any, prefix: str, tmp_path: Path) -> None:
+    """An exception no leg expects (the issue's ``TypeError: Integer exceeds 64-bit range`` from
+    the mirror's encoding), raised after the primary applied: the client gets the primary's 200,
+    the ids are in the repair log. Injected at the embedder pool, a seam we own."""
+    from proxy_fixtures import start_proxy
+
+    running = start_proxy(upstream.rest_url, upstream.grpc_host, upstream.grpc_port,
+                          {"spool_dir": str(tmp_path)})
+    try:
+        async def setup() -> str:
+            client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+            try:
+                return await setup_migration(client, StateStore(client), prefix, [1])
+            finally:
+                await client.close()
+        mid = asyncio.run(setup())
+        m = asyncio.run(_migration(upstream.rest_url, mid))
+        mirror = running.interceptor.mirror
+        assert mirror is not None
+
+        async def broken(*_: Any, **__: Any) -> Any:
+            raise TypeError("Integer exceeds 64-bit range")
+        mirror.pool.embed = broken  # type: ignore[method-assign]
+        with closing(QdrantClient(url=running.rest_url, check_compatibility=False)) as c:
+            result = c.upsert(m["logical"], [models.PointStruct(id=i, vector=[0.1, 0.2, 0.3, 0.4],
+                                                                payload={"text": f"t{i}"}) for i in (5, 6)])
+        assert result.status == models.UpdateStatus.COMPLETED
+        entries = _records(upstream.rest_url, mid)
+        assert sorted(e.point_id for e in entries) == [5, 6]  # type: ignore[type-var]
+        assert all("TypeError" in e.reason for e in entries)
+        with closing(QdrantClient(url=upstream.rest_url, check_compatibility=False)) as direct:
+            assert direct.count(m["source"]).count == 3  # the primary applied
+    finally:
+        running.proxy.stop()
