@@ -110,6 +110,7 @@ class Shard:
         self._pipe = threading.Lock()
         self.order = asyncio.Lock()
         self.optimizing = False
+        self.dirty = False
         self.optimize_task: asyncio.Task[None] | None = None
         self.last_info: dict[str, Any] | None = None
 
@@ -247,21 +248,24 @@ class EdgeEngine:
     # ------------------------------------------------------------ optimizer
 
     def _schedule_optimize(self, shard: Shard) -> None:
-        """One optimizer pass queued behind the writes so far (coalesced while one waits)."""
-        if shard.optimize_task is not None and not shard.optimize_task.done():
-            return
-        shard.optimize_task = asyncio.get_running_loop().create_task(self._optimize(shard))
+        """An optimizer pass after the writes so far: writes during a pass get one more pass
+        (the collection's owned task; stopped by :meth:`aclose`)."""
+        shard.dirty = True
+        if shard.optimize_task is None or shard.optimize_task.done():
+            shard.optimize_task = asyncio.get_running_loop().create_task(self._optimize(shard))
 
     async def _optimize(self, shard: Shard) -> None:
-        try:
-            # the counts as of the writes so far, reported (yellow) while the pass runs
-            shard.last_info = await self._ordered(shard, "info", {})
-            shard.optimizing = True
-            await self._ordered(shard, "optimize", {})
-        except SwitchyardError:
-            pass  # the shard refused to optimize: it stays unindexed and searchable
-        finally:
-            shard.optimizing = False
+        while shard.dirty:
+            shard.dirty = False
+            try:
+                # the counts as of the writes so far, reported (yellow) while the pass runs
+                shard.last_info = await self._ordered(shard, "info", {})
+                shard.optimizing = True
+                await self._ordered(shard, "optimize", {})
+            except SwitchyardError:
+                pass  # the shard refused to optimize: it stays unindexed and searchable
+            finally:
+                shard.optimizing = False
 
     async def wait_optimized(self, name: str) -> None:
         """Wait until the collection's optimizer pass (if any) has finished (tests, bench)."""
@@ -431,11 +435,18 @@ class EdgeEngine:
 
     # ------------------------------------------------------------ lifecycle
 
+    async def aclose(self) -> None:
+        """Stop the optimizer tasks (a pass already running finishes or is cut off by the
+        worker's close), then :meth:`close` off the event loop."""
+        for shard in list(self._shards.values()):
+            shard.dirty = False
+            if shard.optimize_task is not None and not shard.optimize_task.done():
+                shard.optimize_task.cancel()
+        await asyncio.to_thread(self.close)
+
     def close(self) -> None:
         """Stop every worker (flushing its shard), then remove the temporary root if any."""
         shards, self._shards = list(self._shards.values()), {}
-        for task in [s.optimize_task for s in shards if s.optimize_task is not None]:
-            task.cancel()
         for shard in shards + self._spares:
             shard.close()
         self._spares = []
