@@ -42,8 +42,8 @@ def target(switchyard: RunningProxy, upstream: Any) -> Iterator[dict[str, Any]]:
                            for i in range(5)])  # type: ignore[misc]
     proxy_url, upstream_url = urlsplit(switchyard.rest_url), urlsplit(upstream.rest_url)
     yield {"alias": alias, "source": source,
-           "proxy": http.client.HTTPConnection(proxy_url.hostname, proxy_url.port, timeout=60),
-           "direct": http.client.HTTPConnection(upstream_url.hostname, upstream_url.port, timeout=60),
+           "proxy": http.client.HTTPConnection(str(proxy_url.hostname), proxy_url.port, timeout=60),
+           "direct": http.client.HTTPConnection(str(upstream_url.hostname), upstream_url.port, timeout=60),
            "proxy_grpc": grpc.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}"),
            "direct_grpc": grpc.insecure_channel(f"{upstream.grpc_host}:{upstream.grpc_port}")}
     _admin(switchyard, f"/migrations/{mid}/transition", {"name": "cancel"})
