@@ -251,6 +251,9 @@ def test_unknown_switchyard_variable_is_reported_at_start_up(open_up: UpProcess)
 def test_keyless_loopback_caller_is_served(open_up: UpProcess) -> None:
     status, body = open_up.http("GET", "/switchyard/v1/migrations")
     assert status == 200 and body["status"] == "ok"
+    # the peer is the socket's: headers a client writes cannot move it (either way)
+    spoofed = {"x-switchyard-peer": "10.0.0.5", "x-forwarded-for": "10.0.0.5", "x-real-ip": "10.0.0.5"}
+    assert open_up.http("GET", "/switchyard/v1/migrations", headers=spoofed)[0] == 200
     channel, stub = open_up.admin_stub()
     with channel:
         assert "migrations" in stub.List(pb.Empty(), timeout=30).result
@@ -285,6 +288,7 @@ def test_keyless_caller_is_refused_when_not_trusted(closed_up: UpProcess) -> Non
             assert "--admin-key" in (err.value.details() or "")
     for path in ("/switchyard/healthz", "/switchyard/metrics"):  # stay open
         assert closed_up.http("GET", path)[0] == 200
+    assert closed_up.http("GET", "/switchyard/readyz")[0] not in (401, 403)
 
 
 def test_admin_key_from_a_file(keyed_up: UpProcess) -> None:
