@@ -67,6 +67,7 @@ class ProxyConfig:
     max_active_migrations: int = 3
     webhooks: tuple[str, ...] = field(default=(), repr=False)  # URLs often carry a token
     spool_dir: str | None = None
+    intent_fsync: bool = True
     max_inference_text_chars: int | None = None  # None: what each model's input holds
     max_inference_request_chars: int = 1 << 20
     credential_check_ttl: float = 10.0
@@ -124,6 +125,8 @@ OPTION_HELP: dict[str, str] = {
     "max_active_migrations": "migrations allowed at once across the state store (default 3)",
     "webhooks": "comma-separated URLs called with JSON on every transition and refusal",
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
+    "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
+                    "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
     "max_inference_text_chars": "largest inference-object text the proxy embeds, in characters "
                                 "(default: 8 x the model's max_length tokens, else 8192)",
     "max_inference_request_chars": "largest total inference text of one request, in characters "
@@ -308,6 +311,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_active_migrations": _positive_int,
     "webhooks": _urls,
     "spool_dir": _optional_str,
+    "intent_fsync": _bool,
     "workers": _workers,
     "rest_header_timeout": _seconds,
     "rest_idle_timeout": _seconds,

@@ -97,7 +97,7 @@ class ProxyInterceptor(Executor):
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
         from proxy.dataplane.intents import IntentLog, adopt
 
-        intents = IntentLog(spool_dir, self.config.instance_id)
+        intents = IntentLog(spool_dir, self.config.instance_id, fsync=self.config.intent_fsync)
         intents.open()  # refuses a second live process with this identity and spool directory
         await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
         self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
