@@ -20,12 +20,13 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from proxy.config import ProxyConfig, parse_hostport
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, UpstreamError
 from proxy.frontend.rest import RestFrontend
 from proxy.frontend.server import start_grpc, start_rest
+from proxy.readiness import Readiness
 from proxy.upstream.grpc_client import GrpcUpstream
 from proxy.upstream.rest_client import RestUpstream
-from proxy.wire import Interceptor
+from proxy.wire import Interceptor, RestCall
 
 log = logging.getLogger("switchyard.proxy")
 
@@ -45,6 +46,7 @@ class ProxyServer:
         self._runner: Any = None
         self._grpc_server: Any = None
         self._rest: RestFrontend | None = None
+        self.readiness: Readiness | None = None  # readyz and the ready line (proxy.readiness)
         self._rest_upstream: RestUpstream | None = None
         self._grpc_upstream: GrpcUpstream | None = None
         self._rest_port = 0
@@ -106,6 +108,9 @@ class ProxyServer:
         self._grpc_upstream = _grpc_upstream(cfg)
         self._rest = RestFrontend(self._rest_upstream, self.interceptor,
                                   max_body_size=cfg.max_body_size)
+        guard = getattr(self.interceptor, "state_guard", None)
+        self.readiness = Readiness(self._probe_upstream, guard.stale if guard is not None else None)
+        self._rest.readiness = self.readiness
         self._runner = await start_rest(self._rest, self._extra_routes, cfg, server_ssl,
                                         drain_seconds=self.drain_seconds, reuse_port=self.reuse_port)
         self._rest_port = self._runner.port
@@ -114,9 +119,24 @@ class ProxyServer:
         log.info("proxy listening rest=%s grpc=%s upstream=%s", self.rest_address,
                  self.grpc_address, cfg.upstream_rest_url)
 
+    async def _probe_upstream(self) -> None:
+        """Readiness: the upstream answers Qdrant's ``GET /readyz`` (no key needed) below 500."""
+        assert self._rest_upstream is not None
+        reply = await self._rest_upstream.request(RestCall("GET", "/readyz", "", (), b""))
+        if reply.status >= 500:
+            raise UpstreamError(f"GET /readyz answered {reply.status}")
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Bounded wait until ``/switchyard/readyz`` would answer 200 (``proxy.readiness``);
+        raises :class:`~proxy.readiness.NotReady` naming what is missing."""
+        if self.readiness is not None:
+            await self.readiness.wait(timeout)
+
     async def stop(self) -> None:
         """Stop accepting, drain in-flight calls (up to ``drain_seconds``), then tear down."""
         grace = self.drain_seconds
+        if self.readiness is not None:
+            self.readiness.stopping = True
         if self._rest is not None:
             self._rest.ready = False
         notice = getattr(self.interceptor, "draining", None)

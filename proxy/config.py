@@ -78,6 +78,7 @@ class ProxyConfig:
     grpc_keepalive_time: float = 60.0
     grpc_max_connection_idle: float = 300.0
     state_max_staleness: float | None = None  # None: state_cache_ttl + 3 s (see max_staleness)
+    ready_timeout: float = 30.0
     admin_trust_loopback: bool = True
 
     @property
@@ -139,6 +140,8 @@ OPTION_HELP: dict[str, str] = {
     "rest_idle_timeout": "seconds an idle REST keep-alive connection stays open (default 60)",
     "grpc_keepalive_time": "seconds between keepalive pings on gRPC client connections (default 60)",
     "grpc_max_connection_idle": "seconds a gRPC connection without calls stays open (default 300)",
+    "ready_timeout": "seconds start-up waits for the upstream and the state store before it "
+                     "gives up with the reason (default 30); the ready line means both answer",
     "state_max_staleness": "seconds the proxy trusts its last read of the migration state; older, "
                            "writes to migrating collections get 503 and heartbeats stop "
                            "(default state_cache_ttl + 3)",
@@ -322,6 +325,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "credential_check_ttl": _seconds,
     "credential_cache_size": _positive_int,
     "state_max_staleness": _seconds,
+    "ready_timeout": _seconds,
     "admin_trust_loopback": _bool,
 }
 

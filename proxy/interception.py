@@ -52,7 +52,8 @@ class ProxyInterceptor(Executor):
         from proxy.migration.service import MigrationService, ServiceConfig
         from proxy.migration.verify_jobs import VerifyJobs
 
-        await self.cache.start()  # raises StateUnreadable: a proxy that cannot read state never serves
+        # raises StateUnreadable: a proxy that cannot read its state never serves
+        await self.cache.start(wait=self.config.ready_timeout)
         self.state_guard = StateGuard(self.cache, self.config.max_staleness)
         self.reserved = ReservedGate(self.config.admin_key)
         await self._start_mirror()

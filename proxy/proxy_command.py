@@ -139,6 +139,7 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float) -> int:
     try:
         server = ProxyServer(config, _interceptor(config), drain_seconds=drain)
         await server.start()
+        await server.wait_ready(config.ready_timeout)  # NotReady names what is missing: exit 1
         print(f"switchyard proxy ready rest={server.rest_address} grpc={server.grpc_address} "
               f"upstream={config.upstream_rest_url}", flush=True)
         await stop.wait()

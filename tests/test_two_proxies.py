@@ -24,6 +24,8 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 ADMIN_KEY = "admin-" + uuid.uuid4().hex[:6]
+#: Through a proxy with an admin key, Switchyard's commands reach _switchyard with that key.
+TOOL_ENV = {"SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
 READY = re.compile(r"switchyard proxy ready rest=(\S+) grpc=(\S+)")
 
 
@@ -98,9 +100,9 @@ def _register(proxy: ProxyProcess, upstream: Any, prefix: str) -> tuple[str, str
         spec = json.dumps({"id": model, "provider": "hashing", "model": model, "dimensions": 8})
         subprocess.run([sys.executable, "-m", "proxy", "models", "register", model, "--provider", "hashing",
                         "--model", model, "--dimensions", "8", "--url", proxy.rest], check=True,
-                       capture_output=True, env={**os.environ, "SPEC": spec})
+                       capture_output=True, env={**os.environ, "SPEC": spec, **TOOL_ENV})
     subprocess.run([sys.executable, "-m", "proxy", "bind", source, "--model", a, "--url", proxy.rest],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env={**os.environ, **TOOL_ENV})
     return alias, source, b
 
 

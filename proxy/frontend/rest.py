@@ -34,6 +34,7 @@ from proxy.frontend.metrics import Observer
 from proxy.frontend.headers import redact, request_headers, response_headers
 from proxy.frontend.http_protocol import HttpConnection, HttpRequest
 from proxy.intercept.routes import rest_target
+from proxy.readiness import NotReady, Readiness
 from proxy.upstream.rest_client import Connector, RestUpstream, Streams, UpstreamResponse
 from proxy.wire import Interceptor, RestCall, RestReply
 
@@ -89,6 +90,7 @@ class RestFrontend:
         self.interceptor = interceptor
         self.max_body_size = max_body_size
         self.ready = True
+        self.readiness: Readiness | None = None  # set by ProxyServer: /switchyard/readyz
         self.own: RestUpstream | None = None  # set by proxy.frontend.server once the app runs
 
     # -- the own-routes application
@@ -97,6 +99,7 @@ class RestFrontend:
         """Own routes (healthz, metrics, the admin API); never reached by pass-through calls."""
         app = web.Application(client_max_size=self.max_body_size, middlewares=[_peer_middleware])
         app.router.add_get("/switchyard/healthz", self.healthz)
+        app.router.add_get("/switchyard/readyz", self.readyz)
         app.router.add_get("/switchyard/metrics", self.metrics)
         routes = list(extra_routes)
         for route in routes:
@@ -110,6 +113,17 @@ class RestFrontend:
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok" if self.ready else "stopping"},
                                  status=200 if self.ready else 503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness (``proxy.readiness``): 200, or 503 in Qdrant's error shape with the reason."""
+        started = time.perf_counter()
+        reason = "the proxy is stopping" if not self.ready else (
+            await self.readiness.check() if self.readiness is not None else None)
+        if reason is None:
+            return web.json_response({"status": "ok"})
+        err = NotReady(reason)
+        return web.Response(status=err.http_status, body=err.to_json(time.perf_counter() - started),
+                            content_type="application/json")
 
     async def metrics(self, request: web.Request) -> web.Response:
         body, content_type = metrics.exposition()

@@ -67,14 +67,20 @@ class StateUnreadable(UpstreamError):
     prefix = ""
 
 
+def _status_of(exc: BaseException) -> int | None:
+    """The upstream's HTTP status behind a store error (``None``: it did not answer)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        status = getattr(cause, "status_code", None)
+        if isinstance(status, int):
+            return status
+        cause = cause.__cause__
+    return None
+
+
 def unreadable_hint(exc: BaseException) -> str:
     """What to do about a failed first read, from the upstream's status code when there is one."""
-    status = None
-    cause: BaseException | None = exc
-    while cause is not None and status is None:
-        status = getattr(cause, "status_code", None)
-        cause = cause.__cause__
-    if status in (401, 403):
+    if _status_of(exc) in (401, 403):
         return ("; set --upstream-api-key (env SWITCHYARD_UPSTREAM_API_KEY) to a read-write key "
                 "the upstream accepts")
     return "; check that the upstream is running and --upstream-rest-url points at it"
@@ -130,11 +136,18 @@ class StateCache:
         """Seconds since the current snapshot's read began; ``None`` before the first success."""
         return time.monotonic() - self.snapshot.taken_at if self.snapshot.taken_at else None
 
-    async def start(self) -> None:
+    async def start(self, wait: float = 0.0) -> None:
         """First refresh inline (so the proxy starts informed), then every ``ttl`` seconds.
 
-        Raises :class:`StateUnreadable` (nothing started) when that first read fails."""
+        A first read that fails is retried for up to ``wait`` seconds (an upstream still starting),
+        except when the upstream refused the key (401 / 403: waiting cannot help). Then
+        :class:`StateUnreadable` is raised and nothing is started."""
+        deadline = time.monotonic() + wait
         await self.refresh()
+        while (self.last_exception is not None and time.monotonic() < deadline
+               and _status_of(self.last_exception) not in (401, 403)):
+            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            await self.refresh()
         if self.last_exception is not None:
             exc = self.last_exception
             detail = exc.args[0] if isinstance(exc, SwitchyardError) and exc.args else exc
