@@ -33,6 +33,8 @@ OTHER_ENV: dict[str, str] = {
     "SWITCHYARD_TOKENIZER": "tokenizer file or directory of the local models",
     "SWITCHYARD_UPSTREAM_READERS": "reads served at once by `switchyard upstream`",
     "SWITCHYARD_UPSTREAM_ENGINE": "engine of the embedded upstream (`local` or `edge`)",
+    "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT": "seconds an idle or unfinished REST connection to "
+                                        "`switchyard upstream` stays open (default 60)",
     "SWITCHYARD_TEST_QDRANT_URL": "tests: run the suite against this Qdrant (REST)",
     "SWITCHYARD_TEST_QDRANT_GRPC": "tests: that Qdrant's gRPC HOST:PORT",
     "SWITCHYARD_QDRANT_OPENAPI": "tests: where Qdrant's openapi.json is",

@@ -41,6 +41,7 @@ from proxy.config import (
     parse_hostport,
 )
 from proxy.errors import ConfigError
+from proxy.frontend.metrics import mark_worker
 from proxy.secret_sources import add_secret_argument
 
 #: Module whose ``build_interceptor(config)`` supplies the interception path, when it exists.
@@ -102,7 +103,21 @@ def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None 
 
 def run_proxy(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.workers > 1:  # a supervisor of N proxy processes sharing the listeners
+        from proxy.supervisor import Supervisor
+
+        return Supervisor(config, args.drain_seconds).run()
     return _run(lambda: _serve(config, None, args.drain_seconds))
+
+
+def serve_worker(config: ProxyConfig, drain: float, index: int, ready: Any) -> None:
+    """A worker process of :class:`proxy.supervisor.Supervisor`: one proxy on shared ports."""
+    logging.basicConfig(level=config.log_level,
+                        format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    code = _run(lambda: _serve(config, None, drain, worker=(index, ready)))
+    raise SystemExit(code)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -114,6 +129,9 @@ def run_up(args: argparse.Namespace) -> int:
         overrides["listen_rest"] = f"{parse_hostport(base.listen_rest)[0]}:{args.rest_port}"
     if args.grpc_port is not None:
         overrides["listen_grpc"] = f"{parse_hostport(base.listen_grpc)[0]}:{args.grpc_port}"
+    if base.workers > 1:
+        raise ConfigError("workers: switchyard up runs one process (embedded upstream and proxy); "
+                          "use switchyard upstream + switchyard proxy --workers N")
     return _run(lambda: _serve_up(args, overrides))
 
 
@@ -128,8 +146,12 @@ def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return runner.run(main())
 
 
-async def _serve(config: ProxyConfig, upstream: Any, drain: float) -> int:
-    """Start the proxy, print the ready line, wait for SIGINT/SIGTERM, drain and stop."""
+async def _serve(config: ProxyConfig, upstream: Any, drain: float,
+                 worker: tuple[int, Any] | None = None) -> int:
+    """Start the proxy, print the ready line, wait for SIGINT/SIGTERM, drain and stop.
+
+    ``worker``: (index, pipe) of a supervised worker; it binds with SO_REUSEPORT and reports
+    ready on the pipe instead of printing the ready line."""
     logging.getLogger().setLevel(config.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,11 +159,16 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float) -> int:
         loop.add_signal_handler(sig, stop.set)
     server: ProxyServer | None = None
     try:
-        server = ProxyServer(config, _interceptor(config), drain_seconds=drain)
+        server = ProxyServer(config, _interceptor(config), drain_seconds=drain,
+                             reuse_port=worker is not None)
         await server.start()
         await server.wait_ready(config.ready_timeout)  # NotReady names what is missing: exit 1
-        print(f"switchyard proxy ready rest={server.rest_address} grpc={server.grpc_address} "
-              f"upstream={config.upstream_rest_url}", flush=True)
+        mark_worker(worker[0] if worker is not None else 0)
+        if worker is not None:
+            worker[1].send(worker[0])
+        else:
+            print(f"switchyard proxy ready rest={server.rest_address} grpc={server.grpc_address} "
+                  f"upstream={config.upstream_rest_url}", flush=True)
         await stop.wait()
     finally:
         if server is not None:

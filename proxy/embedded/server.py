@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -42,6 +44,22 @@ def _load_grpc_app() -> Any | None:
             raise
         log.warning("embedded upstream: %s does not exist yet, serving REST only", GRPC_MODULE)
         return None
+
+
+IDLE_TIMEOUT_ENV = "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT"
+IDLE_TIMEOUT_DEFAULT = 60.0
+
+
+def idle_timeout(env: Mapping[str, str]) -> float:
+    """Seconds an idle (or never-finished) REST connection to the embedded upstream may stay."""
+    raw = env.get(IDLE_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else IDLE_TIMEOUT_DEFAULT
+    except ValueError as exc:
+        raise ValueError(f"{IDLE_TIMEOUT_ENV}: expected seconds, got {raw!r}") from exc
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{IDLE_TIMEOUT_ENV}: must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 class EmbeddedUpstream:
@@ -116,7 +134,10 @@ class EmbeddedUpstream:
         app = build_app(
             self.engine, self.keys, max_body=self.max_body, on_response=self.on_response
         )
-        self._runner = web.AppRunner(app, shutdown_timeout=GRACE_SECONDS, access_log=None)
+        # idle keep-alive connections, and connections that never finish a request head, close
+        # after this long (aiohttp's keepalive timer covers both): issue 11, connection hygiene
+        self._runner = web.AppRunner(app, shutdown_timeout=GRACE_SECONDS, access_log=None,
+                                     keepalive_timeout=idle_timeout(os.environ))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._want_http)
         await site.start()

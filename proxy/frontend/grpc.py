@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
@@ -23,6 +24,7 @@ import grpc.aio
 from proxy.errors import SwitchyardError
 from proxy.frontend import metrics
 from proxy.frontend.headers import redact
+from proxy.intercept.routes import grpc_kind
 from proxy.upstream.grpc_client import GrpcUpstream
 from proxy.wire import GrpcCall, GrpcReply, Headers, Interceptor
 
@@ -102,51 +104,65 @@ class GrpcFrontend(grpc.GenericRpcHandler):
 
     async def _unary(self, method: str, request: bytes,
                      context: grpc.aio.ServicerContext) -> bytes | None:
+        started = time.perf_counter()
         metadata = forwardable(context.invocation_metadata())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("gRPC %s metadata=%s", method, redact(_as_headers(metadata)))
         remaining = context.time_remaining()
         timeout = remaining if remaining is not None else self.upstream_timeout
         metrics.GRPC_IN_FLIGHT.inc()
+        kind, code = metrics.PASSTHROUGH, ""
         try:
             interceptor = self.interceptor
             if interceptor is not None and interceptor.grpc_wants(method):  # state-dependent
                 metrics.GRPC_INTERCEPTED.inc()
+                kind = grpc_kind(method) or metrics.OTHER
                 call = GrpcCall(method, request, _as_headers(metadata), timeout)
                 try:
                     reply = await interceptor.grpc(call, self.forward)
                 except SwitchyardError as err:
                     log.info("gRPC %s intercepted: %s", method, err)
+                    code = err.grpc_code
                     await context.abort(grpc.StatusCode[err.grpc_code], err.message)
+                code = reply.code
                 return await _send_reply(context, reply)
             metrics.GRPC_PASSTHROUGH.inc()
-            return await self._passthrough(method, request, metadata, timeout, context)
+            response, code = await self._passthrough(method, request, metadata, timeout, context)
+            return response
         finally:
             metrics.GRPC_IN_FLIGHT.dec()
+            metrics.grpc_done(kind, code or _aborted_code(context), started)
 
     async def _passthrough(self, method: str, request: bytes, metadata: tuple[tuple[str, str | bytes], ...],
-                           timeout: float, context: grpc.aio.ServicerContext) -> bytes | None:
+                           timeout: float, context: grpc.aio.ServicerContext) -> tuple[bytes | None, str]:
+        sent = time.perf_counter()
         rpc = self.upstream.unary(method)(request, metadata=metadata or None, timeout=timeout)
         try:
             response: bytes = await rpc
         except grpc.aio.AioRpcError as exc:
+            metrics.GRPC_UPSTREAM_PASSTHROUGH(time.perf_counter() - sent)
             await _relay_error(context, exc)
-            return None
+            return None, exc.code().name
         except BaseException:
             rpc.cancel()
             raise
+        metrics.GRPC_UPSTREAM_PASSTHROUGH(time.perf_counter() - sent)
         initial = await rpc.initial_metadata()
         if initial:
             await context.send_initial_metadata(tuple(initial))
         trailing = await rpc.trailing_metadata()
         if trailing:
             context.set_trailing_metadata(tuple(trailing))
-        return response
+        return response, "OK"
 
     async def forward(self, call: GrpcCall) -> GrpcReply:
         """The interceptor's ``forward``: one unary call upstream on the shared channel."""
-        return await self.upstream.call(
-            GrpcCall(call.method, call.request, to_grpc_metadata(call.metadata), call.timeout))  # type: ignore[arg-type]
+        sent = time.perf_counter()
+        try:
+            return await self.upstream.call(
+                GrpcCall(call.method, call.request, to_grpc_metadata(call.metadata), call.timeout))  # type: ignore[arg-type]
+        finally:
+            metrics.GRPC_UPSTREAM_INTERCEPTED(time.perf_counter() - sent)
 
     # -- server streaming
 
@@ -169,6 +185,15 @@ class GrpcFrontend(grpc.GenericRpcHandler):
             await _relay_error(context, exc)
         finally:
             rpc.cancel()
+
+
+def _aborted_code(context: grpc.aio.ServicerContext) -> str:
+    """The code a call ended with when it did not return (aborted, or cancelled by the client)."""
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - only for the metric's label
+        return "UNKNOWN"
+    return code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
 
 
 async def _relay_error(context: grpc.aio.ServicerContext, exc: grpc.aio.AioRpcError) -> None:

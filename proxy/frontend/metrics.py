@@ -9,8 +9,8 @@ end of a streamed one). Their difference is the proxy's own added latency. ``kin
 codes map to the HTTP class of the standard gRPC/HTTP mapping (OK 2xx, caller errors 4xx, the
 rest 5xx).
 
-Children are bound once at import (``labels()`` costs a dict lookup and a lock per call), so the
-hot path does a tuple-keyed dict lookup and ``observe``. They live on the default registry, next
+Children are bound once (``labels()`` costs a dict lookup and a lock per call), at import or on
+first use, so the hot path does a tuple-keyed dict lookup and ``observe``. They live on the default registry, next
 to the interception metrics. With several workers (``--workers``) prometheus-client runs in
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, owned by the supervisor) and
 :func:`exposition` merges every worker's values, so any worker's endpoint covers all.
@@ -36,7 +36,6 @@ Observer = Callable[[float], None]
 
 PASSTHROUGH, ADMIN, WRITE, READ, OTHER = "passthrough", "admin", "write", "read", "other"
 KINDS = (PASSTHROUGH, ADMIN, WRITE, READ, OTHER)
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 #: Sub-millisecond resolution where a relay's own cost lives, up to slow searches.
 BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
            5.0, 10.0, 30.0, float("inf"))
@@ -67,12 +66,18 @@ GRPC_UPSTREAM_ERRORS = UPSTREAM_ERRORS.labels("grpc")
 REST_IN_FLIGHT = IN_FLIGHT.labels("rest")
 GRPC_IN_FLIGHT = IN_FLIGHT.labels("grpc")
 
-_REST_DURATION: dict[tuple[str, int], Observer] = {
-    (kind, cls): REQUEST_DURATION.labels("rest", kind, f"{cls}xx").observe
-    for kind in KINDS for cls in range(1, 6)}
-_GRPC_DURATION: dict[tuple[str, int], Observer] = {
-    (kind, cls): REQUEST_DURATION.labels("grpc", kind, f"{cls}xx").observe
-    for kind in KINDS for cls in (2, 4, 5)}
+#: Duration children by (protocol, kind, status class digit), bound on first use (so a scrape
+#: does not list dozens of empty histograms) and then only looked up.
+_DURATION: dict[tuple[str, str, int], Observer] = {}
+
+
+def _duration(protocol: str, kind: str, cls: int) -> Observer:
+    key = (protocol, kind, cls)
+    observe = _DURATION.get(key)
+    if observe is None:
+        observe = _DURATION[key] = REQUEST_DURATION.labels(protocol, kind, f"{cls}xx").observe
+    return observe
+
 REST_UPSTREAM_PASSTHROUGH: Observer = UPSTREAM_DURATION.labels("rest", PASSTHROUGH).observe
 REST_UPSTREAM_ADMIN: Observer = UPSTREAM_DURATION.labels("rest", ADMIN).observe
 REST_UPSTREAM_INTERCEPTED: Observer = UPSTREAM_DURATION.labels("rest", "intercepted").observe
@@ -95,12 +100,12 @@ def grpc_status_class(code: str) -> int:
 def rest_done(kind: str, status: int, started: float) -> None:
     """Record one answered REST call (``kind`` from :data:`KINDS`)."""
     cls = status // 100
-    _REST_DURATION[(kind, cls if 1 <= cls <= 5 else 5)](time.perf_counter() - started)
+    _duration("rest", kind, cls if 1 <= cls <= 5 else 5)(time.perf_counter() - started)
 
 
 def grpc_done(kind: str, code: str, started: float) -> None:
     """Record one answered gRPC call (``code``: a ``grpc.StatusCode`` member name)."""
-    _GRPC_DURATION[(kind, grpc_status_class(code))](time.perf_counter() - started)
+    _duration("grpc", kind, grpc_status_class(code))(time.perf_counter() - started)
 
 
 def mark_worker(index: int) -> None:
