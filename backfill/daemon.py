@@ -54,7 +54,7 @@ from backfill.verify import verify
 from proxy import registry
 from proxy.dataplane import repair_log
 from proxy.embedders import Embedder, make_embedder
-from proxy.errors import ConfigError, Conflict, NotFound
+from proxy.errors import ConfigError, Conflict, NotFound, RateLimited
 from proxy.intercept.planner import metadata_for
 from proxy.migration.record import PLANNED, Migration, Refused
 from proxy.state.store import StateStore
@@ -296,7 +296,11 @@ class Daemon:
             now = self.clock()
             delay = self.retry.delay(self.waiting.attempt + 1, self._draw())
             self.waiting.fail(verdict, now, delay)
-            self.backoff.signal(verdict.reason)  # and come back at a reduced rate
+            if self.waiting.attempt == 1 or isinstance(exc, RateLimited) or any(
+                    isinstance(e, RateLimited) for e in leaves(exc)):
+                # come back at a reduced rate: halved once per outage (not once per retry,
+                # which would restart at 1/64), and on every "slow down" from the embedder
+                self.backoff.signal(verdict.reason)
             log.warning("%s: partition %s: waiting: %s (then from its checkpoint)", self.owner, key,
                         self.waiting.text(now))
             scrolled.set()  # the daemon may claim another partition meanwhile (see _work)
