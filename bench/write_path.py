@@ -226,7 +226,7 @@ def embedding_us(n: int) -> float:
     best = float("inf")
     for _ in range(5):
         start = time.process_time_ns()
-        asyncio.run(embedder.embed(docs))
+        embedder.embed_sync(docs)
         best = min(best, (time.process_time_ns() - start) / 1e3)
     return best
 

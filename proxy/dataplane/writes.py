@@ -189,20 +189,26 @@ _GRPC_KINDS = {
 }
 
 
-def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> WriteIntent | None:
-    found = _grpc_intent(method_name, raw, text_field, copy)
+def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
+                message: Any = None) -> WriteIntent | None:
+    """The intent of a gRPC point write; ``message``: the request already parsed (the stamping
+    codec's), so a bound write is parsed once."""
+    found = _grpc_intent(method_name, raw, text_field, copy, message)
     return None if found is None else replace(found, kinds=found.kinds | {_GRPC_KINDS[method_name]})
 
 
-def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool) -> WriteIntent | None:
+def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
+                 message: Any = None) -> WriteIntent | None:
     cls = _GRPC_MESSAGES.get(method_name)
     if cls is None:
         return None
-    msg = cls()
-    try:
-        msg.ParseFromString(raw)
-    except Exception:  # noqa: BLE001 - undecodable: the mirror cannot know what it touches
-        return None
+    msg = message
+    if msg is None:
+        msg = cls()
+        try:
+            msg.ParseFromString(raw)
+        except Exception:  # noqa: BLE001 - undecodable: the mirror cannot know what it touches
+            return None
     if method_name == "UpdateBatch":
         return _combine([_grpc_batch_op(op, text_field, copy) for op in msg.operations])
     if method_name == "Upsert":

@@ -247,14 +247,19 @@ class Executor:
             reply = await self.reader.resolve_inference_grpc(call, physical, snap, forward)
             return reply if why is None else replace(
                 reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
-        original = call.request
-        if call.method in grpc_codec.METHODS and snap.is_bound(physical):
-            request = await self._stamped(grpc_codec.decode(call.method, call.request), snap, "grpc")
-            call = call if request is None else call.with_request(request)
         mirror = mirror_target(snap, collection) if kind == "write" else None
+        stamping = call.method in grpc_codec.METHODS and snap.is_bound(physical)
+        decoded = grpc_codec.decode(call.method, call.request) if stamping else None
+        intent = None
         if mirror is not None and self.mirror is not None:
-            intent = grpc_intent(call.method.rsplit("/", 1)[-1], original, mirror.migration.text_field,
-                                 mirror.migration.copy_vectors)
+            # one parse serves both: the intent is read before stamping and inference change it
+            intent = grpc_intent(call.method.rsplit("/", 1)[-1], call.request, mirror.migration.text_field,
+                                 mirror.migration.copy_vectors,
+                                 decoded[1].message if decoded is not None else None)
+        if stamping:
+            request = await self._stamped(decoded, snap, "grpc")
+            call = call if request is None else call.with_request(request)
+        if mirror is not None and self.mirror is not None:
             reply = await self._mirrored(call, forward, mirror, intent, call.metadata)
         else:
             reply = await forward(call)
