@@ -136,7 +136,13 @@ def test_read_only_key_may_query_but_its_writes_cost_nothing(keyed: KeyedSetup, 
 
 
 def test_healthz_answers_while_the_largest_allowed_request_is_embedded(keyed: KeyedSetup) -> None:
-    """128 inference objects of 8,192 characters: exactly the 1 MiB request bound."""
+    """128 inference objects of 8,192 characters: exactly the 1 MiB request bound.
+
+    ``switchyard_embeddings_in_flight`` is read from the proxy before and after each healthz
+    call: when both readings see the (single) embedding call running, healthz was answered
+    while it ran. An embedding on the event loop thread could never be seen running by an HTTP
+    answer of that same loop.
+    """
     points = [{"id": i, "vector": {"text": random_text(8192, seed=i), "model": keyed.spec.id}}
               for i in range(128)]
     body = orjson.dumps({"points": points})
@@ -149,18 +155,22 @@ def test_healthz_answers_while_the_largest_allowed_request_is_embedded(keyed: Ke
 
     worker = threading.Thread(target=upsert)
     worker.start()
-    answered_in_flight, latencies = 0, []
+    answered_in_flight, answered_while_embedding, latencies = 0, 0, []
     deadline = time.monotonic() + 120
     while worker.is_alive() and time.monotonic() < deadline:
+        running_before = keyed.metric("switchyard_embeddings_in_flight")
         latencies.append(keyed.healthz())
         if worker.is_alive():
             answered_in_flight += 1
+        if running_before > 0 and keyed.metric("switchyard_embeddings_in_flight") > 0:
+            answered_while_embedding += 1
     worker.join(120)
     assert outcome["reply"][0] == 200, outcome["reply"]
     assert _embedded(keyed) == before + 128
     assert answered_in_flight >= 1
-    print(f"\nmax request (128 x 8192 chars) in flight: healthz answered {answered_in_flight} times, "
-          f"slowest {max(latencies) * 1000:.1f} ms")
+    assert answered_while_embedding >= 1
+    print(f"\nmax request (128 x 8192 chars) in flight: healthz answered {answered_in_flight} times "
+          f"({answered_while_embedding} while the embedding ran), slowest {max(latencies) * 1000:.1f} ms")
 
 
 def _refusal(exc: BaseException) -> tuple[Any, str]:

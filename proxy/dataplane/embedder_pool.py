@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from proxy.embedders import Embedder, make_embedder
 from proxy.intercept.inference import InferenceLimits
@@ -35,6 +35,7 @@ EMBEDDED_TEXTS = Counter("switchyard_embedded_texts_total",
                          "Texts the proxy sent to an embedder, by model.", ["model"])
 EMBEDDED_CHARS = Counter("switchyard_embedded_chars_total",
                          "Characters of text the proxy sent to an embedder, by model.", ["model"])
+EMBEDDING_NOW = Gauge("switchyard_embeddings_in_flight", "Embedding calls of the pool running now.")
 
 
 @runtime_checkable
@@ -78,10 +79,11 @@ class EmbedderPool:
         embedder = self.get(spec)
         EMBEDDED_TEXTS.labels(spec.id).inc(len(texts))
         EMBEDDED_CHARS.labels(spec.id).inc(sum(len(t) for t in texts))
-        if isinstance(embedder, ComputesInline):
-            batch = list(texts)
-            return await asyncio.get_running_loop().run_in_executor(self._threads, embedder.embed_sync, batch)
-        return await embedder.embed(texts)
+        with EMBEDDING_NOW.track_inprogress():
+            if isinstance(embedder, ComputesInline):
+                batch = list(texts)
+                return await asyncio.get_running_loop().run_in_executor(self._threads, embedder.embed_sync, batch)
+            return await embedder.embed(texts)
 
     def __len__(self) -> int:
         return len(self._embedders)
