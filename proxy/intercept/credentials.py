@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, TypeVar
@@ -47,6 +48,8 @@ from qdrant_client.grpc import collections_pb2, points_pb2
 from proxy.errors import UpstreamError
 from proxy.intercept.routes import rest_path
 from proxy.wire import GrpcCall, GrpcForward, GrpcReply, Headers, RestCall, RestForward, RestReply
+
+log = logging.getLogger("switchyard.credentials")
 
 READ, WRITE = "read", "write"
 CREDENTIAL_HEADERS = ("api-key", "authorization")
@@ -218,6 +221,12 @@ class CredentialGate:
         outcome = judge(access, status(reply))
         if outcome is not Outcome.UNKNOWN:
             self._verdicts[key] = (outcome, reply)
+        if outcome is not Outcome.ALLOW:  # nothing of the credential (not even its digest) is logged
+            log.log(logging.INFO if outcome is Outcome.REFUSE else logging.WARNING,
+                    "%s %s access to %s (%s): upstream answered %s, %s", protocol, access, collection,
+                    "with a credential" if creds else "no credential", status(reply),
+                    "refused (its reply is the caller's)" if outcome is Outcome.REFUSE
+                    else "inconclusive, the call goes on unchecked")
         CHECKS.labels(protocol, "probe", outcome.value).inc()
         return reply if outcome is Outcome.REFUSE else None
 
