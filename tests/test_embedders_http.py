@@ -246,15 +246,18 @@ async def test_empty_input_and_closed_embedder(stub: OpenAIStub) -> None:
 
 
 async def test_requests_per_minute_limit(stub: OpenAIStub) -> None:
-    """600 rpm = 10 requests/s: the measured rate over ~4 s is within 10% of it."""
+    """600 rpm = 10 requests/s, over real HTTP: never more than the limit allows (the exact
+    schedule is the pure limiter's, tested on a fake clock in test_embedders_pure). Only an
+    upper bound is checked, so a slow machine cannot fail it."""
     embedder = make(stub.base_url, max_batch=1, max_concurrency=4, rpm=600)
     try:
-        await embedder.embed([f"text {i}" for i in range(41)])
+        await embedder.embed([f"text {i}" for i in range(21)])
     finally:
         await embedder.aclose()
     arrivals = [r.at for r in stub.requests]
-    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 9.0 <= rate <= 11.0, rate
+    assert len(arrivals) == 21
+    for i in range(1, len(arrivals)):  # request i may go at 0.1 s * i after the first, not sooner
+        assert arrivals[i] - arrivals[0] >= 0.1 * i - 0.02, (i, arrivals[i] - arrivals[0])
 
 
 async def test_tokens_per_minute_limit(stub: OpenAIStub) -> None:
