@@ -129,7 +129,7 @@ OPTION_HELP: dict[str, str] = {
     "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
                     "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
     "max_inference_text_chars": "largest inference-object text the proxy embeds, in characters "
-                                "(default: 8 x the model's max_length tokens, else 8192)",
+                                "(default: 8 x the model's max_length tokens, at least 8192)",
     "max_inference_request_chars": "largest total inference text of one request, in characters "
                                    "(default 1048576)",
     "credential_check_ttl": "seconds a caller's credential verdict from the upstream is cached "

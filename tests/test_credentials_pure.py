@@ -112,9 +112,10 @@ def test_digest_covers_only_credentials_and_never_holds_them() -> None:
 # -- inference bounds
 
 @pytest.mark.parametrize(("spec", "chars"), [
-    (HASH, DEFAULT_TEXT_CHARS), (LOCAL, 512 * 8), (OPENAI, 8191 * 8),
+    (HASH, DEFAULT_TEXT_CHARS), (LOCAL, DEFAULT_TEXT_CHARS), (OPENAI, 8191 * 8),
+    (ModelSpec(id="l2", provider="local", model="x", dimensions=4, max_length=2048), 2048 * 8),
     (ModelSpec(id="o2", provider="openai", model="m", dimensions=4, max_length=100,
-               base_url="http://127.0.0.1:9/v1"), 800),
+               base_url="http://127.0.0.1:9/v1"), DEFAULT_TEXT_CHARS),
 ])
 def test_model_text_chars(spec: ModelSpec, chars: int) -> None:
     assert model_text_chars(spec) == chars
@@ -124,7 +125,8 @@ def test_model_text_chars(spec: ModelSpec, chars: int) -> None:
     ([], InferenceLimits(), None),
     ([(8192, HASH)], InferenceLimits(), None),
     ([(8193, HASH)], InferenceLimits(), "max_inference_text_chars"),
-    ([(4097, LOCAL)], InferenceLimits(), "max_inference_text_chars"),
+    ([(8193, LOCAL)], InferenceLimits(), "max_inference_text_chars"),
+    ([(60_000, OPENAI)], InferenceLimits(), None),
     ([(10_000_000, HASH)], InferenceLimits(), "max_inference_text_chars"),
     ([(9000, HASH)], InferenceLimits(per_object=9000), None),
     ([(9001, HASH)], InferenceLimits(per_object=9000), "max_inference_text_chars"),

@@ -44,10 +44,11 @@ def model_text_chars(spec: ModelSpec) -> int:
     """The default per-object bound for ``spec``: what its input can hold, in characters (pure).
 
     ``max_length`` tokens (or OpenAI's 8191 for the HTTP provider) x
-    :data:`CHARS_PER_INPUT_TOKEN`; :data:`DEFAULT_TEXT_CHARS` when the spec does not say.
+    :data:`CHARS_PER_INPUT_TOKEN`, never below :data:`DEFAULT_TEXT_CHARS`: a small model
+    (128 tokens) still takes a paragraph and truncates it, as it did before there were bounds.
     """
-    tokens = spec.max_length or (OPENAI_INPUT_TOKENS if spec.provider == "openai" else None)
-    return tokens * CHARS_PER_INPUT_TOKEN if tokens else DEFAULT_TEXT_CHARS
+    tokens = spec.max_length or (OPENAI_INPUT_TOKENS if spec.provider == "openai" else 0)
+    return max(DEFAULT_TEXT_CHARS, tokens * CHARS_PER_INPUT_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)
