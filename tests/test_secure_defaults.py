@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,33 +169,34 @@ class UpProcess:
             part.stop()
 
 
-@pytest.fixture(scope="module")
-def open_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    """Defaults: no admin key, loopback trusted."""
-    up = UpProcess(tmp_path_factory.mktemp("up-default"))
+@contextmanager
+def running(factory: pytest.TempPathFactory, name: str, *extra: str, **kwargs: Any) -> Iterator[UpProcess]:
+    up = UpProcess(factory.mktemp(name), *extra, **kwargs)
     try:
         yield up
     finally:
         up.stop()
+
+
+@pytest.fixture(scope="module")
+def open_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """Defaults: no admin key, loopback trusted."""
+    with running(tmp_path_factory, "up-default") as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
 def closed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     """No admin key and loopback not trusted: every caller is one the API refuses."""
-    up = UpProcess(tmp_path_factory.mktemp("up-closed"), "--admin-trust-loopback", "false")
-    try:
+    with running(tmp_path_factory, "up-closed", "--admin-trust-loopback", "false") as up:
         yield up
-    finally:
-        up.stop()
 
 
 @pytest.fixture(scope="module")
 def keyed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    up = UpProcess(tmp_path_factory.mktemp("up-keyed"), admin_key=ADMIN_KEY, separate=True)
-    try:
+    """An admin key from a file; upstream and proxy as separate processes."""
+    with running(tmp_path_factory, "up-keyed", admin_key=ADMIN_KEY, separate=True) as up:
         yield up
-    finally:
-        up.stop()
 
 
 # -- item 12: `switchyard up` listens on loopback only
