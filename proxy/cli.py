@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "proxy.registry_command",
     "proxy.embedders.command",
     "proxy.migration.command",
+    "proxy.inspection.command",
     "backfill.command",
     "backfill.demo",
 )
