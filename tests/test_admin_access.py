@@ -35,6 +35,8 @@ K = "adm1n-k3y"
     ("127.0.0.1", K, "wrong", True, False, None, Unauthorized, "does not match"),
     ("10.0.0.5", K, K + "x", True, False, None, Unauthorized, "does not match"),
     ("10.0.0.5", K, "", True, False, None, Unauthorized, "does not match"),
+    ("10.0.0.5", K, "\udcff\ud800", True, False, None, Unauthorized, "does not match"),  # undecodable bytes
+    ("10.0.0.5", "kéy", "kéy", True, True, "key", None, "matches"),
 ])
 def test_admin_verdict(peer: str | None, configured: str | None, presented: str | None, trust: bool,
                        allowed: bool, via: str | None, error: type | None, says: str) -> None:

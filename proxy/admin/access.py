@@ -63,8 +63,7 @@ def admin_verdict(peer_host: str | None, configured_key: str | None, presented_k
                   *, trust_loopback: bool = True) -> Verdict:
     """May this caller use the admin API? Pure; see the module docstring for the rule."""
     if configured_key:
-        if presented_key is not None and hmac.compare_digest(configured_key.encode(),
-                                                             presented_key.encode()):
+        if presented_key is not None and hmac.compare_digest(_bytes(configured_key), _bytes(presented_key)):
             return Verdict(True, "key", "admin key matches")
         reason = "admin key missing" if presented_key is None else "admin key does not match"
         return Verdict(False, None, reason, Unauthorized(
@@ -77,6 +76,11 @@ def admin_verdict(peer_host: str | None, configured_key: str | None, presented_k
         reason = f"no admin key is configured and peer {peer_host or 'unknown'} is not on loopback"
     return Verdict(False, None, reason, Forbidden(
         f"the admin API is closed: {reason}. To open it, {HOW_TO_OPEN}"))
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8 that never raises: a header decoded with surrogate escapes must not become a 500."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
