@@ -33,14 +33,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
 from qdrant_client import AsyncQdrantClient
 
 from backfill import partitions as parts
 from backfill import samples
+from backfill.metrics import DONE, PAUSED, POINTS, RATE, TOTAL
+from backfill.settings import BATCH_COUNTER, NEEDS_FULL_VERIFY, DaemonConfig, clamp_batch
 from backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
 from backfill.outage import (
     MigrationEnded, RetryPolicy, Stopped, Verdict, Waiting, classify_all, leaves, published_state,
@@ -54,53 +54,14 @@ from backfill.verify import verify
 from proxy import registry
 from proxy.dataplane import repair_log
 from proxy.embedders import Embedder, make_embedder
-from proxy.errors import ConfigError, Conflict, NotFound, RateLimited
+from proxy.errors import Conflict, NotFound, RateLimited
 from proxy.intercept.planner import metadata_for
 from proxy.migration.record import PLANNED, Migration, Refused
 from proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.backfill")
-
-BATCH_MIN, BATCH_MAX = 1, 1024
-BATCH_COUNTER = "backfill_batch_size"
-#: Set by the proxy's repair spool replay: the repair log may have missed changes.
-NEEDS_FULL_VERIFY = "needs_full_verify"
-
-POINTS = Counter("switchyard_backfill_points_total", "Points handled by the backfill.",
-                 ["migration", "outcome"])
-RATE = Gauge("switchyard_backfill_rate", "Backfill points per second (moving window).", ["migration"])
-PAUSED = Gauge("switchyard_backfill_paused", "1 while the backfill is paused or throttled to 0.",
-               ["migration"])
-DONE = Gauge("switchyard_backfill_done_points", "Points copied so far (all daemons).", ["migration"])
-TOTAL = Gauge("switchyard_backfill_total_points", "Points to copy (source count).", ["migration"])
-
-
-def clamp_batch(n: int) -> int:
-    """Batch sizes stay within ``[BATCH_MIN, BATCH_MAX]``."""
-    return max(BATCH_MIN, min(BATCH_MAX, int(n)))
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonConfig:
-    batch_size: int = 64
-    concurrency: int = 2
-    lease_ttl: float = 10.0
-    refresh: float = 0.5
-    progress_interval: float = 10.0
-    int_partitions: int = 8
-    uuid_partitions: int = 4
-    latency_threshold: float = 5.0
-    idle_poll: float = 0.5
-    text_fetcher: str | None = None
-    #: back-off of transient failures: first wait ~``retry_base`` s, doubling up to ``retry_max``
-    retry_base: float = 0.5
-    retry_max: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.retry_base <= self.retry_max):
-            raise ConfigError(f"retry back-off needs 0 < base <= max (got {self.retry_base:g}, "
-                              f"{self.retry_max:g})")
-
+#: what callers import from here (the settings moved to their own module)
+__all__ = ["BATCH_COUNTER", "NEEDS_FULL_VERIFY", "Daemon", "DaemonConfig", "clamp_batch"]
 
 class Daemon:
     def __init__(self, store: StateStore, migration_id: str, config: DaemonConfig = DaemonConfig(),

@@ -36,13 +36,20 @@ from proxy.state.store import StateStore
 pytestmark = pytest.mark.embedded_only  # the test stops and restarts the upstream itself
 
 ROOT = Path(__file__).resolve().parents[1]
-READY = re.compile(r"switchyard upstream ready http=(?P<host>\S+):(?P<port>\d+) ")
+READY = re.compile(r"switchyard upstream ready http=(?P<host>\S+):(?P<port>\d+) grpc=\S+:(?P<grpc>\d+)")
+PROXY_READY = re.compile(r"switchyard proxy ready rest=\S+:(?P<port>\d+) ")
+ADMIN_KEY = "outage-admin-key"
 START_TIMEOUT = 30.0
-N, RATE = 1500, 250.0  # points, throttle (points/s): the copy takes ~6 s, long enough to cut it
+N, RATE = 1000, 200.0  # points, throttle (points/s): the copy takes ~5 s, long enough to cut it
 
 
 def start_upstream(path: Path, port: int = 0, api_key: str | None = None) -> tuple[subprocess.Popen[str], int]:
     """``switchyard upstream`` on 127.0.0.1 ``port`` (0: any); returns the process and its REST port."""
+    proc, m = _start_upstream(path, port, api_key)
+    return proc, int(m["port"])
+
+
+def _start_upstream(path: Path, port: int, api_key: str | None) -> tuple[subprocess.Popen[str], re.Match[str]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "proxy", "upstream", "--path", str(path), "--http-port", str(port),
            "--grpc-port", "0"] + (["--api-key", api_key] if api_key else [])
@@ -56,11 +63,33 @@ def start_upstream(path: Path, port: int = 0, api_key: str | None = None) -> tup
         raise AssertionError("the upstream printed no ready line") from None
     m = READY.search(line)
     assert m, f"unexpected first line: {line!r}"
-    return proc, int(m["port"])
+    return proc, m
+
+
+def start_proxy(upstream: re.Match[str], port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    """``switchyard proxy`` in front of ``upstream`` (its ready line) on 127.0.0.1 ``port``."""
+    cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{upstream['port']}",
+           "--upstream-grpc-address", f"127.0.0.1:{upstream['grpc']}", "--listen-rest", f"127.0.0.1:{port}",
+           "--listen-grpc", "127.0.0.1:0", "--instance-id", "outage-proxy", "--state-cache-ttl", "0.2",
+           "--heartbeat-interval", "0.3", "--drain-seconds", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if m := PROXY_READY.search(line):
+            return proc, int(m["port"])
+    stop(proc)
+    raise AssertionError("the proxy printed no ready line")
 
 
 def start_daemon(url: str, mid: str, log: Path, api_key: str | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
     env.pop("SWITCHYARD_API_KEY", None)
     if api_key:
         env["SWITCHYARD_API_KEY"] = api_key  # not on the command line, where `ps` shows it
@@ -98,13 +127,13 @@ async def test_daemon_rides_out_an_upstream_restart(tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "daemon.log"
     upstream, port = start_upstream(data)
     url = f"http://127.0.0.1:{port}"
-    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=10)
+    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=30)
     store = StateStore(client)
     daemon: subprocess.Popen[bytes] | None = None
     try:
         mid = await setup_migration(client, store, "outage_", list(range(N)), throttle=RATE)
         daemon = start_daemon(url, mid, log)
-        await until(lambda: _at_least(copied(store, mid), 200), 60, "the backfill to get going")
+        await until(lambda: _at_least(copied(store, mid), 150), 60, "the backfill to get going")
         cut_at = await copied(store, mid)
         stop(upstream)  # SIGKILL mid-backfill
         await asyncio.sleep(5.0)
@@ -145,7 +174,7 @@ async def _at_least(value: Awaitable[int], floor: int) -> bool:
 async def test_a_refused_credential_ends_the_daemon_with_the_reason(tmp_path: Path) -> None:
     upstream, port = start_upstream(tmp_path / "data", api_key="the-right-key")
     url = f"http://127.0.0.1:{port}"
-    client = AsyncQdrantClient(url=url, api_key="the-right-key", check_compatibility=False, timeout=10)
+    client = AsyncQdrantClient(url=url, api_key="the-right-key", check_compatibility=False, timeout=30)
     store = StateStore(client)
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -163,4 +192,39 @@ async def test_a_refused_credential_ends_the_daemon_with_the_reason(tmp_path: Pa
         if daemon is not None:
             stop(daemon)
         await client.close()
+        stop(upstream)
+
+
+async def test_daemon_rides_out_a_proxy_restart(tmp_path: Path) -> None:
+    """The same through a proxy: the daemon talks only to the proxy, which is SIGKILLed for ~5 s
+    and restarted on the same port (the upstream stays up)."""
+    log = tmp_path / "daemon.log"
+    upstream, ready = _start_upstream(tmp_path / "data", 0, None)
+    direct = AsyncQdrantClient(url=f"http://127.0.0.1:{ready['port']}", check_compatibility=False, timeout=30)
+    store = StateStore(direct)
+    proxy: subprocess.Popen[str] | None = None
+    daemon: subprocess.Popen[bytes] | None = None
+    try:
+        mid = await setup_migration(direct, store, "viaproxy_", list(range(N)), throttle=RATE)
+        proxy, port = start_proxy(ready)
+        daemon = start_daemon(f"http://127.0.0.1:{port}", mid, log)
+        await until(lambda: _at_least(copied(store, mid), 150), 60, "the backfill to get going")
+        stop(proxy)  # SIGKILL mid-backfill
+        await asyncio.sleep(5.0)
+        assert daemon.poll() is None, log.read_text()[-2000:]
+        proxy, _ = start_proxy(ready, port)
+        rc = await asyncio.to_thread(daemon.wait, 120)
+        err = log.read_text()
+        assert rc == 0, err[-3000:]
+        assert re.search(r"waiting: upstream unavailable \(connection (refused|reset)\), retry \d+ in \d+ s", err), err[-3000:]
+        record = (await store.require("backfill_progress", f"{mid}/rider")).data
+        assert record["outage"]["recovered"].startswith("recovered after "), record["outage"]
+        m = Migration.from_envelope(await store.require(Migration.KIND, mid))
+        found, _ = await verify(Copier(direct, m, {}, None, None), store, m, resume=False)  # type: ignore[arg-type]
+        assert found.clean and found.source == N, found.counts()
+    finally:
+        for proc in (daemon, proxy):
+            if proc is not None:
+                stop(proc)
+        await direct.close()
         stop(upstream)
