@@ -104,15 +104,23 @@ def resolve_secret_args(args: argparse.Namespace, environ: Mapping[str, str],
         chosen = choose_secret(spec.dest, getattr(args, spec.dest, None), f"flag {spec.flag}",
                                getattr(args, spec.dest + FILE_SUFFIX, None),
                                f"flag {spec.flag}-file", read_file)
-        if chosen is None and spec.env:
-            file_env = spec.env + FILE_SUFFIX.upper()
-            chosen = choose_secret(spec.dest, environ.get(spec.env), f"env {spec.env}",
-                                   environ.get(file_env), f"env {file_env}", read_file)
-        if chosen is None:
-            value = None
-        else:
+        if chosen is not None:
             value = chosen.value if chosen.from_file else (str(chosen.value).strip() or None)
+        else:
+            value = env_secret(spec.env, environ, read_file, spec.dest) if spec.env else None
         setattr(args, spec.dest, value)
+
+
+def env_secret(env: str, environ: Mapping[str, str], read_file: ReadFile = read_key_file,
+               option: str | None = None) -> str | None:
+    """The key in variable ``env`` or in the file ``env_FILE`` names (both set: an error);
+    errors name ``option`` (default: the variable)."""
+    file_env = env + FILE_SUFFIX.upper()
+    chosen = choose_secret(option or env, environ.get(env), f"env {env}", environ.get(file_env),
+                           f"env {file_env}", read_file)
+    if chosen is None:
+        return None
+    return str(chosen.value) if chosen.from_file else (str(chosen.value).strip() or None)
 
 
 def redact_url(url: str) -> str:

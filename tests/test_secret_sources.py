@@ -177,3 +177,26 @@ async def test_webhook_failures_log_no_token(caplog: pytest.LogCaptureFixture) -
         hooks.notify({"event": "test"})
         await hooks.drain(5.0)
     assert hooks.failed == 1 and "http://127.0.0.1:9/..." in caplog.text and "t0k3n" not in caplog.text
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"SWITCHYARD_ADMIN_KEY_FILE": "/s/admin"}, "from-file"),
+    ({"SWITCHYARD_ADMIN_KEY": " plain "}, "plain"),
+    ({}, None),
+])
+def test_env_secret(env: dict[str, str], expected: str | None) -> None:
+    from proxy.secret_sources import env_secret
+
+    assert env_secret("SWITCHYARD_ADMIN_KEY", env, read_file=read) == expected
+
+
+def test_tools_send_the_admin_key_from_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.state.store import tool_headers
+
+    key = tmp_path / "admin.key"
+    key.write_text("k-from-file\n")
+    monkeypatch.delenv("SWITCHYARD_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("SWITCHYARD_ADMIN_KEY_FILE", str(key))
+    assert tool_headers() == {"switchyard-admin-key": "k-from-file"}
+    monkeypatch.delenv("SWITCHYARD_ADMIN_KEY_FILE")
+    assert tool_headers() == {"switchyard-admin-key": "-"}

@@ -34,6 +34,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from proxy.errors import Conflict, NotFound, UpstreamError
+from proxy.secret_sources import env_secret
 
 STATE_COLLECTION = "_switchyard"
 _NAMESPACE = uuid.UUID("6f1b0e2c-5b38-4d0e-9a51-8a7cf1c53a11")
@@ -42,9 +43,10 @@ _INDEXED_FIELDS = ("kind", "key", "rev")
 
 def tool_headers(admin_key: str | None = None) -> dict[str, str]:
     """Headers marking a client as Switchyard's own, for a proxy's reserved-collection rule:
-    the admin key (``admin_key``, else env ``SWITCHYARD_ADMIN_KEY``), or ``-`` when none is set
-    (a proxy without an admin key needs only the header)."""
-    key = admin_key if admin_key is not None else os.environ.get("SWITCHYARD_ADMIN_KEY")
+    the admin key (``admin_key``, else env ``SWITCHYARD_ADMIN_KEY`` or the file
+    ``SWITCHYARD_ADMIN_KEY_FILE`` names), or ``-`` when none is set (a proxy without an admin key
+    needs only the header)."""
+    key = admin_key if admin_key is not None else env_secret("SWITCHYARD_ADMIN_KEY", os.environ)
     return {"switchyard-admin-key": key or "-"}
 
 
