@@ -312,7 +312,26 @@ def compose_findings(compose: Mapping[str, Any], dockerfile: str) -> list[str]:
                     findings.append(f"service {name}: {var}={value} is not a secret mounted into it")
         if is_proxy:
             findings.extend(f"service {name}: {f}" for f in _proxy_config_findings(env))
+        else:
+            findings.extend(f"service {name}: {f}" for f in _tool_findings(compose, env, dockerfile))
     return findings
+
+
+def _tool_findings(compose: Mapping[str, Any], env: Mapping[str, str], dockerfile: str) -> list[str]:
+    """A command talking to a proxy service of this file reaches the state store through it only
+    with that proxy's admin key (``proxy/intercept/reserved.py``)."""
+    host = urlsplit(env.get("SWITCHYARD_URL", "")).hostname
+    target = (compose.get("services") or {}).get(host or "")
+    if target is None or not _is_ours(target):
+        return []
+    words = _switchyard_words(_service_command(target, dockerfile))
+    target_env = {**dockerfile_env(dockerfile), **_service_env(target)}
+    has_key = any(k in target_env for k in ("SWITCHYARD_ADMIN_KEY", "SWITCHYARD_ADMIN_KEY_FILE"))
+    sends_key = any(k in env for k in ("SWITCHYARD_ADMIN_KEY", "SWITCHYARD_ADMIN_KEY_FILE"))
+    if words and words[0] in PROXY_COMMANDS and has_key and not sends_key:
+        return [f"talks to proxy {host}, which has an admin key, without SWITCHYARD_ADMIN_KEY(_FILE): "
+                "the state store would refuse it"]
+    return []
 
 
 def _proxy_config_findings(env: Mapping[str, str]) -> list[str]:

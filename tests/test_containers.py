@@ -76,6 +76,13 @@ def test_the_checks_catch_the_old_set_up() -> None:
         assert f"Dockerfile CMD: needs {preset_dist}" in extras
 
 
+def test_a_tool_behind_a_keyed_proxy_needs_the_admin_key() -> None:
+    compose: Any = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    del compose["services"]["backfill"]["environment"]["SWITCHYARD_ADMIN_KEY_FILE"]
+    found = compose_findings(compose, DOCKERFILE)
+    assert any(f.startswith("service backfill: talks to proxy switchyard, which has an admin key") for f in found)
+
+
 def test_a_key_file_variable_must_name_a_mounted_secret() -> None:
     compose: Any = yaml.safe_load(OLD_COMPOSE)
     compose["services"]["backfill"]["environment"]["SWITCHYARD_API_KEY_FILE"] = "/run/secrets/nope"
