@@ -26,6 +26,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import socket
 import ssl
@@ -36,6 +37,8 @@ from typing import Any
 import httptools
 
 from proxy.errors import PayloadTooLarge
+
+log = logging.getLogger("switchyard.proxy.rest")
 
 _BODY_HIGH_WATER = 1 << 20
 _MAX_HEAD = 1 << 20
@@ -292,6 +295,9 @@ class HttpConnection(asyncio.Protocol):
                     return
         except asyncio.CancelledError:
             pass
+        except Exception:  # a handler bug must not leave the client hanging on a dead connection
+            log.exception("REST connection from %s failed; closing it", self.peer)
+            self.abort()
         finally:
             self._task = None
 
