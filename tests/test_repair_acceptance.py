@@ -264,18 +264,18 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
         source, target, alias = m["source"], m["target"], m["logical"]
         # the backfill first, so differences below are the killed writes' only
         subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
-                       check=True, capture_output=True, timeout=120, cwd=ROOT)
+                       check=True, capture_output=True, timeout=300, cwd=ROOT)
         assert _differences(direct, source, target) == set()
         rnd = random.Random(11)
         writes, max_diff = 0, 0
         for r in range(rounds):
             stop, done = threading.Event(), [0]
             workers = [threading.Thread(target=_workload, args=(proxy.rest, alias, stop, r * 10 + k, done))
-                       for k in range(1)]
+                       for k in range(3)]
             for w in workers:
                 w.start()
             time.sleep(rnd.uniform(0.2, 0.8))
-            proxy.kill()  # mid-write: the client keeps one write in flight at every instant
+            proxy.kill()  # mid-write: three clients keep writes in flight
             stop.set()
             for w in workers:
                 w.join(20)
@@ -290,7 +290,7 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
         print(f"\nitem 6: {rounds} SIGKILLs, {writes} writes acknowledged, up to {max_diff} differing ids, "
               f"{len(recorded)} repair records at the end; every difference covered")
         subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
-                       check=True, capture_output=True, timeout=120, cwd=ROOT)
+                       check=True, capture_output=True, timeout=300, cwd=ROOT)
         assert _differences(direct, source, target) == set()
         assert _records(upstream.rest_url, mid) == []
 

@@ -210,3 +210,55 @@ async def test_restart_with_same_identity_finds_its_intents(store: StateStore, t
     assert await adopt(again, RepairLog(store, tmp_path / "repair-spool-me.jsonl")) == 1
     assert [e.point_id for e in await repair_log.pending(store, "m6")] == [7]
     again.close()
+
+
+async def test_write_order_serialises_same_ids_and_filters() -> None:
+    from proxy.dataplane.write_order import WriteOrder
+
+    order, events = WriteOrder(), []
+    first_in = asyncio.Event()
+
+    async def write(name: str, ids: list[Any], exclusive: bool = False, hold: float = 0.02) -> None:
+        async with order.hold("m", ids, exclusive):
+            events.append(f"{name}+")
+            if name == "a":
+                first_in.set()
+            await asyncio.sleep(hold)
+            events.append(f"{name}-")
+
+    a = asyncio.ensure_future(write("a", [1, 2]))
+    await first_in.wait()
+    b = asyncio.ensure_future(write("b", [2]))        # same id: after a
+    c = asyncio.ensure_future(write("c", [3]))        # another id: alongside a
+    await asyncio.sleep(0)
+    f = asyncio.ensure_future(write("f", [], True))   # a filter: after a and c, alone
+    await asyncio.sleep(0)
+    d = asyncio.ensure_future(write("d", [4]))        # came after the filter: waits for it
+    await asyncio.gather(a, b, c, f, d)
+    assert events.index("c+") < events.index("a-")
+    assert events.index("b+") > events.index("a-")
+    fi, fo = events.index("f+"), events.index("f-")
+    assert events[fi + 1] == "f-" and fo < events.index("d+")
+    assert all(events.index(f"{x}-") < fi for x in ("a", "c"))
+    assert order.busy == 0
+
+
+async def test_write_order_cancelled_waiter_leaks_nothing() -> None:
+    from proxy.dataplane.write_order import WriteOrder
+
+    order = WriteOrder()
+    async with order.hold("m", [1], False):
+        waiter = asyncio.ensure_future(_enter(order, [1]))
+        filt = asyncio.ensure_future(_enter(order, [], True))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        filt.cancel()
+        await asyncio.gather(waiter, filt, return_exceptions=True)
+    await asyncio.wait_for(_enter(order, [1]), 1)
+    await asyncio.wait_for(_enter(order, [], True), 1)
+    assert order.busy == 0
+
+
+async def _enter(order: Any, ids: list[Any], exclusive: bool = False) -> None:
+    async with order.hold("m", ids, exclusive):
+        pass

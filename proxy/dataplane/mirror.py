@@ -22,6 +22,9 @@ hands the primary call to :meth:`Mirror.write`):
    target, the digest of the source content; ids gone from the primary are deleted;
 5. the intent is cleared once the secondary is level or the difference is in the repair log.
 
+Steps 1-4 of writes touching the same points run one after the other in this proxy (a filter
+write, or one not understood, runs alone in its migration): ``write_order.py``.
+
 Everything after the primary's answer is total: any exception becomes a repair record (logged
 with its reason), never an error for the client. Cancellation is kept as cancellation: the
 intent is handed to :meth:`Mirror.sweep` (run periodically) which records it, so not even a
@@ -45,6 +48,7 @@ from proxy.dataplane.embedder_pool import EmbedderPool
 from proxy.dataplane.intents import IntentLog
 from proxy.dataplane.primary_outcome import Level, Verdict, after_primary, status_of
 from proxy.dataplane.repair_spool import RepairLog
+from proxy.dataplane.write_order import WriteOrder
 from proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
 from proxy.errors import SwitchyardError, UpstreamError
 from proxy.intercept.planner import metadata_for
@@ -109,13 +113,22 @@ class Mirror:
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._orphans: list[tuple[Prepared, str]] = []
+        self.order = WriteOrder()
 
     # -- the whole write
 
     async def write(self, target: MirrorTarget, intent: WriteIntent | None, client_headers: Headers,
                     send: Callable[[], Awaitable[R]]) -> R:
         """Run ``send`` (the primary write) between the intent and the mirror; the primary's
-        reply is returned whatever happens to the secondary (module docstring)."""
+        reply is returned whatever happens to the secondary (module docstring). Writes to the
+        same points are held in order from before the primary until the secondary leg
+        (``write_order.py``)."""
+        exclusive = intent is None or bool(intent.filters)
+        async with self.order.hold(target.migration.id, () if intent is None else intent.ids, exclusive):
+            return await self._write(target, intent, client_headers, send)
+
+    async def _write(self, target: MirrorTarget, intent: WriteIntent | None, client_headers: Headers,
+                     send: Callable[[], Awaitable[R]]) -> R:
         prep = await self.prepare(target, intent, client_headers)
         await self._begin(prep)  # raises before the primary when the intent cannot be written
         try:
