@@ -341,3 +341,33 @@ def test_exception_inside_the_mirror_is_recorded(upstream: Any, prefix: str, tmp
             assert direct.count(m["source"]).count == 3  # the primary applied
     finally:
         running.proxy.stop()
+
+
+@pytest.mark.parametrize("grpc", [False, True], ids=["rest", "grpc"])
+def test_mirrored_writes_wait_for_the_primary(upstream: Any, prefix: str, tmp_path: Path, grpc: bool) -> None:
+    """``wait=false`` would let the primary answer before it applied, and the mirror's re-read
+    could see the old point: the proxy waits for the primary of a mirrored write (the client
+    sees ``completed``), and the target is level as soon as the call returns."""
+    from proxy_fixtures import start_proxy
+
+    running = start_proxy(upstream.rest_url, upstream.grpc_host, upstream.grpc_port,
+                          {"spool_dir": str(tmp_path)})
+    try:
+        async def setup() -> str:
+            client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+            try:
+                return await setup_migration(client, StateStore(client), prefix, [1, 2])
+            finally:
+                await client.close()
+        m = asyncio.run(_migration(upstream.rest_url, asyncio.run(setup())))
+        with closing(QdrantClient(url=running.rest_url, prefer_grpc=grpc, grpc_port=running.grpc_port,
+                                  check_compatibility=False)) as c, \
+                closing(QdrantClient(url=upstream.rest_url, check_compatibility=False)) as direct:
+            subprocess.run([sys.executable, "-m", "proxy", "backfill", m["id"], "--once", "--url",
+                            upstream.rest_url], check=True, capture_output=True, timeout=300, cwd=ROOT)
+            results = [c.set_payload(m["logical"], {"text": "edited without waiting"}, points=[1], wait=False),
+                       c.delete(m["logical"], [2], wait=False)]
+            assert {r.status for r in results} == {models.UpdateStatus.COMPLETED}
+            assert _differences(direct, m["source"], m["target"]) == set()
+    finally:
+        running.proxy.stop()

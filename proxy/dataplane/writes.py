@@ -289,3 +289,23 @@ def _filter(flt: Any) -> dict[str, Any]:
     return GrpcToRest.convert_filter(flt).model_dump(mode="json", exclude_none=True)
 
 
+
+
+# -- the primary leg of a mirrored write is always waited for ----------------------------------
+
+#: ``wait: true`` as a protobuf field: every point-write request has ``optional bool wait = 2``,
+#: and a singular field that appears again overrides the earlier value, so appending it is enough.
+_GRPC_WAIT_TRUE = b"\x10\x01"
+
+
+def waited_query(query: str) -> str:
+    """``query`` with ``wait=true`` (pure). A mirrored write must have applied when the primary
+    answers: with ``wait=false`` Qdrant answers ``acknowledged`` first, and the mirror's re-read
+    could see the point as it was before the write (a difference nobody records)."""
+    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != "wait"]
+    return "&".join([*kept, "wait=true"])
+
+
+def waited_request(method_name: str, raw: bytes) -> bytes:
+    """The gRPC point-write request ``raw`` with ``wait = true`` (pure; see :func:`waited_query`)."""
+    return raw + _GRPC_WAIT_TRUE if method_name in _GRPC_MESSAGES else raw

@@ -49,7 +49,7 @@ from proxy.intercept.routes import (
     rest_target,
 )
 from proxy.dataplane.mirror import Mirror, MirrorTarget
-from proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent
+from proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
 from proxy.dataplane.reads import MergedReader
 from proxy.migration.record import Migration
@@ -272,6 +272,10 @@ class Executor:
         """Primary first (after its write-ahead intent); the secondary only as the primary's
         answer requires; the client gets the primary's reply (``proxy.dataplane.mirror``)."""
         assert self.mirror is not None
+        if isinstance(call, RestCall):  # the primary must have applied when it answers
+            call = replace(call, query=waited_query(call.query))
+        else:
+            call = call.with_request(waited_request(call.method.rsplit("/", 1)[-1], call.request))
         return await self.mirror.write(target, intent, headers if headers is not None else call.headers,
                                        lambda: forward(call))
 
