@@ -26,12 +26,14 @@ from backfill.outage import Stopped
 from backfill.pipeline import Copier
 from backfill.verify import verify
 from backfill_helpers import B, new_store, setup_migration
+from openai_stub import OpenAIStub, Status
 from proxy.embedders import make_embedder
 from proxy.errors import EmbedderError, ProviderDown, UpstreamError
 from proxy.migration import progress
 from proxy.migration.command import render
 from proxy.migration.record import Migration
 from proxy.migration.service import MigrationService
+from proxy.modelspec import ModelSpec
 from proxy.state.store import Envelope, StateStore
 
 CONFIG = DaemonConfig(batch_size=20, concurrency=1, lease_ttl=3.0, refresh=0.1, int_partitions=3,
@@ -129,6 +131,38 @@ async def test_an_embedder_refusing_the_key_stops_the_daemon_with_the_reason(env
         await asyncio.wait_for(Daemon(store, mid, CONFIG, owner="keyless", embedder=embedder).run(once=True), 30)
     assert info.value.verdict.exit_code == 1 and embedder.failed == 1  # not retried
     assert await copied(store, mid) == 0
+
+
+async def test_the_real_http_embedder_503s_are_waited_out_and_its_401_ends_the_daemon(env: Any) -> None:
+    """The same two cases through the OpenAI-compatible HTTP embedder and a real local server:
+    503s past the provider's own retry budget (ProviderDown) are waited out; a 401 (the
+    provider refused the key) stops the daemon at once."""
+    client, store, prefix = env
+    stub = OpenAIStub(default_dimensions=8)
+    await stub.start()
+    spec = ModelSpec(id="bf-http", provider="openai", model="stub", dimensions=8, base_url=stub.base_url,
+                     max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02)
+    embedder = make_embedder(spec)
+    try:
+        mid = await setup_migration(client, store, prefix, list(range(120)))
+        stub.script(*[Status(503)] * 6)  # 2 requests per embed call: 3 failed calls for the daemon
+        daemon = Daemon(store, mid, CONFIG, owner="http", embedder=embedder)
+        stats = await asyncio.wait_for(daemon.run(once=True), 60)
+        assert stats.written == 120
+        outage = (await store.require(progress.KIND, f"{mid}/http")).data["outage"]
+        assert re.fullmatch(r"recovered after \d+ s waiting: embedder unavailable \(.*HTTP 503.*\), 3 retries",
+                            outage["recovered"]), outage
+        await clean(client, store, mid, 120)
+
+        again = await setup_migration(client, store, prefix + "k", list(range(50)))
+        stub.script(Status(401, body=b'{"error": {"message": "Incorrect API key provided"}}'))
+        with pytest.raises(Stopped, match=r"embedder refused \(.*refused the credentials") as info:
+            await asyncio.wait_for(Daemon(store, again, CONFIG, owner="http-k", embedder=embedder).run(once=True), 30)
+        assert info.value.verdict.exit_code == 1
+        assert await copied(store, again) == 0
+    finally:
+        await embedder.aclose()
+        await stub.stop()
 
 
 async def test_a_migration_cancelled_mid_run_ends_the_daemon_cleanly(env: Any) -> None:
