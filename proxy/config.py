@@ -68,6 +68,8 @@ class ProxyConfig:
     webhooks: tuple[str, ...] = field(default=(), repr=False)  # URLs often carry a token
     spool_dir: str | None = None
     intent_fsync: bool = True
+    repair_log_rate: float = 100.0
+    repair_log_burst: int = 1000
     max_inference_text_chars: int | None = None  # None: what each model's input holds
     max_inference_request_chars: int = 1 << 20
     credential_check_ttl: float = 10.0
@@ -128,6 +130,9 @@ OPTION_HELP: dict[str, str] = {
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
     "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
                     "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
+    "repair_log_rate": "repair records per second per migration a proxy writes before it records one "
+                       "coarse entry (the whole collection needs a verify) instead (default 100)",
+    "repair_log_burst": "repair records a migration may write at once above repair_log_rate (default 1000)",
     "max_inference_text_chars": "largest inference-object text the proxy embeds, in characters "
                                 "(default: 8 x the model's max_length tokens, at least 8192)",
     "max_inference_request_chars": "largest total inference text of one request, in characters "
@@ -190,6 +195,19 @@ def _bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _per_second(value: Any) -> float:
+    """A positive, finite rate."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a rate per second, got {value!r}")
+    try:
+        rate = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected a rate per second, got {value!r}") from exc
+    if not rate > 0 or rate == float("inf"):
+        raise ValueError(f"must be a positive rate per second, got {value!r}")
+    return rate
 
 
 def _seconds(value: Any) -> float:
@@ -315,6 +333,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "webhooks": _urls,
     "spool_dir": _optional_str,
     "intent_fsync": _bool,
+    "repair_log_rate": lambda v: _per_second(v),
+    "repair_log_burst": _positive_int,
     "workers": _workers,
     "rest_header_timeout": _seconds,
     "rest_idle_timeout": _seconds,

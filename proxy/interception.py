@@ -95,7 +95,8 @@ class ProxyInterceptor(Executor):
                                                   self.config.max_inference_request_chars))
         self.credentials = CredentialGate(self.config.credential_check_ttl, self.config.credential_cache_size)
         spool_dir = self.config.spool_dir or os.path.join(os.path.expanduser("~"), ".switchyard")
-        repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"))
+        repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"),
+                           rate=self.config.repair_log_rate, burst=self.config.repair_log_burst)
         from proxy.dataplane.intents import IntentLog, adopt
 
         intents = IntentLog(spool_dir, self.config.instance_id, fsync=self.config.intent_fsync)
