@@ -371,3 +371,41 @@ def test_mirrored_writes_wait_for_the_primary(upstream: Any, prefix: str, tmp_pa
             assert _differences(direct, m["source"], m["target"]) == set()
     finally:
         running.proxy.stop()
+
+
+def test_id_of_2_pow_64_is_answered_like_direct_and_records_nothing(upstream: Any, prefix: str, tmp_path: Path) -> None:
+    """The issue's id 2^64: the primary refuses it (400, as Qdrant does: ids are 0..2^64-1), so
+    the proxy answers that same 400, never a 500, and no repair record is made."""
+    import urllib.error
+    import urllib.request
+
+    from proxy_fixtures import start_proxy
+
+    running = start_proxy(upstream.rest_url, upstream.grpc_host, upstream.grpc_port,
+                          {"spool_dir": str(tmp_path)})
+    try:
+        async def setup() -> str:
+            client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+            try:
+                return await setup_migration(client, StateStore(client), prefix, [1])
+            finally:
+                await client.close()
+        mid = asyncio.run(setup())
+        m = asyncio.run(_migration(upstream.rest_url, mid))
+        body = (b'{"points":[{"id":18446744073709551616,"vector":[0.1,0.2,0.3,0.4],'
+                b'"payload":{"text":"big"}},{"id":2,"vector":[0.1,0.2,0.3,0.4],"payload":{"text":"two"}}]}')
+
+        def put(base: str, collection: str) -> int:
+            req = urllib.request.Request(f"{base}/collections/{collection}/points?wait=true", data=body,
+                                         method="PUT", headers={"content-type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as err:
+                return err.code
+        direct_status = put(upstream.rest_url, m["source"])
+        proxied_status = put(running.rest_url, m["logical"])
+        assert proxied_status == direct_status and proxied_status < 500
+        assert _records(upstream.rest_url, mid) == []
+    finally:
+        running.proxy.stop()
