@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import Gauge
 
 from proxy.dataplane.repair_spool import RepairLog, stored_id
 from proxy.errors import SwitchyardError
@@ -42,6 +43,9 @@ log = logging.getLogger("switchyard.intents")
 
 #: Rewrite the file (pending intents only) once it grows past this many bytes.
 COMPACT_BYTES = 4 << 20
+
+PENDING = Gauge("switchyard_write_intents_pending",
+                "Mirrored writes begun and not yet level on the secondary (or recorded).", ["owner"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,14 @@ def parse(raw: bytes, owner: str) -> list[Intent]:
 
 def _line(seq: int, migration: str, ids: Sequence[Any], filters: Sequence[dict[str, Any]], at: float) -> bytes:
     return orjson.dumps({"b": seq, "m": migration, "ids": list(ids), "f": list(filters), "at": at}) + b"\n"
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _try_lock(path: Path) -> int | None:
@@ -167,6 +179,7 @@ class IntentLog:
                                   "the write was not sent") from exc
         self._pending[seq] = Intent(seq, migration, safe, tuple(filters), now, self.owner)
         self._appended = seq
+        PENDING.labels(self.owner).set(len(self._pending))
         if self.fsync:
             await self._sync_through(seq)
         return seq
@@ -188,6 +201,7 @@ class IntentLog:
         """The write's secondary is level (or its difference recorded): forget the intent."""
         if self._pending.pop(seq, None) is None or self._fd is None:
             return
+        PENDING.labels(self.owner).set(len(self._pending))
         try:
             os.write(self._fd, orjson.dumps({"c": seq}) + b"\n")
             if os.fstat(self._fd).st_size > COMPACT_BYTES:
@@ -211,10 +225,12 @@ class IntentLog:
             os.write(fd, _line(i.seq, i.migration, i.ids, i.filters, i.at))
         os.fsync(fd)
         os.replace(tmp, self.path)
+        _sync_dir(self.directory)  # the rename itself survives a host crash
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
         self._synced = self._appended
+        PENDING.labels(self.owner).set(len(self._pending))
 
     def close(self) -> None:
         """At a clean stop: nothing pending -> the files go; else they stay for the next start."""
