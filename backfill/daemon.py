@@ -308,8 +308,7 @@ class Daemon:
                 raise MigrationEnded(f"migration `{self.id}` no longer exists: the backfill has nothing left to do")
             raise NotFound(f"migration `{self.id}` doesn't exist!")
         m = Migration.from_envelope(env)
-        events = [e.action for e in m.history if e.action.startswith("throttle:")]
-        self._op_rate, op_reason = operator_rate(m.throttle, m.paused, events)
+        self._op_rate, op_reason = operator_rate(m.throttle, m.paused)
         if m.counter(BATCH_COUNTER):
             self.batch_size = clamp_batch(m.counter(BATCH_COUNTER))
         self.reason = op_reason or self.backoff.reason

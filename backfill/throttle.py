@@ -1,8 +1,8 @@
 """Rate control for the backfill (pure, clock injected): a token bucket, pause, adaptive back-off.
 
 The operator's knobs come from the migration record: ``paused``, and ``throttle`` in points per
-second where a ``throttle 0`` command pauses while a plan's default of 0 means "unthrottled"
-(:func:`operator_rate` tells them apart by the last throttle event). On top of the operator's
+second, where ``None`` means "unthrottled" and 0 pauses (records of the older layout, which
+stored 0 for both, are migrated on read by ``proxy.migration.record.migrate_throttle``). On top of the operator's
 rate the daemon backs off on its own when the embedder answers 429/5xx or Qdrant is slower
 than a threshold: the effective rate is multiplied by a factor that halves on each such signal
 and recovers gradually on success. Every limit carries a reason, which progress reports into
@@ -20,19 +20,17 @@ MIN_FACTOR = 1 / 64
 RECOVERY = 1.25
 
 
-def operator_rate(throttle: float, paused: bool, throttle_events: list[str]) -> tuple[float, str]:
+def operator_rate(throttle: float | None, paused: bool) -> tuple[float, str]:
     """(points per second, reason) from the record: 0 = paused, inf = unthrottled.
 
-    ``throttle_events`` are the record's history actions starting with ``throttle:``, oldest
-    first; a stored ``throttle`` of 0 pauses only if the operator set it with a command.
-    """
+    ``throttle`` is the record's: ``None`` unthrottled, 0 paused, else points per second."""
     if paused:
         return 0.0, "paused by operator"
+    if throttle is None:
+        return UNTHROTTLED, ""
     if throttle > 0:
         return throttle, f"throttled by operator to {throttle:g} points/s"
-    if throttle_events and throttle_events[-1] == "throttle:0":
-        return 0.0, "throttle 0 (paused) by operator"
-    return UNTHROTTLED, ""
+    return 0.0, "throttle 0 (paused) by operator"
 
 
 @dataclass(slots=True)

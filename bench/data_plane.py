@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import re
 import statistics
@@ -113,7 +114,8 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
                   counters={"backfill_done": points // 2, "backfill_total": points})
     snap = StateSnapshot(models={"a": a, "b": b}, migrations={"dp": m})
     route = route_for(m, "read")
-    readers = {"merged": MergedReader(pool), "merged_ids": MergedReader(pool, lookup="ids")}
+    reader = MergedReader(pool)
+    by_lookup = {"merged": m, "merged_ids": dataclasses.replace(m, lookup="ids")}
     queries = texts(rounds * per_round, 2)
     qa, qb = await pool.embed(a, queries), await pool.embed(b, queries)
     samples: dict[str, list[float]] = {
@@ -121,8 +123,8 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
 
     async def merged(i: int, kind: str = "merged") -> None:
         body = orjson.dumps({"query": {"text": queries[i], "model": "a"}, "limit": limit})
-        reply = await readers[kind].rest(RestCall("POST", "/collections/dp/points/query", "", JSON, body),
-                                  route, m, snap, up.request)
+        reply = await reader.rest(RestCall("POST", "/collections/dp/points/query", "", JSON, body),
+                                  route, by_lookup[kind], snap, up.request)
         assert reply.ok, reply.body
 
     async def single(collection: str, vec: np.ndarray) -> None:

@@ -30,7 +30,7 @@ def point(i: PointId, version: int = 0) -> models.PointStruct:
 
 async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
                           ids: Sequence[PointId], *, copy_vectors: bool = False,
-                          throttle: float = 0.0, model_b: str | None = None,
+                          throttle: float | None = None, model_b: str | None = None,
                           texts: Sequence[str] | None = None) -> str:
     """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B.
 

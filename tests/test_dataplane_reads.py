@@ -121,15 +121,19 @@ async def test_merged_query_target_wins_even_when_target_did_not_return_it(env: 
 
 
 async def test_lookup_by_ids_gives_the_same_pages(env: Env) -> None:
-    """With one point per document, both lookups find the same documents in the target."""
-    by_ids = MergedReader(env.pool, lookup="ids")
+    """With one point per document, both lookups find the same documents in the target; the
+    migration's lookup mode decides which one runs, and the merge header names it."""
+    by_ids = MergedReader(env.pool)
+    ids_migration = replace(env.setup.migration, lookup="ids")
     try:
         for q in QUERIES:
             body = {"query": doc(q), "limit": 4, "offset": 2, "with_payload": True}
-            _, _, want = await env.rest("/points/query", body)
+            _, headers, want = await env.rest("/points/query", body)
+            assert headers[MERGE_HEADER].endswith("; lookup=exact")
             s = env.setup
             call = RestCall("POST", f"/collections/{s.logical}/points/query", "", JSON, orjson.dumps(body))
-            reply = await by_ids.rest(call, s.route, s.migration, s.snap, env.fw.rest)
+            reply = await by_ids.rest(call, s.route, ids_migration, s.snap, env.fw.rest)
+            assert dict(reply.headers)[MERGE_HEADER].endswith("; lookup=ids")
             got = orjson.loads(reply.body)["result"]["points"]
             assert [p["id"] for p in got] == [p["id"] for p in want["result"]["points"]]
             check_target_wins(got, s.migrated)

@@ -36,6 +36,21 @@ def _flag(value: Any, name: str, default: bool) -> bool:
     raise BadRequest(f"{name} must be true or false, got {value!r}")
 
 
+def throttle_value(points_per_second: Any, unthrottled: Any) -> float | None:
+    """The throttle a request asks for (pure): ``None`` for unthrottled, else a number >= 0.
+
+    Unthrottled must be asked for by name: a missing rate is refused, never read as 0 (paused)
+    or as unthrottled, so a client built for the older meaning of 0 cannot lift a limit."""
+    if _flag(unthrottled, "unthrottled", False):
+        if points_per_second is not None:
+            raise BadRequest("throttle takes `points_per_second` or `unthrottled`, not both")
+        return None
+    if isinstance(points_per_second, bool) or not isinstance(points_per_second, (int, float)):
+        raise BadRequest("throttle needs a number `points_per_second` (0 pauses) or "
+                         "`unthrottled: true`")
+    return float(points_per_second)
+
+
 class AdminService:
     def __init__(self, migrations: MigrationService, jobs: VerifyJobs | None = None) -> None:
         self.migrations = migrations
@@ -85,10 +100,10 @@ class AdminService:
         await self.migrations.resume(migration_id)
         return await self.get(migration_id)
 
-    async def throttle(self, migration_id: str, points_per_second: Any) -> dict[str, Any]:
-        if isinstance(points_per_second, bool) or not isinstance(points_per_second, (int, float)):
-            raise BadRequest("throttle needs a number `points_per_second`")
-        await self.migrations.throttle(migration_id, float(points_per_second))
+    async def throttle(self, migration_id: str, points_per_second: Any,
+                       unthrottled: Any = False) -> dict[str, Any]:
+        """``points_per_second`` (0 pauses), or ``unthrottled`` true to lift the limit."""
+        await self.migrations.throttle(migration_id, throttle_value(points_per_second, unthrottled))
         return await self.get(migration_id)
 
     async def verify(self, migration_id: str, repair: Any = False, wait: Any = True) -> dict[str, Any]:

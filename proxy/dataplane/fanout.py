@@ -190,10 +190,10 @@ def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | 
 
 
 async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: EmbedderPool,
-                  side_timeout: float | None, lookup: str = "filter") -> FanOut:
+                  side_timeout: float | None, lookup: str = "exact") -> FanOut:
     """Both sides' hits for every sub-request, and the doc keys known to be in the target.
 
-    ``lookup``: ``"filter"`` finds source hits' documents in the target by a ``MatchAny`` on
+    ``lookup`` (the migration's): ``"exact"`` finds source hits' documents in the target by a ``MatchAny`` on
     the doc-key field (any point of the document counts); ``"ids"`` retrieves the source hits'
     own point ids from the target (one cheap call; right when a document's points reach the
     target together, as mirrored writes and the backfill do per point id).

@@ -8,8 +8,9 @@
   fan out to target and source in parallel, each asked for ``limit + offset`` hits from offset 0
   with the doc-key payload field; look the source hits' documents up in the target (so a
   document the target holds is never ranked by its source version, even when the target did not
-  return it); merge (``merge.merge`` / ``group_merge.merge_groups``); answer in Qdrant's shape
-  with ``x-switchyard-merge: <report>`` (REST header, gRPC initial metadata). A failing or
+  return it) by the migration's ``lookup`` mode (``exact``: by doc key; ``ids``: by point id);
+  merge (``merge.merge`` / ``group_merge.merge_groups``); answer in Qdrant's shape with
+  ``x-switchyard-merge: <report>; lookup=<mode>`` (REST header, gRPC initial metadata). A failing or
   timed-out source is skipped with its reason; a failing target (the primary) is returned as is.
 * **shadow**: forward to the source and return its reply untouched; the merged read runs in an
   owned background task with its own deadline, bounded in number, and records overlap@k and
@@ -60,12 +61,8 @@ class MergedReader:
     """Merged / shadow similarity reads; owns its shadow tasks (``aclose`` drains them)."""
 
     def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
-                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32,
-                 lookup: str = "filter") -> None:
-        if lookup not in ("filter", "ids"):
-            raise ValueError(f"lookup must be filter or ids, got {lookup!r}")
+                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32) -> None:
         self._pool = pool
-        self.lookup = lookup
         self.side_timeout = side_timeout
         self.shadow_deadline = shadow_deadline
         self.shadow_max_in_flight = shadow_max_in_flight
@@ -175,7 +172,7 @@ class MergedReader:
         """The merged answer, or the target's error reply (the primary failed)."""
         started = time.perf_counter()
         read = t.read
-        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, self.lookup)
+        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup)
         if sides.error is not None:
             return t.annotate(sides.error, "target (primary) failed: its error is returned")
         spec_b = snap.models.get(m.model_b)
@@ -193,6 +190,7 @@ class MergedReader:
         shadow_metrics.MERGED_READS.labels(read.protocol, served or "none").inc()
         header = headers[0] if len(headers) == 1 else " | ".join(
             f"[{i}] {h}" for i, h in enumerate(headers))
+        header += f"; lookup={m.lookup}"
         body = t.codec.encode(read, results, time.perf_counter() - started)
         return _Merged(body, header_safe(header, limit=None), keys)
 

@@ -79,7 +79,8 @@ class _Servicer(pb_grpc.AdminServicer):
         return await self._call(context, lambda: self.s.resume(request.id))
 
     async def Throttle(self, request: pb.ThrottleRequest, context: Any) -> pb.Reply:
-        return await self._call(context, lambda: self.s.throttle(request.id, request.points_per_second))
+        return await self._call(context, lambda: self.s.throttle(
+            request.id, _opt(request, "points_per_second"), request.unthrottled))
 
     async def Verify(self, request: pb.VerifyRequest, context: Any) -> pb.Reply:
         return await self._call(context, lambda: self.s.verify(

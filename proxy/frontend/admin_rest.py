@@ -79,7 +79,8 @@ def admin_routes(service: AdminService, admin_key: str | None, *,
         return await service.read_mode(mid(r), str(b.get("mode") or ""), b.get("expected_rev"))
 
     async def throttle(r: web.Request) -> Any:
-        return await service.throttle(mid(r), (await _body(r)).get("points_per_second"))
+        body = await _body(r)
+        return await service.throttle(mid(r), body.get("points_per_second"), body.get("unthrottled"))
 
     async def cleanup(r: web.Request) -> Any:
         return await service.cleanup(mid(r), (await _body(r)).get("yes") is True)

@@ -60,7 +60,13 @@ def register(sub: Any) -> None:
     p.add_argument("--copy-vectors", action="store_true")
     p.add_argument("--mirror", choices=("sync", "async"), default="sync",
                    help="async: clients do not wait for the mirrored write (bounded queue); default sync")
-    p.add_argument("--throttle", type=float, default=0.0, help="points per second (0 = unthrottled)")
+    p.add_argument("--lookup", choices=("exact", "ids"), default="exact",
+                   help="merged reads find source hits' documents in the target by doc key "
+                        "(exact, default) or by point id (ids: faster, exact only when a "
+                        "document's points arrive together)")
+    p.add_argument("--throttle", type=float, default=None,
+                   help="backfill points per second (omit: unthrottled; 0: paused until "
+                        "`migrate throttle` or `resume`)")
     p.add_argument("--dry-run", action="store_true")
     _cmd(msub, "list", "list migrations", _list, with_id=False)
     s = _cmd(msub, "status", "phase, read mode, proxies, counters, last refusal", _status)
@@ -79,8 +85,9 @@ def register(sub: Any) -> None:
         c.add_argument("--back", action="store_true")
     c = _cmd(msub, "cleanup", "delete the source after complete", _cleanup)
     c.add_argument("--yes", action="store_true")
-    t = _cmd(msub, "throttle", "set backfill points per second (0 pauses)", _throttle)
-    t.add_argument("points_per_second", type=float)
+    t = _cmd(msub, "throttle", "set backfill points per second (0 pauses, `none` unthrottles)",
+             _throttle)
+    t.add_argument("points_per_second", type=_rate, help="a number >= 0, or `none` for unthrottled")
     r = _cmd(msub, "read-mode", "source | merged | shadow (before reads_switched)", _read_mode)
     r.add_argument("mode", choices=("source", "merged", "shadow"))
 
@@ -112,7 +119,7 @@ def _plan(args: argparse.Namespace, c: AdminClient) -> Any:
     return c.call("POST", "/migrations", {
         "logical": args.logical, "to_model": args.to_model, "target": args.target,
         "doc_key": args.doc_key, "text_field": args.text_field, "copy_vectors": args.copy_vectors,
-        "mirror": args.mirror,
+        "mirror": args.mirror, "lookup": args.lookup,
         "throttle": args.throttle, "dry_run": args.dry_run})
 
 
@@ -205,8 +212,22 @@ def _cleanup(args: argparse.Namespace, c: AdminClient) -> Any:
     return c.call("POST", f"/migrations/{args.id}/cleanup", {"yes": args.yes})
 
 
+def _rate(text: str) -> float | None:
+    """``none`` / ``unthrottled`` lift the limit; anything else is points per second."""
+    return None if text.lower() in ("none", "unthrottled") else float(text)
+
+
 def _throttle(args: argparse.Namespace, c: AdminClient) -> Any:
-    return c.call("POST", f"/migrations/{args.id}/throttle", {"points_per_second": args.points_per_second})
+    body = ({"unthrottled": True} if args.points_per_second is None
+            else {"points_per_second": args.points_per_second})
+    return c.call("POST", f"/migrations/{args.id}/throttle", body)
+
+
+def throttle_text(throttle: Any) -> str:
+    """How status shows the operator's rate (pure): null is unthrottled, 0 is paused."""
+    if throttle is None:
+        return "unthrottled"
+    return "0 (paused)" if float(throttle) == 0 else f"{float(throttle):g} points/s"
 
 
 def _read_mode(args: argparse.Namespace, c: AdminClient) -> Any:
@@ -226,9 +247,10 @@ def render(result: Any) -> str:
     m, lines = result["migration"], []
     lines.append(f"migration {m['id']}: {m['logical']} {m['source']} ({m['model_a']}) -> "
                  f"{m['target']} ({m['model_b']})")
-    lines.append(f"  phase {m['phase']}  read mode {m['read_mode']}  revision {m['rev']} "
+    lines.append(f"  phase {m['phase']}  read mode {m['read_mode']} (lookup {m.get('lookup', 'exact')})"
+                 f"  revision {m['rev']} "
                  f"(proxies act on {m['route_rev']})  backfill {m['backfill']}"
-                 f"{' PAUSED' if m['paused'] else ''}  throttle {m['throttle'] or 'none'}")
+                 f"{' PAUSED' if m['paused'] else ''}  throttle {throttle_text(m.get('throttle'))}")
     lines.append("  counters: " + (", ".join(f"{k}={v}" for k, v in sorted(m["counters"].items())) or "-"))
     v = m.get("verification")
     lines.append(f"  verification: {'clean' if v['clean'] else 'DIRTY'} {v['counts']} at "
@@ -270,9 +292,10 @@ def _render_plan(r: dict[str, Any]) -> str:
     lines += [f"  - {reason}" for reason in r["reasons"]]
     lines.append(f"  points {e['points']}, sampled {e['sampled']} ({e['missing_share']:.0%} lack text), "
                  f"~{e['text_bytes']} bytes of text, ~{e['tokens']} tokens")
-    eta = f"{e['eta_seconds']:.0f}s" if e["eta_seconds"] is not None else "unknown (no throttle, no probe)"
+    eta = (f"{e['eta_seconds']:.0f}s" if e["eta_seconds"] is not None else
+           "none (paused: throttle 0)" if e["rate"] == 0 else "unknown (no throttle, no probe)")
     cost = f"{e['cost']:.4f}" if e["cost"] is not None else "n/a"
-    lines.append(f"  rate {e['rate'] or '-'} points/s, ETA {eta}, cost {cost}")
+    lines.append(f"  rate {'-' if e['rate'] is None else e['rate']} points/s, ETA {eta}, cost {cost}")
     if r.get("migration"):
         lines.append(f"  migration id: {r['migration']['id']} (phase {r['migration']['phase']})")
     return "\n".join(lines)

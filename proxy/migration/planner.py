@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from proxy.migration.phases import active_limit
-from proxy.migration.record import Migration
+from proxy.migration.record import LOOKUP_MODES, Migration
 from proxy.modelspec import ModelSpec
 from proxy.registry import vector_misfit
 from proxy.state.records import Binding
@@ -31,8 +31,9 @@ class PlanRequest:
     text_field: str = "text"
     copy_vectors: bool = False
     mirror: str = "sync"
+    lookup: str = "exact"  # merged reads' doc-key lookup: exact (by doc key) or ids
     text_fetcher: str | None = None
-    throttle: float = 0.0
+    throttle: float | None = None  # points per second; None: unthrottled, 0: paused
     dry_run: bool = False
 
     @classmethod
@@ -102,11 +103,22 @@ def validate(f: PlanFacts) -> list[str]:
         reasons.append(f"model `{r.to_model}` is not registered")
     if f.model_a is not None and f.model_b is not None and f.model_a.id == f.model_b.id:
         reasons.append(f"`{r.logical}` is already on model `{f.model_b.id}`")
+    reasons += _knob_reasons(r)
     reasons += _target_reasons(f)
     reasons += _vector_reasons(f)
     reasons += _text_reasons(f)
     reasons += _activity_reasons(f)
     return reasons
+
+
+def _knob_reasons(r: PlanRequest) -> list[str]:
+    out, t = [], r.throttle
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0):
+        out.append(f"throttle must be a number >= 0 points per second (0 pauses), or absent for "
+                   f"unthrottled; got {t!r}")
+    if r.lookup not in LOOKUP_MODES:
+        out.append(f"lookup must be one of {', '.join(LOOKUP_MODES)}, got {r.lookup!r}")
+    return out
 
 
 def _target_reasons(f: PlanFacts) -> list[str]:
@@ -159,8 +171,9 @@ def estimate(f: PlanFacts) -> Estimate:
     avg = s.text_bytes / with_text if with_text else 0.0
     text_bytes = int(avg * s.points * (with_text / s.sampled)) if s.sampled else 0
     tokens = int(text_bytes / BYTES_PER_TOKEN)
-    limits = [x for x in (f.request.throttle or None, f.throughput) if x]
-    rate = min(limits) if limits else None
+    throttle = f.request.throttle if isinstance(f.request.throttle, (int, float)) else None
+    limits = [x for x in (throttle, f.throughput or None) if x is not None]
+    rate = min(limits) if limits else None  # 0: paused by the plan's throttle, no ETA
     eta = s.points / rate if rate else (0.0 if s.points == 0 else None)
     price = f.model_b.price_per_million_tokens if f.model_b else None
     cost = None if price is None or f.request.copy_vectors else tokens / 1e6 * price

@@ -4,12 +4,16 @@ A :class:`Migration` is immutable: every change builds a new one and is stored w
 compare-and-set on the store revision (``rev``, copied from the envelope, never from ``data``).
 ``route_rev`` is the store revision at which the fields proxies act on (phase, read mode) last
 changed: proxies acknowledge it, so counter or throttle updates never make them look behind.
+
+``throttle`` is the operator's backfill rate in points per second: ``None`` is "unthrottled",
+``0`` is "paused" (everywhere: plan, record, CLI, admin API, status). Records are stored with
+``layout`` :data:`LAYOUT`; older ones are migrated on read (:func:`migrate_throttle`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,6 +32,10 @@ PHASES = (PLANNED, DUAL_WRITE, VERIFIED, READS_SWITCHED, WRITES_SWITCHED, COMPLE
 ACTIVE_PHASES = frozenset({PLANNED, DUAL_WRITE, VERIFIED, READS_SWITCHED, WRITES_SWITCHED})
 
 READ_MODES = ("source", "merged", "shadow")
+#: How a merged read finds source hits' documents in the target: ``exact`` by doc key (a
+#: ``MatchAny`` on the doc-key field: any point of the document counts), ``ids`` by the hits'
+#: own point ids (one cheap retrieve; exact only when a document's points arrive together).
+LOOKUP_MODES = ("exact", "ids")
 BACKFILL_STATES = ("pending", "running", "done")
 
 
@@ -79,6 +87,27 @@ class Event:
 
 MIRROR_MODES = ("sync", "async")
 
+#: Layout of the stored record. 1 (no ``layout`` field): ``throttle`` 0 meant "unthrottled"
+#: unless the last ``throttle:`` history event was ``throttle:0``. 2: ``None`` is unthrottled
+#: and 0 is paused.
+LAYOUT = 2
+
+
+def migrate_throttle(stored: Any, layout: int, history_actions: Sequence[str]) -> float | None:
+    """The throttle of a stored record in today's terms (pure): ``None`` unthrottled, 0 paused.
+
+    Layout 1 (written before ``layout`` existed) stored 0 both for a plan without ``--throttle``
+    (unthrottled) and after a ``throttle 0`` command (paused); the backfill told them apart by
+    the last ``throttle:`` event of the history (``backfill.throttle.operator_rate`` then), and
+    so does this migration, which keeps every old record's behaviour."""
+    if layout >= 2:
+        return None if stored is None else float(stored)
+    value = float(stored or 0.0)
+    if value > 0:
+        return value
+    events = [a for a in history_actions if a.startswith("throttle:")]
+    return 0.0 if events and events[-1] == "throttle:0" else None
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -99,13 +128,14 @@ class Migration:
     text_field: str = "text"
     copy_vectors: bool = False
     mirror: str = "sync"  # "sync": the client's answer waits for the secondary; "async": it does not
+    lookup: str = "exact"  # merged reads' doc-key lookup (LOOKUP_MODES); older records: exact
     phase: str = PLANNED
     read_mode: str = "source"
     rev: int = 0
     route_rev: int = 1
     created_at: float = 0.0
     paused: bool = False
-    throttle: float = 0.0
+    throttle: float | None = None  # None: unthrottled; 0: paused
     backfill: str = "pending"
     counters: Mapping[str, int] = field(default_factory=dict)
     last_refusal: Event | None = None
@@ -121,7 +151,9 @@ class Migration:
             raise BadRequest(f"unknown backfill state {self.backfill!r}")
         if self.mirror not in MIRROR_MODES:
             raise BadRequest(f"unknown mirror mode {self.mirror!r} (one of {', '.join(MIRROR_MODES)})")
-        if self.throttle < 0:
+        if self.lookup not in LOOKUP_MODES:
+            raise BadRequest(f"unknown lookup mode {self.lookup!r} (one of {', '.join(LOOKUP_MODES)})")
+        if self.throttle is not None and self.throttle < 0:
             raise BadRequest(f"throttle must be >= 0 points per second, got {self.throttle}")
 
     @property
@@ -142,6 +174,7 @@ class Migration:
         out["last_refusal"] = self.last_refusal.to_dict() if self.last_refusal else None
         out["verification"] = self.verification.to_dict() if self.verification else None
         out["history"] = [e.to_dict() for e in self.history]
+        out["layout"] = LAYOUT
         return out
 
     @classmethod
@@ -155,7 +188,8 @@ class Migration:
             ver = data.get("verification")
             kwargs["verification"] = Verification.from_dict(ver) if ver else None
             kwargs["history"] = tuple(Event.from_dict(e) for e in data.get("history") or ())
-            kwargs["throttle"] = float(data.get("throttle") or 0.0)
+            kwargs["throttle"] = migrate_throttle(data.get("throttle"), int(data.get("layout") or 1),
+                                                  [e.action for e in kwargs["history"]])
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"malformed migration record: {exc}") from exc

@@ -30,7 +30,7 @@ from proxy.migration import heartbeats, phases, progress, verify_state
 from proxy.migration.hooks import Hooks
 from proxy.migration.planner import PlanRequest, estimate, validate
 from proxy.migration.record import (
-    COMPLETE, DUAL_WRITE, READS_SWITCHED, VERIFIED, Event, Migration, Refused, Verification,
+    COMPLETE, DUAL_WRITE, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration, Refused, Verification,
 )
 from proxy.migration.routing import route_for
 from proxy.state.records import Binding
@@ -140,10 +140,12 @@ class MigrationService:
             source=f.source.collection, target=f.target, model_a=f.binding.model_id,
             model_b=f.model_b.id, logical_is_alias=f.source.is_alias, vector=f.binding.vector,
             doc_key=req.doc_key, text_field=req.text_field, copy_vectors=req.copy_vectors,
-            mirror=req.mirror,
-            created_at=now, throttle=req.throttle,
+            mirror=req.mirror, lookup=req.lookup,
+            created_at=now, throttle=None if req.throttle is None else float(req.throttle),
             counters={"backfill_total": est.points, "backfill_done": 0},
         ).with_event(Event(now, "plan", "", "planned", 1))
+        if m.throttle == 0:  # planned paused; the event also tells older readers (layout 1)
+            m = m.with_event(Event(now, "throttle:0", PLANNED, PLANNED, 1, "planned with throttle 0"))
         await io.create_target(self.client, self.store, f)
         stored = Migration.from_envelope(await self.store.create(Migration.KIND, m.id, m.stored()))
         self._notify("transition", stored, {"action": "plan"})
@@ -188,11 +190,13 @@ class MigrationService:
     async def resume(self, migration_id: str) -> Migration:
         return await self._knob(migration_id, "resume", lambda m: dataclasses.replace(m, paused=False))
 
-    async def throttle(self, migration_id: str, points_per_second: float) -> Migration:
-        if points_per_second < 0:
+    async def throttle(self, migration_id: str, points_per_second: float | None) -> Migration:
+        """Set the backfill rate: ``None`` unthrottled, 0 paused, else points per second."""
+        if points_per_second is not None and points_per_second < 0:
             raise BadRequest(f"throttle must be >= 0 points per second, got {points_per_second}")
-        return await self._knob(migration_id, f"throttle:{points_per_second:g}",
-                                lambda m: dataclasses.replace(m, throttle=float(points_per_second)))
+        rate = None if points_per_second is None else float(points_per_second)
+        action = "throttle:unthrottled" if rate is None else f"throttle:{rate:g}"
+        return await self._knob(migration_id, action, lambda m: dataclasses.replace(m, throttle=rate))
 
     async def verify(self, migration_id: str, expected_rev: int | None = None,
                      repair: bool = False) -> Migration:

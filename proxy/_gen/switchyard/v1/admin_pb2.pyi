@@ -23,7 +23,7 @@ class MigrationRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
-    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run", "mirror")
+    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run", "mirror", "lookup")
     LOGICAL_FIELD_NUMBER: _ClassVar[int]
     TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class PlanRequest(_message.Message):
     THROTTLE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     MIRROR_FIELD_NUMBER: _ClassVar[int]
+    LOOKUP_FIELD_NUMBER: _ClassVar[int]
     logical: str
     to_model: str
     target: str
@@ -44,7 +45,8 @@ class PlanRequest(_message.Message):
     throttle: float
     dry_run: bool
     mirror: str
-    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ...) -> None: ...
+    lookup: str
+    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ..., lookup: _Optional[str] = ...) -> None: ...
 
 class TransitionRequest(_message.Message):
     __slots__ = ("id", "name", "expected_rev")
@@ -67,12 +69,14 @@ class ReadModeRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., expected_rev: _Optional[int] = ...) -> None: ...
 
 class ThrottleRequest(_message.Message):
-    __slots__ = ("id", "points_per_second")
+    __slots__ = ("id", "points_per_second", "unthrottled")
     ID_FIELD_NUMBER: _ClassVar[int]
     POINTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    UNTHROTTLED_FIELD_NUMBER: _ClassVar[int]
     id: str
     points_per_second: float
-    def __init__(self, id: _Optional[str] = ..., points_per_second: _Optional[float] = ...) -> None: ...
+    unthrottled: bool
+    def __init__(self, id: _Optional[str] = ..., points_per_second: _Optional[float] = ..., unthrottled: _Optional[bool] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("id", "repair", "wait")
