@@ -23,6 +23,7 @@ waiting, and a daemon that retries it forever looks alive while doing nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,8 +112,8 @@ def _network(chain: list[BaseException]) -> str | None:
 
 def _status_verdict(status: int, detail: str) -> Verdict:
     if status in (401, 403):
-        return Verdict("credential", f"upstream refused the credential ({status}{detail}); "
-                                     "check --api-key")
+        return Verdict("credential", f"upstream refused the credential ({status}{detail}); check "
+                                     "--api-key (and, through a proxy, SWITCHYARD_ADMIN_KEY)")
     if status == 429:
         return Verdict("transient", "upstream rate-limited (429)")
     if is_retryable_status(status):
@@ -121,7 +122,15 @@ def _status_verdict(status: int, detail: str) -> Verdict:
 
 
 def _short(content: bytes, limit: int = 160) -> str:
+    """The error message of a Qdrant-shaped body (``{"status": {"error": ...}}``), else the
+    body's text, cut to ``limit`` characters."""
     text = content.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+        found = body.get("status", {}).get("error") if isinstance(body, dict) else None
+        text = found if isinstance(found, str) and found else text
+    except (ValueError, AttributeError):
+        pass
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -61,7 +61,10 @@ CASES: list[tuple[str, BaseException, str, str]] = [
     ("lost compare-and-set", Conflict("changed since revision 3"), "transient", "lost a race"),
     ("upstream error without detail", UpstreamError("scrolling the source failed"), "transient", "upstream unavailable"),
     # permanent: stop with the reason
-    ("401 from the upstream", wrapped(status(401)), "credential", "upstream refused the credential (401 Unauthorized"),
+    ("401 from the upstream", wrapped(status(401, b'{"status":{"error":"Invalid API key or JWT"},"time":0.1}')),
+     "credential", "upstream refused the credential (401 Unauthorized: Invalid API key or JWT); check --api-key"),
+    ("403 from a proxy, plain text", status(403, b"forbidden here"), "credential",
+     "upstream refused the credential (403 Forbidden: forbidden here)"),
     ("403 raw", status(403), "credential", "upstream refused the credential (403 Forbidden"),
     ("our Unauthorized", Unauthorized("admin key required"), "credential", "admin key required"),
     ("our Forbidden", Forbidden("read-only key"), "credential", "read-only key"),
