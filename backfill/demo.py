@@ -180,7 +180,7 @@ async def _backfill(url: str, mid: str) -> None:
             leases = await daemon.leases()
             done = sum(lease.copied for lease in leases)
             total = max(done, daemon.m.counter("backfill_total") if daemon.m else 0)
-            text = progress.line(mid, done, total, daemon.rate_window.rate(), daemon.state, daemon.reason)
+            text = progress.line(mid, done, total, daemon.rate_window.rate(), *daemon.status(daemon.clock()))
             if text != last:
                 last = text
                 sys.stdout.write(("\r" + text.ljust(100)) if sys.stdout.isatty() else text + "\n")
