@@ -2,7 +2,8 @@
 
 The proxy runs as ``python -m proxy proxy`` in a subprocess (ports from its ready line); the
 upstream is an aiohttp test server in this process that counts uploaded bytes and generates
-downloads. The proxy's peak RSS (VmHWM) after the transfers must exceed its RSS before them by
+downloads, and relays every other call (the proxy's readiness probe and state store) to the
+session's upstream: a proxy without readable state does not start. The proxy's peak RSS (VmHWM) after the transfers must exceed its RSS before them by
 less than 50 MiB, in both directions and for both framings (Content-Length and chunked).
 """
 
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -59,16 +61,28 @@ class Sink:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[tuple[Sink, int]]:
+async def sink(upstream: Any) -> AsyncIterator[tuple[Sink, int]]:
     handler = Sink()
-    app = web.Application()
+    app = web.Application(client_max_size=64 << 20)
     app.router.add_post("/collections/c/snapshots/upload", handler.upload)
     app.router.add_get("/collections/c/snapshots/big.snapshot", handler.download)
+    relay = aiohttp.ClientSession(auto_decompress=False)
+
+    async def to_upstream(request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with relay.request(request.method, upstream.rest_url + request.raw_path,
+                                 data=await request.read(), headers=headers) as resp:
+            body = await resp.read()
+            kept = {k: v for k, v in resp.headers.items()
+                    if k.lower() in ("content-type", "content-encoding")}
+            return web.Response(status=resp.status, body=body, headers=kept)
+    app.router.add_route("*", "/{tail:.*}", to_upstream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     yield handler, runner.addresses[0][1]
     await runner.cleanup()
+    await relay.close()
 
 
 @pytest.fixture
