@@ -162,8 +162,17 @@ async def test_groups_ids_as_queries_and_lookup_from(edge: EmbeddedUpstream) -> 
     await client.close()
 
 
-async def test_unsupported_calls_answer_501(http: httpx.AsyncClient) -> None:
-    await ok(http.put("/collections/m", json={"vectors": {"size": 2, "distance": "Dot"}}))
-    r = await http.post("/collections/m/points/search/matrix/pairs", json={"sample": 2, "limit": 1})
-    assert r.status_code == 501, r.text
-    assert "Edge engine" in r.json()["status"]["error"]
+async def test_distance_matrix_samples_then_searches(http: httpx.AsyncClient) -> None:
+    await ok(http.put("/collections/m", json={"vectors": {"size": 2, "distance": "Euclid"}}))
+    await ok(http.put("/collections/m/points?wait=true", json={"points": [
+        {"id": i, "vector": [float(i * i), 0.0], "payload": {"keep": i < 4}} for i in range(6)]}))
+    keep = {"must": [{"key": "keep", "match": {"value": True}}]}
+    pairs = await ok(http.post("/collections/m/points/search/matrix/pairs",
+                               json={"sample": 4, "limit": 1, "filter": keep}))
+    nearest = {p["a"]: p["b"] for p in pairs["pairs"]}
+    assert nearest == {0: 1, 1: 0, 2: 1, 3: 2}  # each sampled point's nearest other sampled one
+    offsets = await ok(http.post("/collections/m/points/search/matrix/offsets",
+                                 json={"sample": 4, "limit": 2, "filter": keep}))
+    assert sorted(offsets["ids"]) == [0, 1, 2, 3] and len(offsets["scores"]) == 8
+    r = await http.post("/collections/m/snapshots")
+    assert r.status_code == 501, r.text  # snapshots: neither engine (yet)

@@ -25,7 +25,7 @@ from qdrant_client.grpc import snapshots_service_pb2_grpc as snapshots_grpc
 
 from proxy.embedded import grpc_legacy, grpc_requests
 from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engine import Engine
+from proxy.embedded.engines import choose, make_engine
 from proxy.embedded.grpc_app import SERVER_OPTIONS, add_services
 from proxy.errors import BadRequest
 
@@ -39,7 +39,7 @@ class ServerThread:
     def __init__(self, keys: ApiKeys = ApiKeys()) -> None:
         self.keys = keys
         self.loop = asyncio.new_event_loop()
-        self.engine = Engine()
+        self.engine = make_engine(choose()[0], None)  # SWITCHYARD_UPSTREAM_ENGINE picks it
         self.port = 0
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -90,6 +90,7 @@ def grpc_client(server: ServerThread, **kwargs: Any) -> QdrantClient:
         grpc_port=server.port,
         prefer_grpc=True,
         check_compatibility=False,
+        timeout=60,  # the Edge engine's first collection starts its worker process
         **kwargs,
     )
 
@@ -102,7 +103,8 @@ def vec(i: int) -> list[float]:
 
 
 def sparse(i: int) -> models.SparseVector:
-    return models.SparseVector(indices=[i % 7, 7 + i % 3], values=[1.0 + i, 0.5])
+    # distinct values: engines order equal scores differently
+    return models.SparseVector(indices=[i % 7, 7 + i % 3], values=[1.0 + i, 0.5 + i / 64])
 
 
 def points(n: int) -> list[models.PointStruct]:
@@ -123,7 +125,8 @@ def dump(value: Any) -> Any:
     if isinstance(value, models.BaseModel):
         return dump(value.model_dump())
     if isinstance(value, dict):
-        return {k: (round(v, 5) if k == "score" else dump(v)) for k, v in value.items()}
+        # point versions are each server's own operation counters
+        return {k: (round(v, 5) if k == "score" else dump(v)) for k, v in value.items() if k != "version"}
     if isinstance(value, (list, tuple)):
         return [dump(v) for v in value]
     if isinstance(value, float):
@@ -136,6 +139,8 @@ def workload(client: QdrantClient, name: str) -> list[Any]:
     out: list[Any] = []
     client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
     out.append(client.collection_exists(name))
+    # Qdrant facets only over an indexed field (the local engine does without)
+    client.create_payload_index(name, "group", field_schema=models.PayloadSchemaType.KEYWORD)
     out.append(client.upsert(name, points(20)).status)
     out.append(client.query_points(name, query=vec(3), limit=5, with_payload=True).points)
     out.append(client.query_points(name, query=3, limit=3, with_vectors=True).points)

@@ -75,13 +75,16 @@ BAD_INPUT = [
      b' {"upsert": {"points": [{"id": 9, "vector": [1]}]}}]}', 400, "dim"),
     ("unknown point", "GET", "/points/77", b"", 404, "No point with id 77 found"),
     ("bad point id", "GET", "/points/not-a-uuid", b"", 400, "not-a-uuid"),
-    ("zero limit", "POST", "/points/query", b'{"query": [1,2,3,4], "limit": 0}', 400, "limit"),
+    ("zero limit", "POST", "/points/query", b'{"query": [1,2,3,4], "limit": 0}', 422,
+     "must be 1 or larger"),
+    ("zero group size", "POST", "/points/query/groups",
+     b'{"query": [1,2,3,4], "group_by": "i", "group_size": 0}', 422, "Validation error in JSON body"),
     ("unknown vector name", "POST", "/points/query", b'{"query": [1,2,3,4], "using": "nope"}', 400, "nope"),
     ("point id beyond u64", "PUT", "/points",
-     b'{"points": [{"id": 18446744073709551616, "vector": [1,2,3,4]}]}', 400, "Json deserialize error"),
+     b'{"points": [{"id": 18446744073709551616, "vector": [1,2,3,4]}]}', 400, "not a valid point ID"),
     ("negative point id in a batch", "POST", "/points/batch",
      b'{"operations": [{"upsert": {"points": [{"id": -1, "vector": [1,2,3,4]}]}}]}', 400,
-     "Json deserialize error"),
+     "not a valid point ID"),
     ("query of the wrong dimension", "POST", "/points/query", b'{"query": [1,2,3]}', 400,
      "Vector dimension error: expected dim: 4, got 3"),
     ("inference object in a batch", "POST", "/points/batch",
@@ -300,3 +303,12 @@ async def test_collection_admin_and_matrix(http: httpx.AsyncClient, col: str) ->
     assert r.status_code == 200 and sorted(offsets["ids"]) == [1, 2, 3] and len(offsets["scores"]) == 6
     r = await http.post(f"{base}/points/count", json={"exact": True})
     assert r.json()["result"] == {"count": 3}
+
+
+async def test_validation_errors_answer_422(http: httpx.AsyncClient, prefix: str) -> None:
+    """A body that deserialises but breaks Qdrant's validation rules is a 422 in Qdrant's words
+    (a body that does not deserialise is a 400, see the table above)."""
+    r = await http.put(f"/collections/{prefix}v", json={"vectors": {"size": 0, "distance": "Dot"}})
+    assert_error(r, 422, "Validation error in JSON body: [vectors.size: value 0 invalid, must be from 1 to 65536]")
+    r = await http.get(f"/collections/{prefix}v/exists")
+    assert r.json()["result"] == {"exists": False}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import qdrant_edge as qe
 from qdrant_client.http import models
 
@@ -155,6 +156,9 @@ def filter_(f: models.Filter | None) -> Any:
 
 def _match(m: Any) -> Any:
     if isinstance(m, models.MatchValue):
+        if isinstance(m.value, bool):  # Edge's binding reads a Python bool as the integer 0/1
+            flag: Any = np.bool_(m.value)
+            return qe.MatchValue(flag)
         return qe.MatchValue(m.value)
     if isinstance(m, models.MatchText):
         return qe.MatchText(m.text)

@@ -49,8 +49,10 @@ CATALOG_METHODS = frozenset({
     "collection_exists", "update_collection", "update_collection_aliases", "get_aliases",
     "get_collection_aliases", "info",
 })
+#: writes whose vectors are checked against the collection's dimensions before any is applied
+DIMENSIONED = frozenset({"upsert", "update_vectors", "batch_update_points"})
 #: methods a shard answers that change nothing (no optimizer pass after them)
-READS = frozenset({"retrieve", "scroll", "count", "facet", "query_points", "query_batch", "info"})
+READS = edge_worker.READS
 CLOSE_GRACE = 5.0
 #: worker processes kept started ahead, so creating a collection does not wait for one
 SPARES = 2
@@ -62,7 +64,8 @@ _SIGNATURES = {
                  "delete_vector_name", "retrieve", "scroll", "count", "facet", "query_points",
                  "query_points_groups", "create_collection", "delete_collection",
                  "get_collection", "collection_exists", "update_collection",
-                 "update_collection_aliases", "get_collection_aliases")
+                 "update_collection_aliases", "get_collection_aliases", "search_matrix_pairs",
+                 "search_matrix_offsets")
 }
 
 
@@ -123,9 +126,10 @@ class Shard:
             raise
         return self
 
-    @staticmethod
-    def _unpack(reply: tuple[Any, ...]) -> Any:
+    def _unpack(self, reply: tuple[Any, ...]) -> Any:
         if reply[0] == "ok":
+            if len(reply) == 3:  # a write: the shard's info as of it
+                self.last_info = reply[2]
             return reply[1]
         _, kind, message = reply
         cls = getattr(errors, kind, SwitchyardError)
@@ -162,7 +166,7 @@ class EdgeEngine:
 
     name = "edge"
     #: what this engine cannot answer (501 in Qdrant's shape)
-    unsupported = frozenset({"search_matrix_pairs", "search_matrix_offsets"})
+    unsupported: frozenset[str] = frozenset()
 
     def __init__(self, path: str | None = None, readers: int | None = None) -> None:
         self.path = path
@@ -176,18 +180,22 @@ class EdgeEngine:
         self._operations = itertools.count(1)
         self._create_lock = asyncio.Lock()
         self._spares: list[Shard] = []
+        self._spares_lock = threading.Lock()  # held while starting spares: a taker waits
         self._executor.submit(self._warm)
 
     def _warm(self) -> None:
-        while len(self._spares) < SPARES:
-            self._spares.append(Shard())
+        with self._spares_lock:
+            while len(self._spares) < SPARES:
+                self._spares.append(Shard())
 
-    def _worker(self) -> Shard:
-        """An unopened worker: a spare started earlier if any, and a new spare started for the
-        next one (a worker takes ~0.25 s to start; opening a shard in one ~15 ms)."""
-        worker = self._spares.pop() if self._spares else Shard()
+    def _open(self, path: str, create: models.CreateCollection | None) -> Shard:
+        """A worker serving the shard at ``path`` (blocking: runs on the executor). It is a spare
+        started earlier when there is one, and a new spare is started for the next (starting a
+        worker costs far more than opening a shard in one)."""
+        with self._spares_lock:
+            worker = self._spares.pop() if self._spares else Shard()
         self._executor.submit(self._warm)
-        return worker
+        return worker.open(path, create)
 
     def next_operation_id(self) -> int:
         return next(self._operations)
@@ -210,6 +218,10 @@ class EdgeEngine:
             return (await self._query_batch(name, [kw]))[0]
         if method == "query_points_groups":
             return await self._groups(name, kw)
+        if method in ("search_matrix_pairs", "search_matrix_offsets"):
+            return await self._matrix(name, method, kw)
+        if method in DIMENSIONED:
+            request_checks.check_dimensions(self.catalog.collections[name].config, method, kw)
         return await self._shard_call(name, method, kw)
 
     async def _shard_call(self, name: str, method: str, kw: dict[str, Any]) -> Any:
@@ -238,7 +250,7 @@ class EdgeEngine:
             entry = self.catalog.collections[name]
             path = self.catalog.shard_path(entry)
             loop = asyncio.get_running_loop()
-            shard = await loop.run_in_executor(self._executor, self._worker().open, path, None)
+            shard = await loop.run_in_executor(self._executor, self._open, path, None)
             if name in self._shards:  # opened concurrently: keep the first
                 await loop.run_in_executor(self._executor, shard.close)
                 return self._shards[name]
@@ -258,8 +270,7 @@ class EdgeEngine:
         while shard.dirty:
             shard.dirty = False
             try:
-                # the counts as of the writes so far, reported (yellow) while the pass runs
-                shard.last_info = await self._ordered(shard, "info", {})
+                # while the pass runs no write completes: the info of the last one is current
                 shard.optimizing = True
                 await self._ordered(shard, "optimize", {})
             except SwitchyardError:
@@ -294,7 +305,7 @@ class EdgeEngine:
             path = self.catalog.shard_path(entry)
             loop = asyncio.get_running_loop()
             try:
-                shard = await loop.run_in_executor(self._executor, self._worker().open, path, config)
+                shard = await loop.run_in_executor(self._executor, self._open, path, config)
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
@@ -420,6 +431,22 @@ class EdgeEngine:
                       for h in hits if h.id in records]
             out.append(models.PointGroup(hits=points, id=gid, lookup=lookups.get(gid)))
         return models.GroupsResult(groups=out)
+
+    async def _matrix(self, name: str, method: str, kw: dict[str, Any]) -> Any:
+        """Sample points (matching the filter), then search each among the others."""
+        using, flt = kw.get("using"), kw.get("query_filter")
+        sampled = await self._shard_call(name, "query_batch", {"batch": [{
+            "query": models.SampleQuery(sample=models.Sample.RANDOM), "limit": kw.get("sample") or 10,
+            "query_filter": flt, "with_vectors": [using] if using else True}]})
+        # the sample in id order (integers, then UUIDs): a stable answer for one sample
+        points = sorted(sampled[0].points, key=lambda p: (isinstance(p.id, str), p.id))
+        ids = [p.id for p in points]
+        vectors = [eq.vector_of(models.Record(id=p.id, vector=p.vector), using) for p in points]
+        batch = eq.matrix_requests(ids, vectors, using, kw.get("limit") or 3, flt)
+        results = await self._shard_call(name, "query_batch", {"batch": batch}) if batch else []
+        if method == "search_matrix_pairs":
+            return eq.matrix_pairs(ids, results)
+        return eq.matrix_offsets(ids, results)
 
     async def _group_lookups(self, with_lookup: Any, group_ids: list[Any]) -> dict[Any, Any]:
         if with_lookup is None or not group_ids:

@@ -159,3 +159,33 @@ def group_hits(
 
 def groups_complete(groups: list[tuple[Any, list[Any]]], limit: int, group_size: int) -> bool:
     return len(groups) >= limit and all(len(m) >= group_size for _, m in groups)
+
+
+def matrix_requests(ids: list[Any], vectors: list[Any], using: str | None, limit: int,
+                    flt: models.Filter | None) -> list[dict[str, Any]]:
+    """One search per sampled point among the other sampled points (Qdrant's distance matrix)."""
+    out = []
+    for pid, vec in zip(ids, vectors):
+        others = [i for i in ids if i != pid]
+        cond = models.HasIdCondition(has_id=others)
+        must: list[Any] = [cond] if flt is None else [cond, flt]
+        out.append({"query": vec, "using": using, "limit": limit,
+                    "query_filter": models.Filter(must=must)})
+    return out
+
+
+def matrix_pairs(ids: list[Any], results: list[models.QueryResponse]) -> models.SearchMatrixPairsResponse:
+    return models.SearchMatrixPairsResponse(pairs=[
+        models.SearchMatrixPair(a=a, b=hit.id, score=hit.score)
+        for a, result in zip(ids, results) for hit in result.points])
+
+
+def matrix_offsets(ids: list[Any], results: list[models.QueryResponse]) -> models.SearchMatrixOffsetsResponse:
+    index = {pid: n for n, pid in enumerate(ids)}
+    rows, cols, scores = [], [], []
+    for row, result in enumerate(results):
+        for hit in result.points:
+            rows.append(row)
+            cols.append(index[hit.id])
+            scores.append(hit.score)
+    return models.SearchMatrixOffsetsResponse(offsets_row=rows, offsets_col=cols, scores=scores, ids=ids)

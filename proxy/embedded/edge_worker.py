@@ -7,7 +7,8 @@ in a worker process of its own and the server talks to it over a pipe: a build s
 collection being built.
 
 Protocol (:func:`serve`): the server sends ``(method, kwargs)``; the worker answers
-``("ok", result)`` or ``("error", kind, message)``. Arguments and results are qdrant-client's
+``("ok", result)`` (after a write ``("ok", result, info)``: the counts and payload schema as of
+that write) or ``("error", kind, message)``. Arguments and results are qdrant-client's
 REST models (picklable); :mod:`edge_convert` translates to and from Edge's objects here, so no
 Edge object ever crosses the pipe. Method names and keyword names are ``QdrantLocal``'s, without
 the collection name.
@@ -24,6 +25,9 @@ from qdrant_client.http import models
 from proxy.errors import BadRequest, NotFound, SwitchyardError, Unsupported
 
 _POINT_MISSING = "No point with id "
+#: methods that change nothing; every other answer carries the shard's info after it
+READS = frozenset({"retrieve", "scroll", "count", "facet", "query_points", "query_batch", "info",
+                   "optimize", "flush", "close"})
 
 
 def translate_edge(exc: Exception) -> SwitchyardError:
@@ -244,7 +248,7 @@ def serve(conn: Any) -> None:
             return
         try:
             result = getattr(worker, method)(**kwargs)
-            reply: tuple[Any, ...] = ("ok", result)
+            reply: tuple[Any, ...] = ("ok", result) if method in READS else ("ok", result, worker.info())
         except Exception as exc:  # noqa: BLE001 - every failure answers the caller
             err = translate_edge(exc)
             if not isinstance(exc, (SwitchyardError,)) and type(exc) is not Exception:

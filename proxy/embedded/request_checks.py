@@ -12,6 +12,10 @@ answer as Qdrant does:
   ``Service internal error: InferenceService is not initialized...`` (500 / ``INTERNAL``). The
   proxy in front embeds the objects of models it serves before they get here.
 - **Dimension errors** of a query vector carry Qdrant's words (:func:`dimension_message`).
+- **Validation** (Qdrant's ``validator`` rules, checked after a body deserialised): a limit or
+  group size below 1, a vector size outside 1..65536 answer 422 ``Validation error in JSON
+  body: [field: ...]`` (gRPC ``INVALID_ARGUMENT``), where a body that does not deserialise is
+  a 400.
 """
 
 from __future__ import annotations
@@ -41,6 +45,48 @@ _NUMPY_SHAPES = (
 )
 
 
+class ValidationFailed(BadRequest):
+    """A body that deserialised but breaks one of Qdrant's validation rules (422)."""
+
+    http_status = 422
+    prefix = ""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"Validation error in JSON body: [{', '.join(problems)}]", raw=True)
+
+
+#: methods whose ``limit`` (and ``group_size``) Qdrant requires to be at least 1
+_LIMITED = frozenset({"query_points", "query_points_groups", "scroll", "facet"})
+MAX_VECTOR_SIZE = 65536
+
+
+def _at_least_one(kw: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    return [f"{n}: value {kw[n]} invalid, must be 1 or larger"
+            for n in names if isinstance(kw.get(n), int) and kw[n] < 1]
+
+
+def _vector_sizes(config: Any) -> list[str]:
+    items = config.items() if isinstance(config, dict) else [(None, config)]
+    out = []
+    for name, params in items:
+        size = getattr(params, "size", None)
+        if isinstance(size, int) and not 1 <= size <= MAX_VECTOR_SIZE:
+            where = "vectors.size" if name is None else f"vectors.{name}.size"
+            out.append(f"{where}: value {size} invalid, must be from 1 to {MAX_VECTOR_SIZE}")
+    return out
+
+
+def validation_problems(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+    """Qdrant's validation failures of one seam call (empty when it passes)."""
+    if method in _LIMITED:
+        return _at_least_one(kwargs, ("limit", "group_size"))
+    if method == "query_batch" and len(args) == 2:
+        return [p for kw in args[1] for p in _at_least_one(kw, ("limit",))]
+    if method == "create_collection" and kwargs.get("vectors_config") is not None:
+        return _vector_sizes(kwargs["vectors_config"])
+    return []
+
+
 class InferenceUnavailable(SwitchyardError):
     """An inference object reached a server without inference (Qdrant: a service error)."""
 
@@ -55,9 +101,8 @@ def check_point_id(pid: Any) -> None:
     """Refuse an integer id Qdrant cannot hold (negative or beyond u64)."""
     if isinstance(pid, int) and not isinstance(pid, bool) and not 0 <= pid <= MAX_POINT_ID:
         raise BadRequest(
-            f"Json deserialize error: point id {pid} is out of range (an integer id is "
-            f"0..{MAX_POINT_ID}): data did not match any variant of untagged enum "
-            "ExtendedPointId",
+            f"Format error in JSON body: value {pid} is not a valid point ID, valid values "
+            "are either an unsigned integer or a UUID",
             raw=True,
         )
 
@@ -104,6 +149,8 @@ def _has_inference(value: Any, depth: int = 0) -> bool:
 
 def check_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse what Qdrant refuses before an engine sees ``method(*args, **kwargs)``."""
+    if problems := validation_problems(method, args, kwargs):
+        raise ValidationFailed(problems)
     values = (*args, *kwargs.values())
     if method in _ID_WRITES:
         for pid in _new_ids(list(values)):
@@ -118,3 +165,55 @@ def dimension_message(text: str) -> str | None:
         if m := pattern.search(text):
             return f"Vector dimension error: expected dim: {m['expected']}, got {m['got']}"
     return None
+
+
+def _dense_sizes(config: models.CreateCollection) -> dict[str, int]:
+    vectors = config.vectors
+    if isinstance(vectors, models.VectorParams):
+        return {"": vectors.size}
+    return {name: p.size for name, p in (vectors or {}).items()}
+
+
+def _written_vectors(method: str, kw: dict[str, Any]) -> Iterable[Any]:
+    """The vectors a write carries (point structs, batches, point vectors; also in a batch)."""
+    if method == "batch_update_points":
+        for op in kw.get("update_operations") or []:
+            if isinstance(op, models.UpsertOperation):
+                yield from _written_vectors("upsert", {"points": op.upsert})
+            elif isinstance(op, models.UpdateVectorsOperation):
+                yield from _written_vectors("update_vectors", {"points": op.update_vectors.points})
+        return
+    points = kw.get("points")
+    if isinstance(points, models.PointsList):
+        points = points.points
+    elif isinstance(points, models.PointsBatch):
+        points = points.batch
+    if isinstance(points, models.Batch):
+        vectors = points.vectors
+        if isinstance(vectors, dict):
+            for name, column in vectors.items():
+                yield from ({name: v} for v in column)
+        else:
+            yield from vectors
+        return
+    for p in points or []:
+        yield p.vector
+
+
+def check_dimensions(config: models.CreateCollection, method: str, kw: dict[str, Any]) -> None:
+    """Refuse a write whose dense vectors do not fit the collection, before any is applied
+    (Edge applies an upsert's points one by one; Qdrant validates the whole request first)."""
+    sizes = _dense_sizes(config)
+    sparse = set(config.sparse_vectors or {})
+    for vector in _written_vectors(method, kw):
+        named = vector if isinstance(vector, dict) else {"": vector}
+        for name, value in named.items():
+            if name in sparse or isinstance(value, models.SparseVector):
+                continue
+            if name not in sizes:
+                raise BadRequest(f"Not existing vector name error: {name}")
+            rows = value if value and isinstance(value[0], list) else [value]
+            for row in rows:
+                if len(row) != sizes[name]:
+                    raise BadRequest(
+                        f"Vector dimension error: expected dim: {sizes[name]}, got {len(row)}")
