@@ -262,3 +262,20 @@ async def test_write_order_cancelled_waiter_leaks_nothing() -> None:
 async def _enter(order: Any, ids: list[Any], exclusive: bool = False) -> None:
     async with order.hold("m", ids, exclusive):
         pass
+
+
+async def test_a_batch_that_cannot_be_written_answers_every_waiter(store: StateStore, tmp_path: Path) -> None:
+    """Neither the store nor the spool can take a batch: its waiters get the error (their
+    intents stay pending), none waits forever, and the log keeps working afterwards."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool's directory should be")
+    log = RepairLog(store, blocker / "spool.jsonl")
+    unencodable = {"must": [{"key": "n", "match": {"value": object()}}]}  # no JSON for it
+    # the first record's write is in flight while the next two queue: they share one batch
+    outcomes = await asyncio.wait_for(asyncio.gather(
+        log.record("m7", [1], [], "w"), log.record("m7", [], [unencodable], "x"),
+        log.record("m7", [2], [], "y"), return_exceptions=True), 30)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], Exception) and isinstance(outcomes[2], Exception)  # answered
+    await asyncio.wait_for(log.record("m7", [3], [], "z"), 30)  # the log still works
+    assert sorted(e.point_id for e in await repair_log.pending(store, "m7")) == [1, 3]  # type: ignore[type-var]

@@ -150,15 +150,13 @@ class IntentLog:
                                       f"directory {self.directory}; give each proxy its own")
             time.sleep(0.05)
         self._lock_fd = fd
-        self.leftover = parse(self.path.read_bytes(), self.owner) if self.path.exists() else []
-        self._rewrite([])
-        for intent in self.leftover:  # durable again in the fresh file until adopted
+        found = parse(self.path.read_bytes(), self.owner) if self.path.exists() else []
+        for intent in found:  # renumbered; stay durable in the fresh file until adopted
             self._seq += 1
             self._pending[self._seq] = Intent(self._seq, intent.migration, intent.ids, intent.filters,
                                               intent.at, intent.owner)
-            os.write(self._require_fd(), _line(self._seq, intent.migration, intent.ids, intent.filters, intent.at))
-        if self.leftover:
-            os.fsync(self._require_fd())
+        self._appended = self._seq
+        self._rewrite(list(self._pending.values()))  # atomic: the old file or the new, never neither
         self.leftover = list(self._pending.values())
 
     def _require_fd(self) -> int:

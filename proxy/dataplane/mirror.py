@@ -182,9 +182,10 @@ class Mirror:
         ``clear``. False when even the local spool failed: the intent then stays pending."""
         try:
             await self.repair.record(prep.target.migration.id, ids, filters, reason)
-        except Exception as exc:  # noqa: BLE001 - the intent stays: the next start records it
+        except Exception as exc:  # noqa: BLE001 - the intent stays; the sweep tries again
             log.critical("migration %s: repair record not written (%s); the write-ahead intent stays "
-                         "pending for the next start: %s", prep.target.migration.id, exc, reason)
+                         "pending and the periodic sweep retries: %s", prep.target.migration.id, exc, reason)
+            self._orphans.append((prep, reason))
             return False
         if clear:
             self._clear(prep)

@@ -151,6 +151,7 @@ class RepairLog:
             async with self._flush_lock:
                 if not done.done():
                     await self._flush()
+            await asyncio.sleep(0)  # never spin: every flush answers what it took
         done.result()
 
     async def _flush(self) -> None:
@@ -197,16 +198,24 @@ class RepairLog:
             o.waiting, o.written = [], now
 
     async def _durable(self, batch: list[Record], settled: list[asyncio.Future[None]]) -> None:
+        """Store, else spool; every waiter is answered whatever happens (an error only when
+        even the spool failed: its write-ahead intent then stays for the next start)."""
         error: BaseException | None = None
         try:
             await self._write(batch)
-        except SwitchyardError as exc:
-            log.error("repair log unavailable (%s); spooling %d record(s) to %s", exc, len(batch), self.spool)
+        except Exception as exc:  # noqa: BLE001 - the store's or an encoding failure: spool it
+            log.error("repair log unavailable (%s: %s); spooling %d record(s) to %s",
+                      type(exc).__name__, exc, len(batch), self.spool)
             try:
                 self._append_spool(batch)
-            except OSError as spool_exc:
+            except Exception as spool_exc:  # noqa: BLE001 - answered to the waiters below
                 log.critical("repair spool %s unwritable: %s", self.spool, spool_exc)
                 error = spool_exc
+        except BaseException as exc:  # cancelled mid-write: the waiters must not wait forever
+            for done in settled:
+                if not done.done():
+                    done.set_exception(SwitchyardError(f"repair log write interrupted: {exc!r}"))
+            raise
         for done in settled:
             if done.done():
                 continue
