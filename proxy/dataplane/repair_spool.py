@@ -161,12 +161,14 @@ class RepairLog:
         now, wall = self._clock(), time.time()
         batch: list[Record] = []
         settled: list[asyncio.Future[None]] = []
+        admitted: list[tuple[list[Record], asyncio.Future[None]]] = []
         for records, done in queued:
             mid = records[0][2]["migration"]
             bucket = self.buckets.setdefault(mid, TokenBucket(self.rate, self.burst))
             if bucket.take(len(records), now):
                 batch += records
                 settled.append(done)
+                admitted.append((records, done))
                 continue
             if mid not in self.overflow:
                 log.error("migration %s: repair-log appends exceed %g records/s; writing one coarse entry "
@@ -175,7 +177,11 @@ class RepairLog:
             o.dropped, o.last_drop = o.dropped + len(records), now
             o.waiting.append(done)
             DROPPED.labels(mid).inc(len(records))
-        await self._due_coarse(batch, settled)
+        try:
+            await self._due_coarse(batch, settled)
+        except BaseException:  # cancelled while batching a flood: the next flush takes them
+            self._queue[:0] = [(r, d) for r, d in admitted if not d.done()]
+            raise
         await self._durable(batch, settled)
         for mid in [m for m, o in self.overflow.items() if not o.waiting and now - o.last_drop > OVERFLOW_QUIET]:
             log.warning("migration %s: repair-log appends back under the bound", mid)
