@@ -66,17 +66,19 @@ def _start_upstream(path: Path, port: int, api_key: str | None) -> tuple[subproc
     return proc, m
 
 
-def start_proxy(upstream: re.Match[str], port: int = 0) -> tuple[subprocess.Popen[str], int]:
-    """``switchyard proxy`` in front of ``upstream`` (its ready line) on 127.0.0.1 ``port``."""
+def start_proxy(upstream: re.Match[str], log: Path, port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    """``switchyard proxy`` in front of ``upstream`` (its ready line) on 127.0.0.1 ``port``;
+    its stderr goes to ``log``."""
     cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{upstream['port']}",
            "--upstream-grpc-address", f"127.0.0.1:{upstream['grpc']}", "--listen-rest", f"127.0.0.1:{port}",
            "--listen-grpc", "127.0.0.1:0", "--instance-id", "outage-proxy", "--state-cache-ttl", "0.2",
            "--heartbeat-interval", "0.3", "--drain-seconds", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with log.open("a") as sink:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + 2 * START_TIMEOUT
     while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -85,7 +87,7 @@ def start_proxy(upstream: re.Match[str], port: int = 0) -> tuple[subprocess.Pope
         if m := PROXY_READY.search(line):
             return proc, int(m["port"])
     stop(proc)
-    raise AssertionError("the proxy printed no ready line")
+    raise AssertionError(f"the proxy printed no ready line: {log.read_text()[-2000:]}")
 
 
 def start_daemon(url: str, mid: str, log: Path, api_key: str | None = None) -> subprocess.Popen[bytes]:
@@ -148,7 +150,7 @@ async def test_daemon_rides_out_an_upstream_restart(tmp_path: Path) -> None:
             seen[:] = line
             return bool(line) and ("recovered after" in line[0] or "waiting (" in line[0])
 
-        await until(said_it_waited, 30, "the daemon's status to say it waited")
+        await until(said_it_waited, 60, "the daemon's status to say it waited")
         assert "upstream unavailable (" in seen[0], seen
         rc = await asyncio.to_thread(daemon.wait, 120)
         err = log.read_text()
@@ -206,13 +208,13 @@ async def test_daemon_rides_out_a_proxy_restart(tmp_path: Path) -> None:
     daemon: subprocess.Popen[bytes] | None = None
     try:
         mid = await setup_migration(direct, store, "viaproxy_", list(range(N)), throttle=RATE)
-        proxy, port = start_proxy(ready)
+        proxy, port = start_proxy(ready, tmp_path / "proxy.log")
         daemon = start_daemon(f"http://127.0.0.1:{port}", mid, log)
         await until(lambda: _at_least(copied(store, mid), 150), 60, "the backfill to get going")
         stop(proxy)  # SIGKILL mid-backfill
         await asyncio.sleep(5.0)
         assert daemon.poll() is None, log.read_text()[-2000:]
-        proxy, _ = start_proxy(ready, port)
+        proxy, _ = start_proxy(ready, tmp_path / "proxy.log", port)
         rc = await asyncio.to_thread(daemon.wait, 120)
         err = log.read_text()
         assert rc == 0, err[-3000:]
