@@ -67,10 +67,12 @@ class ProxyInterceptor(Executor):
         if server is not None:
             from proxy.frontend.admin_grpc import admin_handlers
             from proxy.frontend.admin_rest import admin_routes
+            from proxy.frontend.status_page import status_routes
 
             admin = AdminService(self._migrations, self._verify_jobs)
             trust = self.config.admin_trust_loopback
             server.add_routes(admin_routes(admin, self.config.admin_key, trust_loopback=trust))
+            server.add_routes(status_routes())
             server.add_grpc_handlers(admin_handlers(admin, self.config.admin_key, trust_loopback=trust))
         self._heartbeat = HeartbeatLoop(
             self.store, self.config.instance_id, self.cache, self.config.heartbeat_interval,

@@ -86,6 +86,8 @@ def summary(records: list[dict[str, Any]], done: int, total: int, now: float) ->
     of the live daemons' rates; each daemon keeps its state and the reason it is slowed."""
     live = [r for r in records if now - float(r.get("at") or 0) <= SILENT_AFTER]
     rate = sum(float(r.get("rate") or 0) for r in live)
+    # the counters move at checkpoints; a live daemon's own count of the migration is fresher
+    done = max([done, *(int(r.get("done") or 0) for r in live if r.get("total") == total)])
     left = eta(done, total, rate)
     daemons = [{**{k: r.get(k) for k in ("owner", "state", "reason", "done", "total", "rate")},
                 "silent": r not in live} for r in records]
