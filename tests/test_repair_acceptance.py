@@ -5,7 +5,7 @@
 - item 5: when the primary applied and the mirror fails (the target's leg cut by a relay; an
   exception inside the mirror), the client gets the primary's 2xx and the ids are recorded;
 - item 6: a proxy process SIGKILLed at random moments of a mixed write load (every write kind,
-  delete-by-filter included) leaves, after each restart with the same identity and spool, a
+  delete-by-filter included, REST and gRPC) leaves, after each restart with the same identity and spool, a
   repair record for every difference between source and target; the backfill's replay and a
   verify then end clean.
 """
@@ -204,11 +204,12 @@ async def _migration(url: str, mid: str) -> dict[str, Any]:
 
 # -- item 6 -------------------------------------------------------------------------------------
 
-def _workload(url: str, alias: str, stop: threading.Event, seed: int, done: list[int]) -> None:
-    """Every write kind on ids 0..39 until ``stop``; a dropped connection ends it."""
+def _workload(url: str, grpc_port: int, alias: str, stop: threading.Event, seed: int, done: list[int]) -> None:
+    """Every write kind on ids 0..39 until ``stop`` (over gRPC when ``grpc_port``)."""
     rnd = random.Random(seed)
     vec = [0.1, 0.2, 0.3, 0.4]
-    with closing(QdrantClient(url=url, check_compatibility=False, timeout=10)) as c:
+    with closing(QdrantClient(url=url, prefer_grpc=bool(grpc_port), grpc_port=grpc_port or 6334,
+                              check_compatibility=False, timeout=10)) as c:
         while not stop.is_set():
             i, g = rnd.randrange(40), rnd.randrange(4)
             flt = models.Filter(must=[models.FieldCondition(key="g", match=models.MatchValue(value=g))])
@@ -270,12 +271,16 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
         writes, max_diff = 0, 0
         for r in range(rounds):
             stop, done = threading.Event(), [0]
-            workers = [threading.Thread(target=_workload, args=(proxy.rest, alias, stop, r * 10 + k, done))
-                       for k in range(3)]
+            workers = [threading.Thread(target=_workload, args=(
+                proxy.rest, proxy.grpc_port if k == 2 else 0, alias, stop, r * 10 + k, done)) for k in range(3)]
             for w in workers:
                 w.start()
-            time.sleep(rnd.uniform(0.2, 0.8))
-            proxy.kill()  # mid-write: three clients keep writes in flight
+            flowing = time.monotonic() + 30
+            while not done[0] and time.monotonic() < flowing:  # writes are going through
+                time.sleep(0.01)
+            assert done[0], f"round {r}: no write went through the proxy"
+            time.sleep(rnd.uniform(0.05, 0.5))  # then a random moment
+            proxy.kill()  # mid-write: three clients (two REST, one gRPC) keep writes in flight
             stop.set()
             for w in workers:
                 w.join(20)
