@@ -12,7 +12,8 @@ which changes only the gRPC options (module constants / the channel) before runn
 Upstream: the canned responder (``bench/canned_responder.py``; a 200-byte reply to a made-up
 method), with the embedded upstream behind it for the proxy's own state-store calls. Load: the
 raw-bytes ``grpc.aio`` load generator of ``bench/proxy_overhead.py`` (own process). Variants
-alternate within each round so drift hits all alike; CPU is the proxy process's.
+alternate within each round, in an order rotated every round, so drift hits all alike; CPU is
+the proxy process's.
 
     python bench/grpc_options.py              # 3 rounds of 1.5 s per variant and concurrency
     python bench/grpc_options.py --rounds 1 --duration 1
@@ -114,9 +115,10 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             procs.append(proxies[variant])
         loadgen = po.LoadGen()
         results: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for _ in range(args.rounds):
+        for round_no in range(args.rounds):
+            order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
             for conc in (1, 16):
-                for variant in ("direct", *VARIANTS):
+                for variant in ("direct", *order):  # rotated: no variant always runs first
                     target = canned if variant == "direct" else proxies[variant]
                     cmd = {"proto": "grpc", "port": target.ports[1], "method": "POST", "path": METHOD,
                            "body": base64.b64encode(b"\x0a\x05bench").decode(), "concurrency": conc,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.config import load_config
 from proxy.embedded.server import idle_timeout
-
-pytestmark = pytest.mark.embedded_only
+from proxy.frontend.server import grpc_server_options
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 200
@@ -115,6 +115,7 @@ def _answers(port: int) -> int:
         conn.close()
 
 
+@pytest.mark.embedded_only
 @pytest.mark.parametrize("which", ["proxy", "embedded upstream"])
 def test_unfinished_request_heads_are_closed(servers: tuple[int, int], which: str) -> None:
     port = servers[1] if which == "proxy" else servers[0]
@@ -123,10 +124,12 @@ def test_unfinished_request_heads_are_closed(servers: tuple[int, int], which: st
     assert _answers(port) == 200
 
 
+@pytest.mark.embedded_only
 def test_silent_connections_are_closed_by_the_proxy(servers: tuple[int, int]) -> None:
     assert _closed_by_server(servers[1], b"", wait=TIMEOUT * 10 + 5) == CONNECTIONS
 
 
+@pytest.mark.embedded_only
 def test_idle_keep_alive_connection_is_closed_by_the_proxy(servers: tuple[int, int]) -> None:
     sock = socket.create_connection(("127.0.0.1", servers[1]), timeout=15)
     try:
@@ -150,3 +153,15 @@ def test_embedded_idle_timeout_setting(env: dict[str, str], want: float) -> None
 def test_embedded_idle_timeout_rejects(bad: str) -> None:
     with pytest.raises(ValueError, match="SWITCHYARD_UPSTREAM_IDLE_TIMEOUT"):
         idle_timeout({"SWITCHYARD_UPSTREAM_IDLE_TIMEOUT": bad})
+
+
+@pytest.mark.parametrize(("reuse", "values", "want"), [
+    (False, {}, {"grpc.so_reuseport": 0, "grpc.keepalive_time_ms": 60_000,
+                 "grpc.max_connection_idle_ms": 300_000}),
+    (True, {"grpc_keepalive_time": "5", "grpc_max_connection_idle": "0.5"},
+     {"grpc.so_reuseport": 1, "grpc.keepalive_time_ms": 5_000, "grpc.max_connection_idle_ms": 500}),
+])
+def test_grpc_server_options(reuse: bool, values: dict[str, str], want: dict[str, int]) -> None:
+    options = dict(grpc_server_options(load_config(values, {}, None), reuse_port=reuse))
+    assert {k: options[k] for k in want} == want
+    assert options["grpc.max_receive_message_length"] == 64 << 20
