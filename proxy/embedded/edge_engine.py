@@ -54,6 +54,8 @@ DIMENSIONED = frozenset({"upsert", "update_vectors", "batch_update_points"})
 #: methods a shard answers that change nothing (no optimizer pass after them)
 READS = edge_worker.READS
 CLOSE_GRACE = 5.0
+#: seconds without writes before a collection's optimizer pass runs
+QUIET = 0.5
 #: worker processes kept started ahead, so creating a collection does not wait for one
 SPARES = 2
 _SIGNATURES = {
@@ -114,6 +116,7 @@ class Shard:
         self.order = asyncio.Lock()
         self.optimizing = False
         self.dirty = False
+        self.writes = 0
         self.optimize_task: asyncio.Task[None] | None = None
         self.last_info: dict[str, Any] | None = None
 
@@ -260,14 +263,21 @@ class EdgeEngine:
     # ------------------------------------------------------------ optimizer
 
     def _schedule_optimize(self, shard: Shard) -> None:
-        """An optimizer pass after the writes so far: writes during a pass get one more pass
-        (the collection's owned task; stopped by :meth:`aclose`)."""
+        """An optimizer pass once the collection's writes pause for :data:`QUIET` seconds
+        (writes queue behind a pass in the worker, so an upload is not cut into rebuilds);
+        writes during a pass get one more pass. The collection's owned task, stopped by
+        :meth:`aclose`."""
         shard.dirty = True
+        shard.writes += 1
         if shard.optimize_task is None or shard.optimize_task.done():
             shard.optimize_task = asyncio.get_running_loop().create_task(self._optimize(shard))
 
     async def _optimize(self, shard: Shard) -> None:
         while shard.dirty:
+            seen = shard.writes
+            await asyncio.sleep(QUIET)
+            if shard.writes != seen:
+                continue  # still being written: wait for a pause
             shard.dirty = False
             try:
                 # while the pass runs no write completes: the info of the last one is current
