@@ -129,7 +129,7 @@ async def test_daemon_rides_out_an_upstream_restart(tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "daemon.log"
     upstream, port = start_upstream(data)
     url = f"http://127.0.0.1:{port}"
-    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=30)
+    client = AsyncQdrantClient(url=url, check_compatibility=False, timeout=60)
     store = StateStore(client)
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -176,7 +176,7 @@ async def _at_least(value: Awaitable[int], floor: int) -> bool:
 async def test_a_refused_credential_ends_the_daemon_with_the_reason(tmp_path: Path) -> None:
     upstream, port = start_upstream(tmp_path / "data", api_key="the-right-key")
     url = f"http://127.0.0.1:{port}"
-    client = AsyncQdrantClient(url=url, api_key="the-right-key", check_compatibility=False, timeout=30)
+    client = AsyncQdrantClient(url=url, api_key="the-right-key", check_compatibility=False, timeout=60)
     store = StateStore(client)
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -202,7 +202,7 @@ async def test_daemon_rides_out_a_proxy_restart(tmp_path: Path) -> None:
     and restarted on the same port (the upstream stays up)."""
     log = tmp_path / "daemon.log"
     upstream, ready = _start_upstream(tmp_path / "data", 0, None)
-    direct = AsyncQdrantClient(url=f"http://127.0.0.1:{ready['port']}", check_compatibility=False, timeout=30)
+    direct = AsyncQdrantClient(url=f"http://127.0.0.1:{ready['port']}", check_compatibility=False, timeout=60)
     store = StateStore(direct)
     proxy: subprocess.Popen[str] | None = None
     daemon: subprocess.Popen[bytes] | None = None
