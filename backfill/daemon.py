@@ -50,7 +50,7 @@ from backfill.partitions import Lease, PointId
 from backfill.pipeline import Copier, PartitionRun, Stats, run_partition
 from backfill.texts import Fault, make_fetcher
 from backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
-from backfill.verify import verify
+from backfill.verify import daemon_pass
 from proxy import registry
 from proxy.dataplane import repair_log
 from proxy.embedders import Embedder, make_embedder
@@ -423,7 +423,7 @@ class Daemon:
         assert self.m is not None
         full = self.m.counter(NEEDS_FULL_VERIFY) > 0
         if full or any(e.point_id is None for e in entries):
-            await verify(copier, self.store, self.m, repair=True, gate=self._gate, resume=False)
+            await daemon_pass(copier, self.store, self.m, self.owner, gate=self._gate)
         for e in entries:
             await repair_log.resolve(self.store, e)
         if full:

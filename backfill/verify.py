@@ -6,15 +6,16 @@ source's digest are *stale*. Differences are confirmed by a second look at the e
 in flight between the proxy's two legs shows up once and is gone on the re-check), so a
 verify that runs while the application writes reports only lasting differences. With
 ``repair`` they are fixed (missing and stale redone from the source, extra deleted) and
-re-checked. The cursor and the counts so far are checkpointed (kind ``verify``, key the
-migration id, see :mod:`proxy.migration.verify_state`), so a killed verify resumes; every page
-and every chunk confirmed or repaired rewrites the record with its stage and the number of
-points checked, so status shows a verify's progress. Pages go through the same throttle gate
-as the backfill.
+re-checked. Each run writes only its own record (a :class:`~proxy.migration.verify_state.Run`,
+kind ``verify_run``): the cursor and the counts so far (``resume`` continues them), and on
+every page and every chunk confirmed or repaired its stage and the number of points checked,
+so status shows each verify's progress apart from any other running at the same time. Without
+a run nothing is recorded. Pages go through the same throttle gate as the backfill.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from qdrant_client import AsyncQdrantClient, models
 from backfill.partitions import PointId, norm
 from backfill.pipeline import Copier, digest_of
 from proxy.dataplane.digest import DIGEST_FIELD
+from proxy.migration import verify_state
 from proxy.migration.record import Migration
-from proxy.migration.verify_state import KIND
+from proxy.migration.verify_state import Run
 from proxy.state.store import StateStore
 
 SAMPLE_IDS = 10
@@ -111,24 +113,23 @@ async def _pages(client: AsyncQdrantClient, collection: str, start: PointId | No
 Tick = Callable[[int, int], Awaitable[None]]
 
 
-def _progress(store: StateStore, m: Migration, extra: Mapping[str, Any], stage: str,
-              checked: int) -> Tick:
-    """A tick that rewrites the ``verify`` record with ``stage`` and its done/total."""
+def _progress(store: StateStore, run: Run | None, stage: str, checked: int) -> Tick:
+    """A tick that rewrites ``run``'s record with ``stage`` and its done/total."""
     async def tick(done: int, total: int) -> None:
-        await store.upsert(KIND, m.id, {**extra, "stage": stage, "checked": checked, "finished": True,
-                                        "stage_done": done, "stage_total": total, "at": time.time()})
+        await verify_state.progress(store, run, {"stage": stage, "checked": checked, "finished": True,
+                                                 "stage_done": done, "stage_total": total})
     return tick
 
 
 async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, page: int = 256,
                gate: Callable[[int], Awaitable[None]] | None = None, resume: bool = True,
-               extra: Mapping[str, Any] | None = None) -> Diff:
-    """The merge-join over both collections (checkpointed with ``extra`` merged into every
-    write; resumes an unfinished one)."""
-    saved = await store.get(KIND, m.id) if resume else None
+               run: Run | None = None) -> Diff:
+    """The merge-join over both collections (checkpointed in ``run``'s record; with
+    ``resume``, continues that record's unfinished checkpoint)."""
+    saved = await verify_state.checkpoint(store, run) if resume else None
     d, cursor = Diff(), None
-    if saved is not None and not saved.data.get("finished"):
-        d, cursor = Diff.from_dict(saved.data.get("diff") or {}), saved.data.get("cursor")
+    if saved is not None and not saved.get("finished") and saved.get("stage") == "scan":
+        d, cursor = Diff.from_dict(saved.get("diff") or {}), saved.get("cursor")
     src_pages = _pages(client, m.source, cursor, page, m.copy_vectors)
     tgt_buffer: list[tuple[PointId, str | None]] = []
     tgt_pages = _pages(client, m.target, cursor, page, False)
@@ -153,9 +154,8 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
             cut = next((k for k, (tid, _) in enumerate(tgt_buffer) if order_key(tid) >= bound), len(tgt_buffer))
             window, tgt_buffer = tgt_buffer[:cut], tgt_buffer[cut:]
         join_page(src, window, d)
-        await store.upsert(KIND, m.id, {**(extra or {}), "stage": "scan", "cursor": nxt,
-                                        "diff": d.to_dict(), "finished": nxt is None,
-                                        "checked": d.source, "at": time.time()})
+        await verify_state.progress(store, run, {"stage": "scan", "cursor": nxt, "diff": d.to_dict(),
+                                                 "finished": nxt is None, "checked": d.source})
         if nxt is None:
             break
     return d
@@ -184,29 +184,54 @@ async def confirm(copier: Copier, m: Migration, d: Diff, tick: Tick | None = Non
 
 async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: bool = False,
                  page: int = 256, gate: Callable[[int], Awaitable[None]] | None = None,
-                 resume: bool = True, extra: Mapping[str, Any] | None = None,
+                 resume: bool = True, run: Run | None = None,
                  ) -> tuple[Diff, Diff | None]:
     """(differences found, differences left after repair or ``None`` without repair).
 
-    ``extra`` (who runs it, with or without repair) is merged into every record write."""
-    extra = extra or {}
-    scanned = await diff(copier.client, store, m, page=page, gate=gate, resume=resume, extra=extra)
-    found = await confirm(copier, m, scanned, _progress(store, m, extra, "confirm", scanned.source))
+    Progress goes to ``run``'s record (none without a run)."""
+    scanned = await diff(copier.client, store, m, page=page, gate=gate, resume=resume, run=run)
+    found = await confirm(copier, m, scanned, _progress(store, run, "confirm", scanned.source))
     if not repair or found.clean:
         return found, None
     ids = [*found.missing, *found.extra, *found.stale]
-    tick = _progress(store, m, extra, "repair", found.source)
+    tick = _progress(store, run, "repair", found.source)
     for k in range(0, len(ids), page):
         chunk = ids[k:k + page]
         await tick(k, len(ids))
         if gate is not None:
             await gate(len(chunk))
         await copier.redo(chunk)
-    return found, await confirm(copier, m, found, _progress(store, m, extra, "recheck", found.source))
+    return found, await confirm(copier, m, found, _progress(store, run, "recheck", found.source))
+
+
+async def daemon_pass(copier: Copier, store: StateStore, m: Migration, owner: str,
+                      gate: Callable[[int], Awaitable[None]] | None = None) -> tuple[Diff, Diff | None]:
+    """The backfill daemon's full verify pass with repair, as a run of its own (``starter``
+    ``daemon``, never blocking nor blocked by an operator's verify), its outcome recorded:
+    ``clean`` when nothing is left after repair, else ``failed`` with what is left."""
+    run = await verify_state.claim(store, m.id, owner, True, time.time(), starter="daemon")
+    try:
+        found, left = await verify(copier, store, m, repair=True, gate=gate, resume=False, run=run)
+    except asyncio.CancelledError:
+        await verify_state.finish_quietly(store, run, "cancelled", "stopped before it finished")
+        raise
+    except Exception as exc:
+        await verify_state.finish_quietly(store, run, "failed", str(exc))
+        raise
+    final = left if left is not None else found
+    counts = {**found.counts(), "repaired": len(found.missing) + len(found.extra) + len(found.stale)}
+    if final.clean:
+        await verify_state.finish(store, run, "clean", "repaired" if left is not None else "",
+                                  counts, time.time())
+    else:
+        c = final.counts()
+        await verify_state.finish(store, run, "failed", f"differences left after repair: missing="
+                                  f"{c['missing']}, extra={c['extra']}, stale={c['stale']}", counts, time.time())
+    return found, left
 
 
 async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migration,
-                          repair: bool, extra: Mapping[str, Any] | None = None,
+                          repair: bool, run: Run | None = None,
                           ) -> tuple[Diff, Diff | None]:
     """Verification as the migration service runs it: a fresh pass, repairs with model B."""
     from backfill.texts import make_fetcher
@@ -219,7 +244,7 @@ async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migra
     copier = Copier(client, m, metadata_for(spec_b), embedder,
                     make_fetcher(None, m.text_field, m.doc_key))
     try:
-        return await verify(copier, store, m, repair=repair, resume=False, extra=extra)
+        return await verify(copier, store, m, repair=repair, resume=False, run=run)
     finally:
         if embedder is not None:
             await embedder.aclose()

@@ -233,6 +233,7 @@ async def test_stopping_the_proxy_cancels_a_running_verify(
         stub.script(Hold(release))
         code, body = await admin(own, "POST", f"/migrations/{mid}/verify?wait=false", {"repair": True})
         assert code == 200 and body["result"]["verify"]["running"], body
+        run_id = body["result"]["verify"]["id"]
         await until(lambda: _held(stub), "the repair's embedding call reached the stub")
         await asyncio.to_thread(own.proxy.stop)  # raises TimeoutError if the stop hangs
         stopped = True
@@ -240,7 +241,7 @@ async def test_stopping_the_proxy_cancels_a_running_verify(
         release.set()
         if not stopped:
             await asyncio.to_thread(own.proxy.stop)
-    record = await store.get("verify", mid)
+    record = await store.get("verify_run", f"{mid}/{run_id}")  # the run's own record
     assert record is not None and record.data["outcome"] == "cancelled", record
     current = await status(proxy, mid)  # another proxy sees the outcome
     assert current["verify"]["state"] == "cancelled" and current["migration"]["phase"] == "dual_write"
@@ -248,20 +249,28 @@ async def test_stopping_the_proxy_cancels_a_running_verify(
 
 async def test_two_processes_claiming_one_verify_at_once_one_wins(world: Any, prefix: str) -> None:
     """The claim is a compare-and-set: started at the same instant by two owners, exactly one
-    verify gets the record; the other is refused with the winner's name in the reason."""
+    verify gets the migration's pointer to its run; the other is refused with the winner's name
+    in the reason, and leaves no run record behind."""
     from proxy.errors import Conflict
     from proxy.migration import verify_state
+    from proxy.migration.record import Migration
 
     _, store = world
     mid = f"{prefix}race"
+    m = Migration(id=mid, logical=mid, source=f"{mid}_a", target=f"{mid}_b", model_a="a", model_b="b")
+    await store.create(Migration.KIND, mid, m.stored())
     outcomes = await asyncio.gather(
         *(verify_state.claim(store, mid, owner, False, time.time()) for owner in ("p1", "p2")),
         return_exceptions=True)
-    won = [o for o in outcomes if isinstance(o, dict)]
+    won = [o for o in outcomes if isinstance(o, verify_state.Run)]
     lost = [o for o in outcomes if isinstance(o, Conflict)]
     assert len(won) == 1 and len(lost) == 1, outcomes
-    assert f"already running on {won[0]['owner']}" in str(lost[0])
-    await store.delete(verify_state.KIND, mid)
+    assert f"already running on {won[0].owner} (run {won[0].id}" in str(lost[0])
+    stored = Migration.from_envelope(await store.require(Migration.KIND, mid))
+    assert stored.verify_runs == (won[0].id,)
+    assert [e.key for e in await store.list(verify_state.KIND) if e.key.startswith(f"{mid}/")] == [won[0].key]
+    await store.delete(verify_state.KIND, won[0].key)
+    await store.delete(Migration.KIND, mid)
 
 
 async def test_a_caller_waiting_on_a_verify_is_answered_when_the_proxy_stops(

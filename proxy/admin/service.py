@@ -51,6 +51,13 @@ def throttle_value(points_per_second: Any, unthrottled: Any) -> float | None:
     return float(points_per_second)
 
 
+def _focus(status: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """``status`` with ``verify`` set to run ``run_id`` (this request's), when it is listed:
+    a daemon's verify pass may have started after it and be the migration's latest."""
+    mine = next((v for v in status.get("verify_runs") or () if v.get("id") == run_id), None)
+    return {**status, "verify": mine} if mine is not None else status
+
+
 class AdminService:
     def __init__(self, migrations: MigrationService, jobs: VerifyJobs | None = None) -> None:
         self.migrations = migrations
@@ -116,8 +123,8 @@ class AdminService:
         job, joined = await self.jobs.start(migration_id, _flag(repair, "repair", False))
         if _flag(wait, "wait", True):
             await self.jobs.outcome(job)
-            return {**await self.get(migration_id), "status": "completed"}
-        status = await self.get(migration_id)
+            return {**_focus(await self.get(migration_id), job.run_id), "status": "completed"}
+        status = _focus(await self.get(migration_id), job.run_id)
         if status.get("verify") is not None:
             status["verify"]["joined"] = joined
         return {**status, "status": "acknowledged"}

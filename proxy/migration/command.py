@@ -157,15 +157,15 @@ def _verify(args: argparse.Namespace, c: AdminClient) -> Any:
     if args.no_wait:
         return status
     out = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the result
-    last = None
-    while (v := status.get("verify")) is not None and v["running"]:
+    last, run_id = None, (status.get("verify") or {}).get("id")
+    while (v := run_of(status, run_id)) is not None and v["running"]:
         line = verify_progress(v)
         if line != last:
             print(line, file=out, flush=True)
             last = line
         time.sleep(max(0.1, args.interval))
         status = c.call("GET", f"/migrations/{args.id}")
-    v = status.get("verify") or {}
+    v = run_of(status, run_id) or {}
     if v.get("state") == "clean":
         return status
     if v.get("state") == "refused":
@@ -190,15 +190,31 @@ def _clock(at: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(at or 0)))
 
 
+def run_of(status: dict[str, Any], run_id: str | None) -> dict[str, Any] | None:
+    """The verify run ``run_id`` in a status (pure), else its latest verify: a daemon's pass
+    that started later is the migration's latest, but the CLI follows its own run."""
+    found = next((v for v in status.get("verify_runs") or () if v.get("id") == run_id), None)
+    return found if found is not None else status.get("verify")
+
+
+def _render_others(result: dict[str, Any]) -> list[str]:
+    """The other verify runs still running beside the latest one (pure), one line each."""
+    latest = (result.get("verify") or {}).get("id")
+    return [f"    also running: {verify_progress(v)} ({v.get('starter') or 'proxy'} run {v.get('id')})"
+            for v in result.get("verify_runs") or () if v.get("running") and v.get("id") != latest]
+
+
 def _render_verify(v: dict[str, Any] | None) -> str:
     if v is None:
         return "  verify job: none"
     if v["running"]:
-        return f"  verify job: RUNNING, {verify_progress(v)}, since {_clock(v['started_at'])}"
+        return (f"  verify job: RUNNING, {verify_progress(v)}, since {_clock(v['started_at'])} "
+                f"(run {v.get('id') or '?'})")
     kind = "with repair" if v["repair"] else "without repair"
     when = _clock(v["ended_at"] or v["at"])
     why = f": {v['reason']}" if v["reason"] else ""
-    return f"  verify job: last {v['state'].upper()} ({kind}, on {v['owner'] or '?'}) at {when}{why}"
+    return (f"  verify job: last {v['state'].upper()} ({kind}, on {v['owner'] or '?'}, run "
+            f"{v.get('id') or '?'}) at {when}{why}")
 
 
 def _switch(name: str) -> Any:
@@ -257,6 +273,7 @@ def render(result: Any) -> str:
                  f"{_clock(v['at'])}" if v else "  verification: none")
     if "verify" in result:
         lines.append(_render_verify(result["verify"]))
+        lines.extend(_render_others(result))
     lines.append("  proxies: " + (", ".join(f"{p['instance_id']}@{p['acted_rev']} ({p['state']})"
                                             for p in result["proxies"]) or "none heartbeating"))
     b = result.get("backfill")

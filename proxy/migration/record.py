@@ -49,20 +49,24 @@ class Refused(SwitchyardError):
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """A verification result: when, whether it found nothing missing/extra/stale, and its counts."""
+    """A verification result: when, whether it found nothing missing/extra/stale, its counts,
+    and the verify run that found it (``proxy.migration.verify_state``; "" before runs)."""
 
     at: float
     clean: bool
     counts: Mapping[str, int] = field(default_factory=dict)
     note: str = ""
+    run: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "clean": self.clean, "counts": dict(self.counts), "note": self.note}
+        return {"at": self.at, "clean": self.clean, "counts": dict(self.counts), "note": self.note,
+                "run": self.run}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verification:
         counts = {str(k): int(v) for k, v in dict(data.get("counts") or {}).items()}
-        return cls(float(data["at"]), bool(data["clean"]), counts, str(data.get("note") or ""))
+        return cls(float(data["at"]), bool(data["clean"]), counts, str(data.get("note") or ""),
+                   str(data.get("run") or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,9 @@ class Migration:
     counters: Mapping[str, int] = field(default_factory=dict)
     last_refusal: Event | None = None
     verification: Verification | None = None
+    #: The recent verify runs (``proxy.migration.verify_state``), newest last: the last is the
+    #: latest verify. Empty in records from before runs (their one ``verify`` record is read).
+    verify_runs: tuple[str, ...] = ()
     history: tuple[Event, ...] = ()
 
     def __post_init__(self) -> None:
@@ -174,6 +181,7 @@ class Migration:
         out["last_refusal"] = self.last_refusal.to_dict() if self.last_refusal else None
         out["verification"] = self.verification.to_dict() if self.verification else None
         out["history"] = [e.to_dict() for e in self.history]
+        out["verify_runs"] = list(self.verify_runs)
         out["layout"] = LAYOUT
         return out
 
@@ -188,6 +196,7 @@ class Migration:
             ver = data.get("verification")
             kwargs["verification"] = Verification.from_dict(ver) if ver else None
             kwargs["history"] = tuple(Event.from_dict(e) for e in data.get("history") or ())
+            kwargs["verify_runs"] = tuple(str(r) for r in data.get("verify_runs") or ())
             kwargs["throttle"] = migrate_throttle(data.get("throttle"), int(data.get("layout") or 1),
                                                   [e.action for e in kwargs["history"]])
             return cls(**kwargs)

@@ -54,12 +54,12 @@ class ServiceConfig:
 
 @dataclass(frozen=True, slots=True)
 class VerifyRun:
-    """A verification that passed its guard and claimed the ``verify`` record (see
-    :meth:`MigrationService.begin_verify`); ``fields`` go into every write of that record."""
+    """A verification that passed its guard and claimed its own run record (see
+    :meth:`MigrationService.begin_verify` and :mod:`proxy.migration.verify_state`)."""
 
     migration: Migration
     repair: bool
-    fields: dict[str, Any]
+    run: verify_state.Run
 
 
 class MigrationService:
@@ -97,11 +97,11 @@ class MigrationService:
                    if e.key.startswith(f"{migration_id}/")]
         backfill = progress.summary(records, m.counter("backfill_done"), m.counter("backfill_total"),
                                     self.clock())
-        verifying = await self.store.get(verify_state.KIND, migration_id)
+        runs = await verify_state.views(self.store, m, self.clock())
         return {"migration": m.to_dict(), "repair": await repair_log.view(self.store, migration_id),
                 "proxies": [a.to_dict() for a in acks],
                 "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill,
-                "verify": verify_state.view(verifying.data if verifying else None, self.clock())}
+                "verify": runs[0] if runs else None, "verify_runs": runs}
 
     async def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """Yield the status now and again whenever it changes; the caller decides when to stop."""
@@ -209,33 +209,34 @@ class MigrationService:
 
     async def begin_verify(self, migration_id: str, repair: bool = False,
                            expected_rev: int | None = None) -> VerifyRun:
-        """The quick half: the phase guard (refusal recorded) and the claim of the ``verify``
-        record, which from now on shows the run as ``running`` in every proxy's status;
-        :class:`Conflict` while another process's verify of this migration is live."""
+        """The quick half: the phase guard (refusal recorded) and the claim of a run record,
+        which from now on shows the run as ``running`` (the migration's latest verify) in every
+        proxy's status; :class:`Conflict` while another process's verify of this migration is
+        live."""
         m = self._expect(await self.get(migration_id), expected_rev)
         if m.phase not in VERIFY_PHASES:
             await self._refuse(m, "verify", f"verification runs in {', '.join(sorted(VERIFY_PHASES))}, "
                                             f"not in phase {m.phase}")
-        fields = await verify_state.claim(self.store, m.id, self.config.instance_id, repair, self.clock())
-        return VerifyRun(m, repair, fields)
+        run = await verify_state.claim(self.store, m.id, self.config.instance_id, repair, self.clock())
+        return VerifyRun(m, repair, run)
 
     async def run_verify(self, run: VerifyRun) -> Migration:
         """The long half: the backfill's merge-join (:func:`backfill.verify.verify`: ids and
         source digests, differences confirmed by a second look). A clean result is stamped on the
         record (and proves the backfill done); differences are refused with their counts and
         sample ids, and ``repair`` fixes them first (re-embedding with model B). The outcome is
-        also left on the ``verify`` record (also when the run fails or is cancelled)."""
+        also left on the run's record (also when the run fails or is cancelled)."""
         from backfill.verify import run_for_service
 
-        m, fields = run.migration, run.fields
+        m, vrun = run.migration, run.run
         try:
-            found, left = await run_for_service(self.store, self.client, m, run.repair, fields)
+            found, left = await run_for_service(self.store, self.client, m, run.repair, vrun)
         except asyncio.CancelledError:
-            await verify_state.finish_quietly(self.store, m.id, fields, "cancelled",
+            await verify_state.finish_quietly(self.store, vrun, "cancelled",
                                               "stopped before it finished (its process shut down)")
             raise
         except Exception as exc:
-            await verify_state.finish_quietly(self.store, m.id, fields, "failed", str(exc))
+            await verify_state.finish_quietly(self.store, vrun, "failed", str(exc))
             raise
         final = left if left is not None else found
         if not final.clean:
@@ -248,20 +249,20 @@ class MigrationService:
             try:
                 await self._refuse(await self.get(m.id), "verify", reason)
             finally:  # the outcome shows once the refusal is on the migration's record
-                await verify_state.finish(self.store, m.id, fields, "refused", reason, counts, self.clock())
+                await verify_state.finish(self.store, vrun, "refused", reason, counts, self.clock())
         counts = {**found.counts(), **({"repaired": len(found.missing) + len(found.extra) + len(found.stale)}
                                        if left is not None else {})}
-        ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "")
+        ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "", vrun.id)
         try:
             stored = await self._stamp(m.id, ver)
             if stored.phase == DUAL_WRITE:
                 stored = await self.transition(m.id, "verify", stored.rev)
         except BaseException as exc:
-            await verify_state.finish_quietly(self.store, m.id, fields, "failed",
+            await verify_state.finish_quietly(self.store, vrun, "failed",
                                               f"clean, but stamping it failed: {exc}")
             raise
         # only now: whoever sees the job ended also sees the stamp and the `verified` phase
-        await verify_state.finish(self.store, m.id, fields, "clean", ver.note, counts, self.clock())
+        await verify_state.finish(self.store, vrun, "clean", ver.note, counts, self.clock())
         return stored
 
     async def _stamp(self, migration_id: str, ver: Verification) -> Migration:

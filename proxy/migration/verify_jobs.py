@@ -5,6 +5,9 @@ takes minutes on a large collection: far too long for one admin request. The adm
 it here and either awaits its outcome (``wait=true``) or answers at once (``wait=false``) while
 the ``verify`` record shows its progress in every proxy's status.
 
+- Each job is one verify run with its own record (``proxy.migration.verify_state``): status
+  shows its progress under its run id, apart from any other verify (another proxy's is
+  refused while live; a backfill daemon's full-verify pass runs beside it in its own record).
 - One job per migration: a second request while one runs *joins* it (awaits the same
   outcome); a request with the other ``repair`` value is refused (409) instead of silently
   getting a result it did not ask for.
@@ -34,6 +37,7 @@ class VerifyJob:
     migration_id: str
     repair: bool
     task: asyncio.Task[Outcome]
+    run_id: str = ""
 
     @property
     def running(self) -> bool:
@@ -59,7 +63,7 @@ class VerifyJobs:
     async def start(self, migration_id: str, repair: bool) -> tuple[VerifyJob, bool]:
         """(the job, whether it was already running and this call joined it).
 
-        The guard and the claim of the ``verify`` record run before this returns, so an
+        The guard and the claim of the run's record run before this returns, so an
         unknown migration (404), a wrong phase (409, recorded as the last refusal) or another
         process's live verify (409) is answered at once, and status shows the job running."""
         async with self._starting:
@@ -73,7 +77,7 @@ class VerifyJobs:
                 return job, True
             run = await self.service.begin_verify(migration_id, repair)
             task = asyncio.get_running_loop().create_task(self._run(run), name=f"verify-{migration_id}")
-            job = VerifyJob(migration_id, repair, task)
+            job = VerifyJob(migration_id, repair, task, run.run.id)
             self._jobs[migration_id] = job
             task.add_done_callback(lambda _: self._forget(job))
             return job, False

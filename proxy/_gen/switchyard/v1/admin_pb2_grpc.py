@@ -171,6 +171,8 @@ class AdminServicer:
         """Run (or join) the migration's verification as a background job of this proxy; in
         dual_write a clean one also enters `verified`. With wait (default) the reply comes when it
         ends; without, at once (result.status "acknowledged", result.verify shows it running).
+        result.verify is this request's run (its own record, with its id); result.verify_runs
+        lists the migration's recent runs, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
