@@ -263,3 +263,30 @@ async def test_plan_lookup_mode_reaches_merged_reads_and_status(
     assert code == 0, err
     header = await merged_header(switchyard, logical)
     assert header.endswith(f"; lookup={lookup}"), header
+
+
+async def test_grpc_plan_and_throttle_keep_unthrottled_apart_from_paused(
+        switchyard: RunningProxy, world: Any, prefix: str) -> None:  # noqa: F811
+    import grpc
+
+    from proxy._gen.switchyard.v1 import admin_pb2 as pb
+    from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+
+    client, store = world
+    unset, zero = await source(client, store, prefix, 5), await source(client, store, prefix + "z", 5)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:
+        stub = pb_grpc.AdminStub(channel)
+        plain = await stub.Plan(pb.PlanRequest(logical=unset, to_model=B.id))
+        paused = await stub.Plan(pb.PlanRequest(logical=zero, to_model=B.id, throttle=0, lookup="ids"))
+        assert plain.result["migration"]["throttle"] is None and plain.result["migration"]["lookup"] == "exact"
+        assert paused.result["migration"]["throttle"] == 0 and paused.result["migration"]["lookup"] == "ids"
+        mid = str(plain.result["migration"]["id"])
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # neither a rate nor `unthrottled`
+            await stub.Throttle(pb.ThrottleRequest(id=mid))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        set_zero = await stub.Throttle(pb.ThrottleRequest(id=mid, points_per_second=0))
+        assert set_zero.result["migration"]["throttle"] == 0
+        lifted = await stub.Throttle(pb.ThrottleRequest(id=mid, unthrottled=True))
+        assert lifted.result["migration"]["throttle"] is None
+    m = Migration.from_envelope(await store.require(Migration.KIND, mid))
+    assert m.throttle is None and [e.action for e in m.history][-2:] == ["throttle:0", "throttle:unthrottled"]
