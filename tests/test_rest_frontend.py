@@ -26,6 +26,8 @@ class _Interceptor:
         return path.startswith("/collections/c/points")
 
     async def rest(self, call: RestCall, forward: RestForward) -> RestReply:
+        if call.path.endswith("/crash"):
+            raise RuntimeError("interceptor bug with request data s3cret")
         return await forward(call)
 
     def grpc_wants(self, method: str) -> bool:
@@ -170,3 +172,13 @@ async def test_duration_histograms_count_by_kind_and_status_class(proxy: ProxySe
     assert [b - a for a, b in zip(before, after)] == [1, 1, 1]
     assert (REGISTRY.get_sample_value("switchyard_proxy_upstream_duration_seconds_count",
                                       {"protocol": "rest", "kind": "passthrough"}) or 0) >= 1
+
+
+async def test_interceptor_bug_is_a_500_in_qdrant_shape_and_the_connection_lives(proxy: ProxyServer) -> None:
+    raw = (b"POST /collections/c/points/crash HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+           b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    (head, body), (head2, body2) = _responses(await _exchange(proxy.rest_port, raw, expect_close=True))
+    assert head.startswith(b"HTTP/1.1 500")
+    assert json.loads(body)["status"]["error"] == "Service internal error: unexpected RuntimeError in Switchyard"
+    assert b"s3cret" not in body
+    assert head2.startswith(b"HTTP/1.1 200") and json.loads(body2)["path"] == "/after"

@@ -273,6 +273,9 @@ class RestFrontend:
                 metrics.REST_UPSTREAM_ERRORS.inc()
             log.info("REST %s %s intercepted: %s", method, raw_path, err)
             return write_error(conn, request, err, started)
+        except Exception as exc:  # a bug on the interception path: 500 in Qdrant's shape, logged
+            log.exception("REST %s %s intercepted: unexpected error", method, raw_path)
+            return write_error(conn, request, _internal(exc), started)
         out = [_status_line(reply.status, b"")]
         out += [k.encode("latin-1") + b": " + v.encode("latin-1") + b"\r\n" for k, v in reply.headers]
         out += [_connection_header(request, conn), b"Content-Length: %d\r\n\r\n" % len(reply.body),
@@ -287,6 +290,13 @@ class RestFrontend:
             return await self.upstream.request(call)
         finally:
             metrics.REST_UPSTREAM_INTERCEPTED(time.perf_counter() - sent)
+
+
+def _internal(exc: Exception) -> SwitchyardError:
+    """The client sees the error's kind only (its text may hold request data)."""
+    err = SwitchyardError(f"unexpected {type(exc).__name__} in Switchyard")
+    err.__cause__ = exc
+    return err
 
 
 @web.middleware
