@@ -84,7 +84,7 @@ async def load(engine: Any, name: str, x: np.ndarray, optimizers: Any) -> float:
     return len(x) / (time.perf_counter() - t)
 
 
-async def run_engine(kind: str, n: int, queries: int) -> dict[str, Any]:
+async def run_engine(kind: str, n: int, queries: int, hnsw_ef: int | None) -> dict[str, Any]:
     x = dataset(n)
     qs = x[np.random.default_rng(2).choice(n, queries, replace=False)] + 0.1 * dataset(queries, 3)
     truth = exact_neighbours(x, qs)
@@ -112,8 +112,11 @@ async def run_engine(kind: str, n: int, queries: int) -> dict[str, Any]:
             info = await engine.call("get_collection", "hnsw")
             out["indexed"] = info.indexed_vectors_count
 
+            params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+
             async def hnsw(i: int) -> Any:
-                return await engine.call("query_points", "hnsw", query=qs[i].tolist(), limit=10)
+                return await engine.call("query_points", "hnsw", query=qs[i].tolist(), limit=10,
+                                         search_params=params)
 
             out["hnsw"], found = await timed(hnsw, queries)
             out["hnsw_recall"] = recall(found, truth)
@@ -159,9 +162,10 @@ async def main_async(args: argparse.Namespace) -> None:
     for n in sizes:
         for kind in engines:
             t = time.perf_counter()
-            row = await run_engine(kind, n, args.queries)
+            row = await run_engine(kind, n, args.queries, args.hnsw_ef)
             rows.append(row)
-            print(f"{kind} at {n}: done in {time.perf_counter() - t:.0f} s", flush=True)
+            indexed = f", {row['indexed']} vectors indexed" if "indexed" in row else ""
+            print(f"{kind} at {n}: done in {time.perf_counter() - t:.0f} s{indexed}", flush=True)
     report(rows)
 
 
@@ -170,6 +174,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="20000,100000", help="comma-separated point counts")
     parser.add_argument("--queries", type=int, default=50, help="queries per measurement")
     parser.add_argument("--engines", default="local,edge")
+    parser.add_argument("--hnsw-ef", type=int, default=None,
+                        help="hnsw_ef of the HNSW searches (default: the engine's, ef_construct)")
     asyncio.run(main_async(parser.parse_args()))
     return 0
 
