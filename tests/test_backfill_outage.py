@@ -10,6 +10,7 @@ Every wait is bounded; everything started is stopped in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"switchyard upstream ready http=(?P<host>\S+):(?P<port>\d+) grpc=\S+:(?P<grpc>\d+)")
 PROXY_READY = re.compile(r"switchyard proxy ready rest=\S+:(?P<port>\d+) ")
 ADMIN_KEY = "outage-admin-key"
+#: unique per run: suites running at once on one machine must not share a proxy identity
+INSTANCE = f"outage-proxy-{uuid.uuid4().hex[:8]}"
+#: processes started as session (and process-group) leaders: stop() kills their whole group
+GROUPS: set[int] = set()
 START_TIMEOUT = 30.0
 N, RATE = 1000, 200.0  # points, throttle (points/s): the copy takes ~5 s, long enough to cut it
 
@@ -53,7 +59,9 @@ def _start_upstream(path: Path, port: int, api_key: str | None) -> tuple[subproc
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "proxy", "upstream", "--path", str(path), "--http-port", str(port),
            "--grpc-port", "0"] + (["--api-key", api_key] if api_key else [])
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    GROUPS.add(proc.pid)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
     try:
@@ -71,11 +79,13 @@ def start_proxy(upstream: re.Match[str], log: Path, port: int = 0) -> tuple[subp
     its stderr goes to ``log``."""
     cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{upstream['port']}",
            "--upstream-grpc-address", f"127.0.0.1:{upstream['grpc']}", "--listen-rest", f"127.0.0.1:{port}",
-           "--listen-grpc", "127.0.0.1:0", "--instance-id", "outage-proxy", "--state-cache-ttl", "0.2",
-           "--heartbeat-interval", "0.3", "--drain-seconds", "1"]
+           "--listen-grpc", "127.0.0.1:0", "--instance-id", INSTANCE, "--state-cache-ttl", "0.2",
+           "--heartbeat-interval", "0.3", "--drain-seconds", "1", "--spool-dir", str(log.parent / "spool")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY}
     with log.open("a") as sink:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sink, text=True,
+                                start_new_session=True)
+    GROUPS.add(proc.pid)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
     deadline = time.monotonic() + 2 * START_TIMEOUT
@@ -104,8 +114,15 @@ def start_daemon(url: str, mid: str, log: Path, api_key: str | None = None) -> s
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL ``proc``; a server (started in a session of its own) with whatever it started
+    (worker processes), so nothing of it keeps the port or its files. The group is signalled
+    before the leader is reaped, so its id is still ours."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
+        if proc.pid in GROUPS:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=START_TIMEOUT)
 
 
