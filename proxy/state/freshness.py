@@ -98,6 +98,7 @@ class StateGuard:
     def __init__(self, cache: AgeSource, max_age: float) -> None:
         self.cache = cache
         self.max_age = max_age
+        self._logged: tuple[str, str | None] | None = None  # one warning per collection and cause
 
     def stale(self) -> str | None:
         return stale_reason(self.cache.age(), self.max_age, cause_of(self.cache))
@@ -113,5 +114,8 @@ class StateGuard:
                                cause_of(self.cache))
         if reason is not None:
             STALE_REFUSALS.inc()
-            log.warning("refused write: %s", reason)
+            episode = (collection, cause_of(self.cache))
+            if episode != self._logged:  # an outage refuses many writes: log it once, count all
+                self._logged = episode
+                log.warning("refused write: %s", reason)
             raise StateUnavailable(reason)
