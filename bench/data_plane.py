@@ -143,8 +143,7 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
             samples["target"].append(await timed(lambda: single("dp_tgt", qb[i])))
             samples["embed"].append(await timed(lambda: asyncio.gather(
                 pool.embed(a, [queries[i]]), pool.embed(b, [queries[i]]))))
-    for reader in readers.values():
-        await reader.aclose()
+    await reader.aclose()
     await pool.aclose()
     await up.close()
     return {k: summary(v) for k, v in samples.items()}
@@ -243,7 +242,7 @@ def main() -> int:
           f"{rounds * per_round} queries per kind (embedded upstream, REST)")
     print(f"{'kind':<28}{'p50 ms':>10}{'p90 ms':>10}")
     labels = {"source": "single read, source", "target": "single read, target",
-              "merged": "merged, filter lookup", "merged_ids": "merged, ids lookup",
+              "merged": "merged, lookup exact", "merged_ids": "merged, lookup ids",
               "embed": "query embedding, A and B"}
     for key in ("source", "target", "merged", "merged_ids", "embed"):
         p50, p90 = res[key]
