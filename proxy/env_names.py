@@ -40,6 +40,8 @@ OTHER_ENV: dict[str, str] = {
     "SWITCHYARD_QDRANT_OPENAPI": "tests: where Qdrant's openapi.json is",
     "SWITCHYARD_KILL_TEST_POINTS": "tests: points in the backfill kill test",
     "SWITCHYARD_KILL_TEST_KILLS": "tests: kills in the backfill kill test",
+    "SWITCHYARD_TEST_NODE_CACHE": "tests: where the browser tests keep their Node.js tools",
+    "SWITCHYARD_TEST_ARTIFACTS": "tests: where the status-page test writes its screenshots",
 }
 
 
