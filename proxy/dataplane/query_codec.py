@@ -256,6 +256,7 @@ def decode_rest(method: str, path: str, body: bytes) -> SimilarityRead | None:
     family, shape = REST_READS[rest]
     try:
         data = orjson.loads(body)
+        orjson.dumps(data)  # re-encodable (orjson writes at most 254 levels): else left to Qdrant
         if shape == "batch":
             searches = data.get("searches") if isinstance(data, dict) else None
             if not isinstance(searches, list):
