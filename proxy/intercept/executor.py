@@ -150,13 +150,13 @@ class Executor:
             return await forward(call)
         collection, rest, kind = found
         snap = self._state.snapshot
-        if self.state_guard is not None:
-            self.state_guard.check(snap.migrations, collection, kind)
         physical, why = physical_collection(snap, collection, kind)
         works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
         if self.credentials is not None and works and (
                 refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own 401 / 403: no work for this caller
+        if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
+            self.state_guard.check(snap.migrations, collection, kind)
         similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
@@ -228,13 +228,13 @@ class Executor:
         if kind is None or collection is None:
             return await forward(call)
         snap = self._state.snapshot
-        if self.state_guard is not None:
-            self.state_guard.check(snap.migrations, collection, kind)
         physical, why = physical_collection(snap, collection, kind)
         works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
         if self.credentials is not None and works and (
                 refused := await self.credentials.grpc(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
+        if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
+            self.state_guard.check(snap.migrations, collection, kind)
         similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
