@@ -55,7 +55,7 @@ class ProxyInterceptor(Executor):
         # raises StateUnreadable: a proxy that cannot read its state never serves
         await self.cache.start(wait=self.config.ready_timeout)
         self.state_guard = StateGuard(self.cache, self.config.max_staleness)
-        self.reserved = ReservedGate(self.config.admin_key)
+        self.reserved = ReservedGate(self.config.admin_key, self.config.admin_trust_loopback)
         await self._start_mirror()
         service_config = ServiceConfig(ack_timeout=self.config.ack_timeout,
                                        heartbeat_ttl=self.config.heartbeat_ttl,

@@ -31,6 +31,8 @@ class RestCall:
     query: str
     headers: Headers
     body: bytes
+    #: The client socket's host (never a header the client writes); ``None`` when unknown.
+    peer: str | None = None
 
     def with_body(self, body: bytes) -> RestCall:
         return replace(self, body=body)
@@ -69,6 +71,8 @@ class GrpcCall:
     request: bytes
     metadata: Headers
     timeout: float | None = None
+    #: The client's host from the transport (``grpc_peer_host``); ``None`` when unknown.
+    peer: str | None = None
 
     def with_request(self, request: bytes) -> GrpcCall:
         return replace(self, request=request)

@@ -78,11 +78,19 @@ def test_grpc_refusal_table(method: str, request_bytes: bytes, refused: bool) ->
     assert (reserved.grpc_refusal(method, request_bytes, ALIASES) is not None) is refused
 
 
-def test_admitted_only_with_the_header() -> None:
-    assert not reserved.admitted((("api-key", "x"),), None)
-    assert reserved.admitted((("switchyard-admin-key", "-"),), None)
-    assert reserved.admitted((("switchyard-admin-key", "k"),), "k")
-    assert not reserved.admitted((("switchyard-admin-key", "-"),), "k")
+@pytest.mark.parametrize("headers, key, peer, trust, admitted", [
+    ((("api-key", "x"),), None, "127.0.0.1", True, False),            # no header: an application
+    ((("switchyard-admin-key", "-"),), None, "127.0.0.1", True, True),  # no key: loopback opts in
+    ((("switchyard-admin-key", "-"),), None, "::1", True, True),
+    ((("switchyard-admin-key", "-"),), None, "10.1.2.3", True, False),  # ... a remote peer cannot
+    ((("switchyard-admin-key", "-"),), None, None, True, False),        # nor an unknown one
+    ((("switchyard-admin-key", "-"),), None, "127.0.0.1", False, False),  # loopback trust off
+    ((("switchyard-admin-key", "k"),), "k", "10.1.2.3", True, True),    # with a key: the key decides
+    ((("switchyard-admin-key", "-"),), "k", "127.0.0.1", True, False),
+])
+def test_admitted_by_the_admin_rule(headers: Any, key: str | None, peer: str | None, trust: bool,
+                                    admitted: bool) -> None:
+    assert reserved.admitted(headers, key, peer, trust_loopback=trust) is admitted
     assert reserved.without_credential((("switchyard-admin-key", "k"), ("a", "b"))) == (("a", "b"),)
 
 

@@ -23,6 +23,7 @@ import grpc.aio
 
 from proxy.errors import SwitchyardError
 from proxy.frontend import metrics
+from proxy.admin.access import grpc_peer_host
 from proxy.frontend.headers import redact
 from proxy.intercept.routes import grpc_kind
 from proxy.upstream.grpc_client import GrpcUpstream
@@ -117,7 +118,7 @@ class GrpcFrontend(grpc.GenericRpcHandler):
             if interceptor is not None and interceptor.grpc_wants(method):  # state-dependent
                 metrics.GRPC_INTERCEPTED.inc()
                 kind = grpc_kind(method) or metrics.OTHER
-                call = GrpcCall(method, request, _as_headers(metadata), timeout)
+                call = GrpcCall(method, request, _as_headers(metadata), timeout, grpc_peer_host(context.peer()))
                 try:
                     reply = await interceptor.grpc(call, self.forward)
                 except SwitchyardError as err:

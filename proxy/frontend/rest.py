@@ -267,7 +267,8 @@ class RestFrontend:
             body = await request.read_all(self.max_body_size)
             headers = tuple((n.decode("latin-1").lower(), v.decode("latin-1"))
                             for n, v in request_headers(request.headers))
-            reply = await interceptor.rest(RestCall(method, raw_path, query, headers, body), self.forward)
+            reply = await interceptor.rest(RestCall(method, raw_path, query, headers, body, conn.peer or None),
+                                           self.forward)
         except SwitchyardError as err:
             if isinstance(err, UpstreamError):
                 metrics.REST_UPSTREAM_ERRORS.inc()

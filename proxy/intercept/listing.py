@@ -126,8 +126,9 @@ class ReservedGate:
     403 via :class:`~proxy.errors.Forbidden`, or the upstream's listing without it) and return
     ``None`` for every other call, which the executor handles as before."""
 
-    def __init__(self, admin_key: str | None) -> None:
+    def __init__(self, admin_key: str | None, trust_loopback: bool = True) -> None:
         self.admin_key = admin_key
+        self.trust_loopback = trust_loopback
 
     def rest_wants(self, method: str, path: str, aliases: Mapping[str, str]) -> bool:
         return reserved.rest_wants(method, path, aliases)
@@ -137,7 +138,8 @@ class ReservedGate:
         listing = reserved.rest_listing(call.method, call.path)
         if why is None and listing is None:
             return None
-        if reserved.admitted(call.headers, self.admin_key):  # Switchyard's own tools see it all
+        if reserved.admitted(call.headers, self.admin_key, call.peer,
+                             trust_loopback=self.trust_loopback):  # Switchyard's own tools see it all
             return await forward(replace(call, headers=reserved.without_credential(call.headers)))
         if why is not None:
             raise Forbidden(why)
@@ -155,7 +157,7 @@ class ReservedGate:
         listing = reserved.grpc_listing(call.method)
         if why is None and listing is None:
             return None
-        if reserved.admitted(call.metadata, self.admin_key):
+        if reserved.admitted(call.metadata, self.admin_key, call.peer, trust_loopback=self.trust_loopback):
             return await forward(replace(call, metadata=reserved.without_credential(call.metadata)))
         if why is not None:
             raise Forbidden(why)

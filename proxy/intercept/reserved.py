@@ -17,16 +17,15 @@ the proxy's data plane it is neither shown nor reachable by applications:
 The way in is Switchyard's own: the admin API, the proxy's own state-store client (which talks
 to the upstream directly, never through a proxy), and Switchyard's tools, which send the admin
 credential in header ``switchyard-admin-key`` (:func:`admitted`). With an admin key configured
-that header must carry it; with none configured the header's presence is the opt-in (the same
-openness the admin API has without a key, see ``docs/security.md``). The header is removed
-before the call goes upstream.
+that header must carry it; with none configured the header is the opt-in, and only a loopback
+peer may opt in (the admin API's own rule, ``docs/security.md``). The header is removed before
+the call goes upstream.
 
 Everything here is pure: names, paths, bytes and the snapshot's alias map in, verdicts out.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from enum import Enum
 from urllib.parse import unquote
@@ -35,6 +34,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from qdrant_client.grpc import collections_pb2
 
+from proxy.admin.access import admin_verdict
 from proxy.intercept.routes import grpc_collection
 from proxy.state.store import STATE_COLLECTION
 from proxy.wire import Headers
@@ -181,11 +181,15 @@ def _grpc_actions(request: bytes) -> list[dict[str, dict[str, str]]]:
 
 # ---------------------------------------------------------------- who may
 
-def admitted(headers: Headers, admin_key: str | None) -> bool:
-    """Does this call carry Switchyard's own credential (module docstring)?"""
+def admitted(headers: Headers, admin_key: str | None, peer: str | None = None, *,
+             trust_loopback: bool = True) -> bool:
+    """Does this call carry Switchyard's own credential, by the admin API's own rule
+    (:func:`proxy.admin.access.admin_verdict`)? With an admin key configured the header must
+    carry it; with none, the header is the opt-in and only a loopback peer may opt in, exactly
+    as only a loopback peer may use the admin API then."""
     for name, value in headers:
         if name == ADMIN_HEADER:
-            return admin_key is None or hmac.compare_digest(value.encode(), admin_key.encode())
+            return admin_verdict(peer, admin_key, value, trust_loopback=trust_loopback).allowed
     return False
 
 
