@@ -202,8 +202,10 @@ async def test_restart_with_same_identity_finds_its_intents(store: StateStore, t
     first = IntentLog(tmp_path, "me")
     first.open()
     await first.begin("m6", [7], [])
-    os.close(first._lock_fd)  # type: ignore[arg-type]  # as a dead process would: lock gone, files stay
-    first._lock_fd = None
+    for fd in (first._lock_fd, first._fd):  # as a dead process would: lock gone, files stay
+        assert fd is not None
+        os.close(fd)
+    first._lock_fd = first._fd = None
     again = IntentLog(tmp_path, "me")
     again.open()
     assert [i.ids for i in again.leftover] == [(7,)]

@@ -307,5 +307,7 @@ def waited_query(query: str) -> str:
 
 
 def waited_request(method_name: str, raw: bytes) -> bytes:
-    """The gRPC point-write request ``raw`` with ``wait = true`` (pure; see :func:`waited_query`)."""
+    """The gRPC point-write request ``raw`` with ``wait = true`` (pure; see :func:`waited_query`).
+    Only for bytes that parse as the request: appended to a truncated field, the two bytes
+    could turn a malformed request into a valid one."""
     return raw + _GRPC_WAIT_TRUE if method_name in _GRPC_MESSAGES else raw

@@ -274,7 +274,7 @@ class Executor:
         assert self.mirror is not None
         if isinstance(call, RestCall):  # the primary must have applied when it answers
             call = replace(call, query=waited_query(call.query))
-        else:
+        elif intent is not None:  # only bytes that parsed: a field appended to broken bytes could mend them
             call = call.with_request(waited_request(call.method.rsplit("/", 1)[-1], call.request))
         return await self.mirror.write(target, intent, headers if headers is not None else call.headers,
                                        lambda: forward(call))
