@@ -37,6 +37,8 @@ OTHER_ENV: dict[str, str] = {
                                         "`switchyard upstream` stays open (default 60)",
     "SWITCHYARD_TEST_QDRANT_URL": "tests: run the suite against this Qdrant (REST)",
     "SWITCHYARD_TEST_QDRANT_GRPC": "tests: that Qdrant's gRPC HOST:PORT",
+    "SWITCHYARD_TEST_NODE_CACHE": "tests: folder for the page tests' playwright-core (npm)",
+    "SWITCHYARD_TEST_ARTIFACTS": "tests: folder for screenshots the page tests keep",
     "SWITCHYARD_QDRANT_OPENAPI": "tests: where Qdrant's openapi.json is",
     "SWITCHYARD_KILL_TEST_POINTS": "tests: points in the backfill kill test",
     "SWITCHYARD_KILL_TEST_KILLS": "tests: kills in the backfill kill test",

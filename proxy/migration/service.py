@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from qdrant_client import AsyncQdrantClient
 
 from proxy.config import default_instance_id
@@ -101,7 +102,21 @@ class MigrationService:
         return {"migration": m.to_dict(), "repair": await repair_log.view(self.store, migration_id),
                 "proxies": [a.to_dict() for a in acks],
                 "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill,
-                "verify": runs[0] if runs else None, "verify_runs": runs}
+                "verify": runs[0] if runs else None, "verify_runs": runs,
+                "transitions": await self._transitions(m)}
+
+    async def _transitions(self, m: Migration) -> builtins.list[dict[str, Any]]:
+        """The transitions out of the current phase, each allowed now or refused with the
+        reason the guard would give (what the status page and ``migrate status`` offer)."""
+        options = [t for t in phases.TRANSITIONS.values() if m.phase in t.sources]
+        if not options:
+            return []
+        facts = await self._facts(m)
+        out = []
+        for t in options:
+            why = phases.refusal(m, t.name, facts)
+            out.append({"name": t.name, "allowed": why is None, "reason": why})
+        return out
 
     async def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """Yield the status now and again whenever it changes; the caller decides when to stop."""
@@ -109,7 +124,9 @@ class MigrationService:
         while True:
             current = await self.status(migration_id)
             key = (current["migration"]["rev"], [(p["instance_id"], p["state"], p["acted_rev"])
-                                                 for p in current["proxies"]])
+                                                 for p in current["proxies"]],
+                   current["backfill"].get("done"), current["repair"].get("size"),
+                   orjson.dumps(current["verify"]), [t["allowed"] for t in current["transitions"]])
             if key != last:
                 last = key
                 yield current
