@@ -11,7 +11,10 @@ float32 values printed as a client prints them) x route:
 The upstream (``switchyard upstream``) and the proxy (``switchyard proxy``) are their own
 processes; this process is the client (one keep-alive HTTP/1.1 connection, one gRPC channel,
 sequential calls) and reads the proxy's CPU time from ``/proc/PID/task/*/schedstat``
-(nanoseconds, every thread) around each cell. Rounds interleave the cells so drift on a
+(nanoseconds, every thread) around each cell. The proxy's background work (state refresh,
+heartbeats, spool sweeps: a few ms per second whatever the traffic) is measured while it is
+idle, before and after the rounds, and its share of each cell's wall time is taken out, so a
+slower route is not charged more of it; the idle rate is printed. Rounds interleave the cells so drift on a
 shared machine hits every route alike. B's embedding is measured on its own (the same
 hashing embedder, in this process) and reported next to the mirrored cells: the target is
 ``mirrored <= 2 x bound + embedding``. The other target: ``bound <= 3 x pass-through`` per
@@ -185,16 +188,20 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, str, int], list[float]]
         results: dict[tuple[str, str, int], list[float]] = {key: [] for key in bodies}
         for key, body in bodies.items():  # warm-up: connections, caches, first-call costs
             send(rest, upsert, key, body)
+        idle = [idle_rate(proxy.pid)]
         for _ in range(args.rounds):
             for n in SIZES:
                 for proto in ("rest", "grpc"):
                     for route in ROUTES:
                         key = (proto, route, n)
                         calls = calls_for(n, args.quick)
-                        before = cpu_ns(proxy.pid)
+                        before, started = cpu_ns(proxy.pid), time.monotonic()
                         for _ in range(calls):
                             send(rest, upsert, key, bodies[key])
-                        results[key].append((cpu_ns(proxy.pid) - before) / calls / 1e3)
+                        busy = cpu_ns(proxy.pid) - before
+                        results[key].append((busy - idle[0] * (time.monotonic() - started)) / calls / 1e3)
+        idle.append(idle_rate(proxy.pid))
+        args.idle = idle
         count = rest.call("POST", f"/collections/{target}/points/count", {"exact": True})["result"]["count"]
         if count != max(SIZES):  # the mirrored cells are only meaningful if the mirror ran
             raise SystemExit(f"mirror check failed: {count} points in {target}, expected {max(SIZES)}")
@@ -208,6 +215,13 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, str, int], list[float]]
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def idle_rate(pid: int, seconds: float = 3.0) -> float:
+    """The proxy's CPU nanoseconds per second with no traffic (its background loops)."""
+    before, started = cpu_ns(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_ns(pid) - before) / (time.monotonic() - started)
 
 
 def send(rest: Rest, upsert: Any, key: tuple[str, str, int], body: bytes) -> None:
@@ -240,7 +254,8 @@ def main() -> int:
     results = measure(args)
     embed = {n: embedding_us(n) for n in SIZES}
     print(f"proxy CPU per upsert, µs (min / median / max of {args.rounds} round(s)); "
-          f"{DIM}-d unit float32 vectors; upstream and proxy in their own processes")
+          f"{DIM}-d unit float32 vectors; upstream and proxy in their own processes; idle background "
+          f"{args.idle[0] / 1e6:.1f} / {args.idle[1] / 1e6:.1f} ms/s (before / after) taken out")
     print(f"{'proto':<6}{'points':>7}  {'pass-through':>24}{'bound':>24}{'mirrored':>24}{'embed B':>10}")
     ok = True
     for proto in ("rest", "grpc"):

@@ -325,12 +325,15 @@ class Mirror:
     async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target
         if t.copy:
-            return [self._point(t, p, p.vector) for p in points if p.vector is not None], \
+            meta = metadata_for(t.spec)
+            return [self._point(t, p, p.vector, meta) for p in points if p.vector is not None], \
                    [p.id for p in points if p.vector is None]
         with_text = [p for p in points if p.text is not None]
         missing = [p.id for p in points if p.text is None]
         vectors = await self._vectors(prep, with_text)
-        return [self._point(t, p, _place(vec, t.migration.vector)) for p, vec in zip(with_text, vectors)], missing
+        meta = metadata_for(t.spec)  # once per write, not per point
+        return [self._point(t, p, _place(vec, t.migration.vector), meta)
+                for p, vec in zip(with_text, vectors)], missing
 
     async def _vectors(self, prep: Prepared, points: list[NewPoint]) -> Any:
         """One float32 row per point. Rows stay numpy (orjson prints them in C): a 1,024-point
@@ -346,8 +349,8 @@ class Mirror:
         return np.asarray(matrix, dtype=np.float32)
 
     @staticmethod
-    def _point(t: MirrorTarget, p: NewPoint, vector: Any) -> dict[str, Any]:
-        payload = {**strip_meta(p.payload), **metadata_for(t.spec)}
+    def _point(t: MirrorTarget, p: NewPoint, vector: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        payload = {**strip_meta(p.payload), **meta}
         payload.pop(DIGEST_FIELD, None)
         if t.to_target:
             payload[DIGEST_FIELD] = source_digest(p.payload, vector_repr(p.vector) if t.copy else None)

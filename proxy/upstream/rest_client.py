@@ -42,6 +42,8 @@ HeaderList = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterator[bytes] | None
 
 _READ_CHUNK = 256 << 10
+#: Bodies up to this size go out in one write with their head (one syscall); larger ones after it.
+_JOIN_LIMIT = 64 << 10
 _HEAD_LIMIT = 1 << 20
 _NO_BODY_STATUS = frozenset({204, 304})
 #: Response headers that describe framing and so are not part of a buffered RestReply.
@@ -325,7 +327,10 @@ class RestUpstream:
     async def _exchange(self, conn: _Conn, head: bytes, body: Body, method: bytes) -> UpstreamResponse:
         try:
             if isinstance(body, bytes) or body is None:
-                conn.writer.write(head + body if body else head)
+                if body and len(body) > _JOIN_LIMIT:  # a large body is not copied to sit behind its head
+                    conn.writer.writelines((head, body))
+                else:
+                    conn.writer.write(head + body if body else head)
             else:
                 conn.writer.write(head)
                 await _send_stream(conn.writer, body)
