@@ -28,6 +28,27 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("SWITCHYARD_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 
 
+def _planned_migrations(proxy: RunningProxy, upstream: Any, prefix: str, count: int) -> list[str]:
+    """``count`` migrations left in ``planned``: more live migrations than a browser keeps
+    connections to one host (6), so a page that streamed every one would starve the newest."""
+    tag = uuid.uuid4().hex[:6]
+    spec_a = ModelSpec(id=f"qa-{tag}", provider="hashing", model=f"qa-{tag}", dimensions=8)
+    spec_b = ModelSpec(id=f"qb-{tag}", provider="hashing", model=f"qb-{tag}", dimensions=12)
+    direct = QdrantClient(url=upstream.rest_url, check_compatibility=False)
+    ids = []
+    try:
+        for i in range(count):
+            name = f"{prefix}other{i}"
+            direct.create_collection(name, vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
+            proxy.register_and_bind(spec_a, Binding(name, spec_a.id))
+            if i == 0:
+                proxy.register_and_bind(spec_b, Binding(name, spec_a.id))  # registers B too
+            ids.append(_admin(proxy, "/migrations", {"logical": name, "to_model": spec_b.id})["migration"]["id"])
+    finally:
+        direct.close()
+    return ids
+
+
 def _seeded_migration(proxy: RunningProxy, upstream: Any, prefix: str, points: int) -> tuple[str, Any]:
     """A source with ``points`` points, then a migration of it planned and started (so the
     backfill has them to do)."""
@@ -59,6 +80,7 @@ def test_page_is_served_with_a_strict_policy(switchyard: RunningProxy) -> None: 
 
 def test_status_page_shows_a_migration_and_its_backfill_advancing(
         switchyard: RunningProxy, upstream: Any, prefix: str) -> None:  # noqa: F811
+    others = _planned_migrations(switchyard, upstream, prefix + "page_", 6)
     mid, direct = _seeded_migration(switchyard, upstream, prefix + "page_", 1500)
     _admin(switchyard, f"/migrations/{mid}/throttle", {"points_per_second": 200})
     daemon = subprocess.Popen([sys.executable, "-m", "proxy", "backfill", mid, "--url", switchyard.rest_url,
@@ -74,7 +96,8 @@ def test_status_page_shows_a_migration_and_its_backfill_advancing(
     finally:
         daemon.terminate()
         daemon.wait(20)
-        _admin(switchyard, f"/migrations/{mid}/transition", {"name": "cancel"})
+        for done in (mid, *others):
+            _admin(switchyard, f"/migrations/{done}/transition", {"name": "cancel"})
         direct.close()
     first, later = seen["first"], seen["later"]
     assert seen["errors"] == [], seen["errors"]
