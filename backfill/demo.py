@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from proxy.migration import progress
 from backfill.daemon import Daemon, DaemonConfig
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config({"upstream_rest_url": upstream.rest_url,
                           "upstream_grpc_address": f"{upstream.server.host}:{upstream.grpc_port}",
                           "listen_rest": "127.0.0.1:0", "listen_grpc": "127.0.0.1:0",
-                          "state_cache_ttl": "0.2", "heartbeat_interval": "0.5", "heartbeat_ttl": "3"},
+                          "state_cache_ttl": "0.2", "heartbeat_interval": "0.5", "heartbeat_ttl": "3",
+                          # one process runs the upstream, the proxy, both models and the backfill
+                          # on this machine's cores: the state refresh may wait behind a model
+                          "state_max_staleness": "10"},
                          {}, None)
     proxy = ThreadedProxy(config, build_interceptor(config)).start()
     try:
@@ -144,7 +148,11 @@ def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
     ask(app, alias, a, "during (dual_write: reads still on the source)")
     m = admin.call("POST", f"/migrations/{mid}/verify", {})
     m = m.get("migration", m) if isinstance(m, dict) else {}
-    print(f"\nverify: {m.get('verification')} -> phase {m.get('phase')}")
+    v = m.get("verification") or {}
+    c = v.get("counts") or {}
+    print(f"\nverify: {'clean' if v.get('clean') else 'NOT clean'} ({c.get('source', '?')} source points, "
+          f"{c.get('target', '?')} target, {c.get('missing', 0)} missing, {c.get('extra', 0)} extra, "
+          f"{c.get('stale', 0)} stale) -> phase {m.get('phase')}")
     for step in ("switch_reads", "switch_writes", "complete"):
         admin.call("POST", f"/migrations/{mid}/transition", {"name": step})
         print(f"{step}: done")
@@ -154,26 +162,41 @@ def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
 
 
 def _writer(app: QdrantClient, alias: str, a: ModelSpec, n: int, stop: threading.Event) -> None:
-    rng, k = random.Random(5), 0
+    """The application: upserts, deletes and payload updates through the proxy all along. A
+    write the proxy refuses (503 while it cannot read its state: it never guesses whether to
+    mirror) is retried after a pause, as a client should."""
+    rng, k, refused = random.Random(5), 0, 0
     while not stop.is_set():
         k += 1
         i = rng.randrange(n)
-        if k % 3 == 0:
-            app.delete(alias, models.PointIdsList(points=[n + k - 3]), wait=True)
-        elif k % 3 == 1:
-            text = f"note {k}: written during the migration"
-            app.upsert(alias, [models.PointStruct(id=n + k, vector=models.Document(text=text, model=a.id),
-                                                  payload={"name": f"note{k}", "text": text, "doc_id": f"note{k}"})])
-        else:
-            app.set_payload(alias, {"touched": k}, points=[i])
+        try:
+            _write(app, alias, a, n, k, i)
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            refused += 1
+            reason = str(getattr(exc, "content", b"") or exc)[:160]
+            print(f"\n  (the app's write {k} was refused and will be retried: {reason})")
+            stop.wait(0.5)
+            continue
         stop.wait(0.05)
+    print(f"\nthe app wrote {k - refused} times during the backfill ({refused} refused and retried)")
+
+
+def _write(app: QdrantClient, alias: str, a: ModelSpec, n: int, k: int, i: int) -> None:
+    if k % 3 == 0:
+        app.delete(alias, models.PointIdsList(points=[n + k - 3]), wait=True)
+    elif k % 3 == 1:
+        text = f"note {k}: written during the migration"
+        app.upsert(alias, [models.PointStruct(id=n + k, vector=models.Document(text=text, model=a.id),
+                                              payload={"name": f"note{k}", "text": text, "doc_id": f"note{k}"})])
+    else:
+        app.set_payload(alias, {"touched": k}, points=[i])
 
 
 async def _backfill(url: str, mid: str) -> None:
     store = StateStore.connect(url)
     daemon = Daemon(store, mid, DaemonConfig(batch_size=64, refresh=0.3, progress_interval=3600))
     task = asyncio.ensure_future(daemon.run(once=True))
-    last = ""
+    last, last_step, total = "", -1, 0
     try:
         while not task.done():
             await asyncio.sleep(0.5)
@@ -181,12 +204,16 @@ async def _backfill(url: str, mid: str) -> None:
             done = sum(lease.copied for lease in leases)
             total = max(done, daemon.m.counter("backfill_total") if daemon.m else 0)
             text = progress.line(mid, done, total, daemon.rate_window.rate(), *daemon.status(daemon.clock()))
-            if text != last:
-                last = text
+            step = 10 * done // max(total, 1)  # not a terminal: one line per 10 %
+            if text != last and (sys.stdout.isatty() or step != last_step):
+                last, last_step = text, step
                 sys.stdout.write(("\r" + text.ljust(100)) if sys.stdout.isatty() else text + "\n")
                 sys.stdout.flush()
         stats = await task
-        print(f"\nbackfill done: {stats}")
+        total = max(total, stats.written)
+        print(("\r" if sys.stdout.isatty() else "") + progress.line(mid, total, total, 0, "done", "").ljust(100))
+        print(f"backfill done: {stats.written} points re-embedded, {stats.redone} redone after a concurrent "
+              f"write, {stats.vanished} deleted meanwhile, {stats.no_text} without text")
     finally:
         if not task.done():
             task.cancel()
