@@ -72,6 +72,10 @@ def _change(**op: Any) -> bytes:
     ("/qdrant.Collections/UpdateAliases", _change(delete_alias=collections_pb2.DeleteAlias(alias_name="ops")), True),
     ("/qdrant.Collections/UpdateAliases", _change(delete_alias=collections_pb2.DeleteAlias(alias_name="docs")), False),
     ("/qdrant.Collections/UpdateAliases", b"\xff\xff", False),
+    # a second collection_name wins in protobuf: naming another collection first changes nothing
+    ("/qdrant.Collections/Delete", b"\x0a\x04docs" + collections_pb2.DeleteCollection(
+        collection_name=SY).SerializeToString(), True),
+    ("/qdrant.Points/Delete", b"\x0a\x04docs\x0a\x0b_switchyard", True),
 ])
 def test_grpc_refusal_table(method: str, request_bytes: bytes, refused: bool) -> None:
     assert reserved.grpc_wants(method)
@@ -171,6 +175,12 @@ def test_writes_and_deletes_refused_both_protocols(switchyard: RunningProxy, ups
         with pytest.raises(grpc.RpcError) as rpc:
             over_grpc.delete_collection(SY)
         assert rpc.value.code() == grpc.StatusCode.PERMISSION_DENIED and SY in (rpc.value.details() or "")
+        twice = grpc.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}")  # first name harmless, last _switchyard
+        with pytest.raises(grpc.RpcError) as rpc:
+            twice.unary_unary("/qdrant.Collections/Delete", request_serializer=None, response_deserializer=None)(
+                b"\x0a\x04docs" + collections_pb2.DeleteCollection(collection_name=SY).SerializeToString(), timeout=30)
+        assert rpc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        twice.close()
         for client in (rest, over_grpc):
             with pytest.raises((UnexpectedResponse, grpc.RpcError)):
                 client.upsert(SY, [models.PointStruct(id=1, vector={}, payload={"kind": "x"})])

@@ -56,3 +56,34 @@ def test_rename_grpc_keeps_everything_else() -> None:
     out.collection_name = "docs"
     assert out == msg
     assert grpc_collection(b"\xff\xff") is None and rename_grpc(b"\xff", "x") == b"\xff"
+
+
+def _named(*names: str, tail: bytes = b"") -> bytes:
+    return b"".join(b"\x0a" + bytes([len(n)]) + n.encode() for n in names) + tail
+
+
+@pytest.mark.parametrize("raw, collection", [
+    (_named("docs"), "docs"),
+    (_named("docs", "_switchyard"), "_switchyard"),          # protobuf keeps the last: so do we
+    (b"\x10\x01" + _named("a") + b"\x10\x00" + _named("b"), "b"),
+    (_named("docs", tail=b"\xd8"), None),                    # a truncated tag: the upstream refuses it too
+    (_named("docs", tail=b"\x12\x05ab"), None),              # a truncated length-delimited field
+    (_named("docs", tail=b"\x0b"), None),                    # a group start: not in qdrant.Points requests
+    (b"\x00\x01" + _named("docs"), None),                    # field number 0
+    (b"", None),
+])
+def test_grpc_collection_is_the_one_the_upstream_reads(raw: bytes, collection: object) -> None:
+    assert grpc_collection(raw) == collection
+    if collection is not None:  # what protobuf itself reads
+        parsed = qgrpc.DeletePoints()
+        parsed.ParseFromString(raw)
+        assert parsed.collection_name == collection
+
+
+def test_rename_grpc_replaces_every_occurrence() -> None:
+    raw = _named("docs", "_switchyard") + b"\x10\x01"
+    renamed = rename_grpc(raw, "docs_v1")
+    assert renamed == _named("docs_v1") + b"\x10\x01"
+    parsed = qgrpc.DeletePoints()
+    parsed.ParseFromString(renamed)
+    assert parsed.collection_name == "docs_v1" and parsed.wait

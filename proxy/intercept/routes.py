@@ -75,11 +75,16 @@ def grpc_kind(method: str) -> str | None:
 
 
 def grpc_collection(raw: bytes) -> str | None:
-    """The ``collection_name`` (field 1) of a ``qdrant.Points`` request, reading only that field."""
-    span = _field1_span(raw)
-    if span is None:
+    """The ``collection_name`` (field 1) of a ``qdrant.Points`` request, reading only that field.
+
+    Protobuf keeps the *last* value of a repeated singular field, so that is the collection the
+    upstream acts on, and the one every rule here must judge (a request naming a harmless
+    collection first and ``_switchyard`` last is a call on ``_switchyard``). Bytes that are not a
+    well-formed sequence of fields give ``None``: the upstream cannot parse them either."""
+    spans = _field1_spans(raw)
+    if not spans:
         return None
-    start, end, _ = span
+    start, end, _ = spans[-1]
     try:
         return raw[start:end].decode()
     except UnicodeDecodeError:
@@ -87,17 +92,23 @@ def grpc_collection(raw: bytes) -> str | None:
 
 
 def rename_grpc(raw: bytes, collection: str) -> bytes:
-    """``raw`` with field 1 replaced by ``collection``; everything else byte for byte."""
-    span = _field1_span(raw)
-    if span is None:
+    """``raw`` with its field 1 (every occurrence) replaced by one naming ``collection``, where
+    the first stood; every other byte as it was."""
+    spans = _field1_spans(raw)
+    if not spans:
         return raw
-    start, end, tag_start = span
     name = collection.encode()
-    return raw[:tag_start] + b"\x0a" + _varint(len(name)) + name + raw[end:]
+    out = [raw[:spans[0][2]], b"\x0a", _varint(len(name)), name]
+    for i, (_, end, _tag) in enumerate(spans):
+        nxt = spans[i + 1][2] if i + 1 < len(spans) else len(raw)
+        out.append(raw[end:nxt])
+    return b"".join(out)
 
 
-def _field1_span(raw: bytes) -> tuple[int, int, int] | None:
-    """(value start, value end, tag start) of the first top-level field 1 (length-delimited)."""
+def _field1_spans(raw: bytes) -> list[tuple[int, int, int]] | None:
+    """(value start, value end, tag start) of every top-level length-delimited field 1, or
+    ``None`` when the bytes do not scan as fields (truncated, field 0, groups)."""
+    spans: list[tuple[int, int, int]] = []
     pos = 0
     n = len(raw)
     while pos < n:
@@ -106,24 +117,26 @@ def _field1_span(raw: bytes) -> tuple[int, int, int] | None:
         if pos < 0:
             return None
         field, wire = key >> 3, key & 7
+        if field == 0:
+            return None
         if wire == 2:
             length, pos = _read_varint(raw, pos)
             if pos < 0 or pos + length > n:
                 return None
             if field == 1:
-                return pos, pos + length, tag_start
+                spans.append((pos, pos + length, tag_start))
             pos += length
         elif wire == 0:
             _, pos = _read_varint(raw, pos)
             if pos < 0:
                 return None
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            if pos > n:
+                return None
         else:
             return None
-    return None
+    return spans
 
 
 def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
