@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY proto ./proto
 COPY proxy ./proxy
 COPY backfill ./backfill
+COPY setup.py ./
 # `models`: the local ONNX runtime and the reference models (`pkg:` presets) that the proxy's
 # mirror and the backfill daemon embed with (tests/test_containers.py derives this from the code)
 RUN pip install --no-cache-dir '.[models]'

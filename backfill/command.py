@@ -5,7 +5,7 @@ Both talk to Qdrant (or a Switchyard proxy, which forwards the state store untou
 share its partitions. ``--set-batch-size N`` changes the batch size of every running daemon
 (clamped to [1, 1024]) and exits.
 
-The daemon rides out transient failures (:mod:`backfill.outage`) and exits only on a permanent
+The daemon rides out transient failures (:mod:`switchyard.backfill.outage`) and exits only on a permanent
 one, printing the reason: code 0 when the migration ended (cancelled, completed, deleted) or
 the work is done, 1 for a refused credential or another refusal, 2 for a configuration error.
 """
@@ -20,11 +20,11 @@ import os
 import sys
 from typing import Any
 
-from backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
-from backfill.outage import Stopped
-from proxy.migration.record import Migration
-from proxy.secret_sources import add_secret_argument
-from proxy.state.store import STATE_COLLECTION, StateStore
+from switchyard.backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
+from switchyard.backfill.outage import Stopped
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.secret_sources import add_secret_argument
+from switchyard.proxy.state.store import STATE_COLLECTION, StateStore
 
 DEFAULT_URL = "http://localhost:6333"
 _DEFAULTS = DaemonConfig()
@@ -98,7 +98,7 @@ async def _backfill(args: argparse.Namespace) -> int:
 
 
 async def _verify(args: argparse.Namespace) -> int:
-    from proxy.migration.service import MigrationService
+    from switchyard.proxy.migration.service import MigrationService
 
     store = _store(args)
     try:

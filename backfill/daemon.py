@@ -1,9 +1,9 @@
 """The backfill daemon: claims partitions by lease, copies them, drains the repair log.
 
 Any number of daemons (on any machines) share one migration: the first one splits the id
-space into partitions (:mod:`backfill.partitions`, one ``backfill_plan`` record created by
+space into partitions (:mod:`switchyard.backfill.partitions`, one ``backfill_plan`` record created by
 compare-and-set so everyone agrees), then each daemon repeatedly claims a free or expired
-partition, copies it with :func:`backfill.pipeline.run_partition` and checkpoints it through a
+partition, copies it with :func:`switchyard.backfill.pipeline.run_partition` and checkpoints it through a
 :class:`LeaseHandle` (compare-and-set: a daemon that lost its lease stops at its next
 checkpoint). A control loop re-reads the migration record every ``refresh`` seconds (pause,
 throttle, batch size), renews leases, and publishes progress and counters. When every
@@ -11,7 +11,7 @@ partition is done the daemon replays the repair log and marks the backfill ``don
 ``once`` it then exits, otherwise it keeps draining the repair log while the migration is
 active.
 
-Outages (:mod:`backfill.outage`): every failure is classified. A transient one (upstream,
+Outages (:mod:`switchyard.backfill.outage`): every failure is classified. A transient one (upstream,
 proxy or state store unreachable, 5xx/429, embedder down) is waited out with exponential
 back-off and jitter, the reason published as the daemon's state ``waiting`` (or logged, and
 published once the store is back, when the store is what is down): a failed partition is
@@ -19,7 +19,7 @@ retried from its checkpoint; a failure outside one partition (the store, the lea
 the current *session* -- in-flight batches are dropped as if the daemon had been killed --
 and a new session re-reads the record and re-claims its partitions by compare-and-set. A
 permanent one ends :meth:`Daemon.run`: a migration that ended returns (nothing left to do),
-anything else raises :class:`~backfill.outage.Stopped` with the reason.
+anything else raises :class:`~switchyard.backfill.outage.Stopped` with the reason.
 """
 
 from __future__ import annotations
@@ -37,27 +37,27 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
-from backfill import partitions as parts
-from backfill import samples
-from backfill.metrics import DONE, PAUSED, POINTS, RATE, TOTAL
-from backfill.settings import BATCH_COUNTER, NEEDS_FULL_VERIFY, DaemonConfig, clamp_batch
-from backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
-from backfill.outage import (
+from switchyard.backfill import partitions as parts
+from switchyard.backfill import samples
+from switchyard.backfill.metrics import DONE, PAUSED, POINTS, RATE, TOTAL
+from switchyard.backfill.settings import BATCH_COUNTER, NEEDS_FULL_VERIFY, DaemonConfig, clamp_batch
+from switchyard.backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
+from switchyard.backfill.outage import (
     MigrationEnded, RetryPolicy, Stopped, Verdict, Waiting, classify_all, leaves, published_state,
 )
-from proxy.migration import progress
-from backfill.partitions import Lease, PointId
-from backfill.pipeline import Copier, PartitionRun, Stats, run_partition
-from backfill.texts import Fault, make_fetcher
-from backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
-from backfill.verify import daemon_pass
-from proxy import registry
-from proxy.dataplane import repair_log
-from proxy.embedders import Embedder, make_embedder
-from proxy.errors import Conflict, NotFound, RateLimited
-from proxy.intercept.planner import metadata_for
-from proxy.migration.record import PLANNED, Migration, Refused
-from proxy.state.store import StateStore
+from switchyard.proxy.migration import progress
+from switchyard.backfill.partitions import Lease, PointId
+from switchyard.backfill.pipeline import Copier, PartitionRun, Stats, run_partition
+from switchyard.backfill.texts import Fault, make_fetcher
+from switchyard.backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
+from switchyard.backfill.verify import daemon_pass
+from switchyard.proxy import registry
+from switchyard.proxy.dataplane import repair_log
+from switchyard.proxy.embedders import Embedder, make_embedder
+from switchyard.proxy.errors import Conflict, NotFound, RateLimited
+from switchyard.proxy.intercept.planner import metadata_for
+from switchyard.proxy.migration.record import PLANNED, Migration, Refused
+from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.backfill")
 #: what callers import from here (the settings moved to their own module)
@@ -376,7 +376,7 @@ class Daemon:
             log.info(progress.line(self.id, done, total, rate, state, reason))
 
     def status(self, now: float) -> tuple[str, str]:
-        """(state, reason) as published (:func:`backfill.outage.published_state`)."""
+        """(state, reason) as published (:func:`switchyard.backfill.outage.published_state`)."""
         return published_state(self.state, self.ended, self._op_rate == 0, self.reason, self.waiting, now)
 
     async def _put_progress(self, now: float) -> None:

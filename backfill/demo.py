@@ -23,13 +23,13 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy.migration import progress
-from backfill.daemon import Daemon, DaemonConfig
-from proxy import registry
-from proxy.migration.command import AdminClient
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy.migration import progress
+from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.proxy import registry
+from switchyard.proxy.migration.command import AdminClient
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 MODULES = ("json", "os", "re", "collections", "itertools", "functools", "pathlib", "random", "string",
            "textwrap", "statistics", "datetime", "heapq", "bisect", "shutil", "tempfile", "csv",
@@ -68,7 +68,7 @@ def corpus(limit: int) -> list[tuple[str, str]]:
 def pick_models(force_hashing: bool) -> tuple[ModelSpec, ModelSpec]:
     if not force_hashing:
         try:
-            from proxy.embedders import make_embedder
+            from switchyard.proxy.embedders import make_embedder
             for spec in LOCAL:
                 asyncio.run(make_embedder(spec).embed(["probe"]))
             return LOCAL
@@ -78,10 +78,10 @@ def pick_models(force_hashing: bool) -> tuple[ModelSpec, ModelSpec]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from proxy.app import ThreadedProxy
-    from proxy.config import load_config
-    from proxy.embedded.server import BackgroundUpstream
-    from proxy.interception import build_interceptor
+    from switchyard.proxy.app import ThreadedProxy
+    from switchyard.proxy.config import load_config
+    from switchyard.proxy.embedded.server import BackgroundUpstream
+    from switchyard.proxy.interception import build_interceptor
 
     upstream = BackgroundUpstream()
     upstream.start()

@@ -1,6 +1,6 @@
 """A daemon's hold on one partition's lease record: every write is a compare-and-set.
 
-Fencing: the lease record (:mod:`backfill.partitions`) carries a revision, and every change a
+Fencing: the lease record (:mod:`switchyard.backfill.partitions`) carries a revision, and every change a
 daemon makes -- claim, renewal, checkpoint -- is a compare-and-set on the revision it last
 saw. A daemon whose lease another daemon took over (after it expired) gets :class:`LeaseLost`
 at its next write and stops; it can never move someone else's cursor. On top of that,
@@ -18,11 +18,11 @@ import contextlib
 
 from qdrant_client import AsyncQdrantClient
 
-from backfill import partitions as parts
-from backfill.partitions import Lease, Partition
-from proxy.errors import Conflict
-from proxy.migration.record import Migration
-from proxy.state.store import StateStore
+from switchyard.backfill import partitions as parts
+from switchyard.backfill.partitions import Lease, Partition
+from switchyard.proxy.errors import Conflict
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.store import StateStore
 
 
 class LeaseLost(Exception):

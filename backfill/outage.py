@@ -32,12 +32,12 @@ from typing import Literal
 import httpx
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy.embedders.retrypolicy import backoff_delay, is_retryable_status
-from proxy.errors import (
+from switchyard.proxy.embedders.retrypolicy import backoff_delay, is_retryable_status
+from switchyard.proxy.errors import (
     ConfigError, Conflict, EmbedderBadInput, EmbedderError, Forbidden, NotFound, ProviderDown,
     RateLimited, SwitchyardError, Unauthorized, UpstreamError, WrongDimension,
 )
-from proxy.migration.record import Refused
+from switchyard.proxy.migration.record import Refused
 
 Kind = Literal["transient", "credential", "gone", "config", "refused"]
 

@@ -26,13 +26,13 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from backfill.partitions import Partition, PointId, norm, truncate
-from backfill.samples import Reservoir, pair
-from backfill.texts import Fault, TextFetcher
-from proxy.dataplane.digest import DIGEST_FIELD, content_of, source_digest, vector_repr
-from proxy.embedders import Embedder
-from proxy.errors import UpstreamError
-from proxy.migration.record import Migration
+from switchyard.backfill.partitions import Partition, PointId, norm, truncate
+from switchyard.backfill.samples import Reservoir, pair
+from switchyard.backfill.texts import Fault, TextFetcher
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, content_of, source_digest, vector_repr
+from switchyard.proxy.embedders import Embedder
+from switchyard.proxy.errors import UpstreamError
+from switchyard.proxy.migration.record import Migration
 
 _FOREIGN = (UnexpectedResponse, ResponseHandlingException)
 

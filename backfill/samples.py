@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.state.store import StateStore
+from switchyard.proxy.state.store import StateStore
 
 KIND = "samples"
 DEFAULT_CAPACITY = 256

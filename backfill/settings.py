@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.errors import ConfigError
+from switchyard.proxy.errors import ConfigError
 
 BATCH_MIN, BATCH_MAX = 1, 1024
 BATCH_COUNTER = "backfill_batch_size"

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from qdrant_client import models
 
-from proxy.errors import ConfigError, UpstreamError
+from switchyard.proxy.errors import ConfigError, UpstreamError
 
 
 class TextFetcher(Protocol):

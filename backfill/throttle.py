@@ -2,7 +2,7 @@
 
 The operator's knobs come from the migration record: ``paused``, and ``throttle`` in points per
 second, where ``None`` means "unthrottled" and 0 pauses (records of the older layout, which
-stored 0 for both, are migrated on read by ``proxy.migration.record.migrate_throttle``). On top of the operator's
+stored 0 for both, are migrated on read by ``switchyard.proxy.migration.record.migrate_throttle``). On top of the operator's
 rate the daemon backs off on its own when the embedder answers 429/5xx or Qdrant is slower
 than a threshold: the effective rate is multiplied by a factor that halves on each such signal
 and recovers gradually on success. Every limit carries a reason, which progress reports into

@@ -6,7 +6,7 @@ source's digest are *stale*. Differences are confirmed by a second look at the e
 in flight between the proxy's two legs shows up once and is gone on the re-check), so a
 verify that runs while the application writes reports only lasting differences. With
 ``repair`` they are fixed (missing and stale redone from the source, extra deleted) and
-re-checked. Each run writes only its own record (a :class:`~proxy.migration.verify_state.Run`,
+re-checked. Each run writes only its own record (a :class:`~switchyard.proxy.migration.verify_state.Run`,
 kind ``verify_run``): the cursor and the counts so far (``resume`` continues them), and on
 every page and every chunk confirmed or repaired its stage and the number of points checked,
 so status shows each verify's progress apart from any other running at the same time. Without
@@ -23,13 +23,13 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.partitions import PointId, norm
-from backfill.pipeline import Copier, digest_of
-from proxy.dataplane.digest import DIGEST_FIELD
-from proxy.migration import verify_state
-from proxy.migration.record import Migration
-from proxy.migration.verify_state import Run
-from proxy.state.store import StateStore
+from switchyard.backfill.partitions import PointId, norm
+from switchyard.backfill.pipeline import Copier, digest_of
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD
+from switchyard.proxy.migration import verify_state
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.verify_state import Run
+from switchyard.proxy.state.store import StateStore
 
 SAMPLE_IDS = 10
 #: Differences held for confirmation; beyond this a verify reports without confirming more.
@@ -234,10 +234,10 @@ async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migra
                           repair: bool, run: Run | None = None,
                           ) -> tuple[Diff, Diff | None]:
     """Verification as the migration service runs it: a fresh pass, repairs with model B."""
-    from backfill.texts import make_fetcher
-    from proxy import registry
-    from proxy.embedders import make_embedder
-    from proxy.intercept.planner import metadata_for
+    from switchyard.backfill.texts import make_fetcher
+    from switchyard.proxy import registry
+    from switchyard.proxy.embedders import make_embedder
+    from switchyard.proxy.intercept.planner import metadata_for
 
     spec_b = await registry.get_model(store, m.model_b)
     embedder = make_embedder(spec_b) if repair and not m.copy_vectors else None

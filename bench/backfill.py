@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
-from backfill.daemon import Daemon, DaemonConfig  # noqa: E402
+from switchyard.backfill.daemon import Daemon, DaemonConfig  # noqa: E402
 from backfill_helpers import new_store, setup_migration  # noqa: E402
-from proxy import registry  # noqa: E402
-from proxy.embedded.server import BackgroundUpstream  # noqa: E402
-from proxy.embedders import make_embedder  # noqa: E402
-from proxy.migration.record import Migration  # noqa: E402
-from proxy.modelspec import ModelSpec  # noqa: E402
-from proxy.state.store import StateStore  # noqa: E402
+from switchyard.proxy import registry  # noqa: E402
+from switchyard.proxy.embedded.server import BackgroundUpstream  # noqa: E402
+from switchyard.proxy.embedders import make_embedder  # noqa: E402
+from switchyard.proxy.migration.record import Migration  # noqa: E402
+from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
+from switchyard.proxy.state.store import StateStore  # noqa: E402
 
 CONFIG = DaemonConfig(batch_size=256, concurrency=2, refresh=0.5, int_partitions=4, uuid_partitions=1,
                       idle_poll=0.1, progress_interval=3600)
@@ -120,7 +120,7 @@ def rss_of_daemon(url: str, store_name: str, mid: str) -> float:
     memory): ``ru_maxrss`` of a child would include the forking parent's RSS.
     """
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid,
+    proc = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid,
                              "--url", url, "--state-collection", store_name, "--once", "--batch-size", "256"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     peak = 0.0
@@ -152,10 +152,10 @@ async def reset(url: str, store_name: str, mid: str) -> None:
 
 class UpstreamProcess:
     """The embedded upstream in a process of its own, so it does not share the daemon's GIL
-    (as a real Qdrant would not): ``python -m proxy upstream`` on free loopback ports."""
+    (as a real Qdrant would not): ``python -m switchyard.proxy upstream`` on free loopback ports."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "proxy", "upstream", "--http-port", "0",
+        self.proc = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "upstream", "--http-port", "0",
                                       "--grpc-port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None

@@ -6,7 +6,7 @@ merges) against single-collection reads of the same query (a precomputed vector,
 the source or the target). Target: merged <= 1.3x the slower single read. The embedding time
 of the query (both models, hashing embedder) is measured and reported separately.
 
-The upstream is its own process (``python -m proxy upstream``); the reader runs in this
+The upstream is its own process (``python -m switchyard.proxy upstream``); the reader runs in this
 process, calling it through the proxy's own upstream client, as the proxy does. Rounds
 alternate between the three kinds so machine drift hits all of them.
 
@@ -37,14 +37,14 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.dataplane.embedder_pool import EmbedderPool  # noqa: E402
-from proxy.dataplane.reads import MergedReader  # noqa: E402
-from proxy.migration.record import DUAL_WRITE, Migration  # noqa: E402
-from proxy.migration.routing import route_for  # noqa: E402
-from proxy.modelspec import ModelSpec  # noqa: E402
-from proxy.state.snapshot import StateSnapshot  # noqa: E402
-from proxy.upstream.rest_client import RestUpstream  # noqa: E402
-from proxy.wire import RestCall  # noqa: E402
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool  # noqa: E402
+from switchyard.proxy.dataplane.reads import MergedReader  # noqa: E402
+from switchyard.proxy.migration.record import DUAL_WRITE, Migration  # noqa: E402
+from switchyard.proxy.migration.routing import route_for  # noqa: E402
+from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
+from switchyard.proxy.state.snapshot import StateSnapshot  # noqa: E402
+from switchyard.proxy.upstream.rest_client import RestUpstream  # noqa: E402
+from switchyard.proxy.wire import RestCall  # noqa: E402
 
 JSON = (("content-type", "application/json"),)
 WORDS = [f"w{i}" for i in range(400)]
@@ -52,7 +52,7 @@ WORDS = [f"w{i}" for i in range(400)]
 
 def spawn_upstream() -> tuple[subprocess.Popen[str], int]:
     popen = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
+        [sys.executable, "-m", "switchyard.proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert popen.stdout is not None
@@ -152,12 +152,12 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
 async def writes(rest_port: int, count: int, batch: int) -> dict[str, Any]:
     """Client-observed upsert latency through a real proxy: a bound collection without a
     migration (plain) against the logical name of a migration in ``dual_write`` (mirrored)."""
-    from proxy.app import ProxyServer
-    from proxy.config import load_config
-    from proxy.interception import build_interceptor
-    from proxy.registry import bind, register_model
-    from proxy.state.records import Binding
-    from proxy.state.store import StateStore
+    from switchyard.proxy.app import ProxyServer
+    from switchyard.proxy.config import load_config
+    from switchyard.proxy.interception import build_interceptor
+    from switchyard.proxy.registry import bind, register_model
+    from switchyard.proxy.state.records import Binding
+    from switchyard.proxy.state.store import StateStore
 
     upstream = f"http://127.0.0.1:{rest_port}"
     config = load_config({"upstream_rest_url": upstream, "upstream_grpc_address": "127.0.0.1:1",

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from qdrant_client.http import models  # noqa: E402
 
-from proxy.embedded.engines import edge_available, make_engine  # noqa: E402
+from switchyard.proxy.embedded.engines import edge_available, make_engine  # noqa: E402
 
 DIM = 384
 BATCH = 500

@@ -29,8 +29,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from openai_stub import OpenAIStub  # noqa: E402
 
-from proxy.embedders import Embedder, make_embedder  # noqa: E402
-from proxy.modelspec import ModelSpec  # noqa: E402
+from switchyard.proxy.embedders import Embedder, make_embedder  # noqa: E402
+from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "pydocs-faq"
 PASSAGE_WORDS = 100

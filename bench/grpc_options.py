@@ -45,8 +45,8 @@ def _patch(variant: str) -> None:
     import grpc
     import grpc.aio
 
-    from proxy.frontend import server as fserver
-    from proxy.upstream import grpc_client
+    from switchyard.proxy.frontend import server as fserver
+    from switchyard.proxy.upstream import grpc_client
 
     extra: tuple[tuple[str, Any], ...] = ()
     if variant in ("latency", "throughput"):
@@ -79,13 +79,13 @@ def _patch(variant: str) -> None:
                     mc = self._calls[(i, method)] = self._pool[i].unary_unary(method)
                 return mc
 
-        import proxy.app
-        proxy.app.GrpcUpstream = Pooled  # type: ignore[misc]
+        import switchyard.proxy.app
+        switchyard.proxy.app.GrpcUpstream = Pooled  # type: ignore[misc]
 
 
 def serve(variant: str, argv: list[str]) -> int:
     _patch(variant)
-    from proxy.cli import main
+    from switchyard.proxy.cli import main
 
     return main(argv)
 
@@ -97,7 +97,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     loadgen = None
     rows: list[dict[str, Any]] = []
     try:
-        embedded = po.spawn([po.PY, "-m", "proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
+        embedded = po.spawn([po.PY, "-m", "switchyard.proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
                             r"http=\S+:(\d+) grpc=\S+:(\d+)")
         procs.append(embedded)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:

@@ -13,7 +13,7 @@ import asyncio
 import tempfile
 import time
 
-from proxy.dataplane.intents import IntentLog
+from switchyard.proxy.dataplane.intents import IntentLog
 
 
 async def _run(directory: str, n: int, fsync: bool, concurrent: int) -> tuple[float, int]:

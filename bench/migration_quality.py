@@ -11,7 +11,7 @@ random subset), each question is answered four ways, k = 10, exact cosine search
                        queries with B (what you get without Switchyard)
   (d) switchyard       merged read: target hits + source hits, documents present in the target
                        ranked only by their target version, source-only hits placed by rank
-                       (``proxy.dataplane.merge.merge``, the function the proxy uses)
+                       (``switchyard.proxy.dataplane.merge.merge``, the function the proxy uses)
 
 Queries are embedded from text with each model, as the proxy does for inference objects.
 With ``--through-proxy`` column (d) is measured end to end instead: the embedded upstream and a
@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from proxy.dataplane.merge import Hit, merge
-from proxy.embedders import make_embedder
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.dataplane.merge import Hit, merge
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.modelspec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "pydocs-faq"
@@ -133,15 +133,15 @@ async def through_proxy(doc_ids: list[str], doc_texts: list[str], a_docs: np.nda
                         qtexts: list[str], qids: list[str], qrels: dict[str, str],
                         seed: int) -> dict[float, tuple[float, float]]:
     """nDCG@10 / Recall@10 of merged reads served by a real proxy, per migrated fraction."""
-    from proxy.app import ProxyServer
-    from proxy.config import load_config
-    from proxy.embedded.server import EmbeddedUpstream
-    from proxy.interception import build_interceptor
-    from proxy.registry import bind, register_model
-    from proxy.state.records import Binding
-    from proxy.state.store import StateStore
-    from proxy.upstream.rest_client import RestUpstream
-    from proxy.wire import RestCall
+    from switchyard.proxy.app import ProxyServer
+    from switchyard.proxy.config import load_config
+    from switchyard.proxy.embedded.server import EmbeddedUpstream
+    from switchyard.proxy.interception import build_interceptor
+    from switchyard.proxy.registry import bind, register_model
+    from switchyard.proxy.state.records import Binding
+    from switchyard.proxy.state.store import StateStore
+    from switchyard.proxy.upstream.rest_client import RestUpstream
+    from switchyard.proxy.wire import RestCall
 
     upstream = EmbeddedUpstream()
     await upstream.start()

@@ -209,7 +209,7 @@ def spawn(args: list[str], pattern: str) -> Proc:
 
 
 def start_proxy(rest_port: int, grpc_port: int, workers: int = 1) -> Proc:
-    return spawn([PY, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{rest_port}",
+    return spawn([PY, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{rest_port}",
                   "--upstream-grpc-address", f"127.0.0.1:{grpc_port}", "--listen-rest", "127.0.0.1:0",
                   "--listen-grpc", "127.0.0.1:0", "--log-level", "WARNING", "--workers", str(workers)],
                  r"rest=\S+:(\d+) grpc=\S+:(\d+)")
@@ -291,7 +291,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     loadgen: LoadGen | None = None
     rows: list[dict[str, Any]] = []
     try:
-        embedded = spawn([PY, "-m", "proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
+        embedded = spawn([PY, "-m", "switchyard.proxy", "upstream", "--http-port", "0", "--grpc-port", "0"],
                          r"http=\S+:(\d+) grpc=\S+:(\d+)")
         procs.append(embedded)
         print(f"seeding {POINTS} points of {DIM}-d ...", flush=True)

@@ -46,8 +46,8 @@ from qdrant_client.grpc import json_with_int_pb2, points_pb2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.embedders.hashing import HashingEmbedder  # noqa: E402
-from proxy.modelspec import ModelSpec  # noqa: E402
+from switchyard.proxy.embedders.hashing import HashingEmbedder  # noqa: E402
+from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
 
 DIM = 384
 SIZES = (1, 64, 1024)
@@ -58,7 +58,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 
 def spawn(args: list[str], pattern: str) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    popen = subprocess.Popen([sys.executable, "-m", "proxy", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    popen = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", *args], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert popen.stdout is not None
     deadline = time.monotonic() + 60
@@ -144,9 +144,9 @@ def setup(rest: Rest, upstream_url: str) -> str:
 
 async def register(upstream_url: str) -> None:
     """Models and bindings, written to the state store directly (as the CLI does)."""
-    from proxy.registry import bind, register_model
-    from proxy.state.records import Binding
-    from proxy.state.store import StateStore
+    from switchyard.proxy.registry import bind, register_model
+    from switchyard.proxy.state.records import Binding
+    from switchyard.proxy.state.store import StateStore
 
     store = StateStore.connect(upstream_url)
     try:

@@ -20,14 +20,14 @@ import threading
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from proxy.config import ProxyConfig, parse_hostport
-from proxy.errors import ConfigError, UpstreamError
-from proxy.frontend.rest import RestFrontend
-from proxy.frontend.server import start_grpc, start_rest
-from proxy.readiness import Readiness
-from proxy.upstream.grpc_client import GrpcUpstream
-from proxy.upstream.rest_client import RestUpstream
-from proxy.wire import Interceptor, RestCall
+from switchyard.proxy.config import ProxyConfig, parse_hostport
+from switchyard.proxy.errors import ConfigError, UpstreamError
+from switchyard.proxy.frontend.rest import RestFrontend
+from switchyard.proxy.frontend.server import start_grpc, start_rest
+from switchyard.proxy.readiness import Readiness
+from switchyard.proxy.upstream.grpc_client import GrpcUpstream
+from switchyard.proxy.upstream.rest_client import RestUpstream
+from switchyard.proxy.wire import Interceptor, RestCall
 
 log = logging.getLogger("switchyard.proxy")
 
@@ -47,7 +47,7 @@ class ProxyServer:
         self._runner: Any = None
         self._grpc_server: Any = None
         self._rest: RestFrontend | None = None
-        self.readiness: Readiness | None = None  # readyz and the ready line (proxy.readiness)
+        self.readiness: Readiness | None = None  # readyz and the ready line (switchyard.proxy.readiness)
         self._rest_upstream: RestUpstream | None = None
         self._grpc_upstream: GrpcUpstream | None = None
         self._rest_port = 0
@@ -132,8 +132,8 @@ class ProxyServer:
             raise UpstreamError(f"GET /readyz answered {reply.status}")
 
     async def wait_ready(self, timeout: float) -> None:
-        """Bounded wait until ``/switchyard/readyz`` would answer 200 (``proxy.readiness``);
-        raises :class:`~proxy.readiness.NotReady` naming what is missing."""
+        """Bounded wait until ``/switchyard/readyz`` would answer 200 (``switchyard.proxy.readiness``);
+        raises :class:`~switchyard.proxy.readiness.NotReady` naming what is missing."""
         if self.readiness is not None:
             await self.readiness.wait(timeout)
 

@@ -19,20 +19,20 @@ import os
 import sys
 from collections.abc import Sequence
 
-from proxy.env_names import warn_unknown_env
-from proxy.errors import ConfigError, SwitchyardError
-from proxy.secret_sources import resolve_secret_args
+from switchyard.proxy.env_names import warn_unknown_env
+from switchyard.proxy.errors import ConfigError, SwitchyardError
+from switchyard.proxy.secret_sources import resolve_secret_args
 
 #: Modules that contribute subcommands, in the order ``--help`` shows them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "proxy.embedded.command",
-    "proxy.proxy_command",
-    "proxy.registry_command",
-    "proxy.embedders.command",
-    "proxy.migration.command",
-    "proxy.inspection.command",
-    "backfill.command",
-    "backfill.demo",
+    "switchyard.proxy.embedded.command",
+    "switchyard.proxy.proxy_command",
+    "switchyard.proxy.registry_command",
+    "switchyard.proxy.embedders.command",
+    "switchyard.proxy.migration.command",
+    "switchyard.proxy.inspection.command",
+    "switchyard.backfill.command",
+    "switchyard.backfill.demo",
 )
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.errors import ConfigError
-from proxy.secret_sources import FILE_SUFFIX, ReadFile, choose_secret, read_key_file
+from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.secret_sources import FILE_SUFFIX, ReadFile, choose_secret, read_key_file
 
 ENV_PREFIX = "SWITCHYARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -20,7 +20,7 @@ import difflib
 import logging
 from collections.abc import Mapping
 
-from proxy.config import ENV_PREFIX, INPUT_NAMES, env_name
+from switchyard.proxy.config import ENV_PREFIX, INPUT_NAMES, env_name
 
 log = logging.getLogger("switchyard.config")
 

@@ -19,13 +19,13 @@ import logging
 import os
 from typing import Any
 
-from proxy.config import ProxyConfig
-from proxy.intercept.executor import Executor
-from proxy.owned_tasks import stop_task
-from proxy.intercept.listing import ReservedGate
-from proxy.state.freshness import StateGuard
-from proxy.state.snapshot import StateCache, StateUnreadable, unreadable_hint
-from proxy.state.store import StateStore
+from switchyard.proxy.config import ProxyConfig
+from switchyard.proxy.intercept.executor import Executor
+from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.intercept.listing import ReservedGate
+from switchyard.proxy.state.freshness import StateGuard
+from switchyard.proxy.state.snapshot import StateCache, StateUnreadable, unreadable_hint
+from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.runtime")
 
@@ -46,11 +46,11 @@ class ProxyInterceptor(Executor):
         self._replayer: asyncio.Task[None] | None = None
 
     async def start(self, server: Any = None) -> None:
-        from proxy.admin.service import AdminService
-        from proxy.migration.heartbeats import HeartbeatLoop
-        from proxy.migration.hooks import Hooks
-        from proxy.migration.service import MigrationService, ServiceConfig
-        from proxy.migration.verify_jobs import VerifyJobs
+        from switchyard.proxy.admin.service import AdminService
+        from switchyard.proxy.migration.heartbeats import HeartbeatLoop
+        from switchyard.proxy.migration.hooks import Hooks
+        from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+        from switchyard.proxy.migration.verify_jobs import VerifyJobs
 
         # raises StateUnreadable: a proxy that cannot read its state never serves
         await self.cache.start(wait=self.config.ready_timeout)
@@ -65,9 +65,9 @@ class ProxyInterceptor(Executor):
                                             hooks=Hooks(self.config.webhooks))
         self._verify_jobs = VerifyJobs(self._migrations)
         if server is not None:
-            from proxy.frontend.admin_grpc import admin_handlers
-            from proxy.frontend.admin_rest import admin_routes
-            from proxy.frontend.status_page import status_routes
+            from switchyard.proxy.frontend.admin_grpc import admin_handlers
+            from switchyard.proxy.frontend.admin_rest import admin_routes
+            from switchyard.proxy.frontend.status_page import status_routes
 
             admin = AdminService(self._migrations, self._verify_jobs)
             trust = self.config.admin_trust_loopback
@@ -83,15 +83,15 @@ class ProxyInterceptor(Executor):
 
     async def _start_mirror(self) -> None:
         """Mirrored writes: own embedder pool, own pooled upstream client, repair log + spool."""
-        from proxy.dataplane.embedder_pool import EmbedderPool
-        from proxy.dataplane.mirror import Mirror
-        from proxy.dataplane.repair_spool import RepairLog
-        from proxy.upstream.rest_client import RestUpstream
+        from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+        from switchyard.proxy.dataplane.mirror import Mirror
+        from switchyard.proxy.dataplane.repair_spool import RepairLog
+        from switchyard.proxy.upstream.rest_client import RestUpstream
 
         self._legs = RestUpstream(self.config.upstream_rest_url, timeout=self.config.upstream_timeout,
                                   ca_file=self.config.upstream_ca_file)
-        from proxy.intercept.credentials import CredentialGate
-        from proxy.intercept.inference import InferenceLimits
+        from switchyard.proxy.intercept.credentials import CredentialGate
+        from switchyard.proxy.intercept.inference import InferenceLimits
 
         self._pool = EmbedderPool(InferenceLimits(self.config.max_inference_text_chars,
                                                   self.config.max_inference_request_chars))
@@ -99,14 +99,14 @@ class ProxyInterceptor(Executor):
         spool_dir = self.config.spool_dir or os.path.join(os.path.expanduser("~"), ".switchyard")
         repair = RepairLog(self.store, os.path.join(spool_dir, f"repair-spool-{self.config.instance_id}.jsonl"),
                            rate=self.config.repair_log_rate, burst=self.config.repair_log_burst)
-        from proxy.dataplane.intents import IntentLog, adopt
+        from switchyard.proxy.dataplane.intents import IntentLog, adopt
 
         intents = IntentLog(spool_dir, self.config.instance_id, fsync=self.config.intent_fsync)
         intents.open()  # refuses a second live process with this identity and spool directory
         await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
         self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
         self.pool = self._pool
-        from proxy.dataplane.reads import MergedReader
+        from switchyard.proxy.dataplane.reads import MergedReader
 
         self.reader = MergedReader(self._pool)
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
@@ -118,7 +118,7 @@ class ProxyInterceptor(Executor):
                 if (mirror := self.mirror) is not None:
                     await mirror.sweep()  # writes whose handler was cancelled mid-mirror
                     if mirror.intents is not None:
-                        from proxy.dataplane.intents import adopt
+                        from switchyard.proxy.dataplane.intents import adopt
 
                         await adopt(mirror.intents, repair)  # proxies of this spool that died
                 await repair.replay()
@@ -155,8 +155,8 @@ class ProxyInterceptor(Executor):
 async def _first_beat(loop: Any) -> None:
     """One heartbeat before serving: a proxy whose key may read but not write the state store
     (a read-only key) would otherwise serve without ever being counted by the control plane."""
-    from proxy.errors import SwitchyardError
-    from proxy.migration.heartbeats import beat
+    from switchyard.proxy.errors import SwitchyardError
+    from switchyard.proxy.migration.heartbeats import beat
 
     try:
         await beat(loop.store, loop.instance_id, loop.cache)

@@ -5,7 +5,7 @@ A :class:`ModelSpec` is immutable, validated on construction and JSON-safe throu
 Two groups of fields:
 
 * the **vector space**: ``dimensions``, ``distance`` (Qdrant's names), ``normalize`` — these and
-  the model's actual vectors make the fingerprint (``proxy.embedders.fingerprint``);
+  the model's actual vectors make the fingerprint (``switchyard.proxy.embedders.fingerprint``);
 * **how to call the provider**: ``provider`` (``openai`` | ``local`` | ``hashing``), ``model``
   and the provider options. They never change the vector space, so they can be tuned freely.
 
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from qdrant_client.http import models as qm
 
-from proxy.errors import BadRequest, SwitchyardError
+from switchyard.proxy.errors import BadRequest, SwitchyardError
 
 PROVIDERS = ("openai", "local", "hashing")
 DISTANCES = ("Cosine", "Dot", "Euclid", "Manhattan")

@@ -30,8 +30,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from proxy.app import ProxyServer
-from proxy.config import (
+from switchyard.proxy.app import ProxyServer
+from switchyard.proxy.config import (
     INPUT_NAMES,
     OPTION_HELP,
     ProxyConfig,
@@ -40,12 +40,12 @@ from proxy.config import (
     load_config,
     parse_hostport,
 )
-from proxy.errors import ConfigError
-from proxy.frontend.metrics import mark_worker
-from proxy.secret_sources import add_secret_argument
+from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.frontend.metrics import mark_worker
+from switchyard.proxy.secret_sources import add_secret_argument
 
 #: Module whose ``build_interceptor(config)`` supplies the interception path, when it exists.
-INTERCEPTOR_MODULE = "proxy.interception"
+INTERCEPTOR_MODULE = "switchyard.proxy.interception"
 _UPSTREAM_OPTIONS = ("upstream_rest_url", "upstream_grpc_address", "upstream_grpc_tls",
                      "upstream_ca_file")
 
@@ -104,14 +104,14 @@ def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None 
 def run_proxy(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.workers > 1:  # a supervisor of N proxy processes sharing the listeners
-        from proxy.supervisor import Supervisor
+        from switchyard.proxy.supervisor import Supervisor
 
         return Supervisor(config, args.drain_seconds).run()
     return _run(lambda: _serve(config, None, args.drain_seconds))
 
 
 def serve_worker(config: ProxyConfig, drain: float, index: int, ready: Any) -> None:
-    """A worker process of :class:`proxy.supervisor.Supervisor`: one proxy on shared ports."""
+    """A worker process of :class:`switchyard.proxy.supervisor.Supervisor`: one proxy on shared ports."""
     logging.basicConfig(level=config.log_level,
                         format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
     for noisy in ("httpx", "httpcore"):
@@ -181,8 +181,8 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float,
 
 async def _serve_up(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """The embedded upstream on loopback ports, then the proxy in front of it."""
-    from proxy.embedded.auth import ApiKeys
-    from proxy.embedded.server import EmbeddedUpstream
+    from switchyard.proxy.embedded.auth import ApiKeys
+    from switchyard.proxy.embedded.server import EmbeddedUpstream
 
     upstream = EmbeddedUpstream(path=None if args.memory else args.path, host="127.0.0.1",
                                 http_port=0, grpc_port=0, keys=ApiKeys(api_key=args.api_key))

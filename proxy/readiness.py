@@ -15,7 +15,7 @@ no               ok                     fresh / none     ready
 The upstream probe is one cheap call (Qdrant's own ``GET /readyz``, which needs no API key),
 bounded by a timeout and cached for ``ttl`` seconds so a load balancer polling readyz many
 times a second costs the upstream one call a second. The state check is the same bound the
-writes obey (``proxy.state.freshness``). :meth:`Readiness.wait` is the bounded wait behind the
+writes obey (``switchyard.proxy.state.freshness``). :meth:`Readiness.wait` is the bounded wait behind the
 ``ready`` line: it returns once ready, or raises :class:`NotReady` naming what is missing.
 """
 
@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from proxy.errors import StateUnavailable, SwitchyardError
+from switchyard.proxy.errors import StateUnavailable, SwitchyardError
 
 #: How long one upstream probe may take.
 PROBE_TIMEOUT = 2.0

@@ -15,10 +15,10 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy.errors import BadRequest, NotFound, UpstreamError
-from proxy.modelspec import ModelSpec
-from proxy.state.records import META_MODEL_ID, META_VERSION, Binding
-from proxy.state.store import Envelope, StateStore
+from switchyard.proxy.errors import BadRequest, NotFound, UpstreamError
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import META_MODEL_ID, META_VERSION, Binding
+from switchyard.proxy.state.store import Envelope, StateStore
 
 MODEL_KIND = "model"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
-from proxy import registry
-from proxy.errors import BadRequest
-from proxy.modelspec import ModelSpec
-from proxy.secret_sources import add_secret_argument
-from proxy.state.records import Binding
-from proxy.state.store import StateStore, tool_headers
+from switchyard.proxy import registry
+from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.secret_sources import add_secret_argument
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore, tool_headers
 
 DEFAULT_URL = "http://localhost:6333"
 
@@ -122,7 +122,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 async def _register(args: argparse.Namespace, store: StateStore, client: AsyncQdrantClient) -> Any:
-    from proxy.embedders import fingerprint, make_embedder
+    from switchyard.proxy.embedders import fingerprint, make_embedder
 
     data = {
         "id": args.id, "provider": args.provider, "model": args.model,
@@ -167,7 +167,7 @@ async def _show(args: argparse.Namespace, store: StateStore, client: AsyncQdrant
 
 
 async def _check(args: argparse.Namespace, store: StateStore, client: AsyncQdrantClient) -> Any:
-    from proxy.embedders.command import check_drift
+    from switchyard.proxy.embedders.command import check_drift
 
     spec = await registry.get_model(store, args.id)
     same, stored, current = await check_drift(spec)
@@ -178,7 +178,7 @@ async def _check(args: argparse.Namespace, store: StateStore, client: AsyncQdran
 
 
 async def _embed(args: argparse.Namespace, store: StateStore, client: AsyncQdrantClient) -> Any:
-    from proxy.embedders.command import embed_report
+    from switchyard.proxy.embedders.command import embed_report
 
     spec = await registry.get_model(store, args.id)
     report = await embed_report(spec, args.texts)

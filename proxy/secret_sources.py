@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from proxy.errors import ConfigError
+from switchyard.proxy.errors import ConfigError
 
 ReadFile = Callable[[str], str]
 FILE_SUFFIX = "_file"

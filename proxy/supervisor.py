@@ -7,7 +7,7 @@ One Python process serves on one core (the event loop, the GIL). With ``workers`
   bound, non-listening ``SO_REUSEPORT`` socket, so every worker binds the same ports (REST and
   gRPC, ``SO_REUSEPORT``) and the kernel spreads new connections over them; a port held by
   another program still fails loudly, here.
-* Each worker is a spawned process running the ordinary proxy (:func:`proxy.proxy_command.serve_worker`)
+* Each worker is a spawned process running the ordinary proxy (:func:`switchyard.proxy.proxy_command.serve_worker`)
   with its own state cache, upstream pools and heartbeat identity (``instance_id`` + ``-wN``).
 * Metrics: prometheus-client's multiprocess mode with a temporary directory the supervisor
   creates and removes; ``/switchyard/metrics`` on any worker reports all of them
@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from proxy.config import ProxyConfig, parse_hostport
-from proxy.errors import ConfigError
+from switchyard.proxy.config import ProxyConfig, parse_hostport
+from switchyard.proxy.errors import ConfigError
 
 log = logging.getLogger("switchyard.supervisor")
 
@@ -138,7 +138,7 @@ class Supervisor:
         self._stopping = True
 
     def _start(self, worker: _Worker) -> None:
-        from proxy.proxy_command import serve_worker
+        from switchyard.proxy.proxy_command import serve_worker
 
         cfg = replace(self.worker_config, instance_id=f"{self.config.instance_id}-w{worker.index}")
         process = self._ctx.Process(target=serve_worker, name=f"switchyard-worker-{worker.index}",

@@ -1,6 +1,6 @@
 """Protocol-neutral envelopes for calls the proxy intercepts, and the interceptor seam.
 
-The front ends (``proxy.frontend.rest`` on aiohttp, ``proxy.frontend.grpc`` on grpcio) forward
+The front ends (``switchyard.proxy.frontend.rest`` on aiohttp, ``switchyard.proxy.frontend.grpc`` on grpcio) forward
 every call byte for byte, except the ones an :class:`Interceptor` says it ``wants``. For those,
 the front end reads the whole request into a :class:`RestCall` / :class:`GrpcCall` and hands it
 to the interceptor together with a ``forward`` function that sends a (possibly rewritten) call

@@ -8,14 +8,14 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.partitions import PointId
-from proxy import registry
-from proxy.dataplane.digest import DIGEST_FIELD
-from proxy.migration.planner import PlanRequest
-from proxy.migration.service import MigrationService, ServiceConfig
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.backfill.partitions import PointId
+from switchyard.proxy import registry
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD
+from switchyard.proxy.migration.planner import PlanRequest
+from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 A = ModelSpec(id="bf-a", provider="hashing", model="a", dimensions=4)
 B = ModelSpec(id="bf-b", provider="hashing", model="b", dimensions=8)

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from openapi_check import ResponseChecker  # noqa: E402
 
-from proxy.embedded.server import BackgroundUpstream  # noqa: E402
+from switchyard.proxy.embedded.server import BackgroundUpstream  # noqa: E402
 
 REAL_URL = os.environ.get("SWITCHYARD_TEST_QDRANT_URL")
 REAL_GRPC = os.environ.get("SWITCHYARD_TEST_QDRANT_GRPC")

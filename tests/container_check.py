@@ -11,7 +11,7 @@ Used by ``tests/test_containers.py``. Two kinds of finding, each a readable line
   command needs is derived from the code: the module that handles the subcommand, then every
   module of ours it imports (statically, in functions too, and through
   ``importlib.import_module("...")`` literals), then the third-party distributions of those
-  imports; a command that reaches the local model presets (``proxy.embedders.local_models``)
+  imports; a command that reaches the local model presets (``switchyard.proxy.embedders.local_models``)
   can load any ``pkg:`` preset and so needs every preset's distribution, as does a ``pkg:NAME``
   written in the command itself. A name the code probes with ``find_spec("name")`` is
   optional (the code has a fallback) and not required.
@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.config import INPUT_NAMES, env_name, load_config, parse_hostport
-from proxy.embedders.local_models import PRESETS
-from proxy.env_names import known_env_names
+from switchyard.proxy.config import INPUT_NAMES, env_name, load_config, parse_hostport
+from switchyard.proxy.embedders.local_models import PRESETS
+from switchyard.proxy.env_names import known_env_names
 
 ROOT = Path(__file__).resolve().parents[1]
-OUR_PACKAGES = ("proxy", "backfill")
+OUR_PACKAGES = ("proxy", "backfill")  # folders; installed as switchyard.proxy, switchyard.backfill
+OUR_PREFIXES = tuple(f"switchyard.{p}" for p in OUR_PACKAGES)
 PROXY_COMMANDS = ("proxy", "up")
 CONFIG_ENV = frozenset({env_name(n) for n in INPUT_NAMES} | {"SWITCHYARD_CONFIG"})
 
@@ -159,7 +160,7 @@ def handler_module(subcommand: str) -> str:
     """The module whose code handles ``switchyard SUBCOMMAND`` (from the real parser)."""
     import argparse
 
-    from proxy.cli import build_parser
+    from switchyard.proxy.cli import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -173,9 +174,15 @@ def handler_module(subcommand: str) -> str:
     raise AssertionError(f"switchyard has no command {subcommand!r}")
 
 
+def _is_our_module(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in OUR_PREFIXES)
+
+
 @functools.cache
 def _module_file(name: str) -> Path | None:
-    base = ROOT.joinpath(*name.split("."))
+    if not _is_our_module(name):
+        return None
+    base = ROOT.joinpath(*name.split(".")[1:])
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
@@ -225,12 +232,12 @@ def _imports_of(module: str) -> tuple[set[str], set[str]]:
               and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             names.add(node.args[0].value)  # importlib.import_module("onnxruntime")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            constants.add(node.value)  # e.g. INTERCEPTOR_MODULE = "proxy.interception"
+            constants.add(node.value)  # e.g. INTERCEPTOR_MODULE = "switchyard.proxy.interception"
     ours = {n for n in names | constants
-            if n.split(".")[0] in OUR_PACKAGES and _module_file(n) is not None}
+            if _is_our_module(n) and _module_file(n) is not None}
     distributions = _distributions()
     third = {t for t in (n.split(".")[0] for n in names)
-             if t not in OUR_PACKAGES and t not in sys.stdlib_module_names and t in distributions}
+             if t != "switchyard" and t not in sys.stdlib_module_names and t in distributions}
     return ours, third
 
 
@@ -262,7 +269,7 @@ def needed_distributions(command: list[str]) -> dict[str, str]:
         for top in sorted(_imports_of(mod)[1] - optional):
             for dist in distributions[top]:
                 needs.setdefault(_norm(dist), f"{mod} imports {top}")
-    if "proxy.embedders.local_models" in modules:
+    if "switchyard.proxy.embedders.local_models" in modules:
         for name, preset in PRESETS.items():
             needs.setdefault(_norm(preset.distribution), f"`switchyard {words[0]}` can load preset {name}")
     for word in words:
@@ -272,13 +279,13 @@ def needed_distributions(command: list[str]) -> dict[str, str]:
 
 
 def _switchyard_words(command: list[str]) -> list[str]:
-    """The words after ``switchyard`` (or ``python -m proxy``), also inside ``sh -c '...'``."""
+    """The words after ``switchyard`` (or ``python -m switchyard.proxy``), also inside ``sh -c '...'``."""
     if len(command) >= 3 and command[0] in ("sh", "bash", "/bin/sh") and command[1] == "-c":
         command = shlex.split(command[2])
     for i, word in enumerate(command):
         if word == "switchyard":
             return command[i + 1:]
-        if word == "-m" and i + 1 < len(command) and command[i + 1] == "proxy":
+        if word == "-m" and i + 1 < len(command) and command[i + 1] == "switchyard.proxy":
             return command[i + 2:]
     return []
 

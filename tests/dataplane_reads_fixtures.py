@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
-from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.migration.record import DUAL_WRITE, Migration
-from proxy.migration.routing import Route, route_for
-from proxy.modelspec import ModelSpec
-from proxy.state.snapshot import StateSnapshot
-from proxy.upstream.grpc_client import GrpcUpstream
-from proxy.upstream.rest_client import RestUpstream
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.migration.record import DUAL_WRITE, Migration
+from switchyard.proxy.migration.routing import Route, route_for
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.upstream.grpc_client import GrpcUpstream
+from switchyard.proxy.upstream.rest_client import RestUpstream
 
 TOPICS = ("cats", "dogs", "fish", "birds")
 WORDS = ("small", "large", "quick", "lazy", "green", "blue", "happy", "noisy", "calm", "old")

@@ -1,7 +1,7 @@
 """A key-protected embedded upstream and a real proxy process in front of it, with a bound collection.
 
 Shared by ``tests/test_request_bounds.py`` and ``bench/request_bounds.py``. The proxy runs as a
-subprocess (``python -m proxy proxy``) so its RSS can be read from ``/proc/PID/status``; it gets
+subprocess (``python -m switchyard.proxy proxy``) so its RSS can be read from ``/proc/PID/status``; it gets
 its own state-store key through the environment, never on the command line.
 """
 
@@ -25,12 +25,12 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.server import BackgroundUpstream
-from proxy.modelspec import ModelSpec
-from proxy.registry import bind, register_model
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.server import BackgroundUpstream
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.registry import bind, register_model
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"switchyard proxy ready rest=(\S+) grpc=(\S+)")
@@ -138,7 +138,7 @@ async def _bind(url: str, key: str, spec: ModelSpec, collection: str) -> None:
 
 
 def _spawn(upstream: BackgroundUpstream, key: str, extra: tuple[str, ...]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "proxy", "proxy",
+    cmd = [sys.executable, "-m", "switchyard.proxy", "proxy",
            "--upstream-rest-url", upstream.rest_url,
            "--upstream-grpc-address", upstream.grpc_address,
            "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0",

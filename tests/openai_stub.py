@@ -2,7 +2,7 @@
 
 Serves ``POST /v1/embeddings`` on 127.0.0.1 (port 0) with hashing-provider vectors: the request's
 ``model`` is the hashing seed and its ``dimensions`` (or the stub's default) the size, so a client
-can check results against :class:`proxy.embedders.hashing.HashingEmbedder`. By default ``data``
+can check results against :class:`switchyard.proxy.embedders.hashing.HashingEmbedder`. By default ``data``
 comes back in *reverse* order, so every test exercises re-ordering by ``index``.
 
 Each request consumes the next scripted step, if any (:meth:`OpenAIStub.script`):
@@ -28,8 +28,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.embedders.hashing import HashingEmbedder
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.hashing import HashingEmbedder
+from switchyard.proxy.modelspec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from proxy.app import ThreadedProxy
-from proxy.config import load_config
-from proxy.interception import ProxyInterceptor, build_interceptor
-from proxy.modelspec import ModelSpec
-from proxy.registry import bind, register_model
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy.app import ThreadedProxy
+from switchyard.proxy.config import load_config
+from switchyard.proxy.interception import ProxyInterceptor, build_interceptor
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.registry import bind, register_model
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from proxy.dataplane import adapter, calibration
+from switchyard.proxy.dataplane import adapter, calibration
 
 
 def _rotation(d: int, seed: int) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.admin.access import admin_verdict, grpc_peer_host, is_loopback, key_from_headers, socket_peer_host
-from proxy.errors import Forbidden, Unauthorized
+from switchyard.proxy.admin.access import admin_verdict, grpc_peer_host, is_loopback, key_from_headers, socket_peer_host
+from switchyard.proxy.errors import Forbidden, Unauthorized
 
 K = "adm1n-k3y"
 

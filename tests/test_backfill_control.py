@@ -9,11 +9,11 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
-from backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig
+from switchyard.backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig
 from backfill_helpers import new_store, setup_migration
-from proxy.migration.record import Migration
-from proxy.migration.service import MigrationService
-from proxy.state.store import StateStore
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService
+from switchyard.proxy.state.store import StateStore
 
 CONFIG = DaemonConfig(batch_size=20, concurrency=1, lease_ttl=5.0, refresh=0.1, int_partitions=2,
                       uuid_partitions=1, idle_poll=0.1)

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.daemon import Daemon, DaemonConfig
-from backfill.pipeline import Copier
-from backfill.verify import verify
+from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.backfill.pipeline import Copier
+from switchyard.backfill.verify import verify
 from backfill_helpers import B, content, dump, new_store, point, setup_migration
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest
-from proxy.migration.record import Migration
-from proxy.state.store import StateStore
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.store import StateStore
 
 FAST = DaemonConfig(batch_size=50, concurrency=2, lease_ttl=3.0, refresh=0.2, int_partitions=4,
                     uuid_partitions=2, idle_poll=0.1)
@@ -103,7 +103,7 @@ async def test_without_reread_the_same_races_leave_differences(env: Any, monkeyp
     m = await migration(store, mid)
 
     async def no_reread(self: Copier, ids: Any, ours: Any) -> Any:
-        from backfill.pipeline import Stats
+        from switchyard.backfill.pipeline import Stats
         return Stats()
 
     monkeypatch.setattr(Copier, "reconcile", no_reread)
@@ -131,9 +131,9 @@ async def test_verify_reports_and_repairs_missing_extra_stale(env: Any) -> None:
 
 
 async def _real_copier(client: AsyncQdrantClient, store: StateStore, m: Migration) -> Copier:
-    from backfill.texts import PayloadText
-    from proxy.embedders import make_embedder
-    from proxy.intercept.planner import metadata_for
+    from switchyard.backfill.texts import PayloadText
+    from switchyard.proxy.embedders import make_embedder
+    from switchyard.proxy.intercept.planner import metadata_for
     return Copier(client, m, metadata_for(B), make_embedder(B), PayloadText("text"))
 
 
@@ -190,8 +190,8 @@ async def test_a_dead_daemons_partitions_are_taken_over(env: Any) -> None:
 
 
 async def test_service_verify_refuses_differences_repairs_and_enters_verified(env: Any) -> None:
-    from proxy.migration.record import Refused
-    from proxy.migration.service import MigrationService
+    from switchyard.proxy.migration.record import Refused
+    from switchyard.proxy.migration.service import MigrationService
 
     client, store, prefix = env
     mid = await setup_migration(client, store, prefix, list(range(1, 201)))
@@ -212,7 +212,7 @@ async def test_service_verify_refuses_differences_repairs_and_enters_verified(en
 async def test_samples_pair_each_text_with_its_source_and_target_vectors(env: Any) -> None:
     """The reservoir's pairs carry the point's A vector (read for the sampled points only, since
     the scroll does not fetch vectors to re-embed a single vector) and its B vector."""
-    from backfill import samples
+    from switchyard.backfill import samples
 
     client, store, prefix = env
     ids = list(range(300))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 
 SAME = [
     ({"a": 1, "b": {"x": 1, "y": 2.5}}, {"b": {"y": 2.5, "x": 1}, "a": 1}),

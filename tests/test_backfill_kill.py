@@ -15,10 +15,10 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient
 
-from backfill.pipeline import Copier
-from backfill.verify import verify
+from switchyard.backfill.pipeline import Copier
+from switchyard.backfill.verify import verify
 from backfill_helpers import new_store, setup_migration
-from proxy.migration.record import Migration
+from switchyard.proxy.migration.record import Migration
 
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("SWITCHYARD_KILL_TEST_POINTS", "20000"))
@@ -29,7 +29,7 @@ BATCH, CONCURRENCY = 100, 1
 def start(upstream: Any, store_name: str, mid: str, count_file: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}", "BACKFILL_COUNT_FILE": str(count_file)}
     return subprocess.Popen(
-        [sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid, "--url",
+        [sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid, "--url",
          upstream.rest_url, "--state-collection", store_name, "--once", "--owner", "killme",
          "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--text-fetcher",
          "backfill_helpers:counting_texts"],

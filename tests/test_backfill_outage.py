@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from backfill.pipeline import Copier
-from backfill.verify import verify
+from switchyard.backfill.pipeline import Copier
+from switchyard.backfill.verify import verify
 from backfill_helpers import setup_migration
-from proxy.migration.command import render
-from proxy.migration.record import Migration
-from proxy.migration.service import MigrationService
-from proxy.state.store import StateStore
+from switchyard.proxy.migration.command import render
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService
+from switchyard.proxy.state.store import StateStore
 
 pytestmark = pytest.mark.embedded_only  # the test stops and restarts the upstream itself
 
@@ -57,7 +57,7 @@ def start_upstream(path: Path, port: int = 0, api_key: str | None = None) -> tup
 
 def _start_upstream(path: Path, port: int, api_key: str | None) -> tuple[subprocess.Popen[str], re.Match[str]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "proxy", "upstream", "--path", str(path), "--http-port", str(port),
+    cmd = [sys.executable, "-m", "switchyard.proxy", "upstream", "--path", str(path), "--http-port", str(port),
            "--grpc-port", "0"] + (["--api-key", api_key] if api_key else [])
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
@@ -77,7 +77,7 @@ def _start_upstream(path: Path, port: int, api_key: str | None) -> tuple[subproc
 def start_proxy(upstream: re.Match[str], log: Path, port: int = 0) -> tuple[subprocess.Popen[str], int]:
     """``switchyard proxy`` in front of ``upstream`` (its ready line) on 127.0.0.1 ``port``;
     its stderr goes to ``log``."""
-    cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{upstream['port']}",
+    cmd = [sys.executable, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{upstream['port']}",
            "--upstream-grpc-address", f"127.0.0.1:{upstream['grpc']}", "--listen-rest", f"127.0.0.1:{port}",
            "--listen-grpc", "127.0.0.1:0", "--instance-id", INSTANCE, "--state-cache-ttl", "0.2",
            "--heartbeat-interval", "0.3", "--drain-seconds", "1", "--spool-dir", str(log.parent / "spool")]
@@ -107,7 +107,7 @@ def start_daemon(url: str, mid: str, log: Path, api_key: str | None = None) -> s
         env["SWITCHYARD_API_KEY"] = api_key  # not on the command line, where `ps` shows it
     with log.open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid, "--url", url,
+            [sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid, "--url", url,
              "--once", "--owner", "rider", "--batch-size", "50", "--concurrency", "1",
              "--lease-ttl", "3", "--retry-base", "0.2", "--retry-max", "1"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sink)

@@ -4,8 +4,8 @@ that refuses the key (the daemon stops with the reason), a migration cancelled m
 daemon returns: nothing left to do), and a lease that lapses while the daemon cannot reach the
 lease records (it writes nothing until it holds the lease again).
 
-Fakes only at seams we own: an :class:`~proxy.embedders.Embedder` that fails on demand, and a
-:class:`~proxy.state.store.StateStore` whose lease writes fail on demand.
+Fakes only at seams we own: an :class:`~switchyard.proxy.embedders.Embedder` that fails on demand, and a
+:class:`~switchyard.proxy.state.store.StateStore` whose lease writes fail on demand.
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from backfill import partitions as parts
-from backfill.daemon import Daemon, DaemonConfig
-from backfill.outage import Stopped
-from backfill.pipeline import Copier
-from backfill.verify import verify
+from switchyard.backfill import partitions as parts
+from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.backfill.outage import Stopped
+from switchyard.backfill.pipeline import Copier
+from switchyard.backfill.verify import verify
 from backfill_helpers import B, new_store, setup_migration
 from openai_stub import OpenAIStub, Status
-from proxy.embedders import make_embedder
-from proxy.errors import EmbedderError, ProviderDown, UpstreamError
-from proxy.migration import progress
-from proxy.migration.command import render
-from proxy.migration.record import Migration
-from proxy.migration.service import MigrationService
-from proxy.modelspec import ModelSpec
-from proxy.state.store import Envelope, StateStore
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.errors import EmbedderError, ProviderDown, UpstreamError
+from switchyard.proxy.migration import progress
+from switchyard.proxy.migration.command import render
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.store import Envelope, StateStore
 
 CONFIG = DaemonConfig(batch_size=20, concurrency=1, lease_ttl=3.0, refresh=0.1, int_partitions=3,
                       uuid_partitions=1, idle_poll=0.1, retry_base=0.2, retry_max=0.6)

@@ -9,16 +9,16 @@ import httpx
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from backfill import partitions as parts
-from backfill.outage import (
+from switchyard.backfill import partitions as parts
+from switchyard.backfill.outage import (
     MigrationEnded, RetryPolicy, Verdict, Waiting, classify, classify_all, published_state,
 )
-from backfill.partitions import Lease, Partition
-from proxy.errors import (
+from switchyard.backfill.partitions import Lease, Partition
+from switchyard.proxy.errors import (
     ConfigError, Conflict, EmbedderBadInput, EmbedderError, Forbidden, NotFound, ProviderDown,
     RateLimited, Unauthorized, UpstreamError, WrongDimension,
 )
-from proxy.migration.record import Refused
+from switchyard.proxy.migration.record import Refused
 
 
 def status(code: int, body: bytes = b'{"status":{"error":"x"}}') -> UnexpectedResponse:

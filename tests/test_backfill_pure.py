@@ -9,12 +9,12 @@ import uuid
 
 import pytest
 
-from backfill import partitions as parts
-from backfill.partitions import Lease, Partition
-from proxy.migration.progress import RateWindow, bar, eta, line
-from backfill.samples import Reservoir
-from backfill.throttle import Backoff, TokenBucket, latency_signal, operator_rate
-from backfill.verify import Diff, join_page, order_key
+from switchyard.backfill import partitions as parts
+from switchyard.backfill.partitions import Lease, Partition
+from switchyard.proxy.migration.progress import RateWindow, bar, eta, line
+from switchyard.backfill.samples import Reservoir
+from switchyard.backfill.throttle import Backoff, TokenBucket, latency_signal, operator_rate
+from switchyard.backfill.verify import Diff, join_page, order_key
 
 
 def u(n: int) -> str:
@@ -168,18 +168,18 @@ class _Copier:
     """The pipeline's seam: batches of 10 ids from ``lo``, nothing really written."""
 
     async def scroll(self, p: Partition, cursor: int, limit: int) -> object:
-        from backfill.pipeline import Batch
+        from switchyard.backfill.pipeline import Batch
 
         nxt = cursor + 10
         return Batch([], nxt if nxt < p.hi else None)
 
     async def prepare(self, batch: object) -> object:
-        from backfill.pipeline import Prepared
+        from switchyard.backfill.pipeline import Prepared
 
         return Prepared(batch, [], {})  # type: ignore[arg-type]
 
     async def write(self, prep: object) -> object:
-        from backfill.pipeline import Stats
+        from switchyard.backfill.pipeline import Stats
 
         return Stats(written=10)
 
@@ -190,7 +190,7 @@ async def test_a_shared_batch_budget_is_given_back_however_a_partition_ends(fail
     its Nth checkpoint) must return every slot it holds, or the daemon would stall later."""
     import asyncio
 
-    from backfill.pipeline import PartitionRun, run_partition
+    from switchyard.backfill.pipeline import PartitionRun, run_partition
 
     slots = asyncio.Semaphore(2)
     checkpoints: list[object] = []

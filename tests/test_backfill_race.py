@@ -11,14 +11,14 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.daemon import Daemon, DaemonConfig
-from backfill.pipeline import Copier
-from backfill.verify import verify
+from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.backfill.pipeline import Copier
+from switchyard.backfill.verify import verify
 from backfill_helpers import B, content, dump, point, setup_migration
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest
-from proxy.migration.record import Migration
-from proxy.migration.service import MigrationService
-from proxy.state.store import StateStore
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService
+from switchyard.proxy.state.store import StateStore
 from proxy_fixtures import switchyard  # noqa: F401  (fixture)
 
 N = 1500

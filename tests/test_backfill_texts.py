@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from qdrant_client import models
 
-from backfill.texts import CallableText, HttpText, PayloadText, make_fetcher
-from proxy.errors import ConfigError, UpstreamError
+from switchyard.backfill.texts import CallableText, HttpText, PayloadText, make_fetcher
+from switchyard.proxy.errors import ConfigError, UpstreamError
 
 RECORDS = [models.Record(id=1, payload={"text": "one", "doc_id": "a"}),
            models.Record(id=2, payload={"text": 5, "doc_id": "b"}),

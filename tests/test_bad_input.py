@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from proxy.intercept.routes import GRPC_READS, GRPC_WRITES, REST_READS, REST_WRITES
+from switchyard.proxy.intercept.routes import GRPC_READS, GRPC_WRITES, REST_READS, REST_WRITES
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from test_mirrored_writes import _admin, start_migration
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config import INPUT_NAMES, OPTION_HELP, ProxyConfig, load_config, parse_size
-from proxy.errors import ConfigError
+from switchyard.proxy.config import INPUT_NAMES, OPTION_HELP, ProxyConfig, load_config, parse_size
+from switchyard.proxy.errors import ConfigError
 
 TOML = """
 upstream_rest_url = "https://qdrant.internal:6333"

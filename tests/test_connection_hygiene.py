@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import load_config
-from proxy.embedded.server import idle_timeout
-from proxy.frontend.server import grpc_server_options
+from switchyard.proxy.config import load_config
+from switchyard.proxy.embedded.server import idle_timeout
+from switchyard.proxy.frontend.server import grpc_server_options
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 200
@@ -33,7 +33,7 @@ PARTIAL_HEAD = b"GET /collections HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 
 
 def _spawn(args: list[str], pattern: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], re.Match[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **env})
     assert proc.stdout is not None

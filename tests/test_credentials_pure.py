@@ -1,7 +1,7 @@
 """Tables for the credential gate's decisions and the inference bounds, and the gate's caching.
 
-The gate is driven through its forward seam (ours: ``proxy.wire.RestForward``) by a stand-in
-that answers as Qdrant's key check does (``proxy.embedded.auth.ApiKeys``), so the tests see how
+The gate is driven through its forward seam (ours: ``switchyard.proxy.wire.RestForward``) by a stand-in
+that answers as Qdrant's key check does (``switchyard.proxy.embedded.auth.ApiKeys``), so the tests see how
 many probes each caller costs.
 """
 
@@ -13,10 +13,10 @@ import hashlib
 import orjson
 import pytest
 
-from proxy.dataplane.query_vectors import SlotInfo, inference_texts
-from proxy.embedded.auth import ApiKeys
-from proxy.errors import BadRequest, SwitchyardError
-from proxy.intercept.credentials import (
+from switchyard.proxy.dataplane.query_vectors import SlotInfo, inference_texts
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.errors import BadRequest, SwitchyardError
+from switchyard.proxy.intercept.credentials import (
     READ,
     WRITE,
     CredentialGate,
@@ -29,15 +29,15 @@ from proxy.intercept.credentials import (
     next_step,
     rest_status,
 )
-from proxy.intercept.inference import (
+from switchyard.proxy.intercept.inference import (
     DEFAULT_TEXT_CHARS,
     InferenceLimits,
     bound_problem,
     check_bounds,
     model_text_chars,
 )
-from proxy.modelspec import ModelSpec
-from proxy.wire import GrpcCall, GrpcReply, RestCall, RestReply
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.wire import GrpcCall, GrpcReply, RestCall, RestReply
 
 HASH = ModelSpec(id="h", provider="hashing", model="h", dimensions=4)
 LOCAL = ModelSpec(id="l", provider="local", model="x", dimensions=4, max_length=512)

@@ -30,7 +30,7 @@ _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
 
 def exported() -> dict[str, tuple[str, set[str]]]:
     """Every Switchyard metric a collector exports: name -> (type, label names)."""
-    for package in ("proxy", "backfill"):
+    for package in ("switchyard.proxy", "switchyard.backfill"):
         module = importlib.import_module(package)
         for info in pkgutil.walk_packages(module.__path__, package + "."):
             if "_gen" not in info.name and not info.name.endswith("__main__"):

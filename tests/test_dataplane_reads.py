@@ -19,13 +19,13 @@ from prometheus_client import REGISTRY
 from qdrant_client import grpc as pb
 
 from dataplane_reads_fixtures import Forwarders, Setup, make_setup
-from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.read_transport import MERGE_HEADER
-from proxy.dataplane.reads import MergedReader
-from proxy.state.records import Binding
-from proxy.state.snapshot import StateSnapshot
-from proxy.intercept.routes import grpc_collection
-from proxy.wire import GrpcCall, GrpcReply, RestCall, RestReply
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.dataplane.read_transport import MERGE_HEADER
+from switchyard.proxy.dataplane.reads import MergedReader
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.intercept.routes import grpc_collection
+from switchyard.proxy.wire import GrpcCall, GrpcReply, RestCall, RestReply
 
 QUERIES = ("cats small quick", "dogs blue", "fish calm old", "birds noisy green", "note 7 lazy")
 JSON = (("content-type", "application/json"),)

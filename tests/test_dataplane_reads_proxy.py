@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY
 from qdrant_client import QdrantClient, models
 
 from dataplane_reads_fixtures import corpus
-from proxy.dataplane.read_transport import MERGE_HEADER
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.dataplane.read_transport import MERGE_HEADER
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
 QUERIES = ("cats small quick", "dogs blue", "fish calm old")
@@ -89,7 +89,7 @@ def merged(switchyard: RunningProxy, upstream: Any, prefix: str) -> Iterator[Any
 
 
 def direct_vector(spec: ModelSpec, text: str) -> list[float]:
-    from proxy.embedders.hashing import HashingEmbedder
+    from switchyard.proxy.embedders.hashing import HashingEmbedder
 
     return [float(x) for x in HashingEmbedder(spec).embed_sync([text])[0]]
 

@@ -9,17 +9,17 @@ import orjson
 import pytest
 from qdrant_client import grpc as pb
 
-from proxy.dataplane.fetch_plan import exact_prefix
-from proxy.dataplane.group_merge import GroupHits, merge_groups
-from proxy.dataplane.merge import Hit, merge
-from proxy.dataplane.query_codec import (
+from switchyard.proxy.dataplane.fetch_plan import exact_prefix
+from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
+from switchyard.proxy.dataplane.merge import Hit, merge
+from switchyard.proxy.dataplane.query_codec import (
     RestQueryCodec, Rewrite, decode_rest, ensure_payload_field, is_similarity_grpc,
     is_similarity_rest,
 )
-from proxy.dataplane.query_codec_grpc import GrpcQueryCodec, decode_grpc
-from proxy.dataplane.query_vectors import SlotInfo, plan_inference, plan_sides, raw_vector_model
-from proxy.dataplane.shadow import kendall, overlap_at_k, spearman
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.dataplane.query_codec_grpc import GrpcQueryCodec, decode_grpc
+from switchyard.proxy.dataplane.query_vectors import SlotInfo, plan_inference, plan_sides, raw_vector_model
+from switchyard.proxy.dataplane.shadow import kendall, overlap_at_k, spearman
+from switchyard.proxy.modelspec import ModelSpec
 
 A8 = ModelSpec(id="a", provider="hashing", model="hash-a", dimensions=8)
 B8 = ModelSpec(id="b", provider="hashing", model="hash-b", dimensions=8)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from proxy.inspection.findings import BLOCKS, Inspector, Point, render
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.inspection.findings import BLOCKS, Inspector, Point, render
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def test_unbound_collection_reports_metadata_only() -> None:
 
 def _doctor(proxy: RunningProxy, collection: str, *extra: str) -> tuple[int, dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "proxy", "doctor", collection, "--url", proxy.rest_url,
+    done = subprocess.run([sys.executable, "-m", "switchyard.proxy", "doctor", collection, "--url", proxy.rest_url,
                            "--json", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr
     return done.returncode, json.loads(done.stdout)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from qdrant_client.http import models
 
-from proxy.embedded import edge_queries as eq
-from proxy.embedded import engines, request_checks
-from proxy.errors import BadRequest, ConfigError, NotFound
+from switchyard.proxy.embedded import edge_queries as eq
+from switchyard.proxy.embedded import engines, request_checks
+from switchyard.proxy.errors import BadRequest, ConfigError, NotFound
 
 
 @pytest.mark.parametrize(("flag", "env", "default", "available", "want"), [

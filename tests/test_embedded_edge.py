@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
-from proxy.embedded.engines import edge_available
-from proxy.embedded.server import EmbeddedUpstream
+from switchyard.proxy.embedded.engines import edge_available
+from switchyard.proxy.embedded.server import EmbeddedUpstream
 
 pytestmark = [
     pytest.mark.embedded_only,

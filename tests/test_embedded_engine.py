@@ -12,7 +12,7 @@ import threading
 import pytest
 from qdrant_client.http import models
 
-from proxy.embedded.engine import READ_METHODS, Admission, Engine
+from switchyard.proxy.embedded.engine import READ_METHODS, Admission, Engine
 
 
 async def _admit_in_order(admission: Admission, kinds: str) -> list[asyncio.Task[None]]:

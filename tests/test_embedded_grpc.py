@@ -23,11 +23,11 @@ from qdrant_client.grpc import points_service_pb2_grpc as points_grpc
 from qdrant_client.grpc import qdrant_common_pb2 as common
 from qdrant_client.grpc import snapshots_service_pb2_grpc as snapshots_grpc
 
-from proxy.embedded import grpc_legacy, grpc_requests
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import choose, make_engine
-from proxy.embedded.grpc_app import SERVER_OPTIONS, add_services
-from proxy.errors import BadRequest
+from switchyard.proxy.embedded import grpc_legacy, grpc_requests
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import choose, make_engine
+from switchyard.proxy.embedded.grpc_app import SERVER_OPTIONS, add_services
+from switchyard.proxy.errors import BadRequest
 
 DIM = 4
 UUID_ID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"

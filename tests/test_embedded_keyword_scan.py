@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from qdrant_client.http import models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from proxy.embedded import keyword_scan
+from switchyard.proxy.embedded import keyword_scan
 
 KEYS = ["doc_id", "n", "tags"]
 SCALARS = st.one_of(st.sampled_from(["a", "b", "c", "1", ""]), st.integers(-2, 3), st.booleans(),

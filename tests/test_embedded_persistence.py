@@ -1,7 +1,7 @@
 """Durability of ``switchyard upstream --path``: every write acknowledged with ``wait=true``
 survives ``kill -9`` of the server process, and a SIGTERM drains and exits cleanly.
 
-Real subprocesses (``python -m proxy upstream``) on port 0; the test learns the ports from the
+Real subprocesses (``python -m switchyard.proxy upstream``) on port 0; the test learns the ports from the
 ready line the command prints. Every wait is bounded.
 """
 
@@ -32,7 +32,7 @@ START_TIMEOUT = 30.0
 def upstream_process(path: Path) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
     """Start the command, wait (bounded) for its ready line; yield (process, rest url, grpc port)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "upstream", "--path", str(path), "--http-port", "0", "--grpc-port", "0"],
+        [sys.executable, "-m", "switchyard.proxy", "upstream", "--path", str(path), "--http-port", "0", "--grpc-port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -17,8 +17,8 @@ from qdrant_client import AsyncQdrantClient, models
 
 from conftest import Upstream
 from workload import assert_congruent
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.server import EmbeddedUpstream
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.server import EmbeddedUpstream
 
 C = "/collections/{name}"
 VEC = {"size": 4, "distance": "Cosine"}

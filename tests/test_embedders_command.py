@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import main
-from proxy.embedders.command import check_drift, embed_report
-from proxy.errors import BadRequest
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.cli import main
+from switchyard.proxy.embedders.command import check_drift, embed_report
+from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.modelspec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = ModelSpec(id="demo", provider="hashing", model="demo-seed", dimensions=24, price_per_million_tokens=0.02)
@@ -42,7 +42,7 @@ async def test_check_drift() -> None:
 
 
 async def _fingerprint_of(spec: ModelSpec) -> str:
-    from proxy.embedders import fingerprint, make_embedder
+    from switchyard.proxy.embedders import fingerprint, make_embedder
 
     embedder = make_embedder(spec)
     try:
@@ -76,7 +76,7 @@ def test_cli_embed_bad_spec_exits_2(spec_json: str, message: str, capsys: pytest
 def test_cli_embed_as_a_real_process() -> None:
     spec_json = json.dumps({"id": "p", "provider": "hashing", "model": "s", "dimensions": 8})
     done = subprocess.run(
-        [sys.executable, "-m", "proxy", "embed", "--spec-json", spec_json, "hello"],
+        [sys.executable, "-m", "switchyard.proxy", "embed", "--spec-json", spec_json, "hello"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr

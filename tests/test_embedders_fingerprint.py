@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from openai_stub import OpenAIStub
 
-from proxy.embedders import fingerprint, fingerprint_of, make_embedder
-from proxy.embedders.base import Embedder
-from proxy.embedders.fingerprint import PROBES
-from proxy.embedders.hashing import HashingEmbedder, features
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders import fingerprint, fingerprint_of, make_embedder
+from switchyard.proxy.embedders.base import Embedder
+from switchyard.proxy.embedders.fingerprint import PROBES
+from switchyard.proxy.embedders.hashing import HashingEmbedder, features
+from switchyard.proxy.modelspec import ModelSpec
 
 
 def hashing(model: str = "seed-a", dimensions: int = 64, **options: object) -> ModelSpec:

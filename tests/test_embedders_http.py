@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from openai_stub import Malformed, OpenAIStub, Slow, Status, WrongDim
 
-from proxy.embedders import make_embedder
-from proxy.embedders.openai_http import OpenAIEmbedder
-from proxy.errors import EmbedderBadInput, EmbedderError, ProviderDown, RateLimited, WrongDimension
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.embedders.openai_http import OpenAIEmbedder
+from switchyard.proxy.errors import EmbedderBadInput, EmbedderError, ProviderDown, RateLimited, WrongDimension
+from switchyard.proxy.modelspec import ModelSpec
 
 MODEL = "stub-model"
 TEXTS = [f"sentence number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(23)]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.embedders import make_embedder
-from proxy.embedders.local_models import PRESETS, TOKENIZER_ENV, resolve_local_model
-from proxy.errors import ConfigError, EmbedderBadInput
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.embedders.local_models import PRESETS, TOKENIZER_ENV, resolve_local_model
+from switchyard.proxy.errors import ConfigError, EmbedderBadInput
+from switchyard.proxy.modelspec import ModelSpec
 
 L3 = "pkg:paraphrase-MiniLM-L3-v2"
 L6 = "pkg:all-MiniLM-L6-v2-int8"

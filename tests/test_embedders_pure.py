@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
-from proxy.embedders.local_onnx import pool
-from proxy.embedders.openai_wire import (
+from switchyard.proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
+from switchyard.proxy.embedders.local_onnx import pool
+from switchyard.proxy.embedders.openai_wire import (
     MalformedResponse,
     endpoint_url,
     error_text,
@@ -19,8 +19,8 @@ from proxy.embedders.openai_wire import (
     request_body,
     safe_url,
 )
-from proxy.embedders.ratelimit import RateLimiter, TokenBucket
-from proxy.embedders.retrypolicy import (
+from switchyard.proxy.embedders.ratelimit import RateLimiter, TokenBucket
+from switchyard.proxy.embedders.retrypolicy import (
     MAX_RETRY_AFTER_S,
     GiveUp,
     Retry,
@@ -29,7 +29,7 @@ from proxy.embedders.retrypolicy import (
     is_retryable_status,
     parse_retry_after,
 )
-from proxy.errors import EmbedderBadInput
+from switchyard.proxy.errors import EmbedderBadInput
 
 # --- token bucket -------------------------------------------------------------------------------
 
@@ -317,9 +317,9 @@ def test_pool_table() -> None:
 # --- output checks -------------------------------------------------------------------------------
 
 def test_finish_vectors_checks_and_normalises() -> None:
-    from proxy.embedders.base import finish_vectors
-    from proxy.errors import EmbedderError, WrongDimension
-    from proxy.modelspec import ModelSpec
+    from switchyard.proxy.embedders.base import finish_vectors
+    from switchyard.proxy.errors import EmbedderError, WrongDimension
+    from switchyard.proxy.modelspec import ModelSpec
 
     spec = ModelSpec(id="t", provider="hashing", model="m", dimensions=2)
     out = finish_vectors(spec, np.asarray([[3.0, 4.0], [0.0, 0.0]]), 2, "src")
@@ -337,8 +337,8 @@ def test_finish_vectors_checks_and_normalises() -> None:
 
 @pytest.mark.parametrize("provider", ["hashing", "openai"])
 async def test_non_string_texts_are_bad_input(provider: str) -> None:
-    from proxy.embedders import make_embedder
-    from proxy.modelspec import ModelSpec
+    from switchyard.proxy.embedders import make_embedder
+    from switchyard.proxy.modelspec import ModelSpec
 
     spec = ModelSpec(id="t", provider=provider, model="m", dimensions=4, base_url="http://127.0.0.1:9")
     embedder = make_embedder(spec)

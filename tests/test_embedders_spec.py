@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from qdrant_client.http import models as qm
 
-from proxy.embedders import make_embedder
-from proxy.embedders.hashing import HashingEmbedder
-from proxy.embedders.openai_http import OpenAIEmbedder
-from proxy.errors import BadRequest, ConfigError
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.embedders.hashing import HashingEmbedder
+from switchyard.proxy.embedders.openai_http import OpenAIEmbedder
+from switchyard.proxy.errors import BadRequest, ConfigError
+from switchyard.proxy.modelspec import ModelSpec
 
 BASE: dict[str, Any] = {"id": "m1", "provider": "hashing", "model": "seed", "dimensions": 16}
 

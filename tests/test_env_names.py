@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy import cli
-from proxy.env_names import known_env_names, unknown_env_messages
+from switchyard.proxy import cli
+from switchyard.proxy.env_names import known_env_names, unknown_env_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,10 +26,10 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from fault_relay import FaultRelay
 from proxy_fixtures import RunningProxy, start_proxy
-from proxy.migration.heartbeats import KIND as HEARTBEAT_KIND
-from proxy.state.store import StateStore
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.migration.heartbeats import KIND as HEARTBEAT_KIND
+from switchyard.proxy.state.store import StateStore
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from upstream_process import UpstreamProcess, run_proxy_until_exit
 
 

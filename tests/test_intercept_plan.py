@@ -9,12 +9,12 @@ import orjson
 import pytest
 from qdrant_client import grpc as qgrpc
 
-from proxy.intercept import grpc_codec, rest_codec
-from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
-from proxy.intercept.planner import Action, metadata_for, plan
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.intercept import grpc_codec, rest_codec
+from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from switchyard.proxy.intercept.planner import Action, metadata_for, plan
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.snapshot import StateSnapshot
 
 SPEC = ModelSpec(
     id="mini-a", provider="hashing", model="hash-a", dimensions=4, distance="Cosine",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.dataplane.merge import Hit, LinearCalibration, fetch_limit, merge
+from switchyard.proxy.dataplane.merge import Hit, LinearCalibration, fetch_limit, merge
 
 
 def t(key: str, score: float) -> Hit:

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 from qdrant_client import models
 
-from proxy.migration import phases
-from proxy.migration.heartbeats import Heartbeat, ack_states, laggards
-from proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts, estimate, validate
-from proxy.migration.record import PHASES, Migration, Verification
-from proxy.migration.routing import route, route_for
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.migration import phases
+from switchyard.proxy.migration.heartbeats import Heartbeat, ack_states, laggards
+from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts, estimate, validate
+from switchyard.proxy.migration.record import PHASES, Migration, Verification
+from switchyard.proxy.migration.routing import route, route_for
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 
 NOW = 10_000.0
 CLEAN = Verification(at=NOW - 10, clean=True, counts={"missing": 0})

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
-from proxy import registry
-from proxy.errors import Conflict, SwitchyardError
-from proxy.migration.heartbeats import Heartbeat, HeartbeatLoop
-from proxy.migration.hooks import Hooks
-from proxy.migration.planner import PlanRequest
-from proxy.migration.record import Refused
-from proxy.migration.service import MigrationService, ServiceConfig
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.snapshot import StateCache
-from proxy.state.store import StateStore
+from switchyard.proxy import registry
+from switchyard.proxy.errors import Conflict, SwitchyardError
+from switchyard.proxy.migration.heartbeats import Heartbeat, HeartbeatLoop
+from switchyard.proxy.migration.hooks import Hooks
+from switchyard.proxy.migration.planner import PlanRequest
+from switchyard.proxy.migration.record import Refused
+from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.snapshot import StateCache
+from switchyard.proxy.state.store import StateStore
 
 A = ModelSpec(id="mod-a", provider="hashing", model="a", dimensions=4)
 B = ModelSpec(id="mod-b", provider="hashing", model="b", dimensions=8, price_per_million_tokens=1.0)
@@ -275,11 +275,11 @@ async def test_admin_api_rest_and_grpc_require_the_key(world: World) -> None:
     import grpc
     from aiohttp import web
 
-    from proxy._gen.switchyard.v1 import admin_pb2 as pb
-    from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
-    from proxy.admin.service import AdminService
-    from proxy.frontend.admin_grpc import add_admin_service
-    from proxy.frontend.admin_rest import admin_routes
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+    from switchyard.proxy.admin.service import AdminService
+    from switchyard.proxy.frontend.admin_grpc import add_admin_service
+    from switchyard.proxy.frontend.admin_rest import admin_routes
 
     admin = AdminService(world.service())
     app = web.Application()
@@ -343,7 +343,7 @@ def orjson_loads(raw: bytes) -> Any:
 def test_generated_admin_code_is_current(tmp_path: Any) -> None:
     from pathlib import Path
 
-    from proxy.admin.protogen import ROOT, generate
+    from switchyard.proxy.admin.protogen import ROOT, generate
 
     fresh = generate(tmp_path)
     assert fresh, "protoc generated nothing"
@@ -351,15 +351,15 @@ def test_generated_admin_code_is_current(tmp_path: Any) -> None:
         rel = path.relative_to(tmp_path)
         committed = Path(ROOT) / rel
         assert committed.exists() and committed.read_bytes() == path.read_bytes(), (
-            f"{rel} is stale: run `python -m proxy.admin.protogen`")
+            f"{rel} is stale: run `python -m switchyard.proxy.admin.protogen`")
 
 
 async def test_cli_drives_a_migration_over_rest(world: World, capsys: Any) -> None:
     from aiohttp import web
 
-    from proxy import cli
-    from proxy.admin.service import AdminService
-    from proxy.frontend.admin_rest import admin_routes
+    from switchyard.proxy import cli
+    from switchyard.proxy.admin.service import AdminService
+    from switchyard.proxy.frontend.admin_rest import admin_routes
 
     app = web.Application()
     app.add_routes(admin_routes(AdminService(world.service()), "k"))
@@ -403,7 +403,7 @@ def json_loads(raw: str) -> Any:
     (True, models.PayloadSchemaType.KEYWORD),  # a bool is not an integer doc key
 ])
 def test_doc_key_index_schema(sample: Any, schema: models.PayloadSchemaType) -> None:
-    from proxy.migration.facts import doc_key_schema
+    from switchyard.proxy.migration.facts import doc_key_schema
 
     assert doc_key_schema(sample) == schema
 

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest
-from proxy.embedders import make_embedder
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
+from switchyard.proxy.embedders import make_embedder
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
 DIM_A, DIM_B = 8, 12
@@ -147,7 +147,7 @@ def test_failed_secondary_goes_to_repair_log(switchyard: RunningProxy, migration
     assert direct.count(source).count == 2
 
     async def go() -> list[Any]:
-        from proxy.state.store import StateStore
+        from switchyard.proxy.state.store import StateStore
         from qdrant_client import AsyncQdrantClient
         client = AsyncQdrantClient(url=switchyard.upstream_rest_url, check_compatibility=False)
         try:
@@ -208,7 +208,7 @@ def test_target_outage_loses_nothing(upstream: Any, prefix: str) -> None:
             async def repairs() -> list[Any]:
                 from qdrant_client import AsyncQdrantClient
 
-                from proxy.state.store import StateStore
+                from switchyard.proxy.state.store import StateStore
                 client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
                 try:
                     return [e.data["point_id"] for e in await StateStore(client).list("repair")
@@ -218,7 +218,7 @@ def test_target_outage_loses_nothing(upstream: Any, prefix: str) -> None:
 
             assert sorted(asyncio.run(repairs())) == [1, 2, 3, 4]
             assert direct.count(target).count == 2  # 1 (as before the edit) and 5
-            subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
+            subprocess.run([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
                            check=True, capture_output=True, timeout=120)
             _assert_in_sync(direct, source, target, spec_a, spec_b)
             assert asyncio.run(repairs()) == []

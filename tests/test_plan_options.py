@@ -25,18 +25,18 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
-from backfill.throttle import operator_rate
+from switchyard.backfill.throttle import operator_rate
 from backfill_helpers import A, A2, B, point
-from proxy import cli as switchyard_cli
-from proxy import registry
-from proxy.admin.service import throttle_value
-from proxy.errors import BadRequest
-from proxy.migration.command import throttle_text
-from proxy.dataplane.read_transport import MERGE_HEADER
-from proxy.migration.planner import PlanRequest, validate
-from proxy.migration.record import LAYOUT, Migration, migrate_throttle
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy import cli as switchyard_cli
+from switchyard.proxy import registry
+from switchyard.proxy.admin.service import throttle_value
+from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.migration.command import throttle_text
+from switchyard.proxy.dataplane.read_transport import MERGE_HEADER
+from switchyard.proxy.migration.planner import PlanRequest, validate
+from switchyard.proxy.migration.record import LAYOUT, Migration, migrate_throttle
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ async def cli(*argv: str) -> tuple[int, str, str]:
 
 def daemon(upstream: Any, mid: str, owner: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid, "--url",
+        [sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid, "--url",
          upstream.rest_url, "--once", "--owner", owner, "--batch-size", "50"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -269,8 +269,8 @@ async def test_grpc_plan_and_throttle_keep_unthrottled_apart_from_paused(
         switchyard: RunningProxy, world: Any, prefix: str) -> None:  # noqa: F811
     import grpc
 
-    from proxy._gen.switchyard.v1 import admin_pb2 as pb
-    from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
 
     client, store = world
     unset, zero = await source(client, store, prefix, 5), await source(client, store, prefix + "z", 5)

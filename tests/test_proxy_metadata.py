@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from conftest import MODES
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from proxy_fixtures import RunningProxy, client_kwargs, switchyard  # noqa: F401  (fixture)
 
 DIM = 4
@@ -161,7 +161,7 @@ def test_proxy_serves_inference_objects_of_registered_models(
 ) -> None:
     import asyncio
 
-    from proxy.embedders import make_embedder
+    from switchyard.proxy.embedders import make_embedder
 
     name, spec, direct = bound
     # cloud_inference: the client sends the Document to the server instead of embedding it itself

@@ -22,13 +22,13 @@ import pytest
 from aiohttp import web
 from qdrant_client import AsyncQdrantClient, models
 
-from proxy.app import ProxyServer
-from proxy.config import load_config
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.server import EmbeddedUpstream
-from proxy.errors import Forbidden
-from proxy.frontend.headers import redact, request_headers, response_headers
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
+from switchyard.proxy.app import ProxyServer
+from switchyard.proxy.config import load_config
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.server import EmbeddedUpstream
+from switchyard.proxy.errors import Forbidden
+from switchyard.proxy.frontend.headers import redact, request_headers, response_headers
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse(status=SERVING)
 KEY = "sekret-key-4711"

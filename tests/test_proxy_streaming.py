@@ -1,6 +1,6 @@
 """200 MiB bodies stream through a real proxy process without sitting in its memory.
 
-The proxy runs as ``python -m proxy proxy`` in a subprocess (ports from its ready line); the
+The proxy runs as ``python -m switchyard.proxy proxy`` in a subprocess (ports from its ready line); the
 upstream is an aiohttp test server in this process that counts uploaded bytes and generates
 downloads, and relays every other call (the proxy's readiness probe and state store) to the
 session's upstream: a proxy without readable state does not start. The proxy's peak RSS (VmHWM) after the transfers must exceed its RSS before them by
@@ -91,7 +91,7 @@ async def proxy_process(sink: tuple[Sink, int]) -> AsyncIterator[tuple[subproces
     proxy starts and drains (its runtime talks to the upstream then too)."""
     _, port = sink
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{port}",
+        [sys.executable, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", f"http://127.0.0.1:{port}",
          "--upstream-grpc-address", "127.0.0.1:1", "--listen-rest", "127.0.0.1:0",
          "--listen-grpc", "127.0.0.1:0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

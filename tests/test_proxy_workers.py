@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.supervisor import death_reason, next_backoff
+from switchyard.proxy.supervisor import death_reason, next_backoff
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_LINE = re.compile(r'^switchyard_proxy_worker\{pid="(\d+)",worker="(\d+)"\} 1\.0$', re.MULTILINE)
@@ -61,7 +61,7 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 def supervisor(upstream: object) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
     up = upstream
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", up.rest_url,  # type: ignore[attr-defined]
+        [sys.executable, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", up.rest_url,  # type: ignore[attr-defined]
          "--upstream-grpc-address", f"{up.grpc_host}:{up.grpc_port}",  # type: ignore[attr-defined]
          "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0", "--workers", "2",
          "--drain-seconds", "1"],

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 import pytest
 
 from fault_relay import FaultRelay
-from proxy.errors import UpstreamError
-from proxy.readiness import NotReady, Readiness, not_ready
+from switchyard.proxy.errors import UpstreamError
+from switchyard.proxy.readiness import NotReady, Readiness, not_ready
 from proxy_fixtures import RunningProxy, start_proxy
 from upstream_process import run_proxy_until_exit
 

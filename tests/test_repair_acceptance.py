@@ -31,11 +31,11 @@ import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from backfill_helpers import setup_migration
-from proxy.dataplane import repair_log
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.server import BackgroundUpstream
-from proxy.migration.service import MigrationService, ServiceConfig
-from proxy.state.store import StateStore
+from switchyard.proxy.dataplane import repair_log
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.server import BackgroundUpstream
+from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+from switchyard.proxy.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"switchyard proxy ready rest=(\S+) grpc=(\S+)")
@@ -43,12 +43,12 @@ META = ("embedding_", "switchyard_")  # per-model metadata and the target's sour
 
 
 class ProxyProc:
-    """``python -m proxy proxy`` with a fixed identity and spool directory (so a restart finds
+    """``python -m switchyard.proxy proxy`` with a fixed identity and spool directory (so a restart finds
     what the killed one left)."""
 
     def __init__(self, rest_url: str, grpc_address: str, spool: Path, instance: str,
                  env: dict[str, str] | None = None) -> None:
-        self.cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", rest_url,
+        self.cmd = [sys.executable, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", rest_url,
                     "--upstream-grpc-address", grpc_address, "--listen-rest", "127.0.0.1:0",
                     "--listen-grpc", "127.0.0.1:0", "--instance-id", instance, "--spool-dir", str(spool),
                     "--state-cache-ttl", "0.2", "--heartbeat-interval", "0.3", "--heartbeat-ttl", "3",
@@ -264,7 +264,7 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
         m = asyncio.run(_migration(upstream.rest_url, mid))
         source, target, alias = m["source"], m["target"], m["logical"]
         # the backfill first, so differences below are the killed writes' only
-        subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
+        subprocess.run([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
                        check=True, capture_output=True, timeout=300, cwd=ROOT)
         assert _differences(direct, source, target) == set()
         rnd = random.Random(11)
@@ -294,7 +294,7 @@ def test_sigkill_mid_write_leaves_a_repair_record_for_every_difference(
             max_diff = max(max_diff, len(diff))
         print(f"\nitem 6: {rounds} SIGKILLs, {writes} writes acknowledged, up to {max_diff} differing ids, "
               f"{len(recorded)} repair records at the end; every difference covered")
-        subprocess.run([sys.executable, "-m", "proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
+        subprocess.run([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--once", "--url", upstream.rest_url],
                        check=True, capture_output=True, timeout=300, cwd=ROOT)
         assert _differences(direct, source, target) == set()
         assert _records(upstream.rest_url, mid) == []
@@ -368,7 +368,7 @@ def test_mirrored_writes_wait_for_the_primary(upstream: Any, prefix: str, tmp_pa
         with closing(QdrantClient(url=running.rest_url, prefer_grpc=grpc, grpc_port=running.grpc_port,
                                   check_compatibility=False)) as c, \
                 closing(QdrantClient(url=upstream.rest_url, check_compatibility=False)) as direct:
-            subprocess.run([sys.executable, "-m", "proxy", "backfill", m["id"], "--once", "--url",
+            subprocess.run([sys.executable, "-m", "switchyard.proxy", "backfill", m["id"], "--once", "--url",
                             upstream.rest_url], check=True, capture_output=True, timeout=300, cwd=ROOT)
             results = [c.set_payload(m["logical"], {"text": "edited without waiting"}, points=[1], wait=False),
                        c.delete(m["logical"], [2], wait=False)]

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from proxy.dataplane import repair_log
-from proxy.dataplane.intents import IntentLog, adopt, parse
-from proxy.dataplane.primary_outcome import Level, after_primary, status_of
-from proxy.dataplane.repair_spool import COARSE, RepairLog, TokenBucket, stored_id
-from proxy.errors import SwitchyardError
-from proxy.state.store import StateStore
-from proxy.wire import GrpcReply, RestReply
+from switchyard.proxy.dataplane import repair_log
+from switchyard.proxy.dataplane.intents import IntentLog, adopt, parse
+from switchyard.proxy.dataplane.primary_outcome import Level, after_primary, status_of
+from switchyard.proxy.dataplane.repair_spool import COARSE, RepairLog, TokenBucket, stored_id
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.state.store import StateStore
+from switchyard.proxy.wire import GrpcReply, RestReply
 
 K = frozenset
 
@@ -156,8 +156,8 @@ async def test_second_live_owner_is_refused(tmp_path: Path) -> None:
     first = IntentLog(tmp_path, "same")
     first.open()
     code = textwrap.dedent(f"""
-        from proxy.dataplane.intents import IntentLog
-        from proxy.errors import SwitchyardError
+        from switchyard.proxy.dataplane.intents import IntentLog
+        from switchyard.proxy.errors import SwitchyardError
         try:
             IntentLog({str(tmp_path)!r}, "same").open(wait=0.2)
         except SwitchyardError as exc:
@@ -172,7 +172,7 @@ async def test_dead_owner_intents_become_repair_records(store: StateStore, tmp_p
     """A process begins intents and is SIGKILLed; a new owner (another id) adopts them."""
     code = textwrap.dedent(f"""
         import asyncio, os, signal
-        from proxy.dataplane.intents import IntentLog
+        from switchyard.proxy.dataplane.intents import IntentLog
         async def go():
             log = IntentLog({str(tmp_path)!r}, "victim")
             log.open()
@@ -215,7 +215,7 @@ async def test_restart_with_same_identity_finds_its_intents(store: StateStore, t
 
 
 async def test_write_order_serialises_same_ids_and_filters() -> None:
-    from proxy.dataplane.write_order import WriteOrder
+    from switchyard.proxy.dataplane.write_order import WriteOrder
 
     order, events = WriteOrder(), []
     first_in = asyncio.Event()
@@ -246,7 +246,7 @@ async def test_write_order_serialises_same_ids_and_filters() -> None:
 
 
 async def test_write_order_cancelled_waiter_leaks_nothing() -> None:
-    from proxy.dataplane.write_order import WriteOrder
+    from switchyard.proxy.dataplane.write_order import WriteOrder
 
     order = WriteOrder()
     async with order.hold("m", [1], False):

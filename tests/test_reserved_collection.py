@@ -1,7 +1,7 @@
 """Issue 11 item 10: ``_switchyard`` is the proxy's own.
 
-Pure tables for the rules (``proxy.intercept.reserved``) and the reply filters
-(``proxy.intercept.listing``), then the real thing: the session proxy in front of the embedded
+Pure tables for the rules (``switchyard.proxy.intercept.reserved``) and the reply filters
+(``switchyard.proxy.intercept.listing``), then the real thing: the session proxy in front of the embedded
 upstream, the official client over REST and gRPC, each compared with the upstream direct.
 """
 
@@ -18,8 +18,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.grpc import collections_pb2
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from proxy.intercept import listing, reserved
-from proxy.intercept.reserved import Listing
+from switchyard.proxy.intercept import listing, reserved
+from switchyard.proxy.intercept.reserved import Listing
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
 SY = "_switchyard"

@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from proxy.app import ProxyServer
-from proxy.config import load_config
-from proxy.wire import RestCall, RestForward, RestReply
+from switchyard.proxy.app import ProxyServer
+from switchyard.proxy.config import load_config
+from switchyard.proxy.wire import RestCall, RestForward, RestReply
 
 
 class _Interceptor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from qdrant_client import grpc as qgrpc
 
-from proxy.intercept.routes import grpc_collection, grpc_kind, rename_grpc, rest_path, rest_target
+from switchyard.proxy.intercept.routes import grpc_collection, grpc_kind, rename_grpc, rest_path, rest_target
 
 REST_TABLE = [
     ("PUT", "/collections/docs/points", ("docs", "/points", "write")),

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from proxy.cli import build_parser
-from proxy.config import load_config
-from proxy.errors import ConfigError
-from proxy.secret_sources import add_secret_argument, resolve_secret_args
+from switchyard.proxy.cli import build_parser
+from switchyard.proxy.config import load_config
+from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.secret_sources import add_secret_argument, resolve_secret_args
 
 FILES = {"/s/admin": "from-file\n", "/s/crlf": "crlf-key\r\n", "/s/two": "k\n\n",
          "/s/bare": "no-newline", "/s/up": "up-key\n", "/s/empty": "", "/s/nl": "\n"}
@@ -137,7 +137,7 @@ def test_every_key_option_has_a_file_form(argv: list[str]) -> None:
 
 def test_cli_reads_key_files_before_the_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from proxy import cli
+    from switchyard.proxy import cli
 
     missing = tmp_path / "nope.key"
     with caplog.at_level(logging.WARNING):
@@ -164,13 +164,13 @@ def test_webhooks_are_a_secret_too(caplog: pytest.LogCaptureFixture) -> None:
     ("http://[::1", "<unparsable url>"),
 ])
 def test_redact_url(url: str, shown: str) -> None:
-    from proxy.secret_sources import redact_url
+    from switchyard.proxy.secret_sources import redact_url
 
     assert redact_url(url) == shown
 
 
 async def test_webhook_failures_log_no_token(caplog: pytest.LogCaptureFixture) -> None:
-    from proxy.migration.hooks import Hooks
+    from switchyard.proxy.migration.hooks import Hooks
 
     hooks = Hooks(["http://127.0.0.1:9/services/t0k3n"], retries=0, timeout=1.0)
     with caplog.at_level(logging.WARNING, logger="switchyard.hooks"):
@@ -185,13 +185,13 @@ async def test_webhook_failures_log_no_token(caplog: pytest.LogCaptureFixture) -
     ({}, None),
 ])
 def test_env_secret(env: dict[str, str], expected: str | None) -> None:
-    from proxy.secret_sources import env_secret
+    from switchyard.proxy.secret_sources import env_secret
 
     assert env_secret("SWITCHYARD_ADMIN_KEY", env, read_file=read) == expected
 
 
 def test_tools_send_the_admin_key_from_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxy.state.store import tool_headers
+    from switchyard.proxy.state.store import tool_headers
 
     key = tmp_path / "admin.key"
     key.write_text("k-from-file\n")

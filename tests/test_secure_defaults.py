@@ -38,9 +38,9 @@ import grpc
 import pytest
 from qdrant_client import QdrantClient, models
 
-from proxy._gen.switchyard.v1 import admin_pb2 as pb
-from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
-from proxy.admin.access import is_loopback
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+from switchyard.proxy.admin.access import is_loopback
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 READY = re.compile(r"switchyard proxy ready rest=(\S+):(\d+) grpc=(\S+):(\d+)")
@@ -62,14 +62,14 @@ def _key_file(path: Path, key: str) -> Path:
 
 
 class Spawned:
-    """A ``python -m proxy ...`` subprocess, started and waited for until ``ready`` matches."""
+    """A ``python -m switchyard.proxy ...`` subprocess, started and waited for until ``ready`` matches."""
 
     def __init__(self, tmp: Path, name: str, argv: list[str], ready: re.Pattern[str]) -> None:
         self.stderr_path = tmp / f"{name}.stderr"
         self._stderr = open(self.stderr_path, "w")
         # a misspelt variable, as the old docker-compose.yml had: reported, never read
         env = _clean_env(SWITCHYARD_REST_LISTEN="0.0.0.0:9")
-        self.proc = subprocess.Popen([sys.executable, "-m", "proxy", *argv], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", *argv], stdout=subprocess.PIPE,
                                      stderr=self._stderr, text=True, env=env)
         assert self.proc.stdout is not None
         self.stdout_lines: list[str] = []
@@ -306,7 +306,7 @@ def test_admin_key_from_a_file(keyed_up: UpProcess) -> None:
 
 
 def _cli(url: str, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", *argv, "--url", url], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "switchyard.proxy", *argv, "--url", url], capture_output=True,
                           text=True, timeout=120, env=_clean_env(**env))
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from proxy.config import load_config
-from proxy.errors import ConfigError, StateUnavailable
-from proxy.migration import heartbeats
-from proxy.migration.heartbeats import Heartbeat, ack_states
-from proxy.migration.record import Migration
-from proxy.state.freshness import StateGuard, governed_by, stale_reason, write_refusal
+from switchyard.proxy.config import load_config
+from switchyard.proxy.errors import ConfigError, StateUnavailable
+from switchyard.proxy.migration import heartbeats
+from switchyard.proxy.migration.heartbeats import Heartbeat, ack_states
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.freshness import StateGuard, governed_by, stale_reason, write_refusal
 
 
 def mig(phase: str, logical: str = "docs", mid: str = "m1") -> Migration:

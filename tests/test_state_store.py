@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from proxy.errors import Conflict, NotFound
-from proxy.state.store import StateStore
+from switchyard.proxy.errors import Conflict, NotFound
+from switchyard.proxy.state.store import StateStore
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def _client_sockets_to(port: int) -> int:
 def test_connect_keeps_connections_alive_to_a_loopback_qdrant() -> None:
     """qdrant-client turns keep-alive off for 127.0.0.1; the store's client (proxy, daemon)
     keeps it on: 30 calls to a sidecar's Qdrant reuse a connection instead of opening 30."""
-    from proxy.embedded.server import BackgroundUpstream
+    from switchyard.proxy.embedded.server import BackgroundUpstream
 
     server = BackgroundUpstream()  # its own port: no other client talks to it
     server.start()

@@ -20,8 +20,8 @@ from qdrant_client import QdrantClient, models
 
 from browser import drive
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
 from test_mirrored_writes import _admin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def test_status_page_shows_a_migration_and_its_backfill_advancing(
     others = _planned_migrations(switchyard, upstream, prefix + "page_", 6)
     mid, direct = _seeded_migration(switchyard, upstream, prefix + "page_", 1500)
     _admin(switchyard, f"/migrations/{mid}/throttle", {"points_per_second": 200})
-    daemon = subprocess.Popen([sys.executable, "-m", "proxy", "backfill", mid, "--url", switchyard.rest_url,
+    daemon = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--url", switchyard.rest_url,
                                "--batch-size", "50", "--progress-interval", "0.3"], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from proxy.migration.command import render
-from proxy.migration.progress import summary
-from proxy.migration.record import Migration
+from switchyard.proxy.migration.command import render
+from switchyard.proxy.migration.progress import summary
+from switchyard.proxy.migration.record import Migration
 
 
 def test_summary_sums_live_daemons_and_flags_silent_ones() -> None:

@@ -31,7 +31,7 @@ READY = re.compile(r"switchyard proxy ready rest=(\S+) grpc=(\S+)")
 
 class ProxyProcess:
     def __init__(self, upstream: Any, instance: str) -> None:
-        cmd = [sys.executable, "-m", "proxy", "proxy",
+        cmd = [sys.executable, "-m", "switchyard.proxy", "proxy",
                "--upstream-rest-url", upstream.rest_url,
                "--upstream-grpc-address", f"{upstream.grpc_host}:{upstream.grpc_port}",
                "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0",
@@ -98,10 +98,10 @@ def _register(proxy: ProxyProcess, upstream: Any, prefix: str) -> tuple[str, str
     a, b = f"hash-a-{prefix}", f"hash-b-{prefix}"
     for model in (a, b):
         spec = json.dumps({"id": model, "provider": "hashing", "model": model, "dimensions": 8})
-        subprocess.run([sys.executable, "-m", "proxy", "models", "register", model, "--provider", "hashing",
+        subprocess.run([sys.executable, "-m", "switchyard.proxy", "models", "register", model, "--provider", "hashing",
                         "--model", model, "--dimensions", "8", "--url", proxy.rest], check=True,
                        capture_output=True, env={**os.environ, "SPEC": spec, **TOOL_ENV})
-    subprocess.run([sys.executable, "-m", "proxy", "bind", source, "--model", a, "--url", proxy.rest],
+    subprocess.run([sys.executable, "-m", "switchyard.proxy", "bind", source, "--model", a, "--url", proxy.rest],
                    check=True, capture_output=True, env={**os.environ, **TOOL_ENV})
     return alias, source, b
 

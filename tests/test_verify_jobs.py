@@ -20,10 +20,10 @@ from qdrant_client import AsyncQdrantClient, models
 
 from backfill_helpers import B, dump, setup_migration
 from openai_stub import Hold, OpenAIStub
-from proxy import registry
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest
-from proxy.modelspec import ModelSpec
-from proxy.state.store import StateStore
+from switchyard.proxy import registry
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.store import StateStore
 from proxy_fixtures import RunningProxy, start_proxy, switchyard  # noqa: F401  (fixture)
 
 
@@ -120,7 +120,7 @@ async def test_rest_repair_fixes_missing_extra_stale_and_verifies(
 
 
 def _render(result: dict[str, Any]) -> str:
-    from proxy.migration.command import render
+    from switchyard.proxy.migration.command import render
 
     return render(result)
 
@@ -169,8 +169,8 @@ async def _finished(p: RunningProxy, mid: str) -> dict[str, Any] | None:
 async def test_grpc_verify_with_repair(proxy: RunningProxy, world: Any, prefix: str) -> None:
     import grpc
 
-    from proxy._gen.switchyard.v1 import admin_pb2 as pb
-    from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+    from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
 
     client, store = world
     mid = await setup_migration(client, store, prefix, list(range(1, 11)))
@@ -189,7 +189,7 @@ async def test_grpc_verify_with_repair(proxy: RunningProxy, world: Any, prefix: 
 
 async def test_cli_migrate_verify_repair_follows_progress(
         proxy: RunningProxy, world: Any, prefix: str, stub_model: Any, capsys: Any) -> None:
-    from proxy import cli
+    from switchyard.proxy import cli
 
     client, store = world
     stub, spec = stub_model
@@ -251,9 +251,9 @@ async def test_two_processes_claiming_one_verify_at_once_one_wins(world: Any, pr
     """The claim is a compare-and-set: started at the same instant by two owners, exactly one
     verify gets the migration's pointer to its run; the other is refused with the winner's name
     in the reason, and leaves no run record behind."""
-    from proxy.errors import Conflict
-    from proxy.migration import verify_state
-    from proxy.migration.record import Migration
+    from switchyard.proxy.errors import Conflict
+    from switchyard.proxy.migration import verify_state
+    from switchyard.proxy.migration.record import Migration
 
     _, store = world
     mid = f"{prefix}race"

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from backfill.settings import NEEDS_FULL_VERIFY
+from switchyard.backfill.settings import NEEDS_FULL_VERIFY
 from backfill_helpers import setup_migration
 from openai_stub import Hold
-from proxy.admin.service import _focus
-from proxy.migration import verify_state
-from proxy.migration.command import render, run_of
-from proxy.migration.record import Migration
+from switchyard.proxy.admin.service import _focus
+from switchyard.proxy.migration import verify_state
+from switchyard.proxy.migration.command import render, run_of
+from switchyard.proxy.migration.record import Migration
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from test_verify_jobs import _held, admin, status, stub_model, until, world  # noqa: F401  (fixtures)
 
@@ -178,7 +178,7 @@ async def test_a_daemon_verify_beside_a_proxy_verify_keeps_its_own_progress(
         await store.put(Migration.KIND, mid, dataclasses.replace(
             m, counters={**m.counters, NEEDS_FULL_VERIFY: 1}).stored(), m.rev)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--log-level", "WARNING", "backfill", mid, "--url",
+            [sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid, "--url",
              upstream.rest_url, "--once", "--owner", "daemon-1"],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -25,15 +25,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.intercept import rest_codec
-from proxy.intercept.executor import Executor
-from proxy.intercept.json_scan import Cursor, ScanError
-from proxy.intercept.operation import OpKind, VectorKind
-from proxy.intercept.planner import metadata_for
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.snapshot import StateSnapshot
-from proxy.wire import RestCall, RestReply
+from switchyard.proxy.intercept import rest_codec
+from switchyard.proxy.intercept.executor import Executor
+from switchyard.proxy.intercept.json_scan import Cursor, ScanError
+from switchyard.proxy.intercept.operation import OpKind, VectorKind
+from switchyard.proxy.intercept.planner import metadata_for
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.wire import RestCall, RestReply
 
 SPEC = ModelSpec(id="m", provider="hashing", model="hash-m", dimensions=3, fingerprint="sha256:" + "f" * 64)
 META = metadata_for(SPEC)

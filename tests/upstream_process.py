@@ -19,7 +19,7 @@ READY = re.compile(r"switchyard upstream ready http=(\S+):(\d+) grpc=(\S+):(\d+)
 
 class UpstreamProcess:
     def __init__(self, api_key: str | None = None) -> None:
-        cmd = [sys.executable, "-m", "proxy", "upstream", "--memory", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "switchyard.proxy", "upstream", "--memory", "--host", "127.0.0.1",
                "--http-port", "0", "--grpc-port", "0"]
         if api_key:
             cmd += ["--api-key", api_key]
@@ -64,7 +64,7 @@ def run_proxy_until_exit(rest_url: str | UpstreamProcess, flags: list[str], grpc
     """Run ``switchyard proxy`` in front of ``rest_url`` (or an :class:`UpstreamProcess`)."""
     if isinstance(rest_url, UpstreamProcess):
         rest_url, grpc_address = rest_url.rest_url, rest_url.grpc_address
-    cmd = [sys.executable, "-m", "proxy", "proxy", "--upstream-rest-url", rest_url,
+    cmd = [sys.executable, "-m", "switchyard.proxy", "proxy", "--upstream-rest-url", rest_url,
            "--upstream-grpc-address", grpc_address or "127.0.0.1:1",
            "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0",
            "--drain-seconds", "1", *flags]

@@ -4,11 +4,11 @@
 caller presented, and answers :class:`Verdict` (allowed or not, how, and the reason). The rule:
 
 * **a key is configured**: only a caller presenting it is allowed (compared in constant time);
-  a missing or wrong key is :class:`~proxy.errors.Unauthorized` (401 / ``UNAUTHENTICATED``),
+  a missing or wrong key is :class:`~switchyard.proxy.errors.Unauthorized` (401 / ``UNAUTHENTICATED``),
   from loopback too.
 * **no key is configured**: the API is *closed by default*: only a peer on loopback
   (``127.0.0.0/8``, ``::1``, and their IPv4-mapped form) is allowed, and only while
-  ``admin_trust_loopback`` is on; everyone else gets :class:`~proxy.errors.Forbidden` (403 /
+  ``admin_trust_loopback`` is on; everyone else gets :class:`~switchyard.proxy.errors.Forbidden` (403 /
   ``PERMISSION_DENIED``) with a message saying how to open it.
 
 The peer is always the transport's (aiohttp's socket peername, gRPC's ``context.peer()``), never a
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.errors import Forbidden, SwitchyardError, Unauthorized
+from switchyard.proxy.errors import Forbidden, SwitchyardError, Unauthorized
 
 HEADER = "switchyard-admin-key"
 HOW_TO_OPEN = ("start the proxy with --admin-key-file FILE (or --admin-key, env "

@@ -1,7 +1,7 @@
 """The facade both admin front ends call: JSON-safe dicts in, JSON-safe dicts out.
 
 Front ends only decode the wire into these arguments, check the caller with
-:func:`proxy.admin.access.admin_verdict`, and encode the results; every decision is in the
+:func:`switchyard.proxy.admin.access.admin_verdict`, and encode the results; every decision is in the
 control plane behind this.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from proxy import registry
-from proxy.errors import BadRequest
-from proxy.migration.planner import PlanRequest
-from proxy.migration.service import MigrationService
-from proxy.migration.verify_jobs import VerifyJobs
+from switchyard.proxy import registry
+from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.migration.planner import PlanRequest
+from switchyard.proxy.migration.service import MigrationService
+from switchyard.proxy.migration.verify_jobs import VerifyJobs
 
 
 def _opt_int(value: Any, name: str) -> int | None:

@@ -9,7 +9,7 @@ be using it).
 Nothing CPU-heavy runs on the event loop thread: an embedder that computes on the calling thread
 (it has ``embed_sync``, like the hashing embedder) is run in the pool's own bounded worker
 threads; local ONNX models already run in worker threads and HTTP providers are async I/O. The
-pool also carries the :class:`~proxy.intercept.inference.InferenceLimits` the proxy applies to
+pool also carries the :class:`~switchyard.proxy.intercept.inference.InferenceLimits` the proxy applies to
 inference text, and counts what it embeds (``switchyard_embedded_texts_total``).
 """
 
@@ -23,9 +23,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from proxy.embedders import Embedder, make_embedder
-from proxy.intercept.inference import InferenceLimits
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders import Embedder, make_embedder
+from switchyard.proxy.intercept.inference import InferenceLimits
+from switchyard.proxy.modelspec import ModelSpec
 
 #: Worker threads for embedders that compute on the calling thread (2: the cores a sidecar gets;
 #: more would only queue on the GIL).

@@ -17,15 +17,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.dataplane import shadow as metrics
-from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.fetch_plan import COVERAGE_SAMPLE, estimate_coverage, exact_prefix, initial_limits
-from proxy.dataplane.query_codec import Rewrite
-from proxy.dataplane.query_vectors import SidePlan, find_model, plan_sides
-from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
-from proxy.errors import SwitchyardError
-from proxy.migration.record import Migration
-from proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.dataplane import shadow as metrics
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.dataplane.fetch_plan import COVERAGE_SAMPLE, estimate_coverage, exact_prefix, initial_limits
+from switchyard.proxy.dataplane.query_codec import Rewrite
+from switchyard.proxy.dataplane.query_vectors import SidePlan, find_model, plan_sides
+from switchyard.proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.snapshot import StateSnapshot
 
 Transport = RestTransport | GrpcTransport
 MAX_ROUNDS = 4

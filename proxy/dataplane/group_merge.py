@@ -1,7 +1,7 @@
 """Merging grouped search results (``.../groups``) with the same rules as ``merge.merge`` (pure).
 
 A group is ``(group key, hits best first)``. Groups of both sides are flattened into hits keyed
-by ``(group, document)`` and merged by :func:`proxy.dataplane.merge.merge`, with every document
+by ``(group, document)`` and merged by :func:`switchyard.proxy.dataplane.merge.merge`, with every document
 known to be in the target (returned by it, or found by the executor's lookup) marked in the
 target for *every* group, so a source hit never represents a document the target holds, even
 when the target file placed it in another group. The merged hits are then regrouped: groups
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.dataplane.merge import Calibration, Hit, MergeReport, merge
+from switchyard.proxy.dataplane.merge import Calibration, Hit, MergeReport, merge
 
 _SEP = "\x1f"
 

@@ -36,8 +36,8 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge
 
-from proxy.dataplane.repair_spool import RepairLog, stored_id
-from proxy.errors import SwitchyardError
+from switchyard.proxy.dataplane.repair_spool import RepairLog, stored_id
+from switchyard.proxy.errors import SwitchyardError
 
 log = logging.getLogger("switchyard.intents")
 

@@ -43,20 +43,20 @@ import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
-from proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
-from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.intents import IntentLog
-from proxy.dataplane.primary_outcome import Level, Verdict, after_primary, status_of
-from proxy.dataplane.repair_spool import RepairLog
-from proxy.dataplane.write_order import WriteOrder
-from proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
-from proxy.errors import SwitchyardError, UpstreamError
-from proxy.intercept.planner import metadata_for
-from proxy.intercept.routes import rest_path
-from proxy.migration.record import Migration
-from proxy.modelspec import ModelSpec
-from proxy.owned_tasks import stop_task
-from proxy.wire import Headers, RestCall, RestForward
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.dataplane.intents import IntentLog
+from switchyard.proxy.dataplane.primary_outcome import Level, Verdict, after_primary, status_of
+from switchyard.proxy.dataplane.repair_spool import RepairLog
+from switchyard.proxy.dataplane.write_order import WriteOrder
+from switchyard.proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
+from switchyard.proxy.errors import SwitchyardError, UpstreamError
+from switchyard.proxy.intercept.planner import metadata_for
+from switchyard.proxy.intercept.routes import rest_path
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.wire import Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
 

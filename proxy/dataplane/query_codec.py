@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from proxy.dataplane.query_vectors import SlotInfo
-from proxy.intercept.routes import rest_target
+from switchyard.proxy.dataplane.query_vectors import SlotInfo
+from switchyard.proxy.intercept.routes import rest_target
 
 #: REST path suffix -> (family, shape).
 REST_READS: dict[str, tuple[str, str]] = {

@@ -14,10 +14,10 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from qdrant_client import grpc as pb
 
-from proxy.dataplane.query_codec import (
+from switchyard.proxy.dataplane.query_codec import (
     GRPC_READS, Rewrite, SimilarityRead, SubRead, canonical_group, canonical_id,
 )
-from proxy.dataplane.query_vectors import SlotInfo
+from switchyard.proxy.dataplane.query_vectors import SlotInfo
 
 Setter = Callable[[list[float]], None]
 Slot = tuple[Setter, SlotInfo]

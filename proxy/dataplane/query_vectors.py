@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from proxy.migration.record import COMPLETE, WRITES_SWITCHED
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.migration.record import COMPLETE, WRITES_SWITCHED
+from switchyard.proxy.modelspec import ModelSpec
 
 _B_PHASES = frozenset({WRITES_SWITCHED, COMPLETE})
 

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 from qdrant_client import grpc as pb
 
-from proxy.dataplane.query_codec import ReadCodec, RestQueryCodec, SimilarityRead
-from proxy.dataplane.query_codec_grpc import GrpcQueryCodec
-from proxy.intercept.routes import rename_grpc, rest_path
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, Headers, RestCall, RestForward, RestReply
+from switchyard.proxy.dataplane.query_codec import ReadCodec, RestQueryCodec, SimilarityRead
+from switchyard.proxy.dataplane.query_codec_grpc import GrpcQueryCodec
+from switchyard.proxy.intercept.routes import rename_grpc, rest_path
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, Headers, RestCall, RestForward, RestReply
 
 MERGE_HEADER = "x-switchyard-merge"
 _LOOKUP_PAGE = 256

@@ -28,22 +28,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.dataplane import shadow as shadow_metrics
-from proxy.dataplane.embedder_pool import EmbedderPool
-from proxy.dataplane.fanout import FanOut, fan_out, points
-from proxy.dataplane.group_merge import GroupHits, merge_groups
-from proxy.dataplane.merge import Hit, MergeReport, merge
-from proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
-from proxy.dataplane.query_codec_grpc import decode_grpc
-from proxy.dataplane.query_vectors import inference_texts, plan_inference
-from proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
-from proxy.intercept.inference import check_bounds
-from proxy.intercept.routes import rest_target
-from proxy.migration.record import Migration
-from proxy.migration.routing import Route
-from proxy.modelspec import ModelSpec
-from proxy.state.snapshot import StateSnapshot
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
+from switchyard.proxy.dataplane import shadow as shadow_metrics
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.dataplane.fanout import FanOut, fan_out, points
+from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
+from switchyard.proxy.dataplane.merge import Hit, MergeReport, merge
+from switchyard.proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
+from switchyard.proxy.dataplane.query_codec_grpc import decode_grpc
+from switchyard.proxy.dataplane.query_vectors import inference_texts, plan_inference
+from switchyard.proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
+from switchyard.proxy.intercept.inference import check_bounds
+from switchyard.proxy.intercept.routes import rest_target
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.routing import Route
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.reads")
 Transport = RestTransport | GrpcTransport

@@ -5,7 +5,7 @@ Records live in the state store. Kind ``repair``, key ``"<migration>/<point id>"
 ``repair_filter``, key ``"<migration>/<uuid>"``, data ``{"migration", "filter", "reason", "at"}``:
 a filter-based delete or update failed, so any point may be wrong and only a full verify pass
 with repair settles it. The proxy writes them; the backfill daemon drains them by re-reading
-the source (:mod:`backfill.daemon`), deleting each record after its repair, unless it changed
+the source (:mod:`switchyard.backfill.daemon`), deleting each record after its repair, unless it changed
 meanwhile (a newer failure of the same id then stays for the next drain).
 
 Past the proxy's append bound, per-id records give way to one *coarse* entry per migration
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.state.store import Envelope, StateStore
+from switchyard.proxy.state.store import Envelope, StateStore
 
 REPAIR_KIND = "repair"
 REPAIR_FILTER_KIND = "repair_filter"

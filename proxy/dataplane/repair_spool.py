@@ -36,8 +36,8 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
-from proxy.errors import SwitchyardError
-from proxy.state.store import StateStore
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.repair")
 

@@ -19,7 +19,7 @@ from typing import Any
 from qdrant_client.conversions.conversion import GrpcToRest
 from qdrant_client.grpc import points_pb2
 
-from proxy.state.records import META_FIELDS
+from switchyard.proxy.state.records import META_FIELDS
 
 
 @dataclass(frozen=True, slots=True)

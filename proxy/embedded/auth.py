@@ -11,7 +11,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from proxy.errors import Forbidden, Unauthorized
+from switchyard.proxy.errors import Forbidden, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ import signal
 import sys
 from typing import Any
 
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import DEFAULT_ENGINE, ENGINES, ENV
-from proxy.embedded.rest_app import DEFAULT_MAX_BODY
-from proxy.embedded.server import EmbeddedUpstream, new_event_loop
-from proxy.secret_sources import add_secret_argument
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import DEFAULT_ENGINE, ENGINES, ENV
+from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY
+from switchyard.proxy.embedded.server import EmbeddedUpstream, new_event_loop
+from switchyard.proxy.secret_sources import add_secret_argument
 
 
 def register(subparsers: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from qdrant_client.http import models
 
-from proxy.errors import BadRequest, Conflict, NotFound
+from switchyard.proxy.errors import BadRequest, Conflict, NotFound
 
 CATALOG = "catalog.json"
 SHARDS = "shards"

@@ -3,7 +3,7 @@
 Imported only where ``qdrant_edge`` is (the Edge worker process). Requests go one way
 (``models.*`` → ``qdrant_edge.*``), results the other (Edge records and scored points →
 ``models.Record`` / ``models.ScoredPoint``). Anything Edge's API cannot express raises
-:class:`proxy.errors.Unsupported` with the feature named, never a silent approximation.
+:class:`switchyard.proxy.errors.Unsupported` with the feature named, never a silent approximation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import qdrant_edge as qe
 from qdrant_client.http import models
 
-from proxy.errors import BadRequest, Unsupported
+from switchyard.proxy.errors import BadRequest, Unsupported
 
 DISTANCES = {
     models.Distance.COSINE: qe.Distance.Cosine,

@@ -1,5 +1,5 @@
 """The Edge engine: Qdrant's own segment, index and storage code (``qdrant-edge-py``) behind the
-embedded upstream's engine seam (:mod:`proxy.embedded.engines`).
+embedded upstream's engine seam (:mod:`switchyard.proxy.embedded.engines`).
 
 A collection is an Edge shard in a directory of its own (in memory mode: under a temporary
 directory removed on close), served by a worker process of its own (:mod:`edge_worker`).
@@ -37,11 +37,11 @@ from typing import Any
 from qdrant_client.http import models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from proxy import errors
-from proxy.embedded import edge_queries as eq
-from proxy.embedded import edge_worker, request_checks
-from proxy.embedded.edge_catalog import Catalog, Entry
-from proxy.errors import BadRequest, SwitchyardError, Unsupported
+from switchyard.proxy import errors
+from switchyard.proxy.embedded import edge_queries as eq
+from switchyard.proxy.embedded import edge_worker, request_checks
+from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
+from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 
 #: methods answered from the catalog, never by a shard
 CATALOG_METHODS = frozenset({
@@ -93,7 +93,7 @@ def _context() -> Any:
     global _CONTEXT
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["proxy.embedded.edge_worker", "proxy.embedded.edge_convert"])
+        ctx.set_forkserver_preload(["switchyard.proxy.embedded.edge_worker", "switchyard.proxy.embedded.edge_convert"])
         _CONTEXT = ctx
     return _CONTEXT
 
@@ -348,7 +348,7 @@ class EdgeEngine:
             collections=[models.CollectionDescription(name=n) for n in self.catalog.collections])
 
     async def _get_collection(self, collection_name: str, **_: Any) -> models.CollectionInfo:
-        from proxy.embedded.edge_info import collection_info
+        from switchyard.proxy.embedded.edge_info import collection_info
 
         name = self.catalog.resolve(collection_name)
         shard = await self._shard(name)
@@ -386,7 +386,7 @@ class EdgeEngine:
             for a, c in self.catalog.aliases.items() if c == collection_name])
 
     async def _info(self, **_: Any) -> models.VersionInfo:
-        from proxy.embedded.rest_app import server_version
+        from switchyard.proxy.embedded.rest_app import server_version
 
         return models.VersionInfo(title="qdrant - vector search engine", version=server_version())
 

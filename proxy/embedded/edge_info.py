@@ -12,7 +12,7 @@ from typing import Any
 
 from qdrant_client.http import models
 
-from proxy.embedded.edge_catalog import Entry
+from switchyard.proxy.embedded.edge_catalog import Entry
 
 HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0,
         "on_disk": False}

@@ -18,7 +18,7 @@ from typing import Any
 
 from qdrant_client.http import models
 
-from proxy.errors import NotFound
+from switchyard.proxy.errors import NotFound
 
 _ID_TYPES = (int, str, uuid.UUID)
 

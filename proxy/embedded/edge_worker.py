@@ -22,7 +22,7 @@ from typing import Any
 
 from qdrant_client.http import models
 
-from proxy.errors import BadRequest, NotFound, SwitchyardError, Unsupported
+from switchyard.proxy.errors import BadRequest, NotFound, SwitchyardError, Unsupported
 
 _POINT_MISSING = "No point with id "
 #: methods that change nothing; every other answer carries the shard's info after it
@@ -47,7 +47,7 @@ class ShardWorker:
     def __init__(self, path: str, create: models.CreateCollection | None) -> None:
         import qdrant_edge as qe
 
-        from proxy.embedded import edge_convert
+        from switchyard.proxy.embedded import edge_convert
 
         self.qe, self.cv = qe, edge_convert
         if create is not None and not os.path.exists(os.path.join(path, "segments")):

@@ -13,7 +13,7 @@ REST models (``qdrant_client.http.models``);
 the gRPC front end converts with ``GrpcToRest`` / ``RestToGrpc``.
 
 Errors: the local engine raises ``ValueError`` (and pydantic ``ValidationError``) for
-everything. :func:`translate` maps them at this seam onto :mod:`proxy.errors` with Qdrant's
+everything. :func:`translate` maps them at this seam onto :mod:`switchyard.proxy.errors` with Qdrant's
 own wording and status, e.g. ``Not found: Collection `x` doesn't exist!`` (404).
 
 Durability: with a path, the local engine writes every point to SQLite before applying it and
@@ -37,8 +37,8 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from proxy.embedded import keyword_scan, request_checks
-from proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
+from switchyard.proxy.embedded import keyword_scan, request_checks
+from switchyard.proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
 
 _COLLECTION_NOT_FOUND = re.compile(r"^Collection (?P<name>.+?) not found$")
 _POINT_NOT_FOUND = re.compile(r"^Point (?P<id>.+?) is not found in the collection$")

@@ -6,12 +6,12 @@ An engine answers :meth:`EngineSeam.call` with ``QdrantLocal``'s method names an
 exists, info, update), aliases, writes (upsert, delete, vectors and payload operations, batch
 updates, payload indexes, vector names), reads (retrieve, scroll, count, facet, query,
 ``query_batch``, groups) and, with a path, persistence. An engine lists in ``unsupported`` the
-methods it cannot answer; calling one raises :class:`proxy.errors.Unsupported` (501 /
+methods it cannot answer; calling one raises :class:`switchyard.proxy.errors.Unsupported` (501 /
 ``UNIMPLEMENTED`` in Qdrant's error shape). Both engines run :mod:`request_checks` first.
 
-- ``local``: qdrant-client's local engine (:class:`proxy.embedded.engine.Engine`): brute-force
+- ``local``: qdrant-client's local engine (:class:`switchyard.proxy.embedded.engine.Engine`): brute-force
   numpy, filters in Python, everything in one process.
-- ``edge``: Qdrant's own engine, ``qdrant-edge-py`` (:class:`proxy.embedded.edge_engine.EdgeEngine`):
+- ``edge``: Qdrant's own engine, ``qdrant-edge-py`` (:class:`switchyard.proxy.embedded.edge_engine.EdgeEngine`):
   HNSW, quantization, real payload indexes, one worker process per collection.
 
 The engine is chosen by ``--engine`` or ``SWITCHYARD_UPSTREAM_ENGINE``; the default is
@@ -24,7 +24,7 @@ import importlib.util
 import os
 from typing import Any, Protocol
 
-from proxy.errors import ConfigError
+from switchyard.proxy.errors import ConfigError
 
 ENGINES = ("local", "edge")
 ENV = "SWITCHYARD_UPSTREAM_ENGINE"
@@ -68,9 +68,9 @@ def choose(requested: str | None = None) -> tuple[str, str]:
 def make_engine(name: str, path: str | None, readers: int | None = None) -> EngineSeam:
     """A started engine of kind ``name`` storing in ``path`` (``None``: in memory)."""
     if name == "edge":
-        from proxy.embedded.edge_engine import EdgeEngine
+        from switchyard.proxy.embedded.edge_engine import EdgeEngine
 
         return EdgeEngine(path, readers=readers)
-    from proxy.embedded.engine import Engine
+    from switchyard.proxy.embedded.engine import Engine
 
     return Engine(path, readers=readers)

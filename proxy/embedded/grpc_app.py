@@ -5,7 +5,7 @@
 converted to qdrant-client's REST models (``GrpcToRest``), run on the engine, and converted back
 (``RestToGrpc``), so the gRPC and REST front ends share one engine and one set of semantics.
 
-Auth, timing and error mapping live in :mod:`proxy.embedded.grpc_service`. What the local engine
+Auth, timing and error mapping live in :mod:`switchyard.proxy.embedded.grpc_service`. What the local engine
 cannot do (snapshots, shard keys, cluster operations) is ``UNIMPLEMENTED`` with a message saying so.
 """
 
@@ -25,12 +25,12 @@ from qdrant_client.grpc import (
     snapshots_service_pb2_grpc,
 )
 
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import EngineSeam
-from proxy.embedded.grpc_collections import CollectionsService
-from proxy.embedded.grpc_points import PointsService
-from proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc, unsupported
-from proxy.errors import SwitchyardError
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import EngineSeam
+from switchyard.proxy.embedded.grpc_collections import CollectionsService
+from switchyard.proxy.embedded.grpc_points import PointsService
+from switchyard.proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc, unsupported
+from switchyard.proxy.errors import SwitchyardError
 
 #: Server options matching Qdrant's public gRPC listener: tonic's services there are built with
 #: ``max_decoding_message_size(usize::MAX)`` and keep tonic's unlimited encoding size, and

@@ -14,8 +14,8 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 from qdrant_client.grpc import collections_pb2 as pb
 from qdrant_client.grpc import collections_service_pb2_grpc
 
-from proxy.embedded.grpc_service import Service, rpc, unsupported
-from proxy.errors import BadRequest
+from switchyard.proxy.embedded.grpc_service import Service, rpc, unsupported
+from switchyard.proxy.errors import BadRequest
 
 
 def create_kwargs(request: pb.CreateCollection) -> dict[str, Any]:

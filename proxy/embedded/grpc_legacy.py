@@ -1,7 +1,7 @@
 """The legacy search / recommend / discover family of ``qdrant.Points``, served by the query API.
 
 Qdrant answers these calls by turning them into universal queries, and so does the REST front
-end through :mod:`proxy.embedded.legacy`. The gRPC side shares that translation: the pure
+end through :mod:`switchyard.proxy.embedded.legacy`. The gRPC side shares that translation: the pure
 functions here only build legacy's request models from the protobuf messages (with
 ``GrpcToRest`` for every component), and legacy turns them into ``QdrantLocal`` keyword
 arguments. A request the models reject (e.g. ``limit: 0``) is ``INVALID_ARGUMENT``.
@@ -17,13 +17,13 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 from qdrant_client.grpc import points_pb2 as pb
 from qdrant_client.grpc import qdrant_common_pb2 as common
 
-from proxy.embedded import legacy
-from proxy.embedded.grpc_requests import optional, scored
-from proxy.embedded.grpc_service import rpc
-from proxy.errors import BadRequest
+from switchyard.proxy.embedded import legacy
+from switchyard.proxy.embedded.grpc_requests import optional, scored
+from switchyard.proxy.embedded.grpc_service import rpc
+from switchyard.proxy.errors import BadRequest
 
 if TYPE_CHECKING:
-    from proxy.embedded.engines import EngineSeam
+    from switchyard.proxy.embedded.engines import EngineSeam
 
 
 def _common(request: Message) -> dict[str, Any]:

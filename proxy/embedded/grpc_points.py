@@ -1,9 +1,9 @@
 """``qdrant.Points`` for the embedded upstream: writes, reads and the query API over the engine.
 
 Each request is converted into ``QdrantLocal`` keyword arguments (pure functions in
-:mod:`proxy.embedded.grpc_requests`), run on the engine, and the result converted back with
+:mod:`switchyard.proxy.embedded.grpc_requests`), run on the engine, and the result converted back with
 ``RestToGrpc``. The legacy search/recommend/discover family is in
-:mod:`proxy.embedded.grpc_legacy` and is served through the query API.
+:mod:`switchyard.proxy.embedded.grpc_legacy` and is served through the query API.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 from qdrant_client.grpc import points_pb2 as pb
 from qdrant_client.grpc import points_service_pb2_grpc
 
-from proxy.embedded.grpc_legacy import LegacyPoints
-from proxy.embedded.grpc_requests import (
+from switchyard.proxy.embedded.grpc_legacy import LegacyPoints
+from switchyard.proxy.embedded.grpc_requests import (
     filter_of,
     index_schema,
     optional,
@@ -31,7 +31,7 @@ from proxy.embedded.grpc_requests import (
     with_payload,
     with_vectors,
 )
-from proxy.embedded.grpc_service import Service, rpc
+from switchyard.proxy.embedded.grpc_service import Service, rpc
 
 
 class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsServicer):

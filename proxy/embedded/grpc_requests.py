@@ -4,7 +4,7 @@ Conversions use qdrant-client's ``GrpcToRest`` / ``RestToGrpc``; these functions
 the converters leave to the server: Qdrant's defaults (retrieve and scroll return payloads unless
 told otherwise, similarity reads do not; limit 10, group size 3, matrix sample 10 / limit 3) and
 clear errors for missing required parts. A converter's ``ValueError`` on an unset oneof is turned
-into ``INVALID_ARGUMENT`` by :func:`proxy.embedded.grpc_service.rpc`.
+into ``INVALID_ARGUMENT`` by :func:`switchyard.proxy.embedded.grpc_service.rpc`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 from qdrant_client.grpc import points_pb2 as pb
 from qdrant_client.http import models as rest
 
-from proxy.embedded import legacy
-from proxy.errors import BadRequest
+from switchyard.proxy.embedded import legacy
+from switchyard.proxy.errors import BadRequest
 
 #: ``FieldType`` (gRPC) → payload schema type (REST), for indexes created without params.
 FIELD_TYPES: dict[int, rest.PayloadSchemaType] = {
@@ -65,7 +65,7 @@ def selector(message: Message, field: str) -> rest.PointsSelector:
 def query_kwargs(request: pb.QueryPoints) -> dict[str, Any]:
     """``QdrantLocal.query_points`` keyword arguments (without the collection) for ``QueryPoints``.
 
-    Shares the REST front end's defaults through :func:`proxy.embedded.legacy.query_kwargs`.
+    Shares the REST front end's defaults through :func:`switchyard.proxy.embedded.legacy.query_kwargs`.
     """
     return legacy.query_kwargs(GrpcToRest.convert_query_points(request))
 

@@ -3,7 +3,7 @@
 Every method goes through :func:`rpc`, which does what Qdrant's tonic middleware and handlers
 do around each call: check the API key (read or write), refuse shard-key selectors (the local
 engine has one shard), fill the response's ``time``, and turn errors into status codes with
-Qdrant's wording: :mod:`proxy.errors` by their ``grpc_code``; a request that cannot be converted
+Qdrant's wording: :mod:`switchyard.proxy.errors` by their ``grpc_code``; a request that cannot be converted
 (e.g. an unset oneof, which qdrant-client's converters reject with ``ValueError``) is
 ``INVALID_ARGUMENT``.
 """
@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import EngineSeam
-from proxy.errors import BadRequest, SwitchyardError, Unsupported
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import EngineSeam
+from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 
 log = logging.getLogger(__name__)
 

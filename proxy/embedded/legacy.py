@@ -24,7 +24,7 @@ from typing import Any, Union
 from pydantic import BaseModel, Field
 from qdrant_client.http import models
 
-from proxy.errors import BadRequest
+from switchyard.proxy.errors import BadRequest
 
 __all__ = [
     "NamedVector",

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from qdrant_client.http import models
 
-from proxy.errors import BadRequest, SwitchyardError
+from switchyard.proxy.errors import BadRequest, SwitchyardError
 
 MAX_POINT_ID = 2**64 - 1
 INFERENCE_UNAVAILABLE = (

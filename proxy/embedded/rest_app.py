@@ -4,7 +4,7 @@
 an ``aiohttp.web.Application``. One wrapper does what every Qdrant endpoint does: check the API
 key (read-only keys may read, 403 on writes), read the body under a size limit (413 beyond it),
 run the handler, and answer ``{"result": ..., "status": "ok", "time": t}``, or
-``{"status": {"error": ...}, "time": t}`` with the status of the :mod:`proxy.errors` class.
+``{"status": {"error": ...}, "time": t}`` with the status of the :mod:`switchyard.proxy.errors` class.
 Unknown paths answer 404 and wrong methods 405, in the same shape. An unexpected exception is
 logged and answered 500; the server keeps serving.
 
@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.embedded import rest_collections, rest_points
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import EngineSeam
-from proxy.embedded.rest_codec import Ctx, Route, envelope
-from proxy.errors import PayloadTooLarge, SwitchyardError
+from switchyard.proxy.embedded import rest_collections, rest_points
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import EngineSeam
+from switchyard.proxy.embedded.rest_codec import Ctx, Route, envelope
+from switchyard.proxy.errors import PayloadTooLarge, SwitchyardError
 
 log = logging.getLogger(__name__)
 

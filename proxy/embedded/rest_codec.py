@@ -24,9 +24,9 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from qdrant_client.http import models
 
-from proxy.embedded.engines import EngineSeam
-from proxy.embedded.request_checks import check_point_id
-from proxy.errors import BadRequest, Unsupported
+from switchyard.proxy.embedded.engines import EngineSeam
+from switchyard.proxy.embedded.request_checks import check_point_id
+from switchyard.proxy.errors import BadRequest, Unsupported
 
 
 #: Bodies larger than this are parsed off the event loop.

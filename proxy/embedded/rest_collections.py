@@ -8,8 +8,8 @@ from typing import Any
 
 from qdrant_client.http import models
 
-from proxy.embedded.rest_codec import Ctx, Route, unsupported
-from proxy.errors import BadRequest
+from switchyard.proxy.embedded.rest_codec import Ctx, Route, unsupported
+from switchyard.proxy.errors import BadRequest
 
 
 async def list_collections(ctx: Ctx) -> Any:

@@ -1,5 +1,5 @@
 """REST routes of the embedded upstream for points: writes, reads, the query API, matrices and
-the legacy search / recommend / discover families (translated by :mod:`proxy.embedded.legacy`).
+the legacy search / recommend / discover families (translated by :mod:`switchyard.proxy.embedded.legacy`).
 
 Every handler parses its body into qdrant-client's models, calls the engine (one worker thread,
 so concurrent requests never interleave inside the local engine) and returns a model; write
@@ -18,9 +18,9 @@ from typing import Any
 
 from qdrant_client.http import models
 
-from proxy.embedded import legacy
-from proxy.embedded.rest_codec import Ctx, Route, no_shard_key, point_id, selector
-from proxy.errors import NotFound
+from switchyard.proxy.embedded import legacy
+from switchyard.proxy.embedded.rest_codec import Ctx, Route, no_shard_key, point_id, selector
+from switchyard.proxy.errors import NotFound
 
 # ---------------------------------------------------------------- writes
 

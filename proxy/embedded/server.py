@@ -21,13 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.embedded.auth import ApiKeys
-from proxy.embedded.engines import EngineSeam, choose, make_engine
-from proxy.embedded.rest_app import DEFAULT_MAX_BODY, ResponseHook, build_app
+from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.engines import EngineSeam, choose, make_engine
+from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY, ResponseHook, build_app
 
 log = logging.getLogger(__name__)
 
-GRPC_MODULE = "proxy.embedded.grpc_app"
+GRPC_MODULE = "switchyard.proxy.embedded.grpc_app"
 GRACE_SECONDS = 2.0
 START_TIMEOUT = 30.0
 

@@ -2,7 +2,7 @@
 
 Every provider returns ``float32`` arrays of shape ``(len(texts), spec.dimensions)``, in input
 order, L2-normalised when ``spec.normalize`` (a zero vector stays zero). Failures raise the
-:class:`proxy.errors.EmbedderError` family only: ``EmbedderBadInput`` (the input was refused),
+:class:`switchyard.proxy.errors.EmbedderError` family only: ``EmbedderBadInput`` (the input was refused),
 ``RateLimited`` / ``ProviderDown`` (after the retry budget), ``WrongDimension`` (the model's
 vectors do not have ``spec.dimensions`` components).
 """
@@ -15,8 +15,8 @@ from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
-from proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
+from switchyard.proxy.modelspec import ModelSpec
 
 T = TypeVar("T")
 
@@ -107,15 +107,15 @@ def _first_leaf(group: BaseExceptionGroup) -> BaseException:
 def make_embedder(spec: ModelSpec) -> Embedder:
     """The provider for ``spec``. Provider modules import lazily (``local`` needs an extra)."""
     if spec.provider == "hashing":
-        from proxy.embedders.hashing import HashingEmbedder
+        from switchyard.proxy.embedders.hashing import HashingEmbedder
 
         return HashingEmbedder(spec)
     if spec.provider == "openai":
-        from proxy.embedders.openai_http import OpenAIEmbedder
+        from switchyard.proxy.embedders.openai_http import OpenAIEmbedder
 
         return OpenAIEmbedder(spec)
     if spec.provider == "local":
-        from proxy.embedders.local_onnx import LocalOnnxEmbedder
+        from switchyard.proxy.embedders.local_onnx import LocalOnnxEmbedder
 
         return LocalOnnxEmbedder(spec)
     raise ConfigError(f"unknown embedding provider {spec.provider!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.errors import EmbedderBadInput
+from switchyard.proxy.errors import EmbedderBadInput
 
 CHARS_PER_TOKEN = 4
 

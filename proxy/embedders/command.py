@@ -2,7 +2,7 @@
 
 ``embed_report(spec, texts)`` embeds texts once and reports shape, norms and throughput;
 ``check_drift(spec)`` recomputes the fingerprint of a stored spec and compares. Both are what
-``switchyard models embed|check`` (``proxy.registry_command``) call for registered models;
+``switchyard models embed|check`` (``switchyard.proxy.registry_command``) call for registered models;
 ``switchyard embed --spec-json '{...}' TEXT...`` does the same for a spec given inline, with no
 state store involved::
 
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from proxy.embedders.base import Embedder, make_embedder
-from proxy.embedders.batching import approx_tokens
-from proxy.embedders.fingerprint import fingerprint
-from proxy.errors import BadRequest, ConfigError
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.base import Embedder, make_embedder
+from switchyard.proxy.embedders.batching import approx_tokens
+from switchyard.proxy.embedders.fingerprint import fingerprint
+from switchyard.proxy.errors import BadRequest, ConfigError
+from switchyard.proxy.modelspec import ModelSpec
 
 
 async def embed_report(spec: ModelSpec, texts: Sequence[str]) -> dict[str, Any]:

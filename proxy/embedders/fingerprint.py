@@ -30,8 +30,8 @@ import math
 import numpy as np
 import orjson
 
-from proxy.embedders.base import Embedder
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.base import Embedder
+from switchyard.proxy.modelspec import ModelSpec
 
 PROBES: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog.",

@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from proxy.embedders.base import check_texts, empty_result, finish_vectors
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.base import check_texts, empty_result, finish_vectors
+from switchyard.proxy.modelspec import ModelSpec
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _EMPTY_FEATURE = "\x00empty"

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.errors import ConfigError
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.modelspec import ModelSpec
 
 TOKENIZER_ENV = "SWITCHYARD_TOKENIZER"
 REPO_ROOT = Path(__file__).resolve().parents[2]

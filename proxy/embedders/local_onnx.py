@@ -2,7 +2,7 @@
 
 Needs the optional extra ``switchyard[local]``; both libraries are imported when the embedder is
 made, and a missing one is a :class:`ConfigError` saying what to install. The model files are
-found by :mod:`proxy.embedders.local_models`; the session is loaded on first use in a worker
+found by :mod:`switchyard.proxy.embedders.local_models`; the session is loaded on first use in a worker
 thread so the event loop never blocks on it.
 
 Per batch: tokenize with truncation to ``max_length`` (or, with ``truncate="error"``, refuse
@@ -24,10 +24,10 @@ from types import ModuleType
 
 import numpy as np
 
-from proxy.embedders.base import check_texts, empty_result, finish_vectors, run_all
-from proxy.embedders.local_models import LocalModel, resolve_local_model
-from proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.base import check_texts, empty_result, finish_vectors, run_all
+from switchyard.proxy.embedders.local_models import LocalModel, resolve_local_model
+from switchyard.proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, WrongDimension
+from switchyard.proxy.modelspec import ModelSpec
 
 DEFAULT_MAX_BATCH = 32
 _INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}

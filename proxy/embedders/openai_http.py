@@ -1,10 +1,10 @@
 """The OpenAI-compatible HTTP embedder (OpenAI, vLLM, TEI, Ollama, LiteLLM, Infinity, ...).
 
 One ``embed`` call: apply the length policy, split into batches by count and approximate tokens
-(:mod:`proxy.embedders.batching`), and send the batches concurrently — at most
+(:mod:`switchyard.proxy.embedders.batching`), and send the batches concurrently — at most
 ``max_concurrency`` in flight, each attempt paced by the rpm/tpm :class:`RateLimiter` — as owned
 tasks. Each batch is retried on 429/5xx/timeouts/connection errors/malformed bodies with
-full-jitter back-off, ``Retry-After`` as a floor (:mod:`proxy.embedders.retrypolicy`); when the
+full-jitter back-off, ``Retry-After`` as a floor (:mod:`switchyard.proxy.embedders.retrypolicy`); when the
 budget is spent the call fails with :class:`RateLimited` (last failure a 429) or
 :class:`ProviderDown`, naming the endpoint (no credentials) and the number of attempts.
 
@@ -27,9 +27,9 @@ import aiohttp
 import numpy as np
 import orjson
 
-from proxy.embedders.base import check_texts, check_vectors, empty_result, finish_vectors, run_all
-from proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
-from proxy.embedders.openai_wire import (
+from switchyard.proxy.embedders.base import check_texts, check_vectors, empty_result, finish_vectors, run_all
+from switchyard.proxy.embedders.batching import apply_truncation, approx_tokens, plan_batches
+from switchyard.proxy.embedders.openai_wire import (
     MalformedResponse,
     endpoint_url,
     error_text,
@@ -37,10 +37,10 @@ from proxy.embedders.openai_wire import (
     request_body,
     safe_url,
 )
-from proxy.embedders.ratelimit import RateLimiter
-from proxy.embedders.retrypolicy import GiveUp, decide, is_retryable_status, parse_retry_after
-from proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, ProviderDown, RateLimited
-from proxy.modelspec import ModelSpec
+from switchyard.proxy.embedders.ratelimit import RateLimiter
+from switchyard.proxy.embedders.retrypolicy import GiveUp, decide, is_retryable_status, parse_retry_after
+from switchyard.proxy.errors import ConfigError, EmbedderBadInput, EmbedderError, ProviderDown, RateLimited
+from switchyard.proxy.modelspec import ModelSpec
 
 log = logging.getLogger(__name__)
 

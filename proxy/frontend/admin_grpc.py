@@ -1,8 +1,8 @@
 """The admin API as gRPC service ``switchyard.v1.Admin`` (added to the proxy's gRPC server).
 
 Each method (``List`` and the ``Watch`` stream included) checks the caller with
-:func:`proxy.admin.access.admin_verdict` (the key from metadata ``switchyard-admin-key`` or
-``authorization: Bearer``, the peer from ``context.peer()``), calls :class:`~proxy.admin.service.AdminService` and returns its JSON result as a
+:func:`switchyard.proxy.admin.access.admin_verdict` (the key from metadata ``switchyard-admin-key`` or
+``authorization: Bearer``, the peer from ``context.peer()``), calls :class:`~switchyard.proxy.admin.service.AdminService` and returns its JSON result as a
 ``Struct``. Errors abort with the error's gRPC status code and Qdrant-shaped message.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from proxy._gen.switchyard.v1 import admin_pb2 as pb
-from proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
-from proxy.admin.access import admin_verdict, grpc_peer_host, key_from_headers
-from proxy.admin.service import AdminService
-from proxy.errors import SwitchyardError
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
+from switchyard.proxy.admin.access import admin_verdict, grpc_peer_host, key_from_headers
+from switchyard.proxy.admin.service import AdminService
+from switchyard.proxy.errors import SwitchyardError
 
 
 def _reply(result: Any) -> pb.Reply:

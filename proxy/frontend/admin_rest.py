@@ -2,7 +2,7 @@
 
 Replies use Qdrant's envelope ``{"result": ..., "status": "ok", "time": t}``; errors Qdrant's
 error shape with the error's status code. Who may call is decided by
-:func:`proxy.admin.access.admin_verdict` from the client's socket address (never a header the
+:func:`switchyard.proxy.admin.access.admin_verdict` from the client's socket address (never a header the
 client writes, such as ``X-Forwarded-For``): with an admin
 key configured a request without it gets 401; without one only loopback peers are served and
 others get 403 saying how to open the API. ``GET .../migrations/{id}/watch`` streams one JSON status per line on every change.
@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.admin.access import admin_verdict, key_from_headers
-from proxy.admin.service import AdminService
-from proxy.errors import BadRequest, SwitchyardError
+from switchyard.proxy.admin.access import admin_verdict, key_from_headers
+from switchyard.proxy.admin.service import AdminService
+from switchyard.proxy.errors import BadRequest, SwitchyardError
 
 P = "/switchyard/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

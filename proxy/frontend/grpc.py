@@ -7,8 +7,8 @@ unary-unary. Metadata goes both ways (initial and trailing), status codes and de
 preserved, and the client's deadline becomes the upstream call's timeout (unary calls without
 a deadline get the configured upstream timeout; streams get none, a Watch may last forever).
 
-Calls an :class:`~proxy.wire.Interceptor` wants (unary only) are handed to it with
-:meth:`GrpcFrontend.forward`; a :class:`~proxy.errors.SwitchyardError` becomes its gRPC code.
+Calls an :class:`~switchyard.proxy.wire.Interceptor` wants (unary only) are handed to it with
+:meth:`GrpcFrontend.forward`; a :class:`~switchyard.proxy.errors.SwitchyardError` becomes its gRPC code.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 import grpc.aio
 
-from proxy.errors import SwitchyardError
-from proxy.frontend import metrics
-from proxy.admin.access import grpc_peer_host
-from proxy.frontend.headers import redact
-from proxy.intercept.routes import grpc_kind
-from proxy.upstream.grpc_client import GrpcUpstream
-from proxy.wire import GrpcCall, GrpcReply, Headers, Interceptor
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.frontend import metrics
+from switchyard.proxy.admin.access import grpc_peer_host
+from switchyard.proxy.frontend.headers import redact
+from switchyard.proxy.intercept.routes import grpc_kind
+from switchyard.proxy.upstream.grpc_client import GrpcUpstream
+from switchyard.proxy.wire import GrpcCall, GrpcReply, Headers, Interceptor
 
 log = logging.getLogger("switchyard.proxy.grpc")
 

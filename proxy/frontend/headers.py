@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.admin.access import HEADER as ADMIN_KEY_HEADER
+from switchyard.proxy.admin.access import HEADER as ADMIN_KEY_HEADER
 
 RawHeaders = Iterable[tuple[bytes, bytes]]
 

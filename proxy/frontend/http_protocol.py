@@ -36,7 +36,7 @@ from typing import Any
 
 import httptools
 
-from proxy.errors import PayloadTooLarge
+from switchyard.proxy.errors import PayloadTooLarge
 
 log = logging.getLogger("switchyard.proxy.rest")
 

@@ -5,7 +5,7 @@ request's head to its answer as the proxy saw it; ``switchyard_proxy_upstream_du
 {protocol, kind}`` the time the upstream took (send to last byte of a buffered reply, to the
 end of a streamed one). Their difference is the proxy's own added latency. ``kind`` is
 ``passthrough``, ``admin`` (own routes) or, for intercepted calls, ``write`` / ``read`` /
-``other`` (from :mod:`proxy.intercept.routes`). ``status_class`` is ``2xx`` .. ``5xx``; gRPC
+``other`` (from :mod:`switchyard.proxy.intercept.routes`). ``status_class`` is ``2xx`` .. ``5xx``; gRPC
 codes map to the HTTP class of the standard gRPC/HTTP mapping (OK 2xx, caller errors 4xx, the
 rest 5xx).
 

@@ -3,10 +3,10 @@
 Every method and path goes upstream with its query string and headers (hop-by-hop removed,
 ``Host`` rewritten), and the upstream's status, reason, headers and body come back. Bodies
 are streamed both ways; only bodies up to ``_BUFFER_LIMIT`` with a known length are buffered,
-so a 200 MiB snapshot never sits in memory. Calls an :class:`~proxy.wire.Interceptor` wants are
+so a 200 MiB snapshot never sits in memory. Calls an :class:`~switchyard.proxy.wire.Interceptor` wants are
 read whole (up to ``max_body_size``, else 413) and handed to it with :meth:`RestFrontend.forward`.
 
-Requests arrive from :mod:`proxy.frontend.http_protocol` (httptools on ``asyncio.Protocol``);
+Requests arrive from :mod:`switchyard.proxy.frontend.http_protocol` (httptools on ``asyncio.Protocol``);
 :meth:`RestFrontend.handle` is the one handler. ``/switchyard/...`` is the proxy's own
 namespace and is never forwarded upstream: those requests are relayed, with the same code, to
 an in-process aiohttp application (:meth:`RestFrontend.build_app`: ``/switchyard/healthz``,
@@ -28,15 +28,15 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from proxy.errors import SwitchyardError, UpstreamError
-from proxy.frontend import metrics
-from proxy.frontend.metrics import Observer
-from proxy.frontend.headers import redact, request_headers, response_headers
-from proxy.frontend.http_protocol import HttpConnection, HttpRequest
-from proxy.intercept.routes import rest_target
-from proxy.readiness import NotReady, Readiness
-from proxy.upstream.rest_client import Connector, RestUpstream, Streams, UpstreamResponse
-from proxy.wire import Interceptor, RestCall, RestReply
+from switchyard.proxy.errors import SwitchyardError, UpstreamError
+from switchyard.proxy.frontend import metrics
+from switchyard.proxy.frontend.metrics import Observer
+from switchyard.proxy.frontend.headers import redact, request_headers, response_headers
+from switchyard.proxy.frontend.http_protocol import HttpConnection, HttpRequest
+from switchyard.proxy.intercept.routes import rest_target
+from switchyard.proxy.readiness import NotReady, Readiness
+from switchyard.proxy.upstream.rest_client import Connector, RestUpstream, Streams, UpstreamResponse
+from switchyard.proxy.wire import Interceptor, RestCall, RestReply
 
 log = logging.getLogger("switchyard.proxy.rest")
 
@@ -91,7 +91,7 @@ class RestFrontend:
         self.max_body_size = max_body_size
         self.ready = True
         self.readiness: Readiness | None = None  # set by ProxyServer: /switchyard/readyz
-        self.own: RestUpstream | None = None  # set by proxy.frontend.server once the app runs
+        self.own: RestUpstream | None = None  # set by switchyard.proxy.frontend.server once the app runs
 
     # -- the own-routes application
 
@@ -115,7 +115,7 @@ class RestFrontend:
                                  status=200 if self.ready else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Readiness (``proxy.readiness``): 200, or 503 in Qdrant's error shape with the reason."""
+        """Readiness (``switchyard.proxy.readiness``): 200, or 503 in Qdrant's error shape with the reason."""
         started = time.perf_counter()
         reason = "the proxy is stopping" if not self.ready else (
             await self.readiness.check() if self.readiness is not None else None)

@@ -1,6 +1,6 @@
 """Binding the listeners: the REST listener (+ its own-routes app) and the grpc.aio server.
 
-Kept apart from :mod:`proxy.app` so only front-end modules import aiohttp and grpc. With
+Kept apart from :mod:`switchyard.proxy.app` so only front-end modules import aiohttp and grpc. With
 ``reuse_port`` (several workers) both listeners set ``SO_REUSEPORT`` so the kernel spreads
 connections over the workers; otherwise a busy port fails loudly.
 """
@@ -15,14 +15,14 @@ import grpc
 import grpc.aio
 from aiohttp import web
 
-from proxy.config import ProxyConfig, parse_hostport
-from proxy.errors import ConfigError
-from proxy.frontend.grpc import GrpcFrontend
-from proxy.frontend.http_protocol import HttpServer
-from proxy.frontend.rest import RestFrontend, socketpair_connector
-from proxy.upstream.rest_client import RestUpstream
-from proxy.upstream.grpc_client import MAX_MESSAGE_BYTES, GrpcUpstream
-from proxy.wire import Interceptor
+from switchyard.proxy.config import ProxyConfig, parse_hostport
+from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.frontend.grpc import GrpcFrontend
+from switchyard.proxy.frontend.http_protocol import HttpServer
+from switchyard.proxy.frontend.rest import RestFrontend, socketpair_connector
+from switchyard.proxy.upstream.rest_client import RestUpstream
+from switchyard.proxy.upstream.grpc_client import MAX_MESSAGE_BYTES, GrpcUpstream
+from switchyard.proxy.wire import Interceptor
 
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -22,7 +22,7 @@ PATH = "/switchyard/"
 
 
 def _page() -> tuple[bytes, str]:
-    html = resources.files("proxy.frontend").joinpath("static/status.html").read_bytes()
+    html = resources.files("switchyard.proxy.frontend").joinpath("static/status.html").read_bytes()
     script = re.search(rb"<script>(.*?)</script>", html, re.S)
     assert script is not None, "status.html has its script inline"
     digest = base64.b64encode(hashlib.sha256(script.group(1)).digest()).decode()

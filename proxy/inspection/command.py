@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("collection", help="collection or alias")
     p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", DEFAULT_URL),
                    help="Switchyard proxy or Qdrant REST URL (env SWITCHYARD_URL)")
-    from proxy.secret_sources import add_secret_argument
+    from switchyard.proxy.secret_sources import add_secret_argument
 
     add_secret_argument(p, "--api-key", env="SWITCHYARD_API_KEY", help="Qdrant API key")
     p.add_argument("--text-field", default="text", help="payload field a re-embedding reads (default text)")
@@ -37,9 +37,9 @@ def register(sub: Any) -> None:
 def _doctor(args: argparse.Namespace) -> int:
     from qdrant_client import AsyncQdrantClient
 
-    from proxy.inspection.findings import render
-    from proxy.inspection.scan import inspect
-    from proxy.state.store import StateStore, tool_headers
+    from switchyard.proxy.inspection.findings import render
+    from switchyard.proxy.inspection.scan import inspect
+    from switchyard.proxy.state.store import StateStore, tool_headers
 
     async def go() -> Any:
         client = AsyncQdrantClient(url=args.url, api_key=args.api_key, check_compatibility=False,

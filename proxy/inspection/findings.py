@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from proxy.modelspec import ModelSpec
-from proxy.state.records import META_FINGERPRINT, META_MODEL_ID
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import META_FINGERPRINT, META_MODEL_ID
 
 SAMPLE_IDS = 5
 #: A normalising model's vectors have norm 1; allow float32 rounding and quantization.

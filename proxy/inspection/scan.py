@@ -17,12 +17,12 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy import registry
-from proxy.errors import NotFound, UpstreamError
-from proxy.inspection.findings import Inspector, Point, Report
-from proxy.modelspec import ModelSpec
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy import registry
+from switchyard.proxy.errors import NotFound, UpstreamError
+from switchyard.proxy.inspection.findings import Inspector, Point, Report
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 PAGE = 256
 _FOREIGN = (UnexpectedResponse, ResponseHandlingException)

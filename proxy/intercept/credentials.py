@@ -45,9 +45,9 @@ from cachetools import TTLCache
 from prometheus_client import Counter
 from qdrant_client.grpc import collections_pb2, points_pb2
 
-from proxy.errors import UpstreamError
-from proxy.intercept.routes import rest_path
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, Headers, RestCall, RestForward, RestReply
+from switchyard.proxy.errors import UpstreamError
+from switchyard.proxy.intercept.routes import rest_path
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, Headers, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.credentials")
 

@@ -1,9 +1,9 @@
 """The executor: routes point calls by migration phase and runs metadata plans, both protocols.
 
-This is the :class:`proxy.wire.Interceptor` the front ends consult. It stays thin:
+This is the :class:`switchyard.proxy.wire.Interceptor` the front ends consult. It stays thin:
 
 1. routing: a point call on a logical name governed by a migration goes to the physical
-   collection the phase dictates (``proxy.migration.routing``): writes to the primary, reads to
+   collection the phase dictates (``switchyard.proxy.migration.routing``): writes to the primary, reads to
    the read authority. The reply carries ``x-switchyard-route`` (REST header / gRPC initial
    metadata) saying where the call went and why;
 2. metadata: an upsert, batch update or payload overwrite to a bound collection is decoded by
@@ -11,9 +11,9 @@ This is the :class:`proxy.wire.Interceptor` the front ends consult. It stays thi
    inference objects embedded by the proxy), or refused with a Qdrant-shaped 400 /
    INVALID_ARGUMENT in enforce mode;
 3. mirroring: while a migration has a secondary, a write is mirrored after the primary
-   succeeded (``proxy.dataplane.mirror``);
+   succeeded (``switchyard.proxy.dataplane.mirror``);
 4. merged reads: similarity reads in read mode ``merged`` / ``shadow`` go to
-   ``proxy.dataplane.reads.MergedReader``; on other bound collections it serves their
+   ``switchyard.proxy.dataplane.reads.MergedReader``; on other bound collections it serves their
    inference objects.
 
 The client always receives the primary's own reply (or the merged one). Calls that need none
@@ -29,34 +29,34 @@ from typing import Any, Protocol
 
 import orjson
 
-from proxy.errors import EnforcementError
-from proxy.intercept import grpc_codec, inference, rest_codec
-from proxy.intercept.credentials import CredentialGate
-from proxy.intercept.listing import ReservedGate
-from proxy.intercept.metrics import (
+from switchyard.proxy.errors import EnforcementError
+from switchyard.proxy.intercept import grpc_codec, inference, rest_codec
+from switchyard.proxy.intercept.credentials import CredentialGate
+from switchyard.proxy.intercept.listing import ReservedGate
+from switchyard.proxy.intercept.metrics import (
     ENFORCE_REJECTIONS,
     FOREIGN_METADATA,
     POINTS_STAMPED,
     UNDECODABLE,
 )
-from proxy.intercept.operation import OpKind
-from proxy.intercept.planner import Action, Plan, plan
-from proxy.intercept.routes import (
+from switchyard.proxy.intercept.operation import OpKind
+from switchyard.proxy.intercept.planner import Action, Plan, plan
+from switchyard.proxy.intercept.routes import (
     grpc_collection,
     grpc_kind,
     rename_grpc,
     rest_path,
     rest_target,
 )
-from proxy.dataplane.mirror import Mirror, MirrorTarget
-from proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
-from proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
-from proxy.dataplane.reads import MergedReader
-from proxy.migration.record import Migration
-from proxy.migration.routing import Route, route
-from proxy.state.freshness import StateGuard
-from proxy.state.snapshot import StateSnapshot
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
+from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
+from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
+from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
+from switchyard.proxy.dataplane.reads import MergedReader
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.routing import Route, route
+from switchyard.proxy.state.freshness import StateGuard
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.intercept")
 
@@ -117,9 +117,9 @@ class Executor:
         self.mirror = mirror
         self.reader = reader
         self.pool = pool  # serves inference objects of registered models (None: left alone)
-        #: Fail closed on state (``proxy.state.freshness``); ``None``: the snapshot is always trusted.
+        #: Fail closed on state (``switchyard.proxy.state.freshness``); ``None``: the snapshot is always trusted.
         self.state_guard: StateGuard | None = None
-        #: ``_switchyard`` is the proxy's own (``proxy.intercept.reserved``); ``None``: no rules.
+        #: ``_switchyard`` is the proxy's own (``switchyard.proxy.intercept.reserved``); ``None``: no rules.
         self.reserved: ReservedGate | None = None
         #: Checks the caller's credential before any work for it (``None``: no checks).
         self.credentials: CredentialGate | None = None
@@ -270,7 +270,7 @@ class Executor:
     async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
                         intent: WriteIntent | None, headers: Any = None) -> Any:
         """Primary first (after its write-ahead intent); the secondary only as the primary's
-        answer requires; the client gets the primary's reply (``proxy.dataplane.mirror``)."""
+        answer requires; the client gets the primary's reply (``switchyard.proxy.dataplane.mirror``)."""
         assert self.mirror is not None
         if isinstance(call, RestCall):  # the primary must have applied when it answers
             call = replace(call, query=waited_query(call.query))

@@ -15,9 +15,9 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from qdrant_client.grpc import json_with_int_pb2, points_pb2
 
-from proxy.intercept.inference import Slot, grpc_slots
-from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
-from proxy.state.records import META_FIELDS
+from switchyard.proxy.intercept.inference import Slot, grpc_slots
+from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from switchyard.proxy.state.records import META_FIELDS
 
 UPSERT_METHOD = "/qdrant.Points/Upsert"
 BATCH_METHOD = "/qdrant.Points/UpdateBatch"

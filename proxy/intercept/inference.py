@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 from prometheus_client import Counter
 
-from proxy.errors import BadRequest
-from proxy.modelspec import ModelSpec
-from proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.snapshot import StateSnapshot
 
 #: Per-object bound when the model's input length is not known (about 2,000 tokens).
 DEFAULT_TEXT_CHARS = 8192

@@ -1,6 +1,6 @@
 """Replies that list every collection, rewritten without ``_switchyard``; the gate applying it.
 
-Only the few replies :class:`proxy.intercept.reserved.Listing` names are decoded, and each is
+Only the few replies :class:`switchyard.proxy.intercept.reserved.Listing` names are decoded, and each is
 small: the collection and alias lists (REST JSON, gRPC ``ListCollectionsResponse`` /
 ``ListAliasesResponse``), Qdrant's Prometheus text at ``/metrics`` and its JSON ``/telemetry``.
 Through the proxy each then reads as if ``_switchyard`` did not exist: it is missing from the
@@ -23,11 +23,11 @@ import orjson
 from google.protobuf.message import DecodeError
 from qdrant_client.grpc import collections_pb2
 
-from proxy.errors import Forbidden
-from proxy.intercept import reserved
-from proxy.intercept.reserved import RESERVED, Listing
-from proxy.state.snapshot import StateSnapshot
-from proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
+from switchyard.proxy.errors import Forbidden
+from switchyard.proxy.intercept import reserved
+from switchyard.proxy.intercept.reserved import RESERVED, Listing
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 _COUNTS = re.compile(rb"^(collections_total(?:\{[^}]*\})?) (\d+(?:\.\d+)?)$")
 _LABEL = f'collection="{RESERVED}"'.encode()
@@ -119,11 +119,11 @@ def grpc_response(listing: Listing, response: bytes) -> bytes:
 
 
 class ReservedGate:
-    """Applies :mod:`proxy.intercept.reserved` and the filters above to intercepted calls.
+    """Applies :mod:`switchyard.proxy.intercept.reserved` and the filters above to intercepted calls.
 
     The executor asks :meth:`rest_wants` / :meth:`grpc_wants` (cheap, on every call), then
     :meth:`rest` / :meth:`grpc` first: they answer a call that touches ``_switchyard`` (a
-    403 via :class:`~proxy.errors.Forbidden`, or the upstream's listing without it) and return
+    403 via :class:`~switchyard.proxy.errors.Forbidden`, or the upstream's listing without it) and return
     ``None`` for every other call, which the executor handles as before."""
 
     def __init__(self, admin_key: str | None, trust_loopback: bool = True) -> None:

@@ -22,16 +22,16 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from proxy.intercept.operation import Operation, PointInfo, VectorKind
-from proxy.modelspec import ModelSpec
-from proxy.state.records import (
+from switchyard.proxy.intercept.operation import Operation, PointInfo, VectorKind
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import (
     META_DIMENSIONS,
     META_FINGERPRINT,
     META_MODEL_ID,
     META_VERSION,
     Binding,
 )
-from proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.state.snapshot import StateSnapshot
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MAX_NAMED = 3

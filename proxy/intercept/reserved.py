@@ -1,12 +1,12 @@
 """``_switchyard`` is the proxy's own: which data-plane calls touch it, and who may make them.
 
-The state store lives in the upstream's collection ``_switchyard`` (``proxy.state.store``). It
+The state store lives in the upstream's collection ``_switchyard`` (``switchyard.proxy.state.store``). It
 holds operator state (model specs, bindings, migrations, heartbeats, repair records), so through
 the proxy's data plane it is neither shown nor reachable by applications:
 
 * **listings hide it**: REST ``GET /collections``, ``GET /aliases``, ``/metrics``, ``/telemetry``
   and gRPC ``Collections/List`` / ``ListAliases`` are answered without it
-  (``proxy.intercept.listing`` rewrites those few small replies; nothing else is decoded);
+  (``switchyard.proxy.intercept.listing`` rewrites those few small replies; nothing else is decoded);
 * **every call that addresses it is refused** with 403 / ``PERMISSION_DENIED`` and the reason:
   point writes *and reads*, collection create / update / delete / exists / info, index changes,
   snapshots, cluster and shard-key calls, and alias changes that point at it (create onto it,
@@ -34,10 +34,10 @@ import orjson
 from google.protobuf.message import DecodeError
 from qdrant_client.grpc import collections_pb2
 
-from proxy.admin.access import admin_verdict
-from proxy.intercept.routes import grpc_collection
-from proxy.state.store import STATE_COLLECTION
-from proxy.wire import Headers
+from switchyard.proxy.admin.access import admin_verdict
+from switchyard.proxy.intercept.routes import grpc_collection
+from switchyard.proxy.state.store import STATE_COLLECTION
+from switchyard.proxy.wire import Headers
 
 RESERVED = STATE_COLLECTION
 ADMIN_HEADER = "switchyard-admin-key"
@@ -184,7 +184,7 @@ def _grpc_actions(request: bytes) -> list[dict[str, dict[str, str]]]:
 def admitted(headers: Headers, admin_key: str | None, peer: str | None = None, *,
              trust_loopback: bool = True) -> bool:
     """Does this call carry Switchyard's own credential, by the admin API's own rule
-    (:func:`proxy.admin.access.admin_verdict`)? With an admin key configured the header must
+    (:func:`switchyard.proxy.admin.access.admin_verdict`)? With an admin key configured the header must
     carry it; with none, the header is the opt-in and only a loopback peer may opt in, exactly
     as only a loopback peer may use the admin API then."""
     for name, value in headers:

@@ -2,7 +2,7 @@
 
 Decoded: upsert bodies (``PUT /collections/{c}/points``, list and batch forms), batch updates
 (``POST /collections/{c}/points/batch``) and payload overwrites (``PUT .../points/payload``).
-The body is walked with :class:`~proxy.intercept.json_scan.Cursor`: ids, payloads and
+The body is walked with :class:`~switchyard.proxy.intercept.json_scan.Cursor`: ids, payloads and
 inference objects are parsed (exactly: integers of any size survive), dense vectors are only
 measured, never turned into Python floats. Stamping and serving inference objects are
 *splices* into the client's own text: the bytes forwarded are the client's, with the metadata
@@ -29,10 +29,10 @@ from typing import Any
 
 import orjson
 
-from proxy.intercept.inference import Slot
-from proxy.intercept.json_scan import UNMEASURED, Cursor, ScanError, scan_once
-from proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
-from proxy.state.records import META_FIELDS
+from switchyard.proxy.intercept.inference import Slot
+from switchyard.proxy.intercept.json_scan import UNMEASURED, Cursor, ScanError, scan_once
+from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from switchyard.proxy.state.records import META_FIELDS
 
 _INFERENCE_KEYS = ("text", "image", "object")
 _ID_HEAD = re.compile(r'\{[ \t\n\r]*"id"[ \t\n\r]*:[ \t\n\r]*')

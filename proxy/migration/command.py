@@ -18,8 +18,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from proxy.errors import SwitchyardError, UpstreamError
-from proxy.secret_sources import add_secret_argument
+from switchyard.proxy.errors import SwitchyardError, UpstreamError
+from switchyard.proxy.secret_sources import add_secret_argument
 
 DEFAULT_URL = "http://localhost:6333"
 STEPS = {"start": "start", "complete": "complete", "cancel": "cancel"}

@@ -1,6 +1,6 @@
 """The I/O half of ``migrate plan``: gather :class:`PlanFacts`, then create the target.
 
-Kept apart from :mod:`proxy.migration.planner` (pure) so validation and estimates stay table
+Kept apart from :mod:`switchyard.proxy.migration.planner` (pure) so validation and estimates stay table
 tests; everything here talks to Qdrant through qdrant-client and translates its errors.
 """
 
@@ -12,20 +12,20 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy import registry
-from proxy.errors import NotFound, SwitchyardError, UpstreamError
-from proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts, default_target
-from proxy.migration.record import Migration
-from proxy.modelspec import ModelSpec
-from proxy.state.records import META_FIELDS, Binding
-from proxy.state.store import StateStore
+from switchyard.proxy import registry
+from switchyard.proxy.errors import NotFound, SwitchyardError, UpstreamError
+from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts, default_target
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import META_FIELDS, Binding
+from switchyard.proxy.state.store import StateStore
 
 _FOREIGN = (UnexpectedResponse, ResponseHandlingException)
 
 
 async def gather(store: StateStore, client: AsyncQdrantClient, req: PlanRequest, *,
                  max_active: int, sample_size: int, probe_texts: int) -> PlanFacts:
-    """Everything :func:`~proxy.migration.planner.validate` needs, read from the upstream."""
+    """Everything :func:`~switchyard.proxy.migration.planner.validate` needs, read from the upstream."""
     aliases = await store.aliases()
     source_name = aliases.get(req.logical, req.logical)
     info = await _collection(client, source_name)
@@ -92,7 +92,7 @@ async def _sample(client: AsyncQdrantClient, source: SourceFacts, info: Any, fie
 
 async def _probe(spec: ModelSpec, texts: list[str]) -> float | None:
     """Texts per second of one embedding call on sample texts (None when the embedder fails)."""
-    from proxy.embedders import make_embedder
+    from switchyard.proxy.embedders import make_embedder
 
     try:
         embedder = make_embedder(spec)

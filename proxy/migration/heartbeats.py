@@ -15,7 +15,7 @@ cannot read the state store stops beating, so it is never counted as having acte
 revision it has not seen. While its last record is younger than the TTL it counts as
 ``lagging`` for any newer revision (transitions wait); after that it is ``gone`` and stops
 counting, by which time it already refuses the writes a migration governs
-(``proxy.state.freshness``), so nothing it does goes unmirrored.
+(``switchyard.proxy.state.freshness``), so nothing it does goes unmirrored.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxy.errors import SwitchyardError
-from proxy.owned_tasks import stop_task
-from proxy.state.store import StateStore
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.heartbeat")
 

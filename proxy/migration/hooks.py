@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import SwitchyardError
-from proxy.secret_sources import redact_url
+from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.secret_sources import redact_url
 
 log = logging.getLogger("switchyard.hooks")
 
@@ -23,7 +23,7 @@ Poster = Callable[[str, bytes, float], Awaitable[int]]
 
 
 async def _default_post(url: str, body: bytes, timeout: float) -> int:
-    from proxy.upstream.webhook_client import post_json
+    from switchyard.proxy.upstream.webhook_client import post_json
 
     return await post_json(url, body, timeout)
 

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from proxy.migration.record import (
+from switchyard.proxy.migration.record import (
     CANCELLED, COMPLETE, DUAL_WRITE, PLANNED, READ_MODES, READS_SWITCHED, VERIFIED,
     WRITES_SWITCHED, Event, Migration,
 )

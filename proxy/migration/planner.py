@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from proxy.migration.phases import active_limit
-from proxy.migration.record import LOOKUP_MODES, Migration
-from proxy.modelspec import ModelSpec
-from proxy.registry import vector_misfit
-from proxy.state.records import Binding
+from switchyard.proxy.migration.phases import active_limit
+from switchyard.proxy.migration.record import LOOKUP_MODES, Migration
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.registry import vector_misfit
+from switchyard.proxy.state.records import Binding
 
 #: Rough bytes per token for the cost and volume estimate (English text, BPE tokenizers).
 BYTES_PER_TOKEN = 4.0

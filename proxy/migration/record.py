@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from proxy.errors import BadRequest, SwitchyardError
-from proxy.state.store import Envelope
+from switchyard.proxy.errors import BadRequest, SwitchyardError
+from switchyard.proxy.state.store import Envelope
 
 PLANNED = "planned"
 DUAL_WRITE = "dual_write"
@@ -50,7 +50,7 @@ class Refused(SwitchyardError):
 @dataclass(frozen=True, slots=True)
 class Verification:
     """A verification result: when, whether it found nothing missing/extra/stale, its counts,
-    and the verify run that found it (``proxy.migration.verify_state``; "" before runs)."""
+    and the verify run that found it (``switchyard.proxy.migration.verify_state``; "" before runs)."""
 
     at: float
     clean: bool
@@ -102,7 +102,7 @@ def migrate_throttle(stored: Any, layout: int, history_actions: Sequence[str]) -
 
     Layout 1 (written before ``layout`` existed) stored 0 both for a plan without ``--throttle``
     (unthrottled) and after a ``throttle 0`` command (paused); the backfill told them apart by
-    the last ``throttle:`` event of the history (``backfill.throttle.operator_rate`` then), and
+    the last ``throttle:`` event of the history (``switchyard.backfill.throttle.operator_rate`` then), and
     so does this migration, which keeps every old record's behaviour."""
     if layout >= 2:
         return None if stored is None else float(stored)
@@ -144,7 +144,7 @@ class Migration:
     counters: Mapping[str, int] = field(default_factory=dict)
     last_refusal: Event | None = None
     verification: Verification | None = None
-    #: The recent verify runs (``proxy.migration.verify_state``), newest last: the last is the
+    #: The recent verify runs (``switchyard.proxy.migration.verify_state``), newest last: the last is the
     #: latest verify. Empty in records from before runs (their one ``verify`` record is read).
     verify_runs: tuple[str, ...] = ()
     history: tuple[Event, ...] = ()

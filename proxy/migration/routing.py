@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from proxy.migration.record import (
+from switchyard.proxy.migration.record import (
     CANCELLED, COMPLETE, DUAL_WRITE, PLANNED, READS_SWITCHED, VERIFIED, WRITES_SWITCHED, Migration,
 )
 

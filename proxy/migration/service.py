@@ -23,19 +23,19 @@ from typing import Any
 import orjson
 from qdrant_client import AsyncQdrantClient
 
-from proxy.config import default_instance_id
-from proxy.dataplane import repair_log
-from proxy.errors import BadRequest, Conflict, NotFound
-from proxy.migration import facts as io
-from proxy.migration import heartbeats, phases, progress, verify_state
-from proxy.migration.hooks import Hooks
-from proxy.migration.planner import PlanRequest, estimate, validate
-from proxy.migration.record import (
+from switchyard.proxy.config import default_instance_id
+from switchyard.proxy.dataplane import repair_log
+from switchyard.proxy.errors import BadRequest, Conflict, NotFound
+from switchyard.proxy.migration import facts as io
+from switchyard.proxy.migration import heartbeats, phases, progress, verify_state
+from switchyard.proxy.migration.hooks import Hooks
+from switchyard.proxy.migration.planner import PlanRequest, estimate, validate
+from switchyard.proxy.migration.record import (
     COMPLETE, DUAL_WRITE, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration, Refused, Verification,
 )
-from proxy.migration.routing import route_for
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy.migration.routing import route_for
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 VERIFY_PHASES = frozenset({DUAL_WRITE, VERIFIED, READS_SWITCHED})
 
@@ -56,7 +56,7 @@ class ServiceConfig:
 @dataclass(frozen=True, slots=True)
 class VerifyRun:
     """A verification that passed its guard and claimed its own run record (see
-    :meth:`MigrationService.begin_verify` and :mod:`proxy.migration.verify_state`)."""
+    :meth:`MigrationService.begin_verify` and :mod:`switchyard.proxy.migration.verify_state`)."""
 
     migration: Migration
     repair: bool
@@ -220,7 +220,7 @@ class MigrationService:
         """Verify source against target; on success in ``dual_write`` also enter ``verified``.
 
         :meth:`begin_verify` then :meth:`run_verify`, in one call (``switchyard verify``); the
-        admin API runs the second half as a background job (``proxy.migration.verify_jobs``).
+        admin API runs the second half as a background job (``switchyard.proxy.migration.verify_jobs``).
         """
         return await self.run_verify(await self.begin_verify(migration_id, repair, expected_rev))
 
@@ -238,12 +238,12 @@ class MigrationService:
         return VerifyRun(m, repair, run)
 
     async def run_verify(self, run: VerifyRun) -> Migration:
-        """The long half: the backfill's merge-join (:func:`backfill.verify.verify`: ids and
+        """The long half: the backfill's merge-join (:func:`switchyard.backfill.verify.verify`: ids and
         source digests, differences confirmed by a second look). A clean result is stamped on the
         record (and proves the backfill done); differences are refused with their counts and
         sample ids, and ``repair`` fixes them first (re-embedding with model B). The outcome is
         also left on the run's record (also when the run fails or is cancelled)."""
-        from backfill.verify import run_for_service
+        from switchyard.backfill.verify import run_for_service
 
         m, vrun = run.migration, run.run
         try:

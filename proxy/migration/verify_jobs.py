@@ -5,7 +5,7 @@ takes minutes on a large collection: far too long for one admin request. The adm
 it here and either awaits its outcome (``wait=true``) or answers at once (``wait=false``) while
 the ``verify`` record shows its progress in every proxy's status.
 
-- Each job is one verify run with its own record (``proxy.migration.verify_state``): status
+- Each job is one verify run with its own record (``switchyard.proxy.migration.verify_state``): status
   shows its progress under its run id, apart from any other verify (another proxy's is
   refused while live; a backfill daemon's full-verify pass runs beside it in its own record).
 - One job per migration: a second request while one runs *joins* it (awaits the same
@@ -22,10 +22,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from proxy.errors import Conflict, SwitchyardError
-from proxy.migration.record import Migration
-from proxy.migration.service import MigrationService, VerifyRun
-from proxy.owned_tasks import stop_task
+from switchyard.proxy.errors import Conflict, SwitchyardError
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService, VerifyRun
+from switchyard.proxy.owned_tasks import stop_task
 
 log = logging.getLogger("switchyard.verify")
 

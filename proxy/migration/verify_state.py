@@ -37,9 +37,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.errors import Conflict
-from proxy.migration.record import Migration
-from proxy.state.store import StateStore
+from switchyard.proxy.errors import Conflict
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.store import StateStore
 
 KIND = "verify_run"
 #: Layout 1: the single shared record per migration (key: the migration id).

@@ -1,7 +1,7 @@
 """Fail closed on state: when a proxy's snapshot is too old, writes a migration governs are refused.
 
 A proxy decides where a write goes (and whether it is mirrored) from its cached
-:class:`~proxy.state.snapshot.StateSnapshot`. When the state store cannot be read, that snapshot
+:class:`~switchyard.proxy.state.snapshot.StateSnapshot`. When the state store cannot be read, that snapshot
 ages; past ``state_max_staleness`` the proxy no longer knows whether a migration moved on (a
 phase change, a new secondary), so a write it forwarded could go unmirrored with no repair
 record. :func:`write_refusal` is the one decision, pure and tested as a table:
@@ -18,7 +18,7 @@ snapshot age               collection at last snapshot  call kind           verd
 "Governed" means a migration in an active phase (planned .. writes_switched) names the
 collection as its logical name; a complete or cancelled one no longer mirrors anything.
 
-The same bound stops the heartbeat (``proxy.migration.heartbeats``): a stale proxy sends none,
+The same bound stops the heartbeat (``switchyard.proxy.migration.heartbeats``): a stale proxy sends none,
 so it ages out as ``gone`` rather than being counted as having acted on a revision it never saw;
 since ``heartbeat_interval < heartbeat_ttl``, it already refuses those writes by the time the
 control plane stops waiting for it.
@@ -32,9 +32,9 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from proxy.errors import StateUnavailable
-from proxy.migration.record import ACTIVE_PHASES, Migration
-from proxy.migration.routing import governing
+from switchyard.proxy.errors import StateUnavailable
+from switchyard.proxy.migration.record import ACTIVE_PHASES, Migration
+from switchyard.proxy.migration.routing import governing
 
 log = logging.getLogger("switchyard.state")
 
@@ -104,7 +104,7 @@ class StateGuard:
         return stale_reason(self.cache.age(), self.max_age, cause_of(self.cache))
 
     def check(self, migrations: Mapping[str, Migration], collection: str, kind: str) -> None:
-        """Raise :class:`~proxy.errors.StateUnavailable` when this call must be refused."""
+        """Raise :class:`~switchyard.proxy.errors.StateUnavailable` when this call must be refused."""
         if kind != "write":
             return
         mid = governed_by(migrations, collection)

@@ -1,6 +1,6 @@
 """Typed records kept in the state store, with their JSON forms.
 
-Model specs are :class:`proxy.modelspec.ModelSpec` (kind ``model``); this module holds the
+Model specs are :class:`switchyard.proxy.modelspec.ModelSpec` (kind ``model``); this module holds the
 records the proxy adds around them. Each record type names its ``KIND`` and its store ``key``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from proxy.errors import BadRequest
+from switchyard.proxy.errors import BadRequest
 
 #: The payload fields Switchyard stamps on every point written to a bound collection.
 META_MODEL_ID = "embedding_model_id"

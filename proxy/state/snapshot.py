@@ -9,7 +9,7 @@ old (plus one refresh), which the control plane accounts for when it waits for a
 When a refresh fails the cache keeps the last good snapshot and records why, so a state store
 outage never turns metadata stamping off silently: the reason shows in status and logs. A
 snapshot's ``taken_at`` is when its read *began* (the records are at least that old), and
-:meth:`StateCache.age` is what ``proxy.state.freshness`` compares with ``state_max_staleness``
+:meth:`StateCache.age` is what ``switchyard.proxy.state.freshness`` compares with ``state_max_staleness``
 to fail closed. :meth:`StateCache.start` raises :class:`StateUnreadable` when the very first read
 fails: a proxy that cannot read its state at start-up must not serve.
 """
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from proxy.errors import SwitchyardError, UpstreamError
-from proxy.migration.record import Migration
-from proxy.modelspec import ModelSpec
-from proxy.owned_tasks import stop_task
-from proxy.state.records import Binding
-from proxy.state.store import StateStore
+from switchyard.proxy.errors import SwitchyardError, UpstreamError
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.state.records import Binding
+from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.state")
 

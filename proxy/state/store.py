@@ -9,13 +9,13 @@ data lives in. Every record is one point without vectors, whose id is a UUIDv5 o
 Changes are compare-and-set on ``rev``: a conditional upsert (``update_filter: rev == expected``;
 ``update_mode: insert_only`` for creation), then a read-back that checks the record carries this
 write's ``writer`` nonce. Two writers racing on one revision: exactly one read-back matches, the
-other gets :class:`~proxy.errors.Conflict` naming the revision it lost to. The read-back is what
+other gets :class:`~switchyard.proxy.errors.Conflict` naming the revision it lost to. The read-back is what
 makes this safe on any Qdrant version and cluster: the conditional upsert alone reports success
 even when its filter matched nothing.
 
 The store talks to Qdrant through qdrant-client (REST), directly or through a proxy. A proxy
 hides ``_switchyard`` from applications and refuses data-plane calls on it
-(``proxy.intercept.reserved``) unless they carry Switchyard's own credential, header
+(``switchyard.proxy.intercept.reserved``) unless they carry Switchyard's own credential, header
 ``switchyard-admin-key`` (:func:`tool_headers`): every client :meth:`StateStore.connect` makes
 sends it, so Switchyard's commands work against a proxy as against Qdrant.
 """
@@ -33,8 +33,8 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from proxy.errors import Conflict, NotFound, UpstreamError
-from proxy.secret_sources import env_secret
+from switchyard.proxy.errors import Conflict, NotFound, UpstreamError
+from switchyard.proxy.secret_sources import env_secret
 
 STATE_COLLECTION = "_switchyard"
 _NAMESPACE = uuid.UUID("6f1b0e2c-5b38-4d0e-9a51-8a7cf1c53a11")

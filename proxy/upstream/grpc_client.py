@@ -12,7 +12,7 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
-from proxy.wire import GrpcCall, GrpcReply, Headers
+from switchyard.proxy.wire import GrpcCall, GrpcReply, Headers
 
 #: Receive/send limit on both the proxy's server and its channel (Qdrant allows up to 32 MiB
 #: requests by default, configurable; 64 MiB leaves headroom).

@@ -10,7 +10,7 @@ Contract:
 
 * :meth:`RestUpstream.send` returns an :class:`UpstreamResponse` once the response head is in;
   the caller reads the body (``read_all`` / ``chunks``) and must ``release()`` it (``finally``).
-* Errors are :mod:`proxy.errors`: connection failures and garbage → :class:`UpstreamError`
+* Errors are :mod:`switchyard.proxy.errors`: connection failures and garbage → :class:`UpstreamError`
   (502), no progress within ``timeout`` seconds while connecting or waiting for a read →
   :class:`UpstreamTimeout` (504). Sending a streamed request body is paced by the client and
   has no timeout of its own. Read timeouts are not one ``asyncio.timeout`` per read (measured
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.wire import RestCall, RestReply
+from switchyard.proxy.errors import UpstreamError, UpstreamTimeout
+from switchyard.proxy.wire import RestCall, RestReply
 
 HeaderList = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterator[bytes] | None

@@ -1,14 +1,14 @@
 """POST a JSON body to a webhook URL (the lifecycle hooks' only HTTP seam).
 
-Returns the status code; transport failures become :class:`~proxy.errors.UpstreamError`.
+Returns the status code; transport failures become :class:`~switchyard.proxy.errors.UpstreamError`.
 """
 
 from __future__ import annotations
 
 import aiohttp
 
-from proxy.errors import UpstreamError
-from proxy.secret_sources import redact_url
+from switchyard.proxy.errors import UpstreamError
+from switchyard.proxy.secret_sources import redact_url
 
 
 async def post_json(url: str, body: bytes, timeout: float) -> int:

@@ -1,1 +1,1 @@
-"""Generated from proto/ by proxy.admin.protogen; do not edit."""
+"""Generated from proto/ by switchyard.proxy.admin.protogen; do not edit."""

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proxy._gen.switchyard.v1 import admin_pb2 as proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proxy/_gen/switchyard/v1/admin_pb2_grpc.py depends on'
+        + ' but the generated code in switchyard/proxy/_gen/switchyard/v1/admin_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,68 +36,68 @@ class AdminStub:
         """
         self.ListModels = channel.unary_unary(
                 '/switchyard.v1.Admin/ListModels',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.ListBindings = channel.unary_unary(
                 '/switchyard.v1.Admin/ListBindings',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Plan = channel.unary_unary(
                 '/switchyard.v1.Admin/Plan',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/switchyard.v1.Admin/List',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/switchyard.v1.Admin/Get',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Transition = channel.unary_unary(
                 '/switchyard.v1.Admin/Transition',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.SetReadMode = channel.unary_unary(
                 '/switchyard.v1.Admin/SetReadMode',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Pause = channel.unary_unary(
                 '/switchyard.v1.Admin/Pause',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Resume = channel.unary_unary(
                 '/switchyard.v1.Admin/Resume',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Throttle = channel.unary_unary(
                 '/switchyard.v1.Admin/Throttle',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Verify = channel.unary_unary(
                 '/switchyard.v1.Admin/Verify',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Cleanup = channel.unary_unary(
                 '/switchyard.v1.Admin/Cleanup',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/switchyard.v1.Admin/Watch',
-                request_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.SerializeToString,
-                response_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+                request_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.SerializeToString,
+                response_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
                 _registered_method=True)
 
 
@@ -196,68 +196,68 @@ def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'ListBindings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBindings,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Plan': grpc.unary_unary_rpc_method_handler(
                     servicer.Plan,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Transition': grpc.unary_unary_rpc_method_handler(
                     servicer.Transition,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'SetReadMode': grpc.unary_unary_rpc_method_handler(
                     servicer.SetReadMode,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Pause': grpc.unary_unary_rpc_method_handler(
                     servicer.Pause,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Resume': grpc.unary_unary_rpc_method_handler(
                     servicer.Resume,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Throttle': grpc.unary_unary_rpc_method_handler(
                     servicer.Throttle,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Verify': grpc.unary_unary_rpc_method_handler(
                     servicer.Verify,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Cleanup': grpc.unary_unary_rpc_method_handler(
                     servicer.Cleanup,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
-                    request_deserializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.FromString,
-                    response_serializer=proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
+                    request_deserializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.FromString,
+                    response_serializer=switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,8 +285,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/ListModels',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -312,8 +312,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/ListBindings',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -339,8 +339,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Plan',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.PlanRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -366,8 +366,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/List',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Empty.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -393,8 +393,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Get',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -420,8 +420,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Transition',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.TransitionRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -447,8 +447,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/SetReadMode',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ReadModeRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -474,8 +474,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Pause',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -501,8 +501,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Resume',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.MigrationRef.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -528,8 +528,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Throttle',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.ThrottleRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -555,8 +555,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Verify',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.VerifyRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -582,8 +582,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Cleanup',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.CleanupRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -609,8 +609,8 @@ class Admin:
             request,
             target,
             '/switchyard.v1.Admin/Watch',
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.SerializeToString,
-            proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.WatchRequest.SerializeToString,
+            switchyard_dot_proxy_dot___gen_dot_switchyard_dot_v1_dot_admin__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,
