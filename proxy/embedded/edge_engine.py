@@ -39,7 +39,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import edge_worker, request_checks
+from switchyard.proxy.embedded import config_changes, edge_worker, request_checks
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 
@@ -225,7 +225,26 @@ class EdgeEngine:
             return await self._matrix(name, method, kw)
         if method in DIMENSIONED:
             request_checks.check_dimensions(self.catalog.collections[name].config, method, kw)
+        if method in ("create_vector_name", "delete_vector_name"):
+            return await self._vector_name(name, method, kw)
         return await self._shard_call(name, method, kw)
+
+    async def _vector_name(self, name: str, method: str, kw: dict[str, Any]) -> Any:
+        """Add or drop a named vector: checked against the catalog's config first, applied by
+        the shard, then recorded (the catalog's config is what writes are checked against and
+        what the collection info reports)."""
+        entry = self.catalog.collections[name]
+        if method == "create_vector_name":
+            changed = config_changes.add_vector_name(
+                entry.config, kw["vector_name"], kw["vector_name_config"])
+        else:
+            changed = config_changes.drop_vector_name(entry.config, kw["vector_name"])
+        if changed is entry.config:  # re-created identically: Qdrant answers ok, nothing to do
+            return None
+        result = await self._shard_call(name, method, kw)
+        entry.config = changed
+        self.catalog.save()
+        return result
 
     async def _shard_call(self, name: str, method: str, kw: dict[str, Any]) -> Any:
         shard = await self._shard(name)
@@ -364,10 +383,9 @@ class EdgeEngine:
         entry: Entry = self.catalog.collections[name]
         if kw.get("metadata") is not None:
             entry.metadata = {**(entry.metadata or {}), **kw["metadata"]}
-        updates = {k: kw[k] for k in ("hnsw_config", "optimizers_config", "quantization_config")
-                   if kw.get(k) is not None}
-        if updates:  # reported from now on; Edge applies a config on the next open
-            entry.config = entry.config.model_copy(update=updates)
+        # every diff checked before any is recorded; reported from now on, Edge applies a
+        # config on the next open (config_changes has Qdrant's merge rules)
+        entry.config = config_changes.apply_update(entry.config, **kw)
         self.catalog.save()
         return True
 
