@@ -48,6 +48,10 @@ class Calibration:
     def apply(self, scores: Any) -> np.ndarray:
         return np.interp(np.asarray(scores, dtype=np.float64), self.xs, self.ys)
 
+    def to_target(self, score: float) -> float:
+        """One source score on the target's scale (``merge.Calibration``'s protocol)."""
+        return float(np.interp(score, self.xs, self.ys))
+
     def to_dict(self) -> dict[str, Any]:
         return {"xs": self.xs.tolist(), "ys": self.ys.tolist(), "spearman": self.spearman, "pairs": self.pairs}
 
