@@ -222,10 +222,22 @@ def source_indexes(payload_schema: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def with_model(source_vectors: Any, vector: str, size: int, distance: str) -> Any:
+    """The source's vectors JSON with the bound vector's (``""``: unnamed) size and distance replaced."""
+    if isinstance(source_vectors, Mapping) and "size" not in source_vectors:
+        out = {k: dict(v) for k, v in source_vectors.items()}
+        out[vector] = {**out.get(vector, {}), "size": size, "distance": distance}
+        return out
+    return {**dict(source_vectors or {}), "size": size, "distance": distance}
+
+
 def target_specs(logical: str, fields: Sequence[str], template: Template, found: Discovery,
                  source_vectors: Any, payload_schema: Mapping[str, Any],
-                 vectors_config: Any = None) -> list[TargetSpec]:
-    """Every target, ordered by name (validated separately by :func:`problems`)."""
+                 vectors_config: Any = None, known: Mapping[str, Any] | None = None,
+                 vector: str = "") -> list[TargetSpec]:
+    """Every target, ordered by name (validated separately by :func:`problems`). A target on a
+    registered model (``known``: id -> ``ModelSpec``) gets the model's size and distance for the
+    bound ``vector``; an unknown model keeps the source's config (and :func:`problems` refuses)."""
     base = source_indexes(payload_schema)
     specs = []
     for kid, count in found.keys.items():
@@ -234,6 +246,10 @@ def target_specs(logical: str, fields: Sequence[str], template: Template, found:
         chosen = vectors_for(name, values, vectors_config) if vectors_config is not None else None
         model = chosen.get("model") if isinstance(chosen, Mapping) and "model" in chosen else None
         vectors = source_vectors if chosen is None else chosen
+        spec = (known or {}).get(str(model)) if model else None
+        if model:
+            vectors = with_model(source_vectors, vector, int(spec.dimensions), str(spec.distance)) \
+                if spec is not None else source_vectors
         indexes = dict(base)
         for f, v in zip(fields, values, strict=True):
             indexes.setdefault(f, index_type(v))
