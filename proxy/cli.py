@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.proxy.registry_command",
     "switchyard.proxy.embedders.command",
     "switchyard.proxy.migration.command",
+    "switchyard.proxy.schema.command",
     "switchyard.proxy.inspection.command",
     "switchyard.backfill.command",
     "switchyard.backfill.demo",
