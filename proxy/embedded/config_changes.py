@@ -68,21 +68,21 @@ def add_vector_name(
             hnsw_config=getattr(d, "hnsw_config", None),
             quantization_config=getattr(d, "quantization_config", None))
         if name in sparse:
-            raise BadRequest(f"Wrong input: Vector {name} already exists as a sparse vector")
+            raise BadRequest(f"Vector {name} already exists as a sparse vector")
         old = dense.get(name)
         if old is not None:
             if (old.size, old.distance, old.multivector_config) != (
                     params.size, params.distance, params.multivector_config):
-                raise BadRequest(f"Wrong input: Vector {name} already exists with a different configuration")
+                raise BadRequest(f"Vector {name} already exists with a different configuration")
             return config
         dense[name] = params
         return config.model_copy(update={"vectors": _with_dense(config, dense) if dense else {}})
     s = spec.sparse
     if name in dense:
-        raise BadRequest(f"Wrong input: Vector {name} already exists as a dense vector")
+        raise BadRequest(f"Vector {name} already exists as a dense vector")
     if name in sparse:
         if sparse[name].modifier != s.modifier:
-            raise BadRequest(f"Wrong input: Vector {name} already exists with a different configuration")
+            raise BadRequest(f"Vector {name} already exists with a different configuration")
         return config
     sparse[name] = models.SparseVectorParams(index=getattr(s, "index", None), modifier=s.modifier)
     return config.model_copy(update={"sparse_vectors": sparse})
@@ -98,7 +98,7 @@ def drop_vector_name(config: models.CreateCollection, name: str) -> models.Creat
     if name in sparse:
         del sparse[name]
         return config.model_copy(update={"sparse_vectors": sparse or None})
-    raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+    raise BadRequest(f"Not existing vector name error: {name}")
 
 
 def apply_update(config: models.CreateCollection, **kw: Any) -> models.CreateCollection:
@@ -134,7 +134,7 @@ def _vectors_diff(config: models.CreateCollection, diff: Any) -> Any:
         dict(diff) if isinstance(diff, dict) else {"": diff})
     for name in items:  # every name checked before anything changes
         if name not in dense:
-            raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+            raise BadRequest(f"Not existing vector name error: {name}")
     for name, d in items.items():
         old = dense[name]
         changed: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def _sparse_diff(config: models.CreateCollection, diff: dict[str, Any]) -> Any:
     sparse = dict(config.sparse_vectors or {})
     for name in diff:
         if name not in sparse:
-            raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+            raise BadRequest(f"Not existing vector name error: {name}")
     for name, d in diff.items():
         old = sparse[name]
         index = merge_diff(old.index, d.index, models.SparseIndexParams) if d.index else old.index

@@ -37,7 +37,8 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from switchyard.proxy.embedded import keyword_scan, request_checks
+from switchyard.proxy.embedded import keyword_scan, local_layout, request_checks
+from switchyard.proxy.embedded.local_indexes import PayloadIndexes
 from switchyard.proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
 
 _COLLECTION_NOT_FOUND = re.compile(r"^Collection (?P<name>.+?) not found$")
@@ -181,6 +182,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="switchyard-engine")
         self._admission = Admission()
         self._keywords = keyword_scan.KeywordIndex()
+        self.indexes = PayloadIndexes(path)
         self._operations = itertools.count(1)
 
     def next_operation_id(self) -> int:
@@ -202,6 +204,8 @@ class Engine:
             return await self.run(lambda: [local.query_points(name, **kw) for kw in batch], read=True)
         if method == "scroll":  # exact-match lookups answered as from a payload index
             fn = functools.partial(keyword_scan.scroll, self._local, self._keywords, *args, **kwargs)
+        elif method in local_layout.METHODS:  # tuning, payload indexes, facets as Qdrant has them
+            fn = functools.partial(local_layout.call, self._local, self.indexes, method, *args, **kwargs)
         else:
             fn = functools.partial(getattr(self._local, method), *args, **kwargs)
         return await self.run(fn, read=method in READ_METHODS)
