@@ -27,7 +27,10 @@ def create_kwargs(request: pb.CreateCollection) -> dict[str, Any]:
 
 def update_kwargs(request: pb.UpdateCollection) -> dict[str, Any]:
     """``QdrantLocal.update_collection`` keyword arguments for an ``UpdateCollection``."""
-    return _collection_kwargs(request, GrpcToRest.convert_vectors_config_diff)
+    kwargs = _collection_kwargs(request, GrpcToRest.convert_vectors_config_diff)
+    if request.HasField("params"):
+        kwargs["collection_params"] = GrpcToRest.convert_collection_params_diff(request.params)
+    return kwargs
 
 
 def _collection_kwargs(request: Any, convert_vectors: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ async def update_collection(ctx: Ctx) -> Any:
         sparse_vectors_config=req.sparse_vectors,
         metadata=req.metadata,
         vectors_config=req.vectors,
+        collection_params=req.params,
         **tuning(req),
     )
     return True
