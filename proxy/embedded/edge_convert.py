@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import qdrant_edge as qe
 from qdrant_client.http import models
 
@@ -332,14 +333,32 @@ def search_params(p: models.SearchParams | None) -> Any:
                            indexed_only=bool(p.indexed_only), acorn=acorn)
 
 
+def f32(values: Any) -> Any:
+    """Float32 values (Edge hands them out widened to Python floats) as the doubles nearest to
+    their shortest float32 decimal form: what Qdrant's REST prints (``0.1``, not
+    ``0.10000000149011612``), and still the same float32 for gRPC. A flat list or a list of
+    lists (multi-vectors); orjson formats numpy float32 arrays in the shortest form."""
+    if not values:
+        return values
+    return orjson.loads(orjson.dumps(np.asarray(values, dtype=np.float32),
+                                     option=orjson.OPT_SERIALIZE_NUMPY))
+
+
 def out_vector(v: Any) -> Any:
     if v is None:
         return None
     if isinstance(v, dict):
         return {name: out_vector(x) for name, x in v.items()}
     if isinstance(v, qe.SparseVector):
-        return models.SparseVector(indices=list(v.indices), values=list(v.values))
-    return v
+        return models.SparseVector(indices=list(v.indices), values=f32(list(v.values)))
+    if isinstance(v, list) and v and isinstance(v[0], list) and len({len(x) for x in v}) > 1:
+        return [f32(x) for x in v]  # ragged: not one array
+    return f32(v)
+
+
+def out_score(score: float) -> float:
+    """A score as Qdrant's REST prints it (a float32, in its shortest form)."""
+    return float(orjson.loads(orjson.dumps(np.float32(score), option=orjson.OPT_SERIALIZE_NUMPY)))
 
 
 def out_id(pid: Any) -> Any:
@@ -352,7 +371,7 @@ def record(r: Any) -> models.Record:
 
 
 def scored(p: Any) -> models.ScoredPoint:
-    return models.ScoredPoint(id=out_id(p.id), version=p.version, score=p.score, payload=p.payload,
+    return models.ScoredPoint(id=out_id(p.id), version=p.version, score=out_score(p.score), payload=p.payload,
                               vector=out_vector(p.vector), order_value=p.order_value)
 
 

@@ -39,7 +39,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import config_changes, edge_worker, request_checks
+from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, strict_mode
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 
@@ -212,11 +212,14 @@ class EdgeEngine:
             raise Unsupported(f"{method} is not supported by the embedded upstream (Edge engine)")
         if method == "query_batch":
             name, batch = args
+            for one in batch:
+                await self._check_strict(self.catalog.resolve(name), "query_points", one)
             return await self._query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
             return await getattr(self, f"_{method}")(**kw)
         name = self.catalog.resolve(kw.pop("collection_name"))
+        await self._check_strict(name, method, kw)
         if method == "query_points":
             return (await self._query_batch(name, [kw]))[0]
         if method == "query_points_groups":
@@ -228,6 +231,22 @@ class EdgeEngine:
         if method in ("create_vector_name", "delete_vector_name"):
             return await self._vector_name(name, method, kw)
         return await self._shard_call(name, method, kw)
+
+    async def _check_strict(self, name: str, method: str, kw: dict[str, Any]) -> None:
+        """The collection's strict mode (:mod:`strict_mode`), before anything runs; the index
+        checks read the payload schema the shard reported with its last write (payload indexes
+        are writes), asking the shard only when it has not reported yet."""
+        cfg = self.catalog.collections[name].config.strict_mode_config
+        if not strict_mode.active(cfg):
+            return
+        assert cfg is not None
+        strict_mode.check_limits(method, kw, cfg)
+        filters = strict_mode.filters_to_index(method, kw, cfg)
+        if filters:
+            shard = await self._shard(name)
+            info = shard.last_info or await self._ordered(shard, "info", {})
+            schema = {k: v["data_type"] for k, v in info["payload_schema"].items()}
+            strict_mode.check_indexed(filters, schema)
 
     async def _vector_name(self, name: str, method: str, kw: dict[str, Any]) -> Any:
         """Add or drop a named vector: checked against the catalog's config first, applied by

@@ -173,7 +173,8 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
     @rpc(write=False)
     async def Count(self, request: pb.CountPoints) -> pb.CountResponse:
         result = await self.engine.call(
-            "count", request.collection_name, count_filter=filter_of(request)
+            "count", request.collection_name, count_filter=filter_of(request),
+            exact=request.exact if request.HasField("exact") else True,
         )
         return pb.CountResponse(result=RestToGrpc.convert_count_result(result))
 

@@ -162,7 +162,8 @@ async def scroll(ctx: Ctx) -> Any:
 async def count(ctx: Ctx) -> Any:
     req: models.CountRequest = await ctx.parse(models.CountRequest)
     no_shard_key(req.shard_key)
-    return await ctx.engine.call("count", ctx.collection, count_filter=req.filter)
+    return await ctx.engine.call("count", ctx.collection, count_filter=req.filter,
+                                 exact=req.exact if req.exact is not None else True)
 
 
 async def facet(ctx: Ctx) -> Any:
