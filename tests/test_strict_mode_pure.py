@@ -1,0 +1,95 @@
+"""Qdrant's strict-mode checks (``switchyard.proxy.embedded.strict_mode``) as tables: which call
+a config refuses, in Qdrant's words, and which filters must be served by an index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from qdrant_client.http import models
+
+from switchyard.proxy.embedded import strict_mode
+from switchyard.proxy.errors import BadRequest
+
+CFG = models.StrictModeConfig(
+    enabled=True, max_query_limit=3, search_allow_exact=False, search_max_hnsw_ef=5,
+    search_max_oversampling=2.0, upsert_max_batchsize=2,
+    unindexed_filtering_retrieve=False, unindexed_filtering_update=False)
+P = models.PointStruct
+CITY = models.Filter(must=[models.FieldCondition(key="city", match=models.MatchValue(value="x"))])
+N = models.Filter(must=[models.FieldCondition(key="n", range=models.Range(gte=1))])
+NESTED = models.Filter(must=[models.NestedCondition(nested=models.Nested(key="a", filter=CITY))])
+
+
+@pytest.mark.parametrize(("method", "kw", "words"), [
+    ("query_points", {"limit": 4}, 'Limit exceeded 4 > 3 for "limit"'),
+    ("query_points", {"limit": 3}, None),
+    ("query_points", {"limit": 1, "prefetch": [models.Prefetch(
+        prefetch=models.Prefetch(limit=9))]}, 'Limit exceeded 9 > 3 for "limit"'),
+    ("query_points", {"limit": 1, "search_params": models.SearchParams(exact=True)},
+     "Exact search disabled!. Help: Set exact=false."),
+    ("query_points", {"limit": 1, "search_params": models.SearchParams(hnsw_ef=6)}, '"hnsw_ef"'),
+    ("query_points", {"limit": 1, "search_params": models.SearchParams(
+        quantization=models.QuantizationSearchParams(oversampling=2.5))}, '"oversampling"'),
+    ("scroll", {"limit": 4}, '"limit"'),
+    ("facet", {"limit": 4}, '"limit"'),
+    ("count", {}, "Exact search disabled!"),          # count is exact unless told otherwise
+    ("count", {"exact": False}, None),
+    ("upsert", {"points": [P(id=i, vector=[1.0]) for i in range(3)]}, '"upsert limit"'),
+    ("upsert", {"points": models.Batch(ids=[1, 2], vectors=[[1.0], [2.0]])}, None),
+    ("update_vectors", {"points": [models.PointVectors(id=i, vector=[1.0]) for i in range(3)]},
+     '"update limit"'),
+    ("batch_update_points", {"update_operations": [models.UpsertOperation(upsert=models.PointsList(
+        points=[P(id=i, vector=[1.0]) for i in range(3)]))]}, '"upsert limit"'),
+    ("retrieve", {"ids": [1, 2, 3, 4]}, None),
+])
+def test_limits(method: str, kw: dict[str, Any], words: str | None) -> None:
+    if words is None:
+        strict_mode.check_limits(method, kw, CFG)
+        return
+    with pytest.raises(BadRequest) as caught:
+        strict_mode.check_limits(method, kw, CFG)
+    assert caught.value.message.startswith("Bad request: ")
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(("method", "kw", "cfg", "count"), [
+    ("query_points", {"query_filter": CITY}, CFG, 1),
+    ("query_points", {"query_filter": CITY, "prefetch": models.Prefetch(filter=N)}, CFG, 2),
+    ("query_points", {"query_filter": CITY}, CFG.model_copy(update={"unindexed_filtering_retrieve": None}), 0),
+    ("scroll", {"scroll_filter": CITY}, CFG, 1),
+    ("count", {"count_filter": None}, CFG, 0),
+    ("delete", {"points_selector": models.FilterSelector(filter=N)}, CFG, 1),
+    ("delete", {"points_selector": models.PointIdsList(points=[1])}, CFG, 0),
+    ("set_payload", {"points": N}, CFG.model_copy(update={"unindexed_filtering_update": True}), 0),
+    ("batch_update_points", {"update_operations": [models.DeleteOperation(
+        delete=models.FilterSelector(filter=N))]}, CFG, 1),
+])
+def test_filters_to_index(method: str, kw: dict[str, Any], cfg: models.StrictModeConfig,
+                          count: int) -> None:
+    assert len(strict_mode.filters_to_index(method, kw, cfg)) == count
+
+
+@pytest.mark.parametrize(("flt", "schema", "missing"), [
+    (CITY, {}, '"city" of one of the following types: [keyword, uuid]'),
+    (CITY, {"city": "keyword"}, None),
+    (CITY, {"city": "integer"}, '"city"'),                 # an index of a type that cannot serve
+    (N, {"n": "float"}, None),
+    (N, {}, "[integer, float]"),
+    (NESTED, {"city": "keyword"}, '"a[].city"'),
+    (NESTED, {"a[].city": "keyword"}, None),
+    (models.Filter(must=[models.HasIdCondition(has_id=[1])]), {}, None),
+])
+def test_index_required(flt: models.Filter, schema: dict[str, str], missing: str | None) -> None:
+    if missing is None:
+        strict_mode.check_indexed([flt], schema)
+        return
+    with pytest.raises(BadRequest) as caught:
+        strict_mode.check_indexed([flt], schema)
+    assert missing in caught.value.message
+
+
+def test_active_needs_enabled() -> None:
+    assert strict_mode.active(CFG)
+    assert not strict_mode.active(None)
+    assert not strict_mode.active(models.StrictModeConfig(max_query_limit=1))
