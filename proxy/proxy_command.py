@@ -40,6 +40,7 @@ from switchyard.proxy.config import (
     load_config,
     parse_hostport,
 )
+from switchyard.proxy.embedded.engines import add_engine_argument
 from switchyard.proxy.errors import ConfigError
 from switchyard.proxy.frontend.metrics import mark_worker
 from switchyard.proxy.secret_sources import add_secret_argument
@@ -68,6 +69,7 @@ def register(subparsers: Any) -> None:
     up.add_argument("--grpc-port", type=int, default=None, help="proxy gRPC port (default 6334)")
     add_secret_argument(up, "--api-key", help="API key the embedded upstream requires (the proxy "
                         "uses it for its state store unless --upstream-api-key is given)")
+    add_engine_argument(up)
     _add_config_flags(up, tuple(n for n in INPUT_NAMES if n not in _UPSTREAM_OPTIONS))
     up.set_defaults(handler=run_up)
 
@@ -185,7 +187,8 @@ async def _serve_up(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from switchyard.proxy.embedded.server import EmbeddedUpstream
 
     upstream = EmbeddedUpstream(path=None if args.memory else args.path, host="127.0.0.1",
-                                http_port=0, grpc_port=0, keys=ApiKeys(api_key=args.api_key))
+                                http_port=0, grpc_port=0, keys=ApiKeys(api_key=args.api_key),
+                                engine=args.engine)
     await upstream.start()
     try:
         config = config_from_args(args, {**overrides, "upstream_rest_url": upstream.rest_url,

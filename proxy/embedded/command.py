@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from switchyard.proxy.embedded.auth import ApiKeys
-from switchyard.proxy.embedded.engines import DEFAULT_ENGINE, ENGINES, ENV
+from switchyard.proxy.embedded.engines import add_engine_argument
 from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY
 from switchyard.proxy.embedded.server import EmbeddedUpstream, new_event_loop
 from switchyard.proxy.secret_sources import add_secret_argument
@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     """Add the ``upstream`` subcommand to the ``switchyard`` parser."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "upstream",
-        help="run the embedded Qdrant-compatible server (REST + gRPC) on the local engine",
+        help="run the embedded Qdrant-compatible server (REST + gRPC)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,11 +48,7 @@ def register(subparsers: Any) -> None:
         help="threads serving reads at once; writes always run alone "
              "(env SWITCHYARD_UPSTREAM_READERS; default: cores, at most 4)",
     )
-    p.add_argument(
-        "--engine", choices=ENGINES, default=os.environ.get(ENV),
-        help="storage engine: edge (Qdrant's own, qdrant-edge-py) or local (qdrant-client's) "
-             f"(env {ENV}; default {DEFAULT_ENGINE}, local where qdrant-edge-py is missing)",
-    )
+    add_engine_argument(p)
     p.set_defaults(handler=run)
 
 

@@ -20,6 +20,7 @@ The engine is chosen by ``--engine`` or ``SWITCHYARD_UPSTREAM_ENGINE``; the defa
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 from typing import Any, Protocol
@@ -28,8 +29,9 @@ from switchyard.proxy.errors import ConfigError
 
 ENGINES = ("local", "edge")
 ENV = "SWITCHYARD_UPSTREAM_ENGINE"
-#: the engine used when neither the flag nor the environment names one
-DEFAULT_ENGINE = "local"
+#: the engine used when neither the flag nor the environment names one (``local`` where
+#: ``qdrant-edge-py`` is not installed: :func:`choose` says so in its reason, which is logged)
+DEFAULT_ENGINE = "edge"
 
 
 class EngineSeam(Protocol):
@@ -63,6 +65,16 @@ def choose(requested: str | None = None) -> tuple[str, str]:
         return "local", "qdrant-edge-py is not installed here: using the local engine"
     source = "--engine/" + ENV if explicit else "default"
     return name, f"{name} engine ({source})"
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` (env :data:`ENV`) for ``switchyard upstream`` and ``switchyard up``."""
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=os.environ.get(ENV) or None,
+        help="engine of the embedded upstream: edge (Qdrant's own, qdrant-edge-py) or local "
+             f"(qdrant-client's) (env {ENV}; default {DEFAULT_ENGINE}, local where "
+             "qdrant-edge-py is not installed)",
+    )
 
 
 def make_engine(name: str, path: str | None, readers: int | None = None) -> EngineSeam:
