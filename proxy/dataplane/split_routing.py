@@ -246,25 +246,25 @@ class Levelling:
     """Per target collection its :class:`Leg`, and the unroutable ids with their reasons."""
 
     legs: dict[str, Leg]
-    unroutable: dict[str, str] = field(default_factory=dict)  # canonical id -> reason
+    unroutable: dict[str, str] = field(default_factory=dict)  # id as touched -> reason
 
 
 def level(layout: SplitLayout, touched: Sequence[Any], now: Mapping[str, Any]) -> Levelling:
     """The writes that bring every target to the source's state for the ``touched`` ids.
 
-    ``now`` maps a touched id's canonical string (``str(id)``) to the source's point as it now
+    ``now`` maps a touched id's canonical string (``str(id).lower()``, as the mirror keys ids) to the source's point as it now
     is (a dict with ``payload``), absent when the point is gone. Each present, routable point
     is upserted into its target and deleted from every other (so a changed field moves it);
     every other id is deleted everywhere, and an unroutable one is also reported."""
     legs = {name: Leg() for name in layout.collections}
     out = Levelling(legs)
     for pid in touched:
-        point = now.get(str(pid))
+        point = now.get(str(pid).lower())
         home: str | None = None
         if point is not None:
             home, why = layout.target_of(point.get("payload") or {})
             if home is None:
-                out.unroutable[str(pid)] = why
+                out.unroutable[str(pid)] = why  # noqa: the id as the client sent it
         for name, leg in legs.items():
             if name == home:
                 leg.upserts.append(point)
