@@ -1,10 +1,10 @@
 """Servers and clients for the layout tests (named vectors, ``has_vector``, facets, config
 updates, payload schema, snapshots): each test runs on every engine the embedded upstream has.
 
-``target`` is parametrized: ``shared`` is the session's upstream (the embedded server on its
-default engine, or a real Qdrant when ``SWITCHYARD_TEST_QDRANT_URL`` is set, OpenAPI-checked by
-the session), ``edge`` an embedded server on the Edge engine for the module, its REST responses
-checked against the spec when the module ends. ``clients(target)`` gives the official client over
+``target`` is parametrized: ``local`` and ``edge`` are embedded servers on those engines for the
+module (named explicitly, whatever the default engine is), their REST responses checked against
+the spec when the module ends; with ``SWITCHYARD_TEST_QDRANT_URL`` set there is one target,
+``real``, the session's Qdrant. ``clients(target)`` gives the official client over
 REST and over gRPC.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -43,15 +44,12 @@ class Target:
                             check_compatibility=False, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def edge_server() -> Iterator[BackgroundUpstream]:
-    """An embedded server on the Edge engine for the module, OpenAPI-checked at the end."""
-    if REAL_URL:
-        pytest.skip("the edge engine is the embedded server's own (running against a real Qdrant)")
-    if not edge_available():
+def _embedded(engine: str) -> Iterator[BackgroundUpstream]:
+    """An embedded server on ``engine`` for the module, OpenAPI-checked when it ends."""
+    if engine == "edge" and not edge_available():
         pytest.skip("qdrant-edge-py is not installed here")
     checker = ResponseChecker()
-    server = BackgroundUpstream(engine="edge", on_response=checker.record)
+    server = BackgroundUpstream(engine=engine, on_response=checker.record)
     server.start()
     try:
         yield server
@@ -61,12 +59,45 @@ def edge_server() -> Iterator[BackgroundUpstream]:
     assert not failures, "responses break the OpenAPI spec:\n" + "\n".join(failures[:20])
 
 
-@pytest.fixture(params=["shared", "edge"])
-def target(request: pytest.FixtureRequest, upstream: Any) -> Target:
-    if request.param == "shared":
-        return Target("shared", upstream.rest_url, upstream.grpc_port, upstream.embedded)
-    server: BackgroundUpstream = request.getfixturevalue("edge_server")
-    return Target("edge", server.rest_url, server.grpc_port, server)
+@pytest.fixture(scope="module")
+def local_server() -> Iterator[BackgroundUpstream]:
+    yield from _embedded("local")
+
+
+@pytest.fixture(scope="module")
+def edge_server() -> Iterator[BackgroundUpstream]:
+    yield from _embedded("edge")
+
+
+@pytest.fixture(params=["real"] if REAL_URL else ["local", "edge"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each engine of the embedded upstream explicitly (whatever the default engine is), or
+    the real Qdrant the session was pointed at."""
+    if request.param == "real":
+        upstream = request.getfixturevalue("upstream")
+        return Target("real", upstream.rest_url, upstream.grpc_port, None)
+    server: BackgroundUpstream = request.getfixturevalue(f"{request.param}_server")
+    return Target(request.param, server.rest_url, server.grpc_port, server)
+
+
+@pytest.fixture
+def prefix(target: Target) -> Iterator[str]:
+    """A unique collection-name prefix; on a real Qdrant its collections are removed after
+    (the embedded servers are discarded with their module)."""
+    value = f"sy_{uuid.uuid4().hex[:10]}_"
+    yield value
+    if target.embedded is None:
+        client = target.client(False)
+        try:
+            for alias in client.get_aliases().aliases:
+                if alias.alias_name.startswith(value):
+                    client.update_collection_aliases([models.DeleteAliasOperation(
+                        delete_alias=models.DeleteAlias(alias_name=alias.alias_name))])
+            for col in client.get_collections().collections:
+                if col.name.startswith(value):
+                    client.delete_collection(col.name)
+        finally:
+            client.close()
 
 
 @pytest.fixture

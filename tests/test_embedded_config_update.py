@@ -11,7 +11,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from embedded_layout_fixtures import Target, clients, edge_server, target  # noqa: F401
+from embedded_layout_fixtures import Target, clients, edge_server, local_server, prefix, target  # noqa: F401
 
 from switchyard.proxy.embedded.server import BackgroundUpstream
 

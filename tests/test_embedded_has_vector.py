@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from qdrant_client import models
 
-from embedded_layout_fixtures import Target, clients, edge_server, target  # noqa: F401
+from embedded_layout_fixtures import Target, clients, edge_server, local_server, prefix, target  # noqa: F401
 
 HAS_B = models.HasVectorCondition(has_vector="b")
 WITH_B = models.Filter(must=[HAS_B])

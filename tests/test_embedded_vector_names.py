@@ -12,7 +12,7 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from embedded_layout_fixtures import Target, clients, edge_server, target  # noqa: F401
+from embedded_layout_fixtures import Target, clients, edge_server, local_server, prefix, target  # noqa: F401
 
 HAS_B = models.Filter(must=[models.HasVectorCondition(has_vector="b")])
 

@@ -64,7 +64,7 @@ def add_vector_name(
         d = spec.dense
         params = models.VectorParams(
             size=d.size, distance=d.distance, multivector_config=d.multivector_config,
-            datatype=d.datatype, on_disk=getattr(d, "on_disk", None),
+            datatype=models.Datatype(d.datatype.value) if d.datatype else None, on_disk=getattr(d, "on_disk", None),
             hnsw_config=getattr(d, "hnsw_config", None),
             quantization_config=getattr(d, "quantization_config", None))
         if name in sparse:

@@ -24,7 +24,7 @@ from switchyard.proxy.errors import BadRequest
 #: methods answered here rather than by ``QdrantLocal`` alone
 METHODS = frozenset({
     "create_collection", "update_collection", "delete_collection", "get_collection",
-    "create_payload_index", "delete_payload_index", "facet",
+    "create_payload_index", "delete_payload_index", "facet", "delete_vector_name",
 })
 #: the config fields a create may set that ``QdrantLocal`` drops
 _TUNING = ("hnsw_config", "optimizers_config", "quantization_config", "on_disk_payload",
@@ -140,8 +140,16 @@ def _facet(local: QdrantLocal, indexes: PayloadIndexes, collection_name: str, ke
     return models.FacetResponse(hits=hits[:limit])
 
 
+def _delete_vector(local: QdrantLocal, indexes: PayloadIndexes, collection_name: str,
+                   vector_name: str, **kw: Any) -> Any:
+    """Qdrant refuses to drop a vector the collection does not have; the local engine did not."""
+    name = real_name(local, collection_name)
+    config_changes.drop_vector_name(local.collections[name].config, vector_name)  # raises if unknown
+    return local.delete_vector_name(name, vector_name, **kw)
+
+
 _HANDLERS: dict[str, Any] = {
     "create_collection": _create, "update_collection": _update, "delete_collection": _delete,
     "get_collection": _info, "create_payload_index": _create_index,
-    "delete_payload_index": _delete_index, "facet": _facet,
+    "delete_payload_index": _delete_index, "facet": _facet, "delete_vector_name": _delete_vector,
 }
