@@ -127,3 +127,35 @@ async def create_targets(client: AsyncQdrantClient, store: StateStore, source: s
             except _FOREIGN:
                 pass
         raise UpstreamError(f"creating split target `{current}` failed: {exc}") from exc
+
+
+def _model_ids(config: Any) -> set[str]:
+    """Every ``{"model": ID}`` named in a ``--vectors`` config."""
+    out: set[str] = set()
+    if isinstance(config, Mapping):
+        if isinstance(config.get("model"), str):
+            out.add(config["model"])
+        for value in config.values():
+            out |= _model_ids(value)
+    return out
+
+
+async def known_models(store: StateStore, config: Any) -> dict[str, Any]:
+    """The registered ``ModelSpec`` of every model the vectors config names (unknown ones left out)."""
+    out: dict[str, Any] = {}
+    for mid in sorted(_model_ids(config)):
+        try:
+            out[mid] = await registry.get_model(store, mid)
+        except SwitchyardError:
+            continue
+    return out
+
+
+async def taken_names(client: AsyncQdrantClient) -> set[str]:
+    """Every collection and alias name the upstream has now."""
+    try:
+        names = {c.name for c in (await client.get_collections()).collections}
+        names |= {a.alias_name for a in (await client.get_aliases()).aliases}
+    except _FOREIGN as exc:
+        raise UpstreamError(f"listing collections failed: {exc}") from exc
+    return names
