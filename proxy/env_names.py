@@ -31,6 +31,8 @@ OTHER_ENV: dict[str, str] = {
     "SWITCHYARD_API_KEY": "Qdrant API key of the CLI (models, bind), the backfill daemon and verify",
     "SWITCHYARD_API_KEY_FILE": "file holding SWITCHYARD_API_KEY",
     "SWITCHYARD_SCHEMA_REVISIONS": "revisions folder of `switchyard schema`",
+    "SWITCHYARD_SCHEMA_CHAIN": "revision chain name of `switchyard schema` (default `default`)",
+    "SWITCHYARD_SCHEMA_KILL_SEED": "tests: random seed of the schema SIGKILL test",
     "SWITCHYARD_TOKENIZER": "tokenizer file or directory of the local models",
     "SWITCHYARD_UPSTREAM_READERS": "reads served at once by `switchyard upstream`",
     "SWITCHYARD_UPSTREAM_ENGINE": "engine of the embedded upstream (`local` or `edge`)",

@@ -47,8 +47,9 @@ class PythonContext:
 
 class Schema:
     def __init__(self, url: str, revisions: str | Path | None = None, *, api_key: str | None = None,
-                 admin_key: str | None = None, say: Callable[[str], None] | None = None) -> None:
-        self.url, self.api_key, self.admin_key = url, api_key, admin_key
+                 admin_key: str | None = None, chain: str = "default",
+                 say: Callable[[str], None] | None = None) -> None:
+        self.url, self.api_key, self.admin_key, self.chain = url, api_key, admin_key, chain
         self.folder = Path(revisions) if revisions is not None else beside_caller()
         self.say = say or (lambda _text: None)
 
@@ -59,7 +60,7 @@ class Schema:
     async def _runner(self) -> AsyncIterator[Runner]:
         http = QdrantHttp(self.url, self.api_key, self.admin_key)
         store = StateStore.connect(self.url, self.api_key, admin_key=self.admin_key)
-        ex = Executor(http, Tracker(store), self.say, backfill=self._backfill,
+        ex = Executor(http, Tracker(store, self.chain), self.say, backfill=self._backfill,
                       python_ctx=lambda step: PythonContext(self.url, self.api_key, step))
         try:
             yield Runner(self.revisions(), ex, self.say)

@@ -59,6 +59,8 @@ def _cmd(ssub: Any, name: str, text: str, fn: Any) -> argparse.ArgumentParser:
     p.add_argument("--revisions", default=os.environ.get("SWITCHYARD_SCHEMA_REVISIONS", DEFAULT_FOLDER),
                    help=f"revisions folder (env SWITCHYARD_SCHEMA_REVISIONS; default ./{DEFAULT_FOLDER})")
     p.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", "http://localhost:6333"))
+    p.add_argument("--chain", default=os.environ.get("SWITCHYARD_SCHEMA_CHAIN", "default"),
+                   help="name of the revision chain in the state store (env SWITCHYARD_SCHEMA_CHAIN)")
     add_secret_argument(p, "--api-key", env="SWITCHYARD_API_KEY", help="Qdrant API key")
     add_secret_argument(p, "--admin-key", env="SWITCHYARD_ADMIN_KEY", help="Switchyard admin key")
     p.add_argument("--json", action="store_true")
@@ -72,7 +74,7 @@ def _say(text: str) -> None:
 
 def _session(args: argparse.Namespace) -> api.Schema:
     return api.Schema(args.url, revisions=args.revisions, api_key=args.api_key,
-                      admin_key=args.admin_key, say=_say)
+                      admin_key=args.admin_key, chain=args.chain, say=_say)
 
 
 def _revision(args: argparse.Namespace) -> int:

@@ -95,7 +95,7 @@ class Executor:
         elif step.mode == "direct":
             state, rev = await self._save({**state, "run": note(state["run"], sends=int(cur.get("sends", 0)) + 1)}, rev)
             for call in step.calls:
-                await self.http.send(call)
+                await self.http.send(_fit_alias_call(call, aliases) if step.op == "rename_via_alias" else call)
             sent = True
         elif step.mode == "snapshot":
             state, rev, sent = await self._snapshot(step, state, rev)
@@ -183,8 +183,11 @@ class Executor:
             rec = await self.tracker.collection(c) or {}
             found = [s for s in rec.get("snapshots", []) if s.get("revision") == step.args["from_revision"]]
             if not found:
-                raise NotFound(f"{step.id}: no snapshot of {c} recorded at revision "
-                               f"{step.args['from_revision']}; cannot restore vector {name!r}")
+                # the drop runs only after its snapshot is recorded: without one, nothing was
+                # deleted (an upgrade interrupted before it), so there is nothing to restore
+                self.say(f"  {step.id}: no snapshot at {step.args['from_revision']}: the vector "
+                         "was never dropped, nothing to restore")
+                return
             snap = found[-1]["name"]
         tmp = f"{c}__restore"
         data = await self.http.download(c, snap)
@@ -208,6 +211,15 @@ class Executor:
                     break
         finally:
             await self.http.request("DELETE", f"/collections/{tmp}")
+
+
+def _fit_alias_call(call: Any, aliases: Mapping[str, str]) -> Any:
+    """The alias request without its ``delete_alias`` when the alias does not exist yet
+    (Qdrant refuses deleting a missing alias, and the whole request with it)."""
+    import dataclasses
+    actions = [a for a in call.body["actions"]
+               if "delete_alias" not in a or a["delete_alias"]["alias_name"] in aliases]
+    return dataclasses.replace(call, body={"actions": actions})
 
 
 def _epoch(text: Any) -> float:

@@ -80,6 +80,9 @@ class Runner:
         state, rev = await self.ex.tracker.state()
         run = state.get("run")
         skip: set[str] = set()
+        if run and run["direction"] == "upgrade" and direction == "downgrade":
+            state, rev = await self._abandon(state, rev)
+            run = None
         if run:
             if run["direction"] != direction or run["target"] != target:
                 raise Refused(f"a {run['direction']} to {run['target'] or 'base'} is in progress "
@@ -99,6 +102,23 @@ class Runner:
             state = {**state, "run": new_run(direction, target, through)}
             rev = await self.ex.tracker.put_state(state, rev)
         return state, rev
+
+    async def _abandon(self, state: dict[str, Any], rev: int) -> tuple[dict[str, Any], int]:
+        """Give up an interrupted upgrade so a downgrade can undo it: the revision whose steps
+        had started counts as reached (its ``downgrade()`` then runs; the already-applied
+        probes skip what never happened)."""
+        run = state["run"]
+        started = [*run.get("done", []), (run.get("current") or {}).get("step")]
+        ids = [r.id for r in self.ordered]
+        reached = state.get("revision")
+        for step_id in filter(None, started):
+            rid = str(step_id).split(":")[0]
+            if rid in ids and (reached is None or ids.index(rid) > ids.index(reached)):
+                reached = rid
+        self.say(f"abandoning the interrupted upgrade to {run['target']}: undoing from {reached}")
+        state = {**state, "revision": reached, "run": None,
+                 "runs": [*state.get("runs", []), {**run, "abandoned_at": time.time()}][-20:]}
+        return state, await self.ex.tracker.put_state(state, rev)
 
     def _plan(self, direction: str, state: dict[str, Any], target: str | None,
               snapshot: bool) -> list[tuple[Revision, list[Step], dict[str, Any]]]:

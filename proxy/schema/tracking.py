@@ -2,12 +2,15 @@
 
 Records:
 
-- kind ``schema``, key ``default``: the chain's state -- ``revision`` (where the collections
+Every record belongs to a *chain* (``--chain``, default ``default``), so several applications
+(or test suites) can keep their own revision chains in one Qdrant.
+
+- kind ``schema``, key the chain's name: its state -- ``revision`` (where the collections
   are), and ``run``, the journal of the upgrade or downgrade in progress (``None`` when none):
   its direction and target, the steps done, and the step started (the *intent*, written before
   the step's calls are sent, with the migration id or snapshot name once known). Every change
   is a compare-and-set on the record, so two runs at once cannot both advance it.
-- kind ``schema_collection``, key the collection: ``revision`` it was last applied at,
+- kind ``schema_collection``, key ``<chain>:<collection>``: ``revision`` it was last applied at,
   ``config`` as last applied (the :func:`~switchyard.proxy.schema.config_view.view` read back
   after the step), ``history`` (revision, direction, who, when, migration ids, steps) and
   ``snapshots`` (revision, name, when).
@@ -71,23 +74,30 @@ def finish_step(run: dict[str, Any], step_id: str, applied: bool) -> dict[str, A
 class Tracker:
     """Reads and compare-and-set writes of the schema records."""
 
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
+    def __init__(self, store: StateStore, chain: str = KEY) -> None:
+        self.store, self.chain = store, chain
+
+    def _key(self, collection: str) -> str:
+        return f"{self.chain}:{collection}"
 
     async def state(self) -> tuple[dict[str, Any], int]:
-        env = await self.store.get(KIND, KEY)
+        env = await self.store.get(KIND, self.chain)
         return (dict(env.data), env.rev) if env else (empty_state(), 0)
 
     async def put_state(self, data: dict[str, Any], rev: int) -> int:
-        env = await self.store.put(KIND, KEY, data, rev)
+        env = await self.store.put(KIND, self.chain, data, rev)
         return env.rev
 
     async def collection(self, name: str) -> dict[str, Any] | None:
-        env = await self.store.get(COLLECTION_KIND, name)
+        env = await self.store.get(COLLECTION_KIND, self._key(name))
         return dict(env.data) if env else None
 
     async def collections(self) -> list[Envelope]:
-        return await self.store.list(COLLECTION_KIND)
+        """This chain's collection records, ``key`` set to the collection's name."""
+        import dataclasses
+        return [dataclasses.replace(e, key=str(e.data["collection"]))
+                for e in await self.store.list(COLLECTION_KIND)
+                if e.data.get("chain") == self.chain and "collection" in e.data]
 
     async def record_collection(self, name: str, *, revision: str | None,
                                 config: dict[str, Any] | None,
@@ -95,15 +105,16 @@ class Tracker:
                                 snapshot: dict[str, Any] | None = None) -> None:
         """Store the config as last applied, append a history event and/or a snapshot."""
         cur = await self.collection(name) or {"history": [], "snapshots": []}
-        data = {**cur, "revision": revision, "config": config}
+        data = {**cur, "chain": self.chain, "collection": name, "revision": revision,
+                "config": config}
         if event is not None:
             data["history"] = [*cur.get("history", []), {**event, "at": time.time(),
                                                           "by": who()}][-HISTORY_MAX:]
         if snapshot is not None:
             data["snapshots"] = [*cur.get("snapshots", []), snapshot]
-        await self.store.upsert(COLLECTION_KIND, name, data)
+        await self.store.upsert(COLLECTION_KIND, self._key(name), data)
 
     async def set_snapshots(self, name: str, snapshots: list[dict[str, Any]]) -> None:
         cur = await self.collection(name)
         if cur is not None:
-            await self.store.upsert(COLLECTION_KIND, name, {**cur, "snapshots": snapshots})
+            await self.store.upsert(COLLECTION_KIND, self._key(name), {**cur, "snapshots": snapshots})
