@@ -5,8 +5,8 @@
 converted to qdrant-client's REST models (``GrpcToRest``), run on the engine, and converted back
 (``RestToGrpc``), so the gRPC and REST front ends share one engine and one set of semantics.
 
-Auth, timing and error mapping live in :mod:`switchyard.proxy.embedded.grpc_service`. What the local engine
-cannot do (snapshots, shard keys, cluster operations) is ``UNIMPLEMENTED`` with a message saying so.
+Auth, timing and error mapping live in :mod:`switchyard.proxy.embedded.grpc_service`. What the engines
+cannot do (full-storage snapshots, shard keys, cluster operations) is ``UNIMPLEMENTED`` with a message saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from qdrant_client.grpc import (
     points_service_pb2_grpc,
     qdrant_pb2,
     qdrant_pb2_grpc,
+    snapshots_service_pb2,
     snapshots_service_pb2_grpc,
 )
 
@@ -30,7 +31,9 @@ from switchyard.proxy.embedded.engines import EngineSeam
 from switchyard.proxy.embedded.grpc_collections import CollectionsService
 from switchyard.proxy.embedded.grpc_points import PointsService
 from switchyard.proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc, unsupported
-from switchyard.proxy.errors import SwitchyardError
+from switchyard.proxy.embedded import snapshots
+from switchyard.proxy.embedded.snapshots import SnapshotStore
+from switchyard.proxy.errors import SwitchyardError, Unsupported
 
 #: Server options matching Qdrant's public gRPC listener: tonic's services there are built with
 #: ``max_decoding_message_size(usize::MAX)`` and keep tonic's unlimited encoding size, and
@@ -54,14 +57,41 @@ class QdrantService(Service, qdrant_pb2_grpc.QdrantServicer):
 
 
 class SnapshotsService(Service, snapshots_service_pb2_grpc.SnapshotsServicer):
-    """``qdrant.Snapshots``: the local engine has no snapshots; every method is UNIMPLEMENTED."""
+    """``qdrant.Snapshots``: collection snapshots create, list and delete (:mod:`snapshots`);
+    full-storage snapshots are UNIMPLEMENTED, as is everything without a snapshot store."""
 
-    Create = rpc(write=True)(unsupported("Snapshots"))
-    List = rpc(write=False)(unsupported("Snapshots"))
-    Delete = rpc(write=True)(unsupported("Snapshots"))
-    CreateFull = rpc(write=True)(unsupported("Snapshots"))
-    ListFull = rpc(write=False)(unsupported("Snapshots"))
-    DeleteFull = rpc(write=True)(unsupported("Snapshots"))
+    def __init__(self, engine: EngineSeam, keys: ApiKeys, store: SnapshotStore | None = None) -> None:
+        super().__init__(engine, keys)
+        self.store = store
+
+    def _store(self) -> SnapshotStore:
+        if self.store is None:
+            raise Unsupported("Snapshots are not available in the embedded upstream")
+        return self.store
+
+    @rpc(write=True)
+    async def Create(self, request: snapshots_service_pb2.CreateSnapshotRequest) -> Message:
+        store = self._store()
+        await self.engine.call("get_collection", request.collection_name)
+        found = await snapshots.create(self.engine, store, request.collection_name)
+        return snapshots_service_pb2.CreateSnapshotResponse(
+            snapshot_description=RestToGrpc.convert_snapshot_description(found))
+
+    @rpc(write=False)
+    async def List(self, request: snapshots_service_pb2.ListSnapshotsRequest) -> Message:
+        store = self._store()
+        await self.engine.call("get_collection", request.collection_name)
+        return snapshots_service_pb2.ListSnapshotsResponse(snapshot_descriptions=[
+            RestToGrpc.convert_snapshot_description(d) for d in store.list(request.collection_name)])
+
+    @rpc(write=True)
+    async def Delete(self, request: snapshots_service_pb2.DeleteSnapshotRequest) -> Message:
+        self._store().delete(request.collection_name, request.snapshot_name)
+        return snapshots_service_pb2.DeleteSnapshotResponse()
+
+    CreateFull = rpc(write=True)(unsupported("Full storage snapshots"))
+    ListFull = rpc(write=False)(unsupported("Full storage snapshots"))
+    DeleteFull = rpc(write=True)(unsupported("Full storage snapshots"))
 
 
 def health_handler(keys: ApiKeys) -> grpc.GenericRpcHandler:
@@ -96,7 +126,8 @@ async def _health_auth(keys: ApiKeys, context: grpc.aio.ServicerContext) -> None
         await abort(context, exc)
 
 
-def add_services(server: grpc.aio.Server, engine: EngineSeam, keys: ApiKeys) -> None:
+def add_services(server: grpc.aio.Server, engine: EngineSeam, keys: ApiKeys,
+                 snapshot_store: SnapshotStore | None = None) -> None:
     """Register Qdrant's public gRPC services over ``engine`` on ``server``.
 
     Build the server with :data:`SERVER_OPTIONS` to match Qdrant's message-size limits.
@@ -107,7 +138,7 @@ def add_services(server: grpc.aio.Server, engine: EngineSeam, keys: ApiKeys) -> 
     )
     points_service_pb2_grpc.add_PointsServicer_to_server(PointsService(engine, keys), server)
     snapshots_service_pb2_grpc.add_SnapshotsServicer_to_server(
-        SnapshotsService(engine, keys), server
+        SnapshotsService(engine, keys, snapshot_store), server
     )
     server.add_generic_rpc_handlers((health_handler(keys),))
 

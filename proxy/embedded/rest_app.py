@@ -25,10 +25,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from switchyard.proxy.embedded import rest_collections, rest_points
+from switchyard.proxy.embedded import rest_collections, rest_points, rest_snapshots
 from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam
 from switchyard.proxy.embedded.rest_codec import Ctx, Route, envelope
+from switchyard.proxy.embedded.snapshots import SnapshotStore
 from switchyard.proxy.errors import PayloadTooLarge, SwitchyardError
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,16 @@ def build_app(
     *,
     max_body: int = DEFAULT_MAX_BODY,
     on_response: ResponseHook | None = None,
+    snapshots: SnapshotStore | None = None,
 ) -> web.Application:
-    """The aiohttp application serving Qdrant's REST API on ``engine``."""
+    """The aiohttp application serving Qdrant's REST API on ``engine`` (collection snapshots
+    in ``snapshots``; without a store they answer 501)."""
     app = web.Application(client_max_size=max_body, middlewares=[_shape_errors])
     app[_ENGINE] = engine
     app[_HOOK] = on_response
     operations = itertools.count(1)
-    for route in service_routes(engine) + rest_collections.ROUTES + rest_points.ROUTES:
+    routes = service_routes(engine) + rest_snapshots.routes(snapshots) + rest_collections.ROUTES
+    for route in routes + rest_points.ROUTES:
         app.router.add_route(
             route.method, route.path, _wrap(route, engine, keys, operations, max_body)
         )
@@ -78,8 +82,9 @@ def _wrap(
         started = time.perf_counter()
         if route.path not in PUBLIC_PATHS:
             keys.check(request.headers, write=route.write)
-        body = await _read_body(request, max_body)
-        ctx = Ctx(engine, request.match_info, request.query, body, operations)
+        body = b"" if route.raw else await _read_body(request, max_body)
+        ctx = Ctx(engine, request.match_info, request.query, body, operations,
+                  request if route.raw else None)
         result = await route.handler(ctx)
         if isinstance(result, web.StreamResponse):
             return result

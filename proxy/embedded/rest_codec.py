@@ -47,6 +47,8 @@ class Ctx:
     query: Mapping[str, str]
     body: bytes
     operations: itertools.count[int]
+    #: the front end's request object, for routes that stream their body (``Route.raw``)
+    request: Any = None
 
     @property
     def collection(self) -> str:
@@ -83,6 +85,8 @@ class Route:
     path: str
     handler: Handler
     write: bool = False
+    #: the handler reads the body itself, streaming (``ctx.request``), under its own bound
+    raw: bool = False
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,5 +1,6 @@
 """REST routes of the embedded upstream for collections, aliases, vector names, indexes, and the
-operations the local engine cannot back (snapshots, cluster, shard keys), which answer 501.
+operations the embedded upstream cannot back (full-storage and shard snapshots, cluster, shard
+keys), which answer 501. Collection snapshots are :mod:`rest_snapshots`.
 """
 
 from __future__ import annotations
@@ -132,12 +133,6 @@ ROUTES: list[Route] = [
     Route("GET", C + "/cluster", unsupported("Collection cluster info")),
     Route("POST", C + "/cluster", unsupported("Cluster operations"), write=True),
     Route("GET", C + "/optimizations", unsupported("Optimization progress")),
-    Route("POST", C + "/snapshots/upload", unsupported("Snapshots"), write=True),
-    Route("PUT", C + "/snapshots/recover", unsupported("Snapshots"), write=True),
-    Route("GET", C + "/snapshots", unsupported("Snapshots")),
-    Route("POST", C + "/snapshots", unsupported("Snapshots"), write=True),
-    Route("DELETE", C + "/snapshots/{snapshot_name}", unsupported("Snapshots"), write=True),
-    Route("GET", C + "/snapshots/{snapshot_name}", unsupported("Snapshots")),
     Route("GET", "/snapshots", unsupported("Snapshots")),
     Route("POST", "/snapshots", unsupported("Snapshots"), write=True),
     Route("DELETE", "/snapshots/{snapshot_name}", unsupported("Snapshots"), write=True),

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from switchyard.proxy.embedded import snapshots
 from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam, choose, make_engine
 from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY, ResponseHook, build_app
@@ -77,8 +78,12 @@ class EmbeddedUpstream:
         on_response: ResponseHook | None = None,
         readers: int | None = None,
         engine: str | None = None,
+        max_snapshot_upload: int | None = None,
     ) -> None:
         self.path = path
+        #: largest snapshot upload in bytes (None: SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD or 1 GiB)
+        self.max_snapshot_upload = snapshots.max_upload(os.environ, max_snapshot_upload)
+        self.snapshots: snapshots.SnapshotStore | None = None
         self.engine_name, self.engine_reason = choose(engine)
         self.readers = readers
         self.host = host
@@ -120,7 +125,12 @@ class EmbeddedUpstream:
         """Open storage, bind both listeners; on any failure undo what was started."""
         grpc_app = _load_grpc_app()
         self._engine = make_engine(self.engine_name, self.path, readers=self.readers)
+        self.snapshots = snapshots.SnapshotStore.for_server(
+            self.path, os.environ, self.max_snapshot_upload)
         try:
+            ready = getattr(self._engine, "wait_ready", None)
+            if ready is not None:  # the edge engine's first workers (see EdgeEngine.wait_ready)
+                await ready()
             await self._start_rest()
             if grpc_app is not None:
                 await self._start_grpc(grpc_app)
@@ -132,7 +142,8 @@ class EmbeddedUpstream:
 
     async def _start_rest(self) -> None:
         app = build_app(
-            self.engine, self.keys, max_body=self.max_body, on_response=self.on_response
+            self.engine, self.keys, max_body=self.max_body, on_response=self.on_response,
+            snapshots=self.snapshots,
         )
         # idle keep-alive connections, and connections that never finish a request head, close
         # after this long (aiohttp's keepalive timer covers both): issue 11, connection hygiene
@@ -147,7 +158,7 @@ class EmbeddedUpstream:
         import grpc  # only front ends import grpc; lazily, so REST-only use never needs it
 
         server = grpc.aio.server()
-        grpc_app.add_services(server, self.engine, self.keys)
+        grpc_app.add_services(server, self.engine, self.keys, self.snapshots)
         port = server.add_insecure_port(f"{self.host}:{self._want_grpc}")
         if port == 0:
             raise OSError(f"cannot bind gRPC on {self.host}:{self._want_grpc}")
@@ -160,6 +171,7 @@ class EmbeddedUpstream:
         grpc_server, self._grpc = self._grpc, None
         runner, self._runner = self._runner, None
         engine, self._engine = self._engine, None
+        store, self.snapshots = self.snapshots, None
         if grpc_server is not None:
             await grpc_server.stop(GRACE_SECONDS)
         if runner is not None:
@@ -170,6 +182,8 @@ class EmbeddedUpstream:
                 await aclose()
             else:
                 await asyncio.to_thread(engine.close)
+        if store is not None:
+            store.close()  # removes only a temporary snapshot directory
 
     async def __aenter__(self) -> EmbeddedUpstream:
         await self.start()

@@ -1,0 +1,96 @@
+"""REST routes of the embedded upstream for collection snapshots (:mod:`snapshots`).
+
+``POST /collections/{c}/snapshots`` creates, ``GET`` lists, ``GET .../{name}`` downloads the
+file, ``DELETE .../{name}`` deletes, ``PUT .../recover`` recovers from a ``file://`` location
+inside the server's snapshot directory (nothing else is read), ``POST .../upload`` recovers from
+an uploaded file (multipart field ``snapshot``, streamed to disk under the upload bound: 413
+past it). ``wait`` is accepted; every operation completes before the answer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from qdrant_client.http import models
+
+from switchyard.proxy.embedded import snapshots
+from switchyard.proxy.embedded.rest_codec import Ctx, Route, unsupported
+from switchyard.proxy.embedded.snapshots import SnapshotStore
+from switchyard.proxy.errors import BadRequest
+
+C = "/collections/{collection_name}/snapshots"
+
+
+def routes(store: SnapshotStore | None) -> list[Route]:
+    """The collection snapshot routes over ``store`` (501 for each without one)."""
+    if store is None:
+        off = unsupported("Snapshots")
+        return [Route("POST", C + "/upload", off, write=True), Route("PUT", C + "/recover", off, write=True),
+                Route("GET", C, off), Route("POST", C, off, write=True),
+                Route("DELETE", C + "/{snapshot_name}", off, write=True), Route("GET", C + "/{snapshot_name}", off)]
+
+    async def exists(ctx: Ctx) -> None:
+        await ctx.engine.call("get_collection", ctx.collection)  # Qdrant's 404 for a missing one
+
+    async def create(ctx: Ctx) -> Any:
+        await exists(ctx)
+        return await snapshots.create(ctx.engine, store, ctx.collection)
+
+    async def list_(ctx: Ctx) -> Any:
+        await exists(ctx)
+        return store.list(ctx.collection)
+
+    async def download(ctx: Ctx) -> Any:
+        file = store.path(ctx.collection, ctx.params["snapshot_name"])
+        return web.FileResponse(file, headers={"Content-Type": "application/octet-stream"})
+
+    async def delete(ctx: Ctx) -> Any:
+        store.delete(ctx.collection, ctx.params["snapshot_name"])
+        return True
+
+    async def recover(ctx: Ctx) -> Any:
+        req: models.SnapshotRecover = await ctx.parse(models.SnapshotRecover)
+        file = store.location(req.location)
+        snapshots.check_checksum(file, req.checksum)
+        return await snapshots.recover(ctx.engine, store, ctx.collection, file)
+
+    async def upload(ctx: Ctx) -> Any:
+        file = store.upload_file()
+        try:
+            await _receive(ctx.request, file, snapshots.UploadLimit(store.max_upload))
+            snapshots.check_checksum(file, ctx.query.get("checksum"))
+            return await snapshots.recover(ctx.engine, store, ctx.collection, file)
+        finally:
+            if os.path.exists(file):
+                os.remove(file)
+
+    return [
+        Route("POST", C + "/upload", upload, write=True, raw=True),
+        Route("PUT", C + "/recover", recover, write=True),
+        Route("GET", C, list_),
+        Route("POST", C, create, write=True),
+        Route("DELETE", C + "/{snapshot_name}", delete, write=True),
+        Route("GET", C + "/{snapshot_name}", download),
+    ]
+
+
+async def _receive(request: web.Request, file: str, limit: snapshots.UploadLimit) -> None:
+    """Stream the ``snapshot`` part of a multipart body into ``file``, bounded by ``limit``."""
+    if request.content_length is not None and request.content_length > limit.limit + 64 * 1024:
+        limit.add(request.content_length)  # refuse before reading what is known to be too big
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise BadRequest(f"a snapshot upload is a multipart/form-data body: {exc}") from exc
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise BadRequest("the upload has no `snapshot` part")
+        if isinstance(part, BodyPartReader) and part.name == "snapshot":
+            break
+    with open(file, "wb") as fh:
+        while chunk := await part.read_chunk(1024 * 1024):
+            limit.add(len(chunk))
+            fh.write(chunk)
