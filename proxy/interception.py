@@ -108,7 +108,9 @@ class ProxyInterceptor(Executor):
         self.pool = self._pool
         from switchyard.proxy.dataplane.reads import MergedReader
 
-        self.reader = MergedReader(self._pool)
+        from switchyard.proxy.dataplane.adapter_store import AdapterCache
+
+        self.reader = MergedReader(self._pool, adapters=AdapterCache(self.store))
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
 
     async def _replay_loop(self, repair: Any) -> None:

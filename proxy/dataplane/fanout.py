@@ -6,6 +6,9 @@ asks each side for about ``limit + offset`` hits (``fetch_plan.initial_limits``)
 whose merged page is not yet exact (``fetch_plan.exact_prefix``) is fetched again with a
 doubled limit on the side that limits it, at most :data:`MAX_ROUNDS` times in all.
 
+A raw query vector of the other model is mapped by the migration's adapter when one is usable
+(``adapter_store.Loaded``; ``FanOut.adapted`` says which side got an image, for the header).
+
 A failing or timed-out source is skipped (reason recorded); a target error reply is returned
 to the caller as the answer (the target is the primary of a merged read); an exception raised
 by the target's forward propagates.
@@ -17,7 +20,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from switchyard.proxy.dataplane import shadow as metrics
+from switchyard.proxy.dataplane.adapter_store import Loaded
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.fetch_plan import COVERAGE_SAMPLE, estimate_coverage, exact_prefix, initial_limits
 from switchyard.proxy.dataplane.query_codec import Rewrite
@@ -50,6 +56,7 @@ class FanOut:
     in_target: set[str]
     coverage: list[float | None] = field(default_factory=list)  # per sub, for the merge
     error: Any = None  # the target's error reply
+    adapted: dict[int, str] = field(default_factory=dict)  # sub -> header note on the adapter used
 
 
 def coverage_of(m: Migration) -> float | None:
@@ -60,13 +67,35 @@ def coverage_of(m: Migration) -> float | None:
     return min(1.0, m.counter("backfill_done") / total) if total > 0 else None
 
 
-def _plans(t: Transport, m: Migration, snap: StateSnapshot) -> list[tuple[SidePlan, SidePlan]]:
+def _plans(t: Transport, m: Migration, snap: StateSnapshot,
+           adapters: Loaded | None = None) -> list[tuple[SidePlan, SidePlan]]:
     a, b = snap.models.get(m.model_a), snap.models.get(m.model_b)
     if a is None or b is None:
         why = f"model spec {m.model_a if a is None else m.model_b} is not registered"
         return [(SidePlan("target", m.model_b, (), why), SidePlan("source", m.model_a, ()))
                 for _ in t.read.subs]
-    return [plan_sides(sub.slots, a, b, m.phase, snap.models) for sub in t.read.subs]
+    adaptable = (adapters is not None and adapters.usable_adapter("target") is not None,
+                 adapters is not None and adapters.usable_adapter("source") is not None)
+    return [plan_sides(sub.slots, a, b, m.phase, snap.models, adaptable) for sub in t.read.subs]
+
+
+def _map(t: Transport, out: FanOut, plans: list[tuple[SidePlan, SidePlan]], adapters: Loaded | None) -> None:
+    """Put the adapter's image of each mapped raw vector into its side's vectors."""
+    if adapters is None:
+        return
+    for side, k in ((out.target, 0), (out.source, 1)):
+        ad = adapters.usable_adapter(side.name)
+        if ad is None:
+            continue
+        for i, plan in enumerate(p[k] for p in plans):
+            if plan.skip is not None or not plan.mapped:
+                continue
+            slots = t.read.subs[i].slots
+            for slot in plan.mapped:
+                vector = slots[slot].vector
+                assert vector is not None  # plan_side maps only slots that carry one
+                side.vectors.setdefault(i, {})[slot] = ad.apply(np.asarray(vector, np.float32)).tolist()
+            out.adapted[i] = (f"adapter={side.name}({ad.kind}, held-out cosine {ad.fit.mean_cosine:.2f})")
 
 
 async def _embed(pool: EmbedderPool, side: Side, plans: list[SidePlan], snap: StateSnapshot) -> None:
@@ -190,7 +219,8 @@ def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | 
 
 
 async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: EmbedderPool,
-                  side_timeout: float | None, lookup: str = "exact") -> FanOut:
+                  side_timeout: float | None, lookup: str = "exact",
+                  adapters: Loaded | None = None) -> FanOut:
     """Both sides' hits for every sub-request, and the doc keys known to be in the target.
 
     ``lookup`` (the migration's): ``"exact"`` finds source hits' documents in the target by a ``MatchAny`` on
@@ -206,9 +236,10 @@ async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: Embedde
     ]
     out = FanOut(Side("target", [None] * n, [lim[0] for lim in limits]),
                  Side("source", [None] * n, [lim[1] for lim in limits]), set(), [coverage] * n)
-    plans = _plans(t, m, snap)
+    plans = _plans(t, m, snap, adapters)
     await asyncio.gather(_embed(pool, out.target, [p[0] for p in plans], snap),
                          _embed(pool, out.source, [p[1] for p in plans], snap))
+    _map(t, out, plans, adapters)
     pending, asked = list(range(n)), set[str]()
     for _ in range(MAX_ROUNDS):
         error, _ = await asyncio.gather(

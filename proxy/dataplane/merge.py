@@ -64,6 +64,7 @@ class MergeReport:
     placement: str  # "calibration" | "rank"
     returned: int
     skipped: dict[str, str] = field(default_factory=dict)  # side -> reason
+    placement_reason: str = ""  # why this placement (a calibration's fit, or why none)
 
     def header(self) -> str:
         parts = [
@@ -71,6 +72,8 @@ class MergeReport:
             f"source_dropped={self.source_dropped_in_target}", f"placement={self.placement}",
             f"returned={self.returned}",
         ]
+        if self.placement_reason:
+            parts.append(f"placement_reason={self.placement_reason}")
         parts += [f"skipped_{side}={reason}" for side, reason in sorted(self.skipped.items())]
         return "; ".join(parts)
 
@@ -92,6 +95,7 @@ def merge(
     calibration: Calibration | None = None,
     coverage: float | None = None,
     skipped: dict[str, str] | None = None,
+    placement_reason: str = "",
 ) -> tuple[list[Hit], MergeReport]:
     """Merge two ranked lists (each best first); returns the page and what happened."""
     target = _dedup(target)
@@ -119,6 +123,7 @@ def merge(
         placement="calibration" if calibration is not None else "rank",
         returned=len(page),
         skipped=dict(skipped or {}),
+        placement_reason=placement_reason,
     )
     return page, report
 

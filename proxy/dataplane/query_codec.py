@@ -147,7 +147,7 @@ def _is_dense(value: Any) -> bool:
 def _vector_input(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], SlotInfo]]:
     """Slots of a REST ``VectorInput`` (dense vector, Document, id, ...)."""
     if _is_dense(value):
-        yield path, SlotInfo(dims=len(value))
+        yield path, SlotInfo(dims=len(value), vector=value)
     elif isinstance(value, dict) and isinstance(value.get("text"), str) and "model" in value:
         yield path, SlotInfo(text=value["text"], model=str(value["model"]))
 

@@ -41,7 +41,7 @@ _MESSAGES: dict[str, tuple[type[Any], str, type[Any]]] = {
 def _vector_input(vi: Any) -> Iterator[Slot]:
     kind = vi.WhichOneof("variant")
     if kind == "dense":
-        yield (lambda v: vi.dense.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vi.dense.data))
+        yield (lambda v: vi.dense.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vi.dense.data), vector=tuple(vi.dense.data))
     elif kind == "document":
         yield (lambda v: vi.dense.CopyFrom(pb.DenseVector(data=v))), SlotInfo(
             text=vi.document.text, model=vi.document.model)
@@ -51,12 +51,12 @@ def _vector(vec: Any) -> Iterator[Slot]:
     """A legacy ``Vector`` (recommend / discover examples)."""
     kind = vec.WhichOneof("vector")
     if kind == "dense":
-        yield (lambda v: vec.dense.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vec.dense.data))
+        yield (lambda v: vec.dense.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vec.dense.data), vector=tuple(vec.dense.data))
     elif kind == "document":
         yield (lambda v: vec.dense.CopyFrom(pb.DenseVector(data=v))), SlotInfo(
             text=vec.document.text, model=vec.document.model)
     elif kind is None and len(vec.data) and not vec.HasField("indices"):
-        yield (lambda v: vec.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vec.data))
+        yield (lambda v: vec.data.__setitem__(slice(None), v)), SlotInfo(dims=len(vec.data), vector=tuple(vec.data))
 
 
 def _example(ex: Any) -> Iterator[Slot]:
@@ -100,7 +100,7 @@ def grpc_slots(family: str, msg: Any) -> list[Slot]:
         out += _prefetch(msg.prefetch)
     elif family == "search":
         if len(msg.vector) and not msg.HasField("sparse_indices"):
-            out.append(((lambda v: msg.vector.__setitem__(slice(None), v)), SlotInfo(dims=len(msg.vector))))
+            out.append(((lambda v: msg.vector.__setitem__(slice(None), v)), SlotInfo(dims=len(msg.vector), vector=tuple(msg.vector))))
     elif family == "recommend":
         for vec in (*msg.positive_vectors, *msg.negative_vectors):
             out += _vector(vec)

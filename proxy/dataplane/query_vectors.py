@@ -9,7 +9,9 @@ ends up in the merge header):
 
 * a raw dense vector belongs to model A or B: by its dimension when A and B differ, else by the
   phase (model A until ``writes_switched``, when clients start sending model-B vectors; see the
-  lifecycle table in ``DESIGN.md``). A side of the other model cannot use it: skipped;
+  lifecycle table in ``DESIGN.md``). A side of the other model cannot use it: skipped, unless
+  the migration has a usable query adapter into that side's space (``adapter_store``): then the
+  slot is *mapped* (the side gets the adapter's image of the vector, issue 15);
 * an inference object naming a registered model (by spec id or by provider model name) is the
   query *text*: every side gets that text embedded with its own model, so both sides can be
   searched. An inference object naming an unknown model is left for Qdrant to resolve;
@@ -20,7 +22,7 @@ ends up in the merge header):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switchyard.proxy.migration.record import COMPLETE, WRITES_SWITCHED
 from switchyard.proxy.modelspec import ModelSpec
@@ -35,6 +37,8 @@ class SlotInfo:
     dims: int | None = None
     text: str | None = None
     model: str | None = None
+    #: the raw vector's components (for an adapter to map); not part of equality
+    vector: Sequence[float] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_document(self) -> bool:
@@ -49,6 +53,7 @@ class SidePlan:
     model_id: str
     fills: tuple[tuple[int, str], ...] = ()
     skip: str | None = None
+    mapped: tuple[int, ...] = ()  # raw-vector slots of the other model: the adapter's image
 
 
 def find_model(name: str | None, models: Mapping[str, ModelSpec]) -> ModelSpec | None:
@@ -88,9 +93,12 @@ def plan_side(
     b: ModelSpec,
     phase: str,
     models: Mapping[str, ModelSpec],
+    adaptable: bool = False,
 ) -> SidePlan:
-    """The plan for one side whose collection holds ``side_model``'s vectors."""
+    """The plan for one side whose collection holds ``side_model``'s vectors; ``adaptable``:
+    a usable adapter maps the other model's raw vectors into this side's space."""
     fills: list[tuple[int, str]] = []
+    mapped: list[int] = []
     for index, slot in enumerate(slots):
         if slot.is_document:
             if find_model(slot.model, models) is not None or slot.model in (a.id, b.id):
@@ -99,23 +107,25 @@ def plan_side(
         if slot.dims is None:
             continue
         owner = raw_vector_model(slot.dims, a, b, phase)
-        if owner != side_model.id:
+        if owner != side_model.id and adaptable and slot.vector is not None:
+            mapped.append(index)
+        elif owner != side_model.id:
             return SidePlan(
                 side, side_model.id, (),
                 f"raw query vector is model {owner} ({slot.dims} dims), {side} holds "
                 f"{side_model.id}; send an inference object (Document) to search both",
             )
-    return SidePlan(side, side_model.id, tuple(fills))
+    return SidePlan(side, side_model.id, tuple(fills), mapped=tuple(mapped))
 
 
 def plan_sides(
     slots: Sequence[SlotInfo], a: ModelSpec, b: ModelSpec, phase: str,
-    models: Mapping[str, ModelSpec],
+    models: Mapping[str, ModelSpec], adaptable: tuple[bool, bool] = (False, False),
 ) -> tuple[SidePlan, SidePlan]:
-    """``(target plan, source plan)`` for one sub-request."""
+    """``(target plan, source plan)`` for one sub-request; ``adaptable`` per side likewise."""
     return (
-        plan_side("target", slots, b, a, b, phase, models),
-        plan_side("source", slots, a, a, b, phase, models),
+        plan_side("target", slots, b, a, b, phase, models, adaptable[0]),
+        plan_side("source", slots, a, a, b, phase, models, adaptable[1]),
     )
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchyard.proxy.dataplane import shadow as shadow_metrics
+from switchyard.proxy.dataplane.adapter_store import AdapterCache, Loaded
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.fanout import FanOut, fan_out, points
 from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
@@ -61,8 +62,10 @@ class MergedReader:
     """Merged / shadow similarity reads; owns its shadow tasks (``aclose`` drains them)."""
 
     def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
-                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32) -> None:
+                 shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32,
+                 adapters: AdapterCache | None = None) -> None:
         self._pool = pool
+        self._adapters = adapters  # query adapters and score calibrations (issue 15)
         self.side_timeout = side_timeout
         self.shadow_deadline = shadow_deadline
         self.shadow_max_in_flight = shadow_max_in_flight
@@ -172,7 +175,8 @@ class MergedReader:
         """The merged answer, or the target's error reply (the primary failed)."""
         started = time.perf_counter()
         read = t.read
-        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup)
+        fitted = await self._adapters.get(m.id) if self._adapters is not None else None
+        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup, fitted)
         if sides.error is not None:
             return t.annotate(sides.error, "target (primary) failed: its error is returned")
         spec_b = snap.models.get(m.model_b)
@@ -181,9 +185,9 @@ class MergedReader:
         headers: list[str] = []
         keys: list[list[str]] = []
         for i in range(len(read.subs)):
-            page, report, page_keys = self._merge_sub(t, i, sides, m, higher)
+            page, report, page_keys = self._merge_sub(t, i, sides, m, higher, fitted)
             results.append(page)
-            headers.append(report.header())
+            headers.append(report.header() + (f"; {sides.adapted[i]}" if i in sides.adapted else ""))
             keys.append(page_keys)
         served = "+".join(s.name for s in (sides.target, sides.source)
                           if len(s.skipped) < len(read.subs))
@@ -194,8 +198,8 @@ class MergedReader:
         body = t.codec.encode(read, results, time.perf_counter() - started)
         return _Merged(body, header_safe(header, limit=None), keys)
 
-    def _merge_sub(self, t: Transport, i: int, sides: FanOut, m: Migration,
-                   higher: bool) -> tuple[Any, MergeReport, list[str]]:
+    def _merge_sub(self, t: Transport, i: int, sides: FanOut, m: Migration, higher: bool,
+                   fitted: Loaded | None = None) -> tuple[Any, MergeReport, list[str]]:
         codec, read = t.codec, t.read
         sub = read.subs[i]
         target, source = sides.target, sides.source
@@ -211,10 +215,12 @@ class MergedReader:
             return codec.prune(codec.with_score(h.point, h.score), sub, m.doc_key)
 
         if read.shape != "groups":
+            calibration = fitted.usable_calibration() if fitted is not None and higher else None
             page, report = merge(
                 hits(t_res, "target"), hits(s_res, "source"), in_target=in_target,
                 limit=sub.limit, offset=sub.offset, score_threshold=sub.score_threshold,
-                higher_is_better=higher, coverage=coverage, skipped=skipped)
+                higher_is_better=higher, coverage=coverage, skipped=skipped, calibration=calibration,
+                placement_reason=_placement_reason(fitted, higher))
             return [out(h) for h in page], report, [codec.point_id(h.point) for h in page]
         wires: dict[str, Any] = {}
 
@@ -273,6 +279,17 @@ class MergedReader:
             keys = [t.codec.point_id(p) for p in points(t, result)]
             k = len(keys) or t.read.subs[i].limit
             shadow_metrics.record(m.logical, keys, merged.keys[i], k)
+
+
+def _placement_reason(fitted: Loaded | None, higher: bool) -> str:
+    """Why source hits were placed as they were (the merge header's ``placement_reason``)."""
+    if fitted is None or fitted.calibration is None:
+        return "no calibration fitted"
+    if not fitted.enabled:
+        return "adapter and calibration turned off"
+    if not higher:
+        return "calibration is fitted on similarities, this metric is a distance"
+    return fitted.calibration.reason
 
 
 def _stub(path: str) -> SimilarityRead:

@@ -90,6 +90,9 @@ def register(sub: Any) -> None:
     t.add_argument("points_per_second", type=_rate, help="a number >= 0, or `none` for unthrottled")
     r = _cmd(msub, "read-mode", "source | merged | shadow (before reads_switched)", _read_mode)
     r.add_argument("mode", choices=("source", "merged", "shadow"))
+    from switchyard.proxy.migration.quality_command import register_into
+
+    register_into(msub)  # adapter, eval (issue 15)
 
 
 def _cmd(msub: Any, name: str, text: str, fn: Any, with_id: bool = True) -> argparse.ArgumentParser:
