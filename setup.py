@@ -8,9 +8,20 @@ top-level name the wheel claims, so nothing collides with other distributions th
 
 from setuptools import find_packages, setup
 
-FOLDERS = ("proxy", "backfill")
+#: installed name under ``switchyard.`` -> folder. ``switchyard_alembic/`` is not named
+#: ``alembic/``: a folder of that name at the repository root would shadow the real Alembic.
+FOLDERS = {"proxy": "proxy", "backfill": "backfill", "alembic": "switchyard_alembic"}
+
+
+def _packages() -> list[str]:
+    found = []
+    for name, folder in FOLDERS.items():
+        for pkg in find_packages(include=[folder, f"{folder}.*"]):
+            found.append(f"switchyard.{name}{pkg[len(folder):]}")
+    return found
+
 
 setup(
-    packages=[f"switchyard.{name}" for name in find_packages(include=[f"{f}*" for f in FOLDERS])],
-    package_dir={f"switchyard.{folder}": folder for folder in FOLDERS},
+    packages=_packages(),
+    package_dir={f"switchyard.{name}": folder for name, folder in FOLDERS.items()},
 )
