@@ -71,14 +71,22 @@ def digest_of(m: Migration, record: models.Record) -> str:
 
 
 def target_vector(m: Migration, record: models.Record, embedded: np.ndarray | None) -> Any:
-    """The target point's vector(s): B's embedding under the bound name (other named vectors
-    copied), or the source's vectors unchanged in copy-vectors mode."""
+    """The target point's vector(s), as the migration's kind transforms the source point's
+    (``switchyard.proxy.migration.kinds``; ``reembed``: :func:`reembed_vector`)."""
+    from switchyard.proxy.migration import kinds
+
+    return kinds.of(m).transform(m, record.vector, embedded)
+
+
+def reembed_vector(m: Migration, vector: Any, embedded: np.ndarray | None) -> Any:
+    """B's embedding under the bound name (other named vectors copied), or the source's
+    vectors unchanged in copy-vectors mode (or when nothing was embedded)."""
     if m.copy_vectors or embedded is None:
-        return record.vector
+        return vector
     vec = [float(x) for x in embedded]
     if not m.vector:
         return vec
-    others = dict(record.vector) if isinstance(record.vector, Mapping) else {}
+    others = dict(vector) if isinstance(vector, Mapping) else {}
     others[m.vector] = vec
     return others
 

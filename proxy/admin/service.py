@@ -75,10 +75,15 @@ class AdminService:
         return {"bindings": [b.to_dict() for b in await registry.list_bindings(self.store)]}
 
     async def plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(body, Mapping) or not body.get("logical") or not body.get("to_model"):
+        if not isinstance(body, Mapping) or not body.get("logical"):
+            raise BadRequest("plan needs `logical` (and `to_model` for kind reembed)")
+        if (body.get("kind") or "reembed") == "reembed" and not body.get("to_model"):
             raise BadRequest("plan needs `logical` and `to_model`")
+        body = dict(body)
+        if isinstance(body.get("options"), Mapping):
+            body["options"] = integral(body["options"])
         try:
-            req = PlanRequest.from_dict(dict(body))
+            req = PlanRequest.from_dict(body)
         except TypeError as exc:
             raise BadRequest(f"invalid plan request: {exc}") from exc
         return await self.migrations.plan(req)
@@ -135,3 +140,15 @@ class AdminService:
 
     def watch(self, migration_id: str, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         return self.migrations.watch(migration_id, max(0.1, float(interval or 1.0)))
+
+
+def integral(value: Any) -> Any:
+    """``value`` with whole-number floats as ints (pure): gRPC's ``Struct`` carries every number
+    as a double, and Qdrant's settings (sizes, ``m``, ...) are integers."""
+    if isinstance(value, Mapping):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -53,6 +53,7 @@ from switchyard.proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
 from switchyard.proxy.errors import SwitchyardError, UpstreamError
 from switchyard.proxy.intercept.planner import metadata_for
 from switchyard.proxy.intercept.routes import rest_path
+from switchyard.proxy.migration import kinds
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.owned_tasks import stop_task
@@ -254,7 +255,7 @@ class Mirror:
             else:
                 prep.ids.extend(found)
         texts = [p.text for p in intent.upserts if p.text is not None]
-        if intent.fast and not target.copy and texts:
+        if intent.fast and not target.copy and texts and target.migration.kind != "split":
             prep.embedded_texts = texts
             prep.embedding = asyncio.get_running_loop().create_task(
                 self.pool.embed(target.spec, texts), name="mirror-embed")
@@ -305,6 +306,10 @@ class Mirror:
         ids = _unique(prep.ids)
         if not ids:
             return []
+        if t.migration.kind == "split":  # one source, a target per split key: levelled there
+            from switchyard.proxy.dataplane import split_mirror
+
+            return await split_mirror.sync(self, prep)
         # the request's own points are the primary's state only for an unconditional upsert
         # that succeeded; copy-vectors migrations re-read too, because Qdrant may store a vector
         # other than the one sent (Cosine normalises), and the digest is over the stored one
@@ -326,8 +331,9 @@ class Mirror:
         t = prep.target
         if t.copy:
             meta = metadata_for(t.spec)
-            return [self._point(t, p, p.vector, meta) for p in points if p.vector is not None], \
-                   [p.id for p in points if p.vector is None]
+            kind = kinds.of(t.migration)  # the kind converts carried-over vectors (layout, datatype)
+            return [self._point(t, p, kind.mirror_vector(t.migration, p.vector, t.to_target), meta)
+                    for p in points if p.vector is not None], [p.id for p in points if p.vector is None]
         with_text = [p for p in points if p.text is not None]
         missing = [p.id for p in points if p.text is None]
         vectors = await self._vectors(prep, with_text)

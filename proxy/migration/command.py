@@ -53,7 +53,24 @@ def register(sub: Any) -> None:
     msub = mig.add_subparsers(dest="migrate_command", metavar="ACTION", required=True)
     p = _cmd(msub, "plan", "validate, estimate and create a migration (phase planned)", _plan, with_id=False)
     p.add_argument("logical", help="collection or alias clients use")
-    p.add_argument("--to-model", required=True)
+    p.add_argument("--kind", default="reembed",
+                   help="reembed (default: re-embed with --to-model), copy (schema change, vectors "
+                        "carried over), or another registered kind (docs/migrations.md, Kinds)")
+    p.add_argument("--to-model", help="model B (required for reembed)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                   help="a kind option as JSON (repeatable; a value that is not JSON is a string)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=JSON", dest="set_",
+                   help="copy: a target setting by dotted path, e.g. hnsw_config.m=32")
+    p.add_argument("--vectors-config", metavar="FILE.json", help="copy: the target's vectors config")
+    p.add_argument("--quantization", metavar="FILE.json",
+                   help="copy: the target's quantization config (a file holding null removes it)")
+    p.add_argument("--index", action="append", default=[], metavar="FIELD:SCHEMA",
+                   help="copy: add a payload index (schema: keyword, integer, ... or JSON params)")
+    p.add_argument("--drop-index", action="append", default=[], metavar="FIELD",
+                   help="copy: do not give the target this payload index")
+    p.add_argument("--vector-map", action="append", default=[], metavar="SOURCE=TARGET",
+                   help="copy: carry source vector SOURCE into target vector TARGET ('' is unnamed; "
+                        "empty TARGET drops it)")
     p.add_argument("--target")
     p.add_argument("--doc-key", default="doc_id")
     p.add_argument("--text-field", default="text")
@@ -123,7 +140,53 @@ def _plan(args: argparse.Namespace, c: AdminClient) -> Any:
         "logical": args.logical, "to_model": args.to_model, "target": args.target,
         "doc_key": args.doc_key, "text_field": args.text_field, "copy_vectors": args.copy_vectors,
         "mirror": args.mirror, "lookup": args.lookup,
-        "throttle": args.throttle, "dry_run": args.dry_run})
+        "throttle": args.throttle, "dry_run": args.dry_run, "kind": args.kind,
+        "options": plan_options(args)})
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pair(text: str, sep: str, flag: str) -> tuple[str, str]:
+    if sep not in text:
+        raise SwitchyardError(f"{flag} takes {'KEY=VALUE' if sep == '=' else 'FIELD:SCHEMA'}, got {text!r}",
+                              raw=True)
+    key, value = text.split(sep, 1)
+    return key.strip(), value.strip()
+
+
+def _json_file(path: str, flag: str) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
+    except (OSError, ValueError) as exc:
+        raise SwitchyardError(f"{flag} {path}: {exc}", raw=True) from exc
+
+
+def plan_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The kind options of ``migrate plan`` as one JSON map (``--option`` plus the copy flags)."""
+    out: dict[str, Any] = {}
+    for item in args.option:
+        key, value = _pair(item, "=", "--option")
+        out[key] = _json_value(value)
+    if args.set_:
+        out["set"] = {k: _json_value(v) for k, v in (_pair(i, "=", "--set") for i in args.set_)}
+    if args.vectors_config:
+        out["vectors_config"] = _json_file(args.vectors_config, "--vectors-config")
+    if args.quantization:
+        out["quantization"] = _json_file(args.quantization, "--quantization")
+    if args.index:
+        out["indexes"] = {k: (_json_value(v) if v.startswith("{") else v)
+                          for k, v in (_pair(i, ":", "--index") for i in args.index)}
+    if args.drop_index:
+        out["drop_indexes"] = list(args.drop_index)
+    if args.vector_map:
+        out["vector_map"] = {k: (v or None) for k, v in (_pair(i, "=", "--vector-map") for i in args.vector_map)}
+    return out
 
 
 def _list(args: argparse.Namespace, c: AdminClient) -> Any:
@@ -308,8 +371,14 @@ def _render_repair(r: dict[str, Any] | None) -> list[str]:
 def _render_plan(r: dict[str, Any]) -> str:
     e = r["estimate"]
     head = ("DRY RUN: would create" if r["dry_run"] else "created") if r["ok"] else "REFUSED"
-    lines = [f"{head}: target {r['target']} for source {r['source']}"]
+    lines = [f"{head}: target {r['target']} for source {r['source']} (kind {r.get('kind', 'reembed')})"]
     lines += [f"  - {reason}" for reason in r["reasons"]]
+    layout = r.get("layout") or {}
+    if layout:
+        lines.append("  layout changes:" if layout.get("diff") else "  layout changes: none")
+        lines += [f"    {d}" for d in layout.get("diff") or ()]
+    if r.get("cleanup"):
+        lines.append("  cleanup will remove: " + "; ".join(r["cleanup"]))
     lines.append(f"  points {e['points']}, sampled {e['sampled']} ({e['missing_share']:.0%} lack text), "
                  f"~{e['text_bytes']} bytes of text, ~{e['tokens']} tokens")
     eta = (f"{e['eta_seconds']:.0f}s" if e["eta_seconds"] is not None else

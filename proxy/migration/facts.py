@@ -14,7 +14,10 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from switchyard.proxy import registry
 from switchyard.proxy.errors import NotFound, SwitchyardError, UpstreamError
-from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts, default_target
+from switchyard.proxy.migration import layouts
+from switchyard.proxy.migration import kinds
+from switchyard.proxy.migration.kinds import Layout
+from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, SourceFacts
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.state.records import META_FIELDS, Binding
@@ -31,8 +34,10 @@ async def gather(store: StateStore, client: AsyncQdrantClient, req: PlanRequest,
     info = await _collection(client, source_name)
     binding = await _binding(store, req.logical, source_name)
     model_a = await _model(store, binding.model_id) if binding else None
-    model_b = await _model(store, req.to_model)
-    target = req.target or default_target(source_name, req.to_model)
+    kind = kinds.get(req.kind)
+    b_id = kind.model_b(req, binding)
+    model_b = await _model(store, b_id) if b_id else None
+    target = req.target or kind.default_target(source_name, b_id or "")
     texts: list[str] = []
     source = SourceFacts(source_name, req.logical in aliases, info is not None)
     if info is not None:
@@ -43,7 +48,7 @@ async def gather(store: StateStore, client: AsyncQdrantClient, req: PlanRequest,
         raise UpstreamError(f"checking target `{target}` failed: {exc}") from exc
     active = [Migration.from_envelope(e) for e in await store.list(Migration.KIND)]
     throughput = None
-    if model_b is not None and texts and not req.copy_vectors:
+    if model_b is not None and texts and not req.copy_vectors and kind.embeds:
         throughput = await _probe(model_b, texts[:probe_texts])
     return PlanFacts(req, source, binding, model_a, model_b, target, target_exists,
                      active, max_active, throughput)
@@ -87,7 +92,7 @@ async def _sample(client: AsyncQdrantClient, source: SourceFacts, info: Any, fie
              if p.payload and isinstance(p.payload.get(field), str) and p.payload[field]]
     volume = sum(len(t.encode()) for t in texts)
     return SourceFacts(source.collection, source.is_alias, True, info.config.params.vectors,
-                       count, len(points), len(points) - len(texts), volume), texts
+                       count, len(points), len(points) - len(texts), volume, info), texts
 
 
 async def _probe(spec: ModelSpec, texts: list[str]) -> float | None:
@@ -109,51 +114,34 @@ async def _probe(spec: ModelSpec, texts: list[str]) -> float | None:
         await embedder.aclose()
 
 
-def target_vectors(vectors: Any, name: str, spec: ModelSpec) -> Any:
-    """The source's vector config with the bound vector's size and distance replaced by B's."""
-    b = spec.vector_params()
-    if isinstance(vectors, dict):
-        out = dict(vectors)
-        out[name] = out[name].model_copy(update={"size": b.size, "distance": b.distance})
-        return out
-    return vectors.model_copy(update={"size": b.size, "distance": b.distance})
+async def create_target(client: AsyncQdrantClient, store: StateStore, facts: PlanFacts,
+                        layout: Layout) -> None:
+    """Create ``facts.target`` with the layout's target settings and payload indexes (plus, when
+    the source has none, an index of the doc key for merged reads), bound to model B.
 
-
-async def create_target(client: AsyncQdrantClient, store: StateStore, facts: PlanFacts) -> None:
-    """Target with B's vector params and the source's other settings and payload indexes, bound to B.
-
-    On failure after creating the collection, the target is removed again (best effort).
+    The settings come from the kind (``switchyard.proxy.migration.kinds``); for ``reembed`` they
+    are B's vector params and the source's other settings. On failure after creating the
+    collection, the target is removed again (best effort).
     """
     assert facts.binding is not None and facts.model_b is not None
-    info = await _collection(client, facts.source.collection)
-    if info is None:
+    settings = layout.targets.get(facts.target)
+    if not settings:
         raise NotFound(f"Collection `{facts.source.collection}` doesn't exist!")
-    p, cfg = info.config.params, info.config
     try:
-        await client.create_collection(
-            facts.target,
-            vectors_config=target_vectors(p.vectors, facts.binding.vector, facts.model_b),
-            sparse_vectors_config=p.sparse_vectors,
-            shard_number=p.shard_number, replication_factor=p.replication_factor,
-            write_consistency_factor=p.write_consistency_factor, on_disk_payload=p.on_disk_payload,
-            hnsw_config=models.HnswConfigDiff(**cfg.hnsw_config.model_dump(exclude_none=True)),
-            optimizers_config=models.OptimizersConfigDiff(
-                **cfg.optimizer_config.model_dump(exclude_none=True)),
-            quantization_config=cfg.quantization_config,
-        )
+        await client.create_collection(facts.target, **layouts.create_kwargs(settings))
     except _FOREIGN as exc:
         raise UpstreamError(f"creating target `{facts.target}` failed: {exc}") from exc
     try:
-        for field, schema in (info.payload_schema or {}).items():
-            if field not in META_FIELDS:
-                await client.create_payload_index(
-                    facts.target, field, field_schema=schema.params or schema.data_type, wait=True)
+        indexes = layouts.index_schemas(settings)
+        for field, schema in indexes.items():
+            await client.create_payload_index(facts.target, field, field_schema=schema, wait=True)
         doc_key = facts.request.doc_key
-        if doc_key not in (info.payload_schema or {}):
+        if doc_key not in indexes:
             sample = await _doc_key_sample(client, facts.source.collection, doc_key)
             await client.create_payload_index(
                 facts.target, doc_key, field_schema=doc_key_schema(sample), wait=True)
-        target = Binding(facts.target, facts.model_b.id, facts.binding.enforce, facts.binding.vector)
+        vector = kinds.get(facts.request.kind).target_vector_name_for(facts)
+        target = Binding(facts.target, facts.model_b.id, facts.binding.enforce, vector)
         await registry.bind(store, client, target)
     except (*_FOREIGN, SwitchyardError) as exc:
         await drop_collection(client, facts.target)

@@ -8,8 +8,8 @@ reason to refuse and :func:`estimate` the numbers an operator decides on. Nothin
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from switchyard.proxy.migration.phases import active_limit
@@ -25,7 +25,7 @@ BYTES_PER_TOKEN = 4.0
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
     logical: str
-    to_model: str
+    to_model: str = ""  # model B (kinds that carry vectors over default to A)
     target: str | None = None
     doc_key: str = "doc_id"
     text_field: str = "text"
@@ -35,11 +35,17 @@ class PlanRequest:
     text_fetcher: str | None = None
     throttle: float | None = None  # points per second; None: unthrottled, 0: paused
     dry_run: bool = False
+    #: the migration kind (``switchyard.proxy.migration.kinds``) and its options (a JSON map)
+    kind: str = "reembed"
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlanRequest:
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+        out = cls(**{k: v for k, v in data.items() if k in names and v is not None})
+        if not isinstance(out.options, Mapping):
+            raise TypeError(f"options must be an object, got {out.options!r}")
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class SourceFacts:
     sampled: int = 0
     missing_text: int = 0
     text_bytes: int = 0
+    info: Any = None  # the source's CollectionInfo (its layout, for the kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,22 +100,37 @@ def default_target(source: str, model_b: str) -> str:
 
 
 def validate(f: PlanFacts) -> list[str]:
-    """Every reason to refuse the plan, in a stable order (empty: the plan may proceed)."""
+    """Every reason to refuse the plan, in a stable order (empty: the plan may proceed): the
+    shared ones (source, binding, knobs, target name, activity) and the kind's own."""
+    from switchyard.proxy.migration import kinds
+
     r, reasons = f.request, []
+    if r.kind not in kinds.KINDS:
+        return [f"unknown migration kind {r.kind!r} (one of {', '.join(sorted(kinds.KINDS))})"]
     if not f.source.exists:
         return [f"collection `{r.logical}` doesn't exist"]
+    kind = kinds.get(r.kind)
     if f.binding is None or f.model_a is None:
         reasons.append(f"`{r.logical}` is not bound to a model; run `switchyard bind` first")
-    if f.model_b is None:
+    reasons += _knob_reasons(r)
+    reasons += kind.option_reasons(r.options)
+    reasons += _target_reasons(f)
+    reasons += kind.plan_reasons(f)
+    reasons += _activity_reasons(f)
+    return reasons
+
+
+def reembed_reasons(f: PlanFacts) -> list[str]:
+    """The ``reembed`` kind's reasons: B registered and different from A, the bound vector
+    mappable, texts present (or vectors copied / a text fetcher)."""
+    r, reasons = f.request, []
+    if not r.to_model:
+        reasons.append(f"kind {r.kind} needs --to-model")
+    elif f.model_b is None:
         reasons.append(f"model `{r.to_model}` is not registered")
     if f.model_a is not None and f.model_b is not None and f.model_a.id == f.model_b.id:
         reasons.append(f"`{r.logical}` is already on model `{f.model_b.id}`")
-    reasons += _knob_reasons(r)
-    reasons += _target_reasons(f)
-    reasons += _vector_reasons(f)
-    reasons += _text_reasons(f)
-    reasons += _activity_reasons(f)
-    return reasons
+    return reasons + _vector_reasons(f) + _text_reasons(f)
 
 
 def _knob_reasons(r: PlanRequest) -> list[str]:
@@ -122,6 +144,11 @@ def _knob_reasons(r: PlanRequest) -> list[str]:
 
 
 def _target_reasons(f: PlanFacts) -> list[str]:
+    from switchyard.proxy.migration import kinds
+
+    if getattr(kinds.KINDS.get(f.request.kind), "in_place", False):  # target is the source
+        return [] if f.target == f.source.collection else [
+            f"kind {f.request.kind} works in place: the target is `{f.source.collection}` itself"]
     if f.target.startswith("_switchyard"):
         return [f"target name `{f.target}` is reserved"]
     if f.target in (f.source.collection, f.request.logical):
@@ -176,7 +203,10 @@ def estimate(f: PlanFacts) -> Estimate:
     rate = min(limits) if limits else None  # 0: paused by the plan's throttle, no ETA
     eta = s.points / rate if rate else (0.0 if s.points == 0 else None)
     price = f.model_b.price_per_million_tokens if f.model_b else None
-    cost = None if price is None or f.request.copy_vectors else tokens / 1e6 * price
+    from switchyard.proxy.migration import kinds
+
+    embeds = f.request.kind in kinds.KINDS and kinds.get(f.request.kind).embeds
+    cost = None if price is None or f.request.copy_vectors or not embeds else tokens / 1e6 * price
     share = s.missing_text / s.sampled if s.sampled else 0.0
     return Estimate(s.points, s.sampled, s.missing_text, share, text_bytes, tokens,
                     f.throughput, rate, eta, cost)

@@ -115,7 +115,8 @@ def migrate_throttle(stored: Any, layout: int, history_actions: Sequence[str]) -
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One migration of ``logical`` from ``source`` (model A) to ``target`` (model B)."""
+    """One migration of ``logical`` from ``source`` (model A) to ``target`` (model B), of
+    ``kind`` (``reembed`` re-embeds with B; other kinds: ``switchyard.proxy.migration.kinds``)."""
 
     KIND: ClassVar[str] = "migration"
     HISTORY_LIMIT: ClassVar[int] = 100
@@ -133,6 +134,10 @@ class Migration:
     copy_vectors: bool = False
     mirror: str = "sync"  # "sync": the client's answer waits for the secondary; "async": it does not
     lookup: str = "exact"  # merged reads' doc-key lookup (LOOKUP_MODES); older records: exact
+    #: what kind of change (``switchyard.proxy.migration.kinds``); records before kinds: reembed
+    kind: str = "reembed"
+    #: the kind's options as planned (a JSON map; a kind may add what it derived at plan time)
+    options: Mapping[str, Any] = field(default_factory=dict)
     phase: str = PLANNED
     read_mode: str = "source"
     rev: int = 0
@@ -160,6 +165,8 @@ class Migration:
             raise BadRequest(f"unknown mirror mode {self.mirror!r} (one of {', '.join(MIRROR_MODES)})")
         if self.lookup not in LOOKUP_MODES:
             raise BadRequest(f"unknown lookup mode {self.lookup!r} (one of {', '.join(LOOKUP_MODES)})")
+        if not isinstance(self.kind, str) or not self.kind:
+            raise BadRequest(f"migration kind must be a non-empty name, got {self.kind!r}")
         if self.throttle is not None and self.throttle < 0:
             raise BadRequest(f"throttle must be >= 0 points per second, got {self.throttle}")
 
@@ -178,6 +185,7 @@ class Migration:
         """JSON form; ``rev`` is included for readers but ignored by :meth:`from_envelope`."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["counters"] = dict(self.counters)
+        out["options"] = dict(self.options)
         out["last_refusal"] = self.last_refusal.to_dict() if self.last_refusal else None
         out["verification"] = self.verification.to_dict() if self.verification else None
         out["history"] = [e.to_dict() for e in self.history]
@@ -191,6 +199,8 @@ class Migration:
         kwargs = {k: v for k, v in data.items() if k in names}
         try:
             kwargs["counters"] = {str(k): int(v) for k, v in dict(data.get("counters") or {}).items()}
+            kwargs["options"] = dict(data.get("options") or {})
+            kwargs["kind"] = str(data.get("kind") or "reembed")
             refusal = data.get("last_refusal")
             kwargs["last_refusal"] = Event.from_dict(refusal) if refusal else None
             ver = data.get("verification")

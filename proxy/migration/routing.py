@@ -42,7 +42,15 @@ def route(migrations: Mapping[str, Migration], name: str, op: str) -> Route | No
 
 
 def route_for(m: Migration, op: str) -> Route:
-    """The table: ``op`` is ``"read"`` or ``"write"``."""
+    """Where ``op`` (``"read"`` or ``"write"``) goes for ``m``: its kind decides (most kinds
+    keep the shared :func:`table_route`)."""
+    from switchyard.proxy.migration import kinds
+
+    return kinds.of(m).route(m, op)
+
+
+def table_route(m: Migration, op: str) -> Route:
+    """The shared table: ``op`` is ``"read"`` or ``"write"``."""
     if op not in ("read", "write"):
         raise ValueError(f"op must be read or write, got {op!r}")
     src, tgt, p = m.source, m.target, m.phase

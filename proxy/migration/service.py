@@ -27,11 +27,12 @@ from switchyard.proxy.config import default_instance_id
 from switchyard.proxy.dataplane import repair_log
 from switchyard.proxy.errors import BadRequest, Conflict, NotFound
 from switchyard.proxy.migration import facts as io
-from switchyard.proxy.migration import heartbeats, phases, progress, verify_state
+from switchyard.proxy.migration import heartbeats, kinds, phases, progress, verify_state
 from switchyard.proxy.migration.hooks import Hooks
-from switchyard.proxy.migration.planner import PlanRequest, estimate, validate
+from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, estimate, validate
 from switchyard.proxy.migration.record import (
-    COMPLETE, DUAL_WRITE, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration, Refused, Verification,
+    COMPLETE, DUAL_WRITE, LOOKUP_MODES, MIRROR_MODES, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration,
+    Refused, Verification,
 )
 from switchyard.proxy.migration.routing import route_for
 from switchyard.proxy.state.records import Binding
@@ -141,29 +142,32 @@ class MigrationService:
         """
         f = await io.gather(self.store, self.client, req, max_active=self.config.max_active,
                             sample_size=self.config.sample_size, probe_texts=self.config.probe_texts)
+        if req.kind in kinds.KINDS and f.source.exists:  # the kind's own facts (split: its values)
+            f = await kinds.get(req.kind).enrich(self.client, self.store, f)
         reasons, est = validate(f), estimate(f)
         report: dict[str, Any] = {"ok": not reasons, "reasons": reasons, "estimate": est.to_dict(),
                                   "source": f.source.collection, "target": f.target,
-                                  "logical_is_alias": f.source.is_alias, "dry_run": req.dry_run}
+                                  "logical_is_alias": f.source.is_alias, "dry_run": req.dry_run,
+                                  "kind": req.kind}
+        kind = kinds.KINDS.get(req.kind)
+        if kind is not None and f.source.exists:
+            report["layout"] = kind.layout(f).to_dict()
+            report["cleanup"] = kind.cleanup_removes(_draft(f))
         if req.dry_run:
             return report
         if reasons:
             self._notify("refusal", None, {"action": "plan", "reason": "; ".join(reasons)})
             raise Refused("; ".join(reasons))
-        assert f.binding is not None and f.model_b is not None
+        assert f.binding is not None and f.model_b is not None and kind is not None
         now = self.clock()
-        m = Migration(
-            id=f"{req.logical}-{uuid.uuid4().hex[:8]}", logical=req.logical,
-            source=f.source.collection, target=f.target, model_a=f.binding.model_id,
-            model_b=f.model_b.id, logical_is_alias=f.source.is_alias, vector=f.binding.vector,
-            doc_key=req.doc_key, text_field=req.text_field, copy_vectors=req.copy_vectors,
-            mirror=req.mirror, lookup=req.lookup,
-            created_at=now, throttle=None if req.throttle is None else float(req.throttle),
-            counters={"backfill_total": est.points, "backfill_done": 0},
-        ).with_event(Event(now, "plan", "", "planned", 1))
+        m = dataclasses.replace(_draft(f), id=f"{req.logical}-{uuid.uuid4().hex[:8]}", created_at=now,
+                                mirror=req.mirror, lookup=req.lookup,
+                                throttle=None if req.throttle is None else float(req.throttle),
+                                counters={"backfill_total": est.points, "backfill_done": 0},
+                                **kind.record_fields(f)).with_event(Event(now, "plan", "", "planned", 1))
         if m.throttle == 0:  # planned paused; the event also tells older readers (layout 1)
             m = m.with_event(Event(now, "throttle:0", PLANNED, PLANNED, 1, "planned with throttle 0"))
-        await io.create_target(self.client, self.store, f)
+        await kind.create_targets(self.client, self.store, f)
         stored = Migration.from_envelope(await self.store.create(Migration.KIND, m.id, m.stored()))
         self._notify("transition", stored, {"action": "plan"})
         report["migration"] = stored.to_dict()
@@ -306,9 +310,7 @@ class MigrationService:
         why = cleanup_refusal(m, yes)
         if why:
             await self._refuse(m, "cleanup", why)
-        await io.drop_collection(self.client, m.source)
-        if await self.store.get(Binding.KIND, m.source) is not None:
-            await self.store.delete(Binding.KIND, m.source)
+        await kinds.of(m).cleanup(self.client, self.store, m)
         stored = await self._cas(m, m.with_event(Event(self.clock(), "cleanup", m.phase, m.phase, m.rev + 1)))
         self._notify("transition", stored, {"action": "cleanup"})
         return stored
@@ -369,13 +371,17 @@ class MigrationService:
 
     async def _on_complete(self, m: Migration) -> None:
         """Repoint the logical alias to the target and rebind it to model B; the source stays."""
-        if not m.logical_is_alias:
+        in_place = getattr(kinds.of(m), "complete_in_place", None)
+        if in_place is not None:  # one collection: its bindings move to B's vector
+            await in_place(self.store, m)
+            return
+        if not m.logical_is_alias or m.kind == "split":  # a split has no one target to point at
             return
         await io.repoint_alias(self.client, m.logical, m.target)
         env = await self.store.get(Binding.KIND, m.logical)
         if env is not None:
             b = Binding.from_dict(env.data)
-            moved = Binding(b.collection, m.model_b, b.enforce, b.vector)
+            moved = Binding(b.collection, m.model_b, b.enforce, kinds.of(m).target_vector_name(m))
             await self.store.put(Binding.KIND, m.logical, moved.to_dict(), env.rev)
 
     async def _knob(self, migration_id: str, action: str,
@@ -397,6 +403,19 @@ class MigrationService:
         if m is not None:
             event.update(migration=m.id, logical=m.logical, phase=m.phase, rev=m.rev)
         self.hooks.notify(event)
+
+
+def _draft(f: PlanFacts) -> Migration:
+    """The record a plan would store, before its kind's fields, id and counters (pure)."""
+    r = f.request
+    return Migration(
+        id=f"{r.logical}-draft", logical=r.logical, source=f.source.collection, target=f.target,
+        model_a=f.binding.model_id if f.binding else "", model_b=f.model_b.id if f.model_b else "",
+        logical_is_alias=f.source.is_alias, vector=f.binding.vector if f.binding else "",
+        doc_key=r.doc_key, text_field=r.text_field, copy_vectors=r.copy_vectors,
+        mirror=r.mirror if r.mirror in MIRROR_MODES else "sync",
+        lookup=r.lookup if r.lookup in LOOKUP_MODES else "exact", kind=r.kind or "reembed",
+        options=dict(r.options))
 
 
 def cleanup_refusal(m: Migration, yes: bool) -> str | None:

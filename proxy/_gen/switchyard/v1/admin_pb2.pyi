@@ -23,7 +23,7 @@ class MigrationRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
-    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run", "mirror", "lookup")
+    __slots__ = ("logical", "to_model", "target", "doc_key", "text_field", "copy_vectors", "text_fetcher", "throttle", "dry_run", "mirror", "lookup", "kind", "options")
     LOGICAL_FIELD_NUMBER: _ClassVar[int]
     TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class PlanRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     MIRROR_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     logical: str
     to_model: str
     target: str
@@ -46,7 +48,9 @@ class PlanRequest(_message.Message):
     dry_run: bool
     mirror: str
     lookup: str
-    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ..., lookup: _Optional[str] = ...) -> None: ...
+    kind: str
+    options: _struct_pb2.Struct
+    def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ..., lookup: _Optional[str] = ..., kind: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class TransitionRequest(_message.Message):
     __slots__ = ("id", "name", "expected_rev")
