@@ -20,11 +20,14 @@ import os
 import sys
 from typing import Any
 
-from switchyard.backfill.daemon import BATCH_COUNTER, Daemon, DaemonConfig, clamp_batch
-from switchyard.backfill.outage import Stopped
-from switchyard.proxy.migration.record import Migration
+from typing import TYPE_CHECKING
+
+from switchyard.backfill.settings import BATCH_COUNTER, DaemonConfig, clamp_batch
 from switchyard.proxy.secret_sources import add_secret_argument
-from switchyard.proxy.state.store import STATE_COLLECTION, StateStore
+from switchyard.proxy.state.records import STATE_COLLECTION
+
+if TYPE_CHECKING:  # the daemon and the client stack load when a command runs (proxy/command_loading.py)
+    from switchyard.proxy.state.store import StateStore
 
 DEFAULT_URL = "http://localhost:6333"
 _DEFAULTS = DaemonConfig()
@@ -66,6 +69,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 async def _backfill(args: argparse.Namespace) -> int:
+    from switchyard.backfill.daemon import Daemon
+    from switchyard.backfill.outage import Stopped
+    from switchyard.proxy.migration.record import Migration
+
     store = _store(args)
     try:
         if args.set_batch_size is not None:
@@ -112,6 +119,8 @@ async def _verify(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> StateStore:
+    from switchyard.proxy.state.store import StateStore
+
     store = StateStore.connect(args.url, args.api_key, timeout=60)
     store.collection = args.state_collection
     return store

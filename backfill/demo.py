@@ -43,13 +43,6 @@ HASHING = (ModelSpec(id="demo-hash-a", provider="hashing", model="demo-a", dimen
            ModelSpec(id="demo-hash-b", provider="hashing", model="demo-b", dimensions=96))
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run a whole migration on the embedded upstream (stdlib docstrings)")
-    p.add_argument("--points", type=int, default=1500)
-    p.add_argument("--hashing", action="store_true", help="use the hashing provider even if local models exist")
-    p.set_defaults(handler=run)
-
-
 def corpus(limit: int) -> list[tuple[str, str]]:
     """(name, first paragraph of the docstring) of stdlib functions and classes."""
     out: list[tuple[str, str]] = []

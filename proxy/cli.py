@@ -28,12 +28,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.proxy.embedded.command",
     "switchyard.proxy.proxy_command",
     "switchyard.proxy.registry_command",
-    "switchyard.proxy.embedders.command",
+    "switchyard.proxy.embed_command",
     "switchyard.proxy.migration.command",
     "switchyard.proxy.schema.command",
     "switchyard.proxy.inspection.command",
     "switchyard.backfill.command",
-    "switchyard.backfill.demo",
+    "switchyard.backfill.demo_command",
 )
 
 

@@ -28,9 +28,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchyard.proxy.app import ProxyServer
 from switchyard.proxy.config import (
     INPUT_NAMES,
     OPTION_HELP,
@@ -42,8 +41,10 @@ from switchyard.proxy.config import (
 )
 from switchyard.proxy.embedded.engines import add_engine_argument
 from switchyard.proxy.errors import ConfigError
-from switchyard.proxy.frontend.metrics import mark_worker
 from switchyard.proxy.secret_sources import add_secret_argument
+
+if TYPE_CHECKING:  # the server stack loads when a command runs: `switchyard --help` stays cheap
+    from switchyard.proxy.app import ProxyServer
 
 #: Module whose ``build_interceptor(config)`` supplies the interception path, when it exists.
 INTERCEPTOR_MODULE = "switchyard.proxy.interception"
@@ -154,6 +155,9 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float,
 
     ``worker``: (index, pipe) of a supervised worker; it binds with SO_REUSEPORT and reports
     ready on the pipe instead of printing the ready line."""
+    from switchyard.proxy.app import ProxyServer
+    from switchyard.proxy.frontend.metrics import mark_worker
+
     logging.getLogger().setLevel(config.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

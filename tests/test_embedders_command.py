@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from switchyard.proxy.cli import main
-from switchyard.proxy.embedders.command import check_drift, embed_report
+from switchyard.proxy.embedders.report import check_drift, embed_report
 from switchyard.proxy.errors import BadRequest
 from switchyard.proxy.modelspec import ModelSpec
 

@@ -17,11 +17,11 @@ import signal
 import sys
 from typing import Any
 
-from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import add_engine_argument
-from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY
-from switchyard.proxy.embedded.server import EmbeddedUpstream, new_event_loop
 from switchyard.proxy.secret_sources import add_secret_argument
+
+# The server stack (aiohttp, grpc, qdrant-client, the engines) is imported when the command
+# runs, not when the parser is built: ``switchyard --help`` must stay cheap (bench/cli.py).
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     add_secret_argument(p, "--api-key", help="require this key for every call")
     add_secret_argument(p, "--read-only-api-key", help="a key that may only read")
     p.add_argument(
-        "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest REST body in bytes"
+        "--max-body", type=int, default=None,
+        help="largest REST body in bytes (default: the embedded server's, 32 MiB)",
     )
     p.add_argument(
         "--readers", type=_positive, default=os.environ.get("SWITCHYARD_UPSTREAM_READERS"),
@@ -60,6 +61,8 @@ def _positive(text: str | int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from switchyard.proxy.embedded.server import new_event_loop
+
     loop = new_event_loop()
     try:
         return loop.run_until_complete(serve(args))
@@ -69,13 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     """Start, announce the ports, wait for a signal, stop."""
+    from switchyard.proxy.embedded.auth import ApiKeys
+    from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY
+    from switchyard.proxy.embedded.server import EmbeddedUpstream
+
     server = EmbeddedUpstream(
         path=None if args.memory else args.path,
         host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         keys=ApiKeys(api_key=args.api_key, read_only_api_key=args.read_only_api_key),
-        max_body=args.max_body,
+        max_body=DEFAULT_MAX_BODY if args.max_body is None else args.max_body,
         readers=_positive(args.readers) if args.readers is not None else None,
         engine=args.engine,
     )

@@ -80,19 +80,8 @@ async def check_drift(spec: ModelSpec) -> tuple[bool, str, str]:
     return current == spec.fingerprint, spec.fingerprint, current
 
 
-def register(subparsers: Any) -> None:
-    """Add ``switchyard embed``."""
-    parser = subparsers.add_parser("embed", help="embed texts with an inline model spec (no registry)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--spec-json", help="the model spec as a JSON object")
-    source.add_argument("--spec-file", type=Path, help="a file holding the model spec as JSON")
-    parser.add_argument("--fingerprint", action="store_true", help="also compute the spec's fingerprint")
-    parser.add_argument("--vectors", action="store_true", help="also print the vectors")
-    parser.add_argument("texts", nargs="+", metavar="TEXT")
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """``switchyard embed``: embed the texts with the inline spec and print the report."""
     spec = load_spec(args.spec_json, args.spec_file)
     report = asyncio.run(_run(spec, args.texts, args.fingerprint, args.vectors))
     print(json.dumps(report, indent=2))

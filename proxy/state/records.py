@@ -11,6 +11,9 @@ from typing import Any, ClassVar
 
 from switchyard.proxy.errors import BadRequest
 
+#: The collection holding Switchyard's state (the store: :mod:`switchyard.proxy.state.store`).
+STATE_COLLECTION = "_switchyard"
+
 #: The payload fields Switchyard stamps on every point written to a bound collection.
 META_MODEL_ID = "embedding_model_id"
 META_DIMENSIONS = "embedding_dimensions"

@@ -35,8 +35,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from switchyard.proxy.errors import Conflict, NotFound, UpstreamError
 from switchyard.proxy.secret_sources import env_secret
+from switchyard.proxy.state.records import STATE_COLLECTION
 
-STATE_COLLECTION = "_switchyard"
+__all__ = ["STATE_COLLECTION", "StateStore"]
 _NAMESPACE = uuid.UUID("6f1b0e2c-5b38-4d0e-9a51-8a7cf1c53a11")
 _INDEXED_FIELDS = ("kind", "key", "rev")
 
