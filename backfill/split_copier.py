@@ -100,6 +100,7 @@ class SplitCopier(Copier):
         spec = self.specs.get(name)
         embedder = self._embedder(name)
         meta = metadata_for(spec) if spec is not None else self.meta
+        vectors: list[Any]
         if embedder is None:
             keep, vectors = list(group), [r.vector for r in group]
         else:
@@ -130,7 +131,36 @@ class SplitCopier(Copier):
         if ids:
             fixed = await self._reconcile(ids, prep.digests, wrote)
             stats.vanished, stats.redone = fixed.vanished, fixed.redone
+            stats.vanished += await self._sweep(prep.batch.records)
         return stats
+
+    async def _sweep(self, records: Sequence[models.Record]) -> int:
+        """Remove, from every target, copies in the batch's id range that the source no longer
+        puts there: gone from the source, or now keyed to another target. This is what a kill
+        between a batch's insert and its re-read leaves behind (the restarted run scrolls the same
+        range from the checkpoint). Each delete is conditional on the digest seen, so a copy a
+        newer mirrored write put there meanwhile is kept."""
+        lo, hi = norm(records[0].id), norm(records[-1].id)
+        if type(lo) is not type(hi):
+            return 0
+        held: dict[str, list[tuple[PointId, Any]]] = {}
+        for name in self.layout.collections:
+            points, _ = await self._call("scrolling the target", self.client.scroll(
+                name, offset=lo, limit=2 * len(records) + 8, with_payload=[DIGEST_FIELD], with_vectors=False))
+            held[name] = [(norm(p.id), (p.payload or {}).get(DIGEST_FIELD)) for p in points
+                          if type(norm(p.id)) is type(lo) and norm(p.id) <= hi]  # type: ignore[operator]
+        wanted = sorted({i for pts in held.values() for i, _ in pts}, key=str)
+        if not wanted:
+            return 0
+        current = await self.read_source(wanted)
+        removed = 0
+        for name, pts in held.items():
+            for i, digest in pts:
+                rec = current.get(i)
+                if digest is not None and (rec is None or self.home(rec) != name):
+                    await self._delete_if(name, [i], {i: digest})
+                    removed += 1
+        return removed
 
     async def _reconcile(self, ids: Sequence[PointId], ours: Mapping[PointId, str],
                          wrote: Mapping[PointId, str]) -> Stats:
@@ -167,8 +197,9 @@ class SplitCopier(Copier):
         clauses: list[models.Condition] = []
         for i in ids:
             must: list[models.Condition] = [models.HasIdCondition(has_id=[i])]
-            if ours.get(i) is not None:
-                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=ours[i])))
+            digest = ours.get(i)
+            if digest is not None:
+                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=digest)))
             clauses.append(models.Filter(must=must))
         await self._call("deleting from the target", self.client.delete(
             name, models.FilterSelector(filter=models.Filter(should=clauses)), wait=True))
