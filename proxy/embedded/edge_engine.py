@@ -42,6 +42,7 @@ from switchyard.proxy.embedded import edge_queries as eq
 from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, strict_mode
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
+from switchyard.proxy.owned_tasks import stop_task
 
 #: methods answered from the catalog, never by a shard
 CATALOG_METHODS = frozenset({
@@ -184,7 +185,13 @@ class EdgeEngine:
         self._create_lock = asyncio.Lock()
         self._spares: list[Shard] = []
         self._spares_lock = threading.Lock()  # held while starting spares: a taker waits
-        self._executor.submit(self._warm)
+        self._warming = self._executor.submit(self._warm)
+
+    async def wait_ready(self) -> None:
+        """Until the first spare workers have started. The first start launches the forkserver,
+        which imports Edge and the models (seconds on a loaded machine); the server waits for
+        it before it says ready, so the first create answers within a client's timeout."""
+        await asyncio.wrap_future(self._warming)
 
     def _warm(self) -> None:
         with self._spares_lock:
@@ -372,6 +379,8 @@ class EdgeEngine:
         shard = self._shards.pop(name, None)
         loop = asyncio.get_running_loop()
         if shard is not None:
+            shard.dirty = False  # no further optimizer pass; one running is waited for below
+            await stop_task(shard.optimize_task)
             async with shard.order:
                 await loop.run_in_executor(self._executor, shard.close)
         await loop.run_in_executor(
@@ -514,8 +523,7 @@ class EdgeEngine:
         worker's close), then :meth:`close` off the event loop."""
         for shard in list(self._shards.values()):
             shard.dirty = False
-            if shard.optimize_task is not None and not shard.optimize_task.done():
-                shard.optimize_task.cancel()
+            await stop_task(shard.optimize_task)
         await asyncio.to_thread(self.close)
 
     def close(self) -> None:
