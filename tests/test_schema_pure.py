@@ -104,7 +104,7 @@ def test_migration_operations_are_admin_api_plans() -> None:
     steps = plan_revision("2", record(up))
     assert [(s.mode, s.calls[0].path, s.calls[0].body) for s in steps] == [
         ("migration", "/switchyard/v1/migrations",
-         {"logical": "docs", "kind": "named-vector", "to_model": "m-new", "vector_name": "new",
+         {"logical": "docs", "kind": "named-vector", "to_model": "m-new", "options": {"vector": "new"},
           "text_field": "text"}),
         ("migration", "/switchyard/v1/migrations", {"logical": "docs", "to_model": "m-b", "target": "docs_b"}),
     ]

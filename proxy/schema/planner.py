@@ -23,7 +23,7 @@ from switchyard.proxy.schema.operations import Operation
 DELETING = frozenset({"drop_named_vector", "drop_collection"})
 #: migration kinds by operation (issue 12's kinds: named-vector, split; change_model is the
 #: original embedding-model migration)
-MIGRATION_KIND = {"change_model": "model", "add_named_vector": "named-vector",
+MIGRATION_KIND = {"change_model": "reembed", "add_named_vector": "named-vector",
                   "split_collection": "split"}
 
 
@@ -104,12 +104,14 @@ def migration_body(op: Operation) -> dict[str, Any]:
     a = dict(op.args)
     kind = MIGRATION_KIND[op.name]
     body: dict[str, Any] = {"logical": op.collection}
-    if kind != "model":
-        body["kind"] = kind
     if op.name == "add_named_vector":
-        body.update({"to_model": a["model"], "vector_name": a["name"]})
+        body.update({"to_model": a["model"], "kind": kind, "options": {"vector": a["name"]}})
         if "text_field" in a:
             body["text_field"] = a["text_field"]
+    elif op.name == "split_collection":
+        plan = {k: v for k, v in a.items() if k in ("to_model", "text_field", "doc_key", "throttle")}
+        body.update({**plan, "kind": kind,
+                     "options": {k: v for k, v in a.items() if k not in plan}})
     else:
         body.update({k: v for k, v in a.items()})
     return body
