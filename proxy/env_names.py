@@ -38,6 +38,10 @@ OTHER_ENV: dict[str, str] = {
     "SWITCHYARD_UPSTREAM_ENGINE": "engine of the embedded upstream (`local` or `edge`)",
     "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT": "seconds an idle or unfinished REST connection to "
                                         "`switchyard upstream` stays open (default 60)",
+    "SWITCHYARD_UPSTREAM_SNAPSHOTS_PATH": "where the embedded upstream keeps collection snapshots "
+                                          "(default <data path>/snapshots, or a temporary dir)",
+    "SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD": "largest snapshot upload to the embedded upstream, "
+                                               "bytes (default 1 GiB)",
     "SWITCHYARD_TEST_QDRANT_URL": "tests: run the suite against this Qdrant (REST)",
     "SWITCHYARD_TEST_QDRANT_GRPC": "tests: that Qdrant's gRPC HOST:PORT",
     "SWITCHYARD_TEST_NODE_CACHE": "tests: folder for the page tests' playwright-core (npm)",
