@@ -227,3 +227,27 @@ def test_count_and_retrieve() -> None:
     assert merge_count([3, 0, 4]) == 7
     got = merge_retrieve([5, 1, 9, 5], [[{"id": 1}], [{"id": 5}]])
     assert [p["id"] for p in got] == [5, 1]
+
+
+def test_grpc_admission_decodes_the_request() -> None:
+    from qdrant_client import grpc as pb
+    from qdrant_client.conversions.conversion import RestToGrpc
+
+    from switchyard.proxy.dataplane.split_mirror import admission_grpc
+    from switchyard.proxy.migration.record import Migration
+
+    m = Migration(id="m", logical="l", source="s", target="wiki_code", model_a="a", model_b="a", kind="split",
+                  options={"derived": {"layout": layout().to_dict()}})
+    good = pb.UpsertPoints(collection_name="l", points=[pb.PointStruct(
+        id=pb.PointId(num=7), payload=RestToGrpc.convert_payload(OK))])
+    assert admission_grpc(m, "Upsert", good.SerializeToString()) is None
+    bad = pb.UpsertPoints(collection_name="l", points=[pb.PointStruct(
+        id=pb.PointId(num=8), payload=RestToGrpc.convert_payload({"type": "text"}))])
+    assert "point 8 cannot be routed" in (admission_grpc(m, "Upsert", bad.SerializeToString()) or "")
+    clear = pb.ClearPayloadPoints(collection_name="l")
+    assert "clear_payload" in (admission_grpc(m, "ClearPayload", clear.SerializeToString()) or "")
+    dp = pb.DeletePayloadPoints(collection_name="l", keys=["source_title"])
+    assert "source_title" in (admission_grpc(m, "DeletePayload", dp.SerializeToString()) or "")
+    sp = pb.SetPayloadPoints(collection_name="l", payload=RestToGrpc.convert_payload({"type": "image"}))
+    assert "no target was created" in (admission_grpc(m, "SetPayload", sp.SerializeToString()) or "")
+    assert admission_grpc(m, "Delete", pb.DeletePoints(collection_name="l").SerializeToString()) is None

@@ -95,7 +95,11 @@ def _grpc_ops(method_name: str, raw: bytes) -> list[dict[str, Any]]:
 
 
 def _upsert(points: Any) -> dict[str, Any]:
-    return {"points": [{"id": 0, "payload": GrpcToRest.convert_payload(p.payload)} for p in points]}
+    return {"points": [{"id": _pid(p.id), "payload": GrpcToRest.convert_payload(p.payload)} for p in points]}
+
+
+def _pid(point_id: Any) -> Any:
+    return point_id.num if point_id.WhichOneof("point_id_options") == "num" else point_id.uuid
 
 
 def _batch_op(op: Any) -> dict[str, Any]:
