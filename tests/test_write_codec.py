@@ -214,8 +214,8 @@ def test_bodies_left_untouched(raw: bytes) -> None:
 
 def test_cursor_flat_array_refuses_what_it_cannot_skip() -> None:
     for text, dims in [("[1, 2.5e-3, -4]", 3), ("[]", 0), ("[ ]", 0)]:
-        assert Cursor(text).flat_array(True) == dims
+        assert Cursor(text.encode()).flat_array(True) == dims
     for text in ('["a]"]', "[[1]]", "[{}]", "[1, 2"):
-        assert Cursor(text).flat_array(True) is None
+        assert Cursor(text.encode()).flat_array(True) is None
     with pytest.raises(ScanError):
-        Cursor("{1}").key()
+        Cursor(b"{1}").key()

@@ -30,16 +30,23 @@ from typing import Any
 import orjson
 
 from switchyard.proxy.intercept.inference import Slot
-from switchyard.proxy.intercept.json_scan import UNMEASURED, Cursor, ScanError, scan_once
+from switchyard.proxy.intercept.json_scan import UNMEASURED, Cursor, ScanError, scan_value
 from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
 from switchyard.proxy.state.records import META_FIELDS
 
 _INFERENCE_KEYS = ("text", "image", "object")
-_ID_HEAD = re.compile(r'\{[ \t\n\r]*"id"[ \t\n\r]*:[ \t\n\r]*')
-_NEXT_KEY = re.compile(r'[ \t\n\r]*,[ \t\n\r]*"(?:(vector)|payload)"[ \t\n\r]*:[ \t\n\r]*')
-_NUMBER_START = "-0123456789"
+#: ``{"id": <integer token or escape-free string>, "vector"|"payload":`` (the fast point's head)
+_POINT_HEAD = re.compile(rb'\{[ \t\n\r]*"id"[ \t\n\r]*:[ \t\n\r]*(?:(-?(?:0|[1-9][0-9]*))|"([^"\\\x00-\x1f]*)")'
+                         rb'[ \t\n\r]*,[ \t\n\r]*"(?:(vector)|payload)"[ \t\n\r]*:[ \t\n\r]*')
+_NEXT_KEY = re.compile(rb'[ \t\n\r]*,[ \t\n\r]*"(?:(vector)|payload)"[ \t\n\r]*:[ \t\n\r]*')
+_NUMBER_BYTES = b"-0123456789"  # a one-byte slice is "in" it when it starts a number
+#: How many ``}`` a payload may hold before :func:`_payload_at` leaves it to the C scanner.
+_PAYLOAD_TRIES = 4
+#: orjson reads an integer beyond 64 bits as a float: a payload with floats and a run of 19
+#: digits (in an integer, a fraction or a string) goes to the exact C scanner
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _NO_META: Mapping[str, Any] = MappingProxyType({})
-_CLOSE = re.compile(r'[ \t\n\r]*\}[ \t\n\r]*')
+_CLOSE = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
 
 
 class _Dense:
@@ -53,7 +60,7 @@ class _Dense:
 
 DENSE = _Dense()
 
-Edit = tuple[int, int, bytes]  # replace text[start:end] with these bytes
+Edit = tuple[int, int, bytes]  # replace raw[start:end] (byte offsets) with these bytes
 
 
 @dataclass(slots=True)
@@ -84,11 +91,10 @@ class _PayloadSite:
 class RestMessage:
     """A decoded write: the light ``body``, where its payloads are, its inference slots."""
 
-    __slots__ = ("raw", "text", "body", "_opens", "_sites", "_slots", "_edits")
+    __slots__ = ("raw", "body", "_opens", "_sites", "_slots", "_edits")
 
-    def __init__(self, raw: bytes, text: str, body: Any, walk: _Walk) -> None:
+    def __init__(self, raw: bytes, body: Any, walk: _Walk) -> None:
         self.raw = raw
-        self.text = text
         self.body = body
         self._opens = walk.opens
         self._sites = walk.sites
@@ -101,23 +107,26 @@ class RestMessage:
     def inference_slots(self) -> list[Slot]:
         return list(self._slots)
 
+    def parts(self) -> list[bytes | memoryview]:
+        """The bytes to forward, in order, without joining them: slices of the client's bytes
+        (memoryviews, no copy) with the stamps and served vectors between them."""
+        if not self._edits:
+            return [self.raw]
+        source = memoryview(self.raw)
+        parts: list[bytes | memoryview] = []
+        last = 0
+        for start, end, value in sorted(self._edits):
+            parts.append(source[last:start])
+            parts.append(value)
+            last = end
+        parts.append(source[last:])
+        return parts
+
     def encode(self) -> bytes:
         """The client's bytes with the stamps and served vectors spliced in."""
         if not self._edits:
             return self.raw
-        edits = sorted(self._edits)
-        ascii_text = len(self.text) == len(self.raw)  # then text offsets are byte offsets
-        source: Any = memoryview(self.raw) if ascii_text else self.text
-        parts: list[Any] = []
-        last = 0
-        for start, end, value in edits:
-            piece = source[last:start]
-            parts.append(piece if ascii_text else piece.encode())
-            parts.append(value)
-            last = end
-        tail = source[last:]
-        parts.append(tail if ascii_text else tail.encode())
-        return b"".join(parts)
+        return b"".join(self.parts())
 
 
 def decode(kind: OpKind, collection: str, raw: bytes, *, measure: bool = True,
@@ -128,19 +137,15 @@ def decode(kind: OpKind, collection: str, raw: bytes, *, measure: bool = True,
     ``VectorInfo.dims`` is ``None``). ``with_vectors``: parse dense vectors into
     ``RestMessage.body`` (copy-vectors mirroring).
     """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    walk = _Walk(Cursor(text), measure, with_vectors)
+    walk = _Walk(Cursor(raw), measure, with_vectors)
     try:
         body = walk.body(kind)
-        if walk.c.pos != len(text):
+        if walk.c.pos != len(raw):
             raise ScanError("trailing characters")
     except (ScanError, RecursionError):
         return None
     op = Operation(kind, collection, tuple(walk.points), "rest", frozenset(walk.payload_only))
-    return op, RestMessage(raw, text, body, walk)
+    return op, RestMessage(raw, body, walk)
 
 
 def stamp(message: RestMessage, fields: Mapping[str, Any]) -> None:
@@ -191,14 +196,14 @@ class _Walk:
         the light object and the index of its closing brace."""
         c = self.c
         out: dict[str, Any] = {}
-        if c.peek() != "{":
+        if c.peek() != b"{":
             raise ScanError("expected an object")
-        if c.opens("{", "}"):
+        if c.opens(b"{", b"}"):
             while True:
                 key = c.key()
                 handler = handlers.get(key)
                 out[key] = handler() if handler is not None else c.value()
-                if not c.more("}"):
+                if not c.more(b"}"):
                     break
         return out, c.end - 1
 
@@ -216,16 +221,16 @@ class _Walk:
 
     def operation_list(self) -> list[Any]:
         c, ops = self.c, []
-        if c.peek() != "[":
+        if c.peek() != b"[":
             return c.value()  # type: ignore[no-any-return]
-        if c.opens("[", "]"):
+        if c.opens(b"[", b"]"):
             while True:
-                if c.peek() == "{":
+                if c.peek() == b"{":
                     op, _ = self.members({"upsert": self.upsert, "overwrite_payload": self.overwrite})
                 else:
                     op = c.value()
                 ops.append(op)
-                if not c.more("]"):
+                if not c.more(b"]"):
                     break
         return ops
 
@@ -250,12 +255,12 @@ class _Walk:
 
     def point_list(self) -> list[dict[str, Any]]:
         c, points = self.c, []
-        if c.peek() != "[":
+        if c.peek() != b"[":
             raise ScanError("points is a list")
-        if c.opens("[", "]"):
+        if c.opens(b"[", b"]"):
             while True:
                 points.append(self.point())
-                if not c.more("]"):
+                if not c.more(b"]"):
                     break
         return points
 
@@ -285,57 +290,67 @@ class _Walk:
         return point
 
     def fast_point(self) -> dict[str, Any] | None:
-        """The common point, ``{"id": ..., "vector": [numbers], "payload": {...}}`` (vector and
-        payload in either order), read with a few C calls; ``None`` (nothing recorded, the
-        cursor to be put back) for any other shape, which :meth:`point` walks member by member.
-        This is the per-point cost of a bound upsert, so it is written flat."""
-        text = self.c.text
-        head = _ID_HEAD.match(text, self.c.pos)
+        """The common point, ``{"id": int or plain string, "vector": [numbers], "payload":
+        {...}}`` (vector and payload in either order), read with a few C calls over the bytes;
+        ``None`` (nothing recorded, the cursor to be put back) for any other shape, which
+        :meth:`point` walks member by member. This is the per-point cost of a bound upsert, so
+        it is written flat: one regex for the id and the first key, ``bytes.find`` for the
+        vector's end, orjson for the payload (:func:`_payload_at`)."""
+        data = self.c.data
+        head = _POINT_HEAD.match(data, self.c.pos)
         if head is None:
             return None
-        try:
-            point_id, pos = scan_once(text, head.end())
-        except (StopIteration, ValueError, RecursionError):
-            return None
+        number, string, first = head.group(1, 2, 3)
+        if number is not None:
+            point_id: Any = int(number)
+        else:
+            try:
+                point_id = string.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        pos = head.end()
         vector: Any = None
         payload: Any = None
+        info: VectorInfo | None = None
         opened = -1
-        for _ in (0, 1):
-            sep = _NEXT_KEY.match(text, pos)
-            if sep is None:
-                return None
-            pos = sep.end()
-            if sep.group(1):  # "vector"
-                if vector is not None or text[pos + 1:pos + 2] not in _NUMBER_START:
+        is_vector = first is not None
+        for i in (0, 1):
+            if i:
+                sep = _NEXT_KEY.match(data, pos)
+                if sep is None:
                     return None
-                end = text.find("]", pos)
-                if end < 0 or text.find('"', pos, end) >= 0:
+                pos = sep.end()
+                is_vector = sep.group(1) is not None
+            if is_vector:
+                if info is not None or data[pos + 1:pos + 2] not in _NUMBER_BYTES:
                     return None
-                dims = text.count(",", pos, end) + 1 if self.measure else None
-                vector = orjson.loads(text[pos:end + 1]) if self.with_vectors else DENSE
-                info = _dense_info(dims)
+                end = data.find(b"]", pos)  # one pass over the vector's bytes, the only one:
+                if end < 0:  # a "]" inside a string of the array (a body Qdrant refuses) is
+                    return None  # caught by what must follow (``, "payload":`` or ``}``)
+                info = _dense_info(data.count(b",", pos, end) + 1 if self.measure else None)
+                vector = orjson.loads(data[pos:end + 1]) if self.with_vectors else DENSE
                 pos = end + 1
             else:
-                if opened >= 0 or text[pos:pos + 1] != "{":
+                if opened >= 0 or data[pos:pos + 1] != b"{":
                     return None
-                try:
-                    payload, after = scan_once(text, pos)
-                except (StopIteration, ValueError, RecursionError):
+                found = _payload_at(data, pos)
+                if found is None:
                     return None
+                payload, after = found
                 opened, pos = pos + 1, after
-        close = _CLOSE.match(text, pos)
-        if close is None:
+        close = _CLOSE.match(data, pos)
+        if close is None or info is None:
             return None
         self.c.pos = close.end()
         self.opens.append((opened, payload))
-        self.points.append(PointInfo(str(point_id), {"": info}, _meta(payload)))
+        self.points.append(PointInfo(str(point_id), _dense_vectors(info), _meta(payload)))
         return {"id": point_id, "vector": vector, "payload": payload}
 
     def payload_value(self) -> Any:
         """A payload object (stamped after its ``{``) or ``null`` (replaced by an object)."""
         c = self.c
         start = c.pos
-        if c.peek() == "{":
+        if c.peek() == b"{":
             payload = c.value()
             self.opens.append((start + 1, payload))
             return payload
@@ -375,7 +390,7 @@ class _Walk:
     def payload_column(self) -> list[dict[str, Any]]:
         c = self.c
         start = c.pos
-        if c.peek() != "[":
+        if c.peek() != b"[":
             if c.value() is not None:
                 raise ScanError("payloads is a list")
             payloads: list[dict[str, Any]] = []
@@ -383,10 +398,10 @@ class _Walk:
             self.sites.append(site)
             return payloads  # one per id, once the batch's ids are known (``batch``)
         out: list[dict[str, Any]] = []
-        if c.opens("[", "]"):
+        if c.opens(b"[", b"]"):
             while True:
                 out.append(self.payload_value())
-                if not c.more("]"):
+                if not c.more(b"]"):
                     break
         return out
 
@@ -395,32 +410,32 @@ class _Walk:
     def vector(self) -> tuple[Any, dict[str, VectorInfo]]:
         """A point's ``vector``: dense, multi-dense, sparse, inference object or named map."""
         c = self.c
-        if c.peek() == "[":
+        if c.peek() == b"[":
             value, info = self.array_vector()
             return value, {"": info}
-        if c.peek() != "{":
+        if c.peek() != b"{":
             value = c.value()
             return value, ({} if value is None else {"": _shape(value)})
         start = c.pos
         named: dict[str, Any] = {}
         infos: dict[str, VectorInfo] = {}
-        if c.opens("{", "}"):
+        if c.opens(b"{", b"}"):
             while True:
                 name = c.key()
                 named[name], infos[name] = self.element()
-                if not c.more("}"):
+                if not c.more(b"}"):
                     break
         end = c.end
         if not _is_single(named):
             return named, infos
-        named = Cursor(c.text, start).value()  # small: a sparse vector or an inference object
+        named = Cursor(c.data, start).value()  # small: a sparse vector or an inference object
         self.slot(named, start, end)
         return named, {"": _shape(named)}
 
     def element(self) -> tuple[Any, VectorInfo]:
         """One vector inside a named map or a batch column."""
         c = self.c
-        if c.peek() == "[":
+        if c.peek() == b"[":
             return self.array_vector()
         start = c.pos
         value = c.value()
@@ -434,26 +449,26 @@ class _Walk:
         if dims is None:
             value = c.value()
             return value, _shape(value)
-        value = orjson.loads(c.text[start:c.end]) if self.with_vectors else DENSE
+        value = orjson.loads(c.data[start:c.end]) if self.with_vectors else DENSE
         return value, _dense_info(None if dims == UNMEASURED else dims)
 
     def vector_columns(self) -> tuple[Any, dict[str, list[VectorInfo]]]:
         c = self.c
-        if c.peek() == "[":
+        if c.peek() == b"[":
             column, infos = self.column()
             return column, {"": infos}
-        if c.peek() != "{":
+        if c.peek() != b"{":
             return c.value(), {}
         named: dict[str, Any] = {}
         found: dict[str, list[VectorInfo]] = {}
-        if c.opens("{", "}"):
+        if c.opens(b"{", b"}"):
             while True:
                 name = c.key()
-                if c.peek() == "[":
+                if c.peek() == b"[":
                     named[name], found[name] = self.column()
                 else:
                     named[name] = c.value()
-                if not c.more("}"):
+                if not c.more(b"}"):
                     break
         return named, found
 
@@ -461,12 +476,12 @@ class _Walk:
         c = self.c
         values: list[Any] = []
         infos: list[VectorInfo] = []
-        if c.opens("[", "]"):
+        if c.opens(b"[", b"]"):
             while True:
                 value, info = self.element()
                 values.append(value)
                 infos.append(info)
-                if not c.more("]"):
+                if not c.more(b"]"):
                     break
         return values, infos
 
@@ -502,6 +517,38 @@ def _dense_info(dims: int | None) -> VectorInfo:
     return VectorInfo(VectorKind.DENSE, dims)
 
 
+@functools.lru_cache(maxsize=64)
+def _dense_vectors(info: VectorInfo) -> Mapping[str, VectorInfo]:
+    """``{"": info}``, one read-only mapping per shape (not one dict per point)."""
+    return MappingProxyType({"": info})
+
+
+def _payload_at(data: bytes, pos: int) -> tuple[Any, int] | None:
+    """The payload object whose ``{`` is at ``pos`` and the index just past it.
+
+    orjson parses the text up to each ``}`` in turn: a text that parses whole is the object
+    (a ``}`` inside a string or a nested object leaves an unfinished text, which fails). orjson
+    reads an integer beyond 64 bits as a float, so a payload holding floats is re-read when its
+    text has a run of 19 digits. After a few tries, or when orjson refuses (``NaN``, a lone
+    surrogate), the C scanner reads it (:func:`scan_value`), exactly; ``None`` when that fails too."""
+    close = pos
+    for _ in range(_PAYLOAD_TRIES):
+        close = data.find(b"}", close + 1)
+        if close < 0:
+            return None
+        try:
+            payload = orjson.loads(data[pos:close + 1])
+        except orjson.JSONDecodeError:
+            continue
+        if _has_float(payload) and _LONG_DIGITS.search(data, pos, close) is not None:
+            break
+        return payload, close + 1
+    try:
+        return scan_value(data, pos)
+    except ScanError:
+        return None
+
+
 def _is_single(value: dict[str, Any]) -> bool:
     """A dict that is one vector (sparse or inference object), not a map of named vectors."""
     if "indices" in value and "values" in value:
@@ -519,3 +566,15 @@ def _shape(value: Any) -> VectorInfo:
             return VectorInfo(VectorKind.SPARSE)
         return VectorInfo(VectorKind.INFERENCE)
     return VectorInfo(VectorKind.INFERENCE)
+
+
+def _has_float(value: Any) -> bool:
+    """Whether a parsed JSON value holds a float anywhere (see :func:`_payload_at`)."""
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        return any(map(_has_float, value.values()))
+    if kind is list:
+        return any(map(_has_float, value))
+    return False
