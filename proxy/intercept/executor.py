@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from switchyard.proxy.errors import EnforcementError
+from switchyard.proxy.errors import BadRequest, EnforcementError
 from switchyard.proxy.intercept import grpc_codec, inference, rest_codec
 from switchyard.proxy.intercept.credentials import CredentialGate
 from switchyard.proxy.intercept.listing import ReservedGate
@@ -48,6 +48,7 @@ from switchyard.proxy.intercept.routes import (
     rest_path,
     rest_target,
 )
+from switchyard.proxy.dataplane import split_exec, split_exec_grpc, split_mirror
 from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
 from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
@@ -157,6 +158,9 @@ class Executor:
             return refused  # the upstream's own 401 / 403: no work for this caller
         if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
             self.state_guard.check(snap.migrations, collection, kind)
+        if kind == "read" and self.reader is not None and (
+                split := split_exec.read_migration(snap, collection)) is not None:
+            return await split_exec.rest_read(self.reader, call, rest, split, snap, forward)  # split targets
         similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
@@ -183,6 +187,9 @@ class Executor:
             parsed = decoded[1].body if decoded is not None else _json(call.body)
             intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field,
                                  mirror.migration.copy_vectors)
+            if split_mirror.is_split(mirror.migration) and (
+                    refusal := split_mirror.admission_rest(mirror.migration, call.method, rest, parsed)):
+                raise BadRequest(refusal)  # before the primary: the point would have no target
         if stamping:
             body = await self._stamped(decoded, snap, "rest")
             call = call if body is None else call.with_body(body)
@@ -235,6 +242,9 @@ class Executor:
             return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
         if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
             self.state_guard.check(snap.migrations, collection, kind)
+        if kind == "read" and self.reader is not None and (
+                split := split_exec.read_migration(snap, collection)) is not None:
+            return await split_exec_grpc.grpc_read(self.reader, call, split, snap, forward)  # split targets
         similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
         if similarity and (merging := merged_route(snap, collection)) is not None:
             assert self.reader is not None
@@ -256,6 +266,9 @@ class Executor:
             intent = grpc_intent(call.method.rsplit("/", 1)[-1], call.request, mirror.migration.text_field,
                                  mirror.migration.copy_vectors,
                                  decoded[1].message if decoded is not None else None)
+            if split_mirror.is_split(mirror.migration) and (refusal := split_mirror.admission_grpc(
+                    mirror.migration, call.method.rsplit("/", 1)[-1], call.request)):
+                raise BadRequest(refusal)  # before the primary: the point would have no target
         if stamping:
             request = await self._stamped(decoded, snap, "grpc")
             call = call if request is None else call.with_request(request)

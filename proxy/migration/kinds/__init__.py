@@ -179,3 +179,4 @@ def of(m: Migration) -> Kind:
 register(Kind())
 
 from switchyard.proxy.migration.kinds import copy as _copy  # noqa: E402,F401  (registers `copy`)
+from switchyard.proxy.migration.kinds import split as _split  # noqa: E402,F401  (registers `split`)
