@@ -296,3 +296,26 @@ async def check_reads(w: World, m: Migration) -> None:
     ids = [pb.PointId(num=i) for i in (100, 1, 999)]
     fetched = await grpc_call(w, "Get", pb.GetPoints(collection_name=w.source, ids=ids), pb.GetResponse)
     assert [p.id.num for p in fetched.result] == [100, 1]
+
+
+async def test_dry_run_shows_layout_estimate_and_cleanup_and_creates_nothing(world: World) -> None:
+    w = world
+    svc = MigrationService(w.store, w.client, ServiceConfig())
+    options = {"by": ["source_title", "type"], "vectors": {"default": {"model": TEXT.id}}}
+    report = await svc.plan(PlanRequest(logical=w.source, to_model="", kind="split", options=options,
+                                        dry_run=True))
+    assert report["ok"] and report["kind"] == "split", report["reasons"]
+    targets = report["layout"]["targets"]
+    assert set(targets) == {f"{w.source}_{s}_{t}" for s in SOURCES for t in TYPES}  # default template
+    assert all(t["vectors"]["size"] == 8 and t["points"] == 5 for t in targets.values())
+    assert report["layout"]["diff"][0].startswith("split by source_title, type: 6 targets (values by facet)")
+    assert report["estimate"]["points"] == 30
+    assert "keeps its source" in report["cleanup"][0]
+    names = {c.name for c in (await w.client.get_collections()).collections}
+    assert not names & set(targets)
+    bad = await svc.plan(PlanRequest(logical=w.source, to_model="", kind="split", dry_run=True,
+                                     options={"template": "{source_title}/{type}"}))
+    assert not bad["ok"] and any("may not contain" in r for r in bad["reasons"])
+    unknown = await svc.plan(PlanRequest(logical=w.source, to_model="", kind="split", dry_run=True,
+                                         options={"by": "type", "colour": 1}))
+    assert any("unknown split option `colour`" in r for r in unknown["reasons"])
