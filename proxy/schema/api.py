@@ -119,6 +119,7 @@ class Schema:
             collections = []
             for env in await r.ex.tracker.collections():
                 collections.append({"name": env.key, "revision": env.data.get("revision"),
+                                    "config": env.data.get("config"),
                                     "drift": drift.get(env.key, []),
                                     "snapshots": [{**s, "age": time.time() - float(s.get("at", 0))}
                                                   for s in env.data.get("snapshots", [])],

@@ -62,6 +62,8 @@ def already(step: Step, live: dict[str, Any] | None, aliases: Mapping[str, str])
         return _subset(a["vectors"], vectors)
     if op == "rename_via_alias":
         return aliases.get(a["alias"]) == step.collection
+    if op == "bind_model":
+        return bool(live.get("model") == a["model"])
     return False
 
 
@@ -90,12 +92,16 @@ class Executor:
         live = await self.live(step.collection) if step.collection != "-" else None
         aliases = await self.http.aliases() if step.op == "rename_via_alias" else {}
         sent = False
-        if step.mode == "direct" and already(step, live, aliases):
+        if step.mode in ("direct", "bind") and already(step, live, aliases):
             self.say(f"  {step.id}: already applied (found in the live config), not sent again")
         elif step.mode == "direct":
             state, rev = await self._save({**state, "run": note(state["run"], sends=int(cur.get("sends", 0)) + 1)}, rev)
             for call in step.calls:
                 await self.http.send(_fit_alias_call(call, aliases) if step.op == "rename_via_alias" else call)
+            sent = True
+        elif step.mode == "bind":
+            state, rev = await self._save({**state, "run": note(state["run"], sends=int(cur.get("sends", 0)) + 1)}, rev)
+            await self._bind(step)
             sent = True
         elif step.mode == "snapshot":
             state, rev, sent = await self._snapshot(step, state, rev)
@@ -121,6 +127,13 @@ class Executor:
         run = finish_step(state["run"], step.id, sent)
         run["applied"][step.id] = int(state["run"]["current"].get("sends", 0))
         return await self._save({**state, "run": run}, rev)
+
+    async def _bind(self, step: Step) -> None:
+        from switchyard.proxy.registry import bind
+        from switchyard.proxy.state.records import Binding
+        a = step.args
+        await bind(self.tracker.store, self.tracker.store.client,
+                   Binding(step.collection, a["model"], bool(a.get("enforce")), str(a.get("vector") or "")))
 
     async def _save(self, state: dict[str, Any], rev: int) -> tuple[dict[str, Any], int]:
         try:

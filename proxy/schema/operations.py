@@ -23,7 +23,7 @@ from switchyard.proxy.errors import BadRequest
 NAMES = (
     "create_collection", "add_named_vector", "drop_named_vector", "change_vectors",
     "change_hnsw", "change_quantization", "create_index", "drop_index", "change_model",
-    "split_collection", "rename_via_alias", "run_python", "drop_collection",
+    "split_collection", "rename_via_alias", "run_python", "drop_collection", "bind_model",
 )
 
 
@@ -120,6 +120,13 @@ class Operations:
 
     def drop_index(self, collection: str, field_name: str) -> None:
         self._add("drop_index", collection, field_name=_name(field_name, "field"))
+
+    def bind_model(self, collection: str, model: str, *, vector: str = "",
+                   enforce: bool = False) -> None:
+        """Bind the collection's vector (``""``: the unnamed one) to a registered model, as
+        ``switchyard bind`` does (the bound model is part of the tracked config)."""
+        self._add("bind_model", collection, model=_name(model, "model"), vector=vector,
+                  enforce=enforce)
 
     def change_model(self, collection: str, to_model: str, **plan: Any) -> None:
         """Re-embed with another registered model: a migration (``switchyard migrate plan``'s

@@ -94,6 +94,8 @@ def calls_for(op: Operation) -> tuple[str, tuple[Call, ...]]:
         return "direct", (Call("POST", "/collections/aliases", {"actions": actions}),)
     if op.name == "run_python":
         return "python", ()
+    if op.name == "bind_model":
+        return "bind", ()  # a state-store record (switchyard.proxy.registry.bind), no Qdrant call
     if op.name in MIGRATION_KIND:
         return "migration", (Call("POST", "/switchyard/v1/migrations", migration_body(op)),)
     raise BadRequest(f"unknown operation {op.name!r}")
