@@ -46,7 +46,7 @@ TEXT = ModelSpec(id="split-e2e-text", provider="hashing", model="t", dimensions=
 CODE = ModelSpec(id="split-e2e-code", provider="hashing", model="c", dimensions=16)
 SOURCES = ("wiki", "news", "docs")
 TYPES = ("text", "code")
-SEED_EACH = int(os.environ.get("SWITCHYARD_SPLIT_E2E_POINTS", "60"))  # per (source, type)
+SEED_EACH = 60  # points per (source, type)
 KILLS = 3
 WRITER_OPS = 400
 
