@@ -270,6 +270,16 @@ class Copier:
         return stats
 
 
+def copier_for(m: Migration) -> type[Copier]:
+    """The copier of ``m``'s kind: in-place migrations fill a vector in the one collection
+    (``in_place_copier``); every other kind copies into its target."""
+    if m.kind == "named-vector":
+        from switchyard.backfill.in_place_copier import InPlaceCopier
+
+        return InPlaceCopier
+    return Copier
+
+
 @dataclass(slots=True)
 class PartitionRun:
     """What :func:`run_partition` needs from the daemon: knobs and the checkpoint."""

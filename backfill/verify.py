@@ -126,6 +126,10 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
                run: Run | None = None) -> Diff:
     """The merge-join over both collections (checkpointed in ``run``'s record; with
     ``resume``, continues that record's unfinished checkpoint)."""
+    if m.kind == "named-vector":  # one collection: every point checked in place
+        from switchyard.backfill import in_place_copier
+
+        return await in_place_copier.diff(client, m, page, gate)  # type: ignore[no-any-return]
     saved = await verify_state.checkpoint(store, run) if resume else None
     d, cursor = Diff(), None
     if saved is not None and not saved.get("finished") and saved.get("stage") == "scan":
@@ -163,6 +167,10 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
 
 async def confirm(copier: Copier, m: Migration, d: Diff, tick: Tick | None = None) -> Diff:
     """Re-check each difference against both collections now; keep only the lasting ones."""
+    if m.kind == "named-vector":
+        from switchyard.backfill import in_place_copier
+
+        return await in_place_copier.confirm(copier, m, d)  # type: ignore[no-any-return]
     out = Diff(d.source, d.target)
     ids = [*d.missing, *d.extra, *d.stale]
     for k in range(0, len(ids), 256):
@@ -241,7 +249,9 @@ async def run_for_service(store: StateStore, client: AsyncQdrantClient, m: Migra
 
     spec_b = await registry.get_model(store, m.model_b)
     embedder = make_embedder(spec_b) if repair and not m.copy_vectors else None
-    copier = Copier(client, m, metadata_for(spec_b), embedder,
+    from switchyard.backfill.pipeline import copier_for
+
+    copier = copier_for(m)(client, m, metadata_for(spec_b), embedder,
                     make_fetcher(None, m.text_field, m.doc_key))
     try:
         return await verify(copier, store, m, repair=repair, resume=False, run=run)

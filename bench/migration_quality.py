@@ -213,7 +213,15 @@ async def main() -> None:
     parser.add_argument("--known-coverage", action="store_true",
                         help="give the merge the migrated share (as the backfill's progress would) "
                              "instead of estimating it per query")
+    parser.add_argument("--kind", choices=("reembed", "named-vector"), default="reembed",
+                        help="named-vector: in-place merged reads through a real proxy, and the "
+                             "storage of each kind at 100 %% (bench/in_place_quality.py)")
     args = parser.parse_args()
+    if args.kind == "named-vector":
+        from in_place_quality import run
+
+        await run(args)
+        return
     doc_ids, doc_texts, qids, qtexts, qrels = load(args.data)
     qids_kept = [q for q in qids if q in qrels]
     a_docs = await embed_cached(MODEL_A, doc_texts, "docs")

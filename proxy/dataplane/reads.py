@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from switchyard.proxy.dataplane import in_place_reads
 from switchyard.proxy.dataplane import shadow as shadow_metrics
 from switchyard.proxy.dataplane.adapter_store import AdapterCache, Loaded
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
@@ -111,6 +112,40 @@ class MergedReader:
         body = await self._inference_body(GrpcTransport(call, read, forward), collection, snap)
         return await forward(call if body is None else call.with_request(body))
 
+    async def in_place_rest(self, call: RestCall, m: Migration, snap: StateSnapshot,
+                            forward: RestForward) -> RestReply:
+        """An unmerged similarity read of in-place migration ``m``: ranked by the new vector from
+        ``switch-reads`` on, by the old one before (``in_place_reads.switched_plan``)."""
+        read = decode_rest(call.method, call.path, call.body)
+        if read is None:
+            return await forward(call)
+        self._check_bounds(read, snap)
+        out = await self._switched(RestTransport(call, read, forward), m, snap)
+        assert isinstance(out, RestReply)
+        return out
+
+    async def in_place_grpc(self, call: GrpcCall, m: Migration, snap: StateSnapshot,
+                            forward: GrpcForward) -> GrpcReply:
+        read = decode_grpc(call.method, call.request)
+        if read is None:
+            return await forward(call)
+        self._check_bounds(read, snap)
+        out = await self._switched(GrpcTransport(call, read, forward), m, snap)
+        assert isinstance(out, GrpcReply)
+        return out
+
+    async def _switched(self, t: Transport, m: Migration, snap: StateSnapshot) -> Any:
+        cfg = in_place_reads.config(m, snap.models)
+        a, b = snap.models.get(m.model_a), snap.models.get(m.model_b)
+        plans = [in_place_reads.switched_plan(sub.slots, cfg, a, b, m.phase, snap.models) for sub in t.read.subs]
+        vectors = {i: await self._embed_fills(snap.models[p.model], p.fills)
+                   for i, p in enumerate(plans) if p.fills and p.model in snap.models}
+        body = in_place_reads.switched_body(t.read, t.codec, cfg, plans, vectors, m.source)
+        reply: Any = (await t.send(m.source, body))[2]
+        said = "; ".join(f"[{i}] ranked by `{p.to}`" + (f" ({p.kept})" if p.kept else "")
+                         for i, p in enumerate(plans))
+        return t.annotate(reply, header_safe(f"in place: {said}"))
+
     async def aclose(self) -> None:
         """Wait for (then cancel the stragglers of) the shadow comparisons in flight."""
         if self._tasks:
@@ -174,6 +209,8 @@ class MergedReader:
     async def _merged(self, t: Transport, m: Migration, snap: StateSnapshot) -> _Merged | Any:
         """The merged answer, or the target's error reply (the primary failed)."""
         started = time.perf_counter()
+        if in_place_reads.is_in_place(m):  # two sides of one collection (``in_place_reads``)
+            t, m = in_place_reads.sides(t, m, snap.models)
         read = t.read
         fitted = await self._adapters.get(m.id) if self._adapters is not None else None
         sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup, fitted)
@@ -194,7 +231,7 @@ class MergedReader:
         shadow_metrics.MERGED_READS.labels(read.protocol, served or "none").inc()
         header = headers[0] if len(headers) == 1 else " | ".join(
             f"[{i}] {h}" for i, h in enumerate(headers))
-        header += f"; lookup={m.lookup}"
+        header += f"; lookup={'in_place' if m.target == in_place_reads.NEW_SIDE else m.lookup}"
         body = t.codec.encode(read, results, time.perf_counter() - started)
         return _Merged(body, header_safe(header, limit=None), keys)
 

@@ -49,6 +49,7 @@ from switchyard.proxy.intercept.routes import (
     rest_target,
 )
 from switchyard.proxy.dataplane import split_exec, split_exec_grpc, split_mirror
+from switchyard.proxy.dataplane import in_place_reads, in_place_writes
 from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
 from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
@@ -166,6 +167,10 @@ class Executor:
             assert self.reader is not None
             reply = await self.reader.rest(call, merging[0], merging[1], snap, forward)
             return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
+        if similarity and (switched := in_place_reads.read_migration(snap, collection)) is not None:
+            assert self.reader is not None  # in place: ranked by one vector of the collection
+            reply = await self.reader.in_place_rest(call, switched, snap, forward)
+            return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_path(rest_path(physical, rest))
         if similarity and snap.is_bound(physical):
@@ -192,6 +197,9 @@ class Executor:
                 raise BadRequest(refusal)  # before the primary: the point would have no target
         if stamping:
             body = await self._stamped(decoded, snap, "rest")
+            call = call if body is None else call.with_body(body)
+        if kind == "write" and (in_place := in_place_reads.write_migration(snap, collection)) is not None:
+            body = await in_place_writes.rest_body(rest, call.body, in_place[1], in_place[0], snap, self.pool)
             call = call if body is None else call.with_body(body)
         if mirror is not None and self.mirror is not None:
             reply = await self._mirrored(call, forward, mirror, intent)
@@ -250,6 +258,10 @@ class Executor:
             assert self.reader is not None
             reply = await self.reader.grpc(call, merging[0], merging[1], snap, forward)
             return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
+        if similarity and (switched := in_place_reads.read_migration(snap, collection)) is not None:
+            assert self.reader is not None  # in place: ranked by one vector of the collection
+            reply = await self.reader.in_place_grpc(call, switched, snap, forward)
+            return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_request(rename_grpc(call.request, physical))
         if similarity and snap.is_bound(physical):
@@ -271,6 +283,10 @@ class Executor:
                 raise BadRequest(refusal)  # before the primary: the point would have no target
         if stamping:
             request = await self._stamped(decoded, snap, "grpc")
+            call = call if request is None else call.with_request(request)
+        if kind == "write" and (in_place := in_place_reads.write_migration(snap, collection)) is not None:
+            request = await in_place_writes.grpc_request(call.method, call.request, in_place[1], in_place[0],
+                                                         snap, self.pool)
             call = call if request is None else call.with_request(request)
         if mirror is not None and self.mirror is not None:
             reply = await self._mirrored(call, forward, mirror, intent, call.metadata)

@@ -1,14 +1,19 @@
 """Protobuf codec for point writes: ``UpsertPoints`` / ``UpdateBatchPoints`` bytes <-> ``Operation``.
 
 Messages are parsed with qdrant-client's generated classes and re-serialised after stamping.
-Vector floats stay inside protobuf's repeated containers: only their lengths are read, which
-is what keeps this cheap (turning them into Python floats would cost ~20x the parse).
-Payload values are ``qdrant.Value`` messages and are never re-typed; stamping adds entries only.
+Vector floats stay inside protobuf's repeated containers: only their lengths are read, and only
+when the planner asks (enforce mode: :class:`_Shapes`), which is what keeps this cheap (turning
+them into Python floats would cost ~20x the parse; every field access of upb's lazily parsed
+messages costs a wrapper object, so a point is touched as little as its plan needs: its id and
+whether its payload holds metadata). Payload values are ``qdrant.Value`` messages and are never
+re-typed; stamping adds entries only: one ``MergeFromString`` of the metadata entries, encoded
+once, into each point whose payload has none of them (the common case), entry by entry otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,7 @@ UPSERT_METHOD = "/qdrant.Points/Upsert"
 BATCH_METHOD = "/qdrant.Points/UpdateBatch"
 OVERWRITE_METHOD = "/qdrant.Points/OverwritePayload"
 METHODS = {UPSERT_METHOD: OpKind.UPSERT, BATCH_METHOD: OpKind.BATCH, OVERWRITE_METHOD: OpKind.OVERWRITE}
+_NO_META: Mapping[str, Any] = MappingProxyType({})
 _CLASSES = {OpKind.UPSERT: points_pb2.UpsertPoints, OpKind.BATCH: points_pb2.UpdateBatchPoints,
             OpKind.OVERWRITE: points_pb2.SetPayloadPoints}
 
@@ -83,11 +89,27 @@ def decode(method: str, raw: bytes) -> tuple[Operation, GrpcMessage] | None:
 def stamp(message: GrpcMessage, fields: Mapping[str, Any]) -> None:
     """Fill ``fields`` into every point's payload, keeping values the client set."""
     values = {key: _value(v) for key, v in fields.items()}
-    payloads = [point.payload for point in message.point_structs()]
-    for payload in [*payloads, *message.overwrite_payloads()]:
-        for key, value in values.items():
-            if key not in payload:
-                payload[key].CopyFrom(value)
+    template = points_pb2.PointStruct()
+    for key, value in values.items():
+        template.payload[key].CopyFrom(value)
+    entries = template.SerializeToString()  # the payload map entries, as a point's bytes
+    keys = tuple(values)
+    for point in message.point_structs():
+        payload = point.payload
+        for key in keys:
+            if key in payload:
+                _fill(payload, values)
+                break
+        else:  # merging a point's bytes adds map entries (replacing equal keys: there are none)
+            point.MergeFromString(entries)
+    for payload in message.overwrite_payloads():
+        _fill(payload, values)
+
+
+def _fill(payload: Any, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if key not in payload:
+            payload[key].CopyFrom(value)
 
 
 def _value(v: Any) -> json_with_int_pb2.Value:
@@ -102,9 +124,43 @@ def _value(v: Any) -> json_with_int_pb2.Value:
 
 def _point_info(point: Any) -> PointInfo:
     pid = point.id
-    point_id = str(pid.num) if pid.WhichOneof("point_id_options") == "num" else pid.uuid
-    meta = {k: _plain(point.payload[k]) for k in META_FIELDS if k in point.payload}
-    return PointInfo(id=point_id, vectors=_vectors(point.vectors), meta=meta)
+    point_id = pid.uuid or str(pid.num)  # the unset one of the oneof reads as "" / 0
+    payload = point.payload
+    for key in META_FIELDS:
+        if key in payload:
+            meta: Mapping[str, Any] = {k: _plain(payload[k]) for k in META_FIELDS if k in payload}
+            break
+    else:
+        meta = _NO_META
+    return PointInfo(point_id, _Shapes(point), meta)
+
+
+class _Shapes(Mapping[str, VectorInfo]):
+    """A point's vector shapes, read from its message the first time they are asked for: only
+    enforce mode asks, and reading them costs more than the rest of the point (module doc)."""
+
+    __slots__ = ("_point", "_shapes")
+
+    def __init__(self, point: Any) -> None:
+        self._point = point
+        self._shapes: dict[str, VectorInfo] | None = None
+
+    def _read(self) -> dict[str, VectorInfo]:
+        if self._shapes is None:
+            self._shapes = _vectors(self._point.vectors)
+        return self._shapes
+
+    def __getitem__(self, name: str) -> VectorInfo:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __repr__(self) -> str:
+        return repr(self._read())
 
 
 def _plain(value: Any) -> Any:

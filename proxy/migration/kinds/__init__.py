@@ -180,3 +180,4 @@ register(Kind())
 
 from switchyard.proxy.migration.kinds import copy as _copy  # noqa: E402,F401  (registers `copy`)
 from switchyard.proxy.migration.kinds import split as _split  # noqa: E402,F401  (registers `split`)
+from switchyard.proxy.migration.kinds import named_vector as _named_vector  # noqa: E402,F401  (registers `named-vector`)
