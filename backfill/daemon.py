@@ -47,7 +47,7 @@ from switchyard.backfill.outage import (
 )
 from switchyard.proxy.migration import progress
 from switchyard.backfill.partitions import Lease, PointId
-from switchyard.backfill.pipeline import Copier, PartitionRun, Stats, run_partition
+from switchyard.backfill.pipeline import Copier, PartitionRun, Stats, copier_for, run_partition
 from switchyard.backfill.texts import Fault, make_fetcher
 from switchyard.backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
 from switchyard.backfill.verify import daemon_pass
@@ -130,7 +130,7 @@ class Daemon:
         """One connected stretch: re-read the record, (re-)claim partitions, copy, control."""
         m = await self._refresh()
         texts = make_fetcher(self.config.text_fetcher, m.text_field, m.doc_key)
-        copier = Copier(self.client, m, meta, embedder, texts, fault=self.fault,
+        copier = copier_for(m)(self.client, m, meta, embedder, texts, fault=self.fault,
                         reservoir=self.reservoir, on_latency=self._latency)
         await ensure_plan(self.store, self.client, m, self.config.int_partitions,
                           self.config.uuid_partitions)
