@@ -137,13 +137,20 @@ def ms(values: list[float]) -> str:
     return f"{pct(values, 50) * 1e3:8.2f} {pct(values, 99) * 1e3:8.2f}"
 
 
-def report(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'engine':<7}{'points':>8}{'upsert/s':>10}  {'exact p50/p99 ms':>17}  "
+HEADER = (f"{'engine':<7}{'points':>8}{'upsert/s':>10}  {'exact p50/p99 ms':>17}  "
           f"{'filtered p50/p99':>17}  {'hnsw p50/p99':>17} {'recall@10':>9} {'load+index s':>12}")
+
+
+def row_line(r: dict[str, Any]) -> str:
+    build = f"{r['build']:12.1f}" if "build" in r else "         n/a"
+    return (f"{r['engine']:<7}{r['n']:>8}{r['upsert']:>10.0f}  {ms(r['exact'])}  "
+            f"{ms(r['filtered'])}  {ms(r['hnsw'])} {r['hnsw_recall']:>9.3f} {build}")
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{HEADER}")
     for r in rows:
-        build = f"{r['build']:12.1f}" if "build" in r else "         n/a"
-        print(f"{r['engine']:<7}{r['n']:>8}{r['upsert']:>10.0f}  {ms(r['exact'])}  "
-              f"{ms(r['filtered'])}  {ms(r['hnsw'])} {r['hnsw_recall']:>9.3f} {build}")
+        print(row_line(r))
     by = {(r["engine"], r["n"]): r for r in rows}
     for n in sorted({r["n"] for r in rows}):
         local, edge = by.get(("local", n)), by.get(("edge", n))
@@ -166,6 +173,7 @@ async def main_async(args: argparse.Namespace) -> None:
             rows.append(row)
             indexed = f", {row['indexed']} vectors indexed" if "indexed" in row else ""
             print(f"{kind} at {n}: done in {time.perf_counter() - t:.0f} s{indexed}", flush=True)
+            print(f"  {HEADER}\n  {row_line(row)}", flush=True)  # kept if a later size is cut off
     report(rows)
 
 
