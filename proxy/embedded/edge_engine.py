@@ -59,6 +59,8 @@ CLOSE_GRACE = 5.0
 QUIET = 0.5
 #: worker processes kept started ahead, so creating a collection does not wait for one
 SPARES = 2
+#: longest start-up wait for the spares (EdgeEngine.wait_ready)
+WARM_WAIT = 10.0
 _SIGNATURES = {
     name: inspect.signature(getattr(QdrantLocal, name))
     for name in ("upsert", "delete", "update_vectors", "delete_vectors", "set_payload",
@@ -188,10 +190,15 @@ class EdgeEngine:
         self._warming = self._executor.submit(self._warm)
 
     async def wait_ready(self) -> None:
-        """Until the first spare workers have started. The first start launches the forkserver,
-        which imports Edge and the models (seconds on a loaded machine); the server waits for
-        it before it says ready, so the first create answers within a client's timeout."""
-        await asyncio.wrap_future(self._warming)
+        """Until the first spare workers have started, for at most :data:`WARM_WAIT` seconds.
+        The first start launches the forkserver, which imports Edge and the models (seconds on
+        a loaded machine); the server waits for it before it says ready, so the first create
+        answers within a client's timeout. Bounded so that start-up stays within its own bound
+        when the machine is very slow: a create then waits for the spares itself."""
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._warming)), WARM_WAIT)
+        except TimeoutError:
+            pass
 
     def _warm(self) -> None:
         with self._spares_lock:
