@@ -168,20 +168,20 @@ def test_upload_bound_and_persistent_store(tmp_path, engine: str) -> None:
 
     if engine == "edge" and not edge_available():
         pytest.skip("qdrant-edge-py is not installed here")
-    server = BackgroundUpstream(str(tmp_path / "data"), engine=engine, max_snapshot_upload=4096)
+    server = BackgroundUpstream(str(tmp_path / "data"), engine=engine, max_snapshot_upload=1024)
     server.start()
     try:
         client = QdrantClient(url=server.rest_url, check_compatibility=False)
         _seed(client, "c")
         before = _state(client, "c")
         snap = client.create_snapshot("c")
-        assert snap is not None and snap.size > 4096
+        assert snap is not None and snap.size > 1024
         assert os.path.dirname(server.server.snapshots.directory("c")) == str(tmp_path / "data" / "snapshots")
         with httpx.Client(base_url=server.rest_url, timeout=60) as http:
             data = http.get(f"/collections/c/snapshots/{snap.name}").content
             r = http.post("/collections/d/snapshots/upload",
                           files={"snapshot": ("x.snapshot", data, "application/octet-stream")})
-            assert r.status_code == 413 and "4096" in r.text
+            assert r.status_code == 413 and "1024" in r.text
         assert not client.collection_exists("d")
         client.close()
     finally:

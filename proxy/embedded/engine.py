@@ -242,6 +242,7 @@ class Engine:
         finally:
             if write:  # still alone: no read can see an index older than this write
                 self._keywords.invalidate()
+                self.indexes.invalidate()
 
     def close(self) -> None:
         """Stop the worker after queued calls finish, then close storage (releases the lock file)."""

@@ -46,6 +46,8 @@ class PayloadIndexes:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._by_collection: dict[str, dict[str, Any]] = {}
+        #: points per (collection, field), valid until the next write (:meth:`invalidate`)
+        self._counts: dict[tuple[str, str], int] = {}
         file = self._file()
         if file is not None and os.path.exists(file):
             with open(file, "rb") as fh:
@@ -55,6 +57,19 @@ class PayloadIndexes:
 
     def _file(self) -> str | None:
         return os.path.join(self.path, FILE) if self.path else None
+
+    def invalidate(self) -> None:
+        """Forget the cached point counts (the engine calls this after every write)."""
+        self._counts = {}
+
+    def points(self, collection: Any, name: str, field: str, schema: Any) -> int:
+        """:func:`points_indexed`, counted once per field between writes (a read may run
+        beside another read; both would store the same number)."""
+        key = (name, field)
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = points_indexed(collection, field, schema)
+        return count
 
     def fields(self, collection: str) -> dict[str, Any]:
         """``field -> field_schema`` of a collection (a copy)."""

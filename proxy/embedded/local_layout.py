@@ -101,7 +101,7 @@ def _info(local: QdrantLocal, indexes: PayloadIndexes, collection_name: str, **k
     if cfg.strict_mode_config is not None:
         out.strict_mode_config = models.StrictModeConfigOutput(**_set(cfg.strict_mode_config))
     info.payload_schema = {
-        field: local_indexes.schema_info(schema, local_indexes.points_indexed(collection, field, schema))
+        field: local_indexes.schema_info(schema, indexes.points(collection, name, field, schema))
         for field, schema in indexes.fields(name).items()}
     return info
 

@@ -139,7 +139,9 @@ async def _edge_restore(engine: Any, collection: str, work: str, config: models.
         entry = engine.catalog.new_entry(collection, config)
         entry.metadata = manifest.get("metadata")
         path = engine.catalog.shard_path(entry)
-        await loop.run_in_executor(engine._executor, shutil.copytree, source, path)
+        # a rename where the snapshot store and the data share a file system (the extracted
+        # copy is discarded afterwards anyway)
+        await loop.run_in_executor(engine._executor, shutil.move, source, path)
         try:
             shard = await loop.run_in_executor(engine._executor, engine._open, path, None)
         except BaseException:
