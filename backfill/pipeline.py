@@ -273,6 +273,10 @@ class Copier:
 def copier_for(m: Migration) -> type[Copier]:
     """The copier of ``m``'s kind: in-place migrations fill a vector in the one collection
     (``in_place_copier``); every other kind copies into its target."""
+    if m.kind == "split":  # one source, a target per split key
+        from switchyard.backfill.split_copier import SplitCopier
+
+        return SplitCopier
     if m.kind == "named-vector":
         from switchyard.backfill.in_place_copier import InPlaceCopier
 

@@ -197,6 +197,10 @@ async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: boo
     """(differences found, differences left after repair or ``None`` without repair).
 
     Progress goes to ``run``'s record (none without a run)."""
+    if m.kind == "split":  # per target (split_copier.split_verify)
+        from switchyard.backfill.split_copier import split_verify
+
+        return await split_verify(copier, m, repair=repair, gate=gate, page=page)  # type: ignore[no-any-return]
     scanned = await diff(copier.client, store, m, page=page, gate=gate, resume=resume, run=run)
     found = await confirm(copier, m, scanned, _progress(store, run, "confirm", scanned.source))
     if not repair or found.clean:
