@@ -317,3 +317,15 @@ def test_cleanup_removes_the_old_vector_only() -> None:
     lines = kind.cleanup_removes(_m(COMPLETE))
     assert len(lines) == 1 and "vector `a`" in lines[0] and "DELETE /collections/docs/vectors/a" in lines[0]
     assert kind.target_vector_name(_m(COMPLETE)) == "b"
+
+
+def test_cli_vector_flag_is_the_vector_option() -> None:
+    import argparse
+
+    from switchyard.proxy.migration.command import plan_options, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["migrate", "plan", "docs", "--kind", "named-vector", "--to-model", "b",
+                              "--vector", "dense_b"])
+    assert plan_options(args) == {"vector": "dense_b"}

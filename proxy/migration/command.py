@@ -71,6 +71,12 @@ def register(sub: Any) -> None:
     p.add_argument("--vector-map", action="append", default=[], metavar="SOURCE=TARGET",
                    help="copy: carry source vector SOURCE into target vector TARGET ('' is unnamed; "
                         "empty TARGET drops it)")
+    p.add_argument("--vector", metavar="NAME",
+                   help="named-vector: the new vector's name (same as --option vector=NAME)")
+    p.add_argument("--by", action="append", default=[], metavar="FIELD",
+                   help="split: a payload field of the split key (repeatable; dotted for nested)")
+    p.add_argument("--template", metavar="NAME",
+                   help="split: the targets' name template, e.g. '{source_title}_{type}'")
     p.add_argument("--target")
     p.add_argument("--doc-key", default="doc_id")
     p.add_argument("--text-field", default="text")
@@ -175,8 +181,13 @@ def plan_options(args: argparse.Namespace) -> dict[str, Any]:
         out[key] = _json_value(value)
     if args.set_:
         out["set"] = {k: _json_value(v) for k, v in (_pair(i, "=", "--set") for i in args.set_)}
-    if args.vectors_config:
-        out["vectors_config"] = _json_file(args.vectors_config, "--vectors-config")
+    if args.vectors_config:  # split: one config for all targets, or {"default", "values"}
+        key = "vectors" if getattr(args, "kind", "") == "split" else "vectors_config"
+        out[key] = _json_file(args.vectors_config, "--vectors-config")
+    if getattr(args, "by", None):
+        out["by"] = list(args.by)
+    if getattr(args, "template", None):
+        out["template"] = args.template
     if args.quantization:
         out["quantization"] = _json_file(args.quantization, "--quantization")
     if args.index:
@@ -186,6 +197,8 @@ def plan_options(args: argparse.Namespace) -> dict[str, Any]:
         out["drop_indexes"] = list(args.drop_index)
     if args.vector_map:
         out["vector_map"] = {k: (v or None) for k, v in (_pair(i, "=", "--vector-map") for i in args.vector_map)}
+    if getattr(args, "vector", None):
+        out["vector"] = args.vector
     return out
 
 
@@ -327,7 +340,8 @@ def render(result: Any) -> str:
     if isinstance(result, dict) and "estimate" in result:
         return _render_plan(result)
     m, lines = result["migration"], []
-    lines.append(f"migration {m['id']}: {m['logical']} {m['source']} ({m['model_a']}) -> "
+    lines.append(f"migration {m['id']} (kind {m.get('kind') or 'reembed'}): {m['logical']} "
+                 f"{m['source']} ({m['model_a']}) -> "
                  f"{m['target']} ({m['model_b']})")
     lines.append(f"  phase {m['phase']}  read mode {m['read_mode']} (lookup {m.get('lookup', 'exact')})"
                  f"  revision {m['rev']} "
