@@ -152,6 +152,9 @@ class Writer:
         self.expected = {i: dict(s) for i, s in seeded.items() if i % 2 == parity}
         self.rng = random.Random(seed)
         self.version = 0
+        #: the layout this client writes vectors in ("" unnamed); a test flips it when a switch
+        #: moves the write primary to a collection of another layout (read at every attempt)
+        self.vector_name = ""
         self.ops = {"upsert": 0, "set_payload": 0, "delete_ids": 0, "delete_filter": 0, "retries": 0}
 
     async def _retry(self, what: str, call: Any) -> None:
@@ -175,8 +178,8 @@ class Writer:
                        "payload": {"text": f"doc {i} {self.owner} v{v}", "doc_id": str(i), "owner": self.owner,
                                    "tag": self.rng.randrange(TAGS), "v": v}} for i in ids}
             await self._retry("upsert", lambda: self.client.upsert(self.logical, [
-                models.PointStruct(id=i, vector=p["vector"], payload=p["payload"]) for i, p in pts.items()],
-                wait=True))
+                models.PointStruct(id=i, vector={self.vector_name: p["vector"]} if self.vector_name else p["vector"],
+                                   payload=p["payload"]) for i, p in pts.items()], wait=True))
             self.expected.update(pts)
         elif op < 0.75:
             alive = self.rng.sample(sorted(self.expected), min(3, len(self.expected)))

@@ -2,7 +2,8 @@
 daemons as subprocesses, two application writers (official qdrant-client, REST and gRPC)
 upserting, editing payloads and deleting by id and by filter through the proxy the whole time.
 
-A schema change (HNSW ``m``, the vectors' datatype, payload indexes) is planned through the
+A schema change (HNSW ``m``, the unnamed vector becoming a named ``dense`` one stored as
+float16, payload indexes) is planned through the
 admin REST API, backfilled by a daemon SIGKILLed three times and restarted, verified, switched
 and completed; the logical name then holds exactly what the writers' logs say (0 lost,
 0 resurrected, 0 stale). Then the same with a rollback from every phase before ``complete``:
@@ -37,7 +38,7 @@ N = 400  # seeded points; writers use ids up to N + 100
 A = ModelSpec(id="copy-a", provider="hashing", model="copy-a", dimensions=4)
 OPTIONS: dict[str, Any] = {
     "set": {"hnsw_config.m": 32},
-    "vectors_config": {"size": 4, "distance": "Cosine", "datatype": "float16"},
+    "vectors_config": {"dense": {"size": 4, "distance": "Cosine", "datatype": "float16"}},
     "indexes": {"tag": "integer"}, "drop_indexes": ["owner"],
 }
 
@@ -109,6 +110,13 @@ class Writers:
         self.tasks = [asyncio.get_running_loop().create_task(w.run(self.stop)) for w in self.writers]
         return self
 
+    def layout(self, name: str | None) -> None:
+        """The vector layout the application writes from now on (None: unchanged): the target's
+        named vector once writes are switched to it, unnamed again once they are switched back."""
+        if name is not None:
+            for w in self.writers:
+                w.vector_name = name
+
     async def halt(self) -> dict[int, dict[str, Any]]:
         """Stop writing; the expected state of every id (both logs)."""
         self.stop.set()
@@ -139,7 +147,7 @@ async def test_copy_end_to_end_with_kills_then_complete(stack: Stack, direct: As
         assert "hnsw_config.m: 16 -> 32" in report["layout"]["diff"], report["layout"]["diff"]
         info = await direct.get_collection(target)
         assert info.config.hnsw_config.m == 32
-        assert info.config.params.vectors.datatype == models.Datatype.FLOAT16  # type: ignore[union-attr]
+        assert info.config.params.vectors["dense"].datatype == models.Datatype.FLOAT16  # type: ignore[index]
         assert "tag" in (info.payload_schema or {}) and "owner" not in (info.payload_schema or {})
         await step(admin, mid, "start")
         kills = await backfill_with_kills(stack, store, mid, 3, extra=("--batch-size", "10", "--concurrency", "1"))
@@ -149,17 +157,18 @@ async def test_copy_end_to_end_with_kills_then_complete(stack: Stack, direct: As
         await verify(admin, mid)
         for name in ("switch_reads", "switch_writes", "complete"):
             await step(admin, mid, name)
+            writers.layout("dense" if name == "switch_writes" else None)
             await asyncio.sleep(1.0)  # the writers keep writing in every phase
         expected = await writers.halt()
     status = await asyncio.to_thread(call, admin, "GET", f"/migrations/{mid}")
     assert status["migration"]["phase"] == "complete"
     aliases = {a.alias_name: a.collection_name for a in (await direct.get_aliases()).aliases}
     assert aliases[logical] == target
-    result = compare(await dump(direct, logical), expected)
+    result = compare(await dump(direct, logical), expected, "dense")
     assert (result["lost"], result["resurrected"], result["stale"]) == (0, 0, 0), result
     await asyncio.to_thread(call, admin, "POST", f"/migrations/{mid}/cleanup", {"yes": True})
     assert not await direct.collection_exists(f"{logical}_v1")
-    assert compare(await dump(direct, logical), expected)["lost"] == 0
+    assert compare(await dump(direct, logical), expected, "dense")["lost"] == 0
 
 
 #: How each phase before `complete` is rolled back to the source.
@@ -184,11 +193,13 @@ async def test_copy_rollback_from_every_phase_loses_nothing(stack: Stack, direct
                 await verify(admin, mid)
             else:
                 await step(admin, mid, name)
+            writers.layout("dense" if name == "switch_writes" else None)
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         assert (await asyncio.to_thread(call, admin, "GET", f"/migrations/{mid}"))["migration"]["phase"] == phase
         for name in ROLLBACK[phase]:
             await step(admin, mid, name)
+            writers.layout("" if name == "switch_writes_back" else None)
             await asyncio.sleep(0.5)
         expected = await writers.halt()
     aliases = {a.alias_name: a.collection_name for a in (await direct.get_aliases()).aliases}

@@ -151,3 +151,17 @@ def test_cli_plan_options(tmp_path: object) -> None:
         "indexes": {"tenant": "keyword", "n": {"type": "integer", "range": True}},
         "drop_indexes": ["old"], "vector_map": {"": "dense"}}
     assert args.kind == "copy" and args.to_model is None
+
+
+def test_quantization_and_sparse_settings_round_trip_through_json() -> None:
+    from qdrant_client import models
+
+    q = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99))
+    settings = {"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": layouts._dump(q),
+                "sparse_vectors": {"bm25": layouts._dump(models.SparseVectorParams())}}
+    kwargs = layouts.create_kwargs(settings)
+    assert kwargs["quantization_config"] == q
+    assert kwargs["sparse_vectors_config"] == {"bm25": models.SparseVectorParams()}
+    assert kwargs["vectors_config"] == models.VectorParams(size=4, distance=models.Distance.DOT)
+    assert layouts.index_schemas({"payload_indexes": {"t": "keyword", "doc_id": "(keyword or integer, from a source value)"}}) \
+        == {"t": models.PayloadSchemaType.KEYWORD}
