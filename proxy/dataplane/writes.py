@@ -256,11 +256,12 @@ def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) ->
     if conditional:
         return WriteIntent(ids=ids)
     new = []
-    for p in points:
-        payload = GrpcToRest.convert_payload(p.payload)
+    convert = GrpcToRest.convert_payload
+    for p, pid in zip(points, ids):
+        payload = convert(p.payload)
         vector = _grpc_vectors(p.vectors) if copy else None
         text = _text(payload, text_field) or _grpc_document_text(p.vectors)
-        new.append(NewPoint(_pid(p.id), payload, text, vector))
+        new.append(NewPoint(pid, payload, text, vector))
     return WriteIntent(ids=ids, upserts=tuple(new))
 
 

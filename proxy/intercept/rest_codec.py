@@ -46,6 +46,9 @@ _PAYLOAD_TRIES = 4
 #: digits (in an integer, a fraction or a string) goes to the exact C scanner
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _NO_META: Mapping[str, Any] = MappingProxyType({})
+#: ``PointInfo(id, vectors, meta)`` without the Python-level ``__new__`` of a NamedTuple
+_new_point: Callable[[tuple[str, Mapping[str, VectorInfo], Mapping[str, Any]]], PointInfo] = functools.partial(
+    tuple.__new__, PointInfo)
 _CLOSE = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
 
 
@@ -343,7 +346,7 @@ class _Walk:
             return None
         self.c.pos = close.end()
         self.opens.append((opened, payload))
-        self.points.append(PointInfo(str(point_id), _dense_vectors(info), _meta(payload)))
+        self.points.append(_new_point((str(point_id), _dense_vectors(info), _meta(payload))))
         return {"id": point_id, "vector": vector, "payload": payload}
 
     def payload_value(self) -> Any:
