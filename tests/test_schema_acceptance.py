@@ -1,8 +1,10 @@
 """Issue 13's end-to-end chain on real processes (an upstream process, a proxy, the official
 client writing through the proxy, ``switchyard schema`` subprocesses):
 
-1. create a collection with payload indexes; 2. add a named vector and fill it; 3. change HNSW
-and quantization; 4. drop the old vector (snapshot first). ``schema upgrade head`` runs while a
+1. create a collection with payload indexes, bound to model A; 2. add a named vector for model
+B and fill it (an online migration of kind ``named-vector``: dual write, backfill, verify,
+switch, complete); 3. change HNSW and quantization, plus a ``run_python`` data fix; 4. drop the
+old vector (snapshot first). ``schema upgrade head`` runs while a
 writer updates payloads and deletes points through the proxy; status then shows every step,
 no drift and nothing pending, and the writer's log matches the collection (0 lost, 0
 resurrected, 0 stale). ``schema downgrade 1`` restores the layout and the dropped vector's
@@ -22,6 +24,8 @@ from qdrant_client import QdrantClient, models
 sys.path.insert(0, os.path.dirname(__file__))
 from schema_fixtures import Chain, chain, stack  # noqa: E402,F401
 
+from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
+
 N, POOL_A = 200, 150  # ids < POOL_A get payload updates; the rest may be deleted
 QUERIES = [[1.0, 0.2, 0.0, 0.1], [0.0, 1.0, 0.5, 0.0], [0.3, 0.3, 0.9, 0.2], [0.1, 0.0, 0.2, 1.0]]
 
@@ -31,19 +35,32 @@ def vec(i: int) -> list[float]:
     return [r.uniform(-1, 1) for _ in range(4)]
 
 
-FILL = '''
-def fill(ctx):
-    """copies each point's old vector, reversed, into "new" (idempotent)"""
+FIX = '''
+def fix(ctx):
+    """a data fix: mark every point as checked (idempotent)"""
     c = ctx.client()
-    offset = None
-    while True:
-        points, offset = c.scroll(P + "docs", limit=128, offset=offset, with_vectors=["old"])
-        from qdrant_client import models
-        c.update_vectors(P + "docs", [models.PointVectors(id=p.id, vector={"new": list(reversed(p.vector["old"]))})
-                                      for p in points if "old" in (p.vector or {})], wait=True)
-        if offset is None:
-            return
+    c.set_payload(P + "docs", {"checked": True}, points=__import__("qdrant_client").models.Filter(), wait=True)
 '''
+
+A = ModelSpec(id="accept-a", provider="hashing", model="accept-a", dimensions=4)
+B = ModelSpec(id="accept-b", provider="hashing", model="accept-b", dimensions=6)
+
+
+def register_models(url: str) -> None:
+    import asyncio
+
+    from switchyard.proxy.registry import register_model
+    from switchyard.proxy.state.store import StateStore
+
+    async def go() -> None:
+        store = StateStore.connect(url)
+        try:
+            for spec in (A, B):
+                if await store.get("model", spec.id) is None:
+                    await register_model(store, spec)
+        finally:
+            await store.close()
+    asyncio.run(go())
 
 
 def write_chain(chain: Chain) -> None:
@@ -51,18 +68,20 @@ def write_chain(chain: Chain) -> None:
         op.create_collection(P + "docs", {"old": {"size": 4, "distance": "Cosine"}},
                              hnsw_config={"m": 16, "ef_construct": 100},
                              indexes={"doc": "integer", "tag": "keyword"})
+        op.bind_model(P + "docs", "accept-a", vector="old")
     """, 'op.drop_collection(P + "docs")', message="create docs with payload indexes")
     chain.write("2", "1", """
-        op.add_named_vector(P + "docs", "new", size=4, distance="Cosine")
-        op.run_python(fill, P + "docs")
-    """, 'op.drop_named_vector(P + "docs", "new")', message="add and fill the new vector")
-    path = chain.folder / "2.py"
-    path.write_text(FILL + path.read_text())
+        op.add_named_vector(P + "docs", "new", size=6, distance="Cosine", model="accept-b", text_field="text")
+    """, 'op.bind_model(P + "docs", "accept-a", vector="old")\nop.drop_named_vector(P + "docs", "new")',
+                message="add the new model's vector and fill it (online)")
     chain.write("3", "2", """
         op.change_hnsw(P + "docs", m=32, ef_construct=200)
         op.change_quantization(P + "docs", {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}})
+        op.run_python(fix, P + "docs")
     """, 'op.change_hnsw(P + "docs", m=16, ef_construct=100)\nop.change_quantization(P + "docs", None)',
                 message="tune HNSW and quantization")
+    path = chain.folder / "3.py"
+    path.write_text(FIX + path.read_text())
     chain.write("4", "3", 'op.drop_named_vector(P + "docs", "old")',
                 'op.add_named_vector(P + "docs", "old", size=4, distance="Cosine")',
                 message="drop the old vector")
@@ -116,14 +135,18 @@ def answers(client: QdrantClient, name: str) -> list[list[tuple[Any, float]]]:
 
 
 def test_four_revisions_online_then_downgrade_from_snapshot(chain: Chain) -> None:
+    register_models(chain.stack.upstream_url)
     write_chain(chain)
     name = chain.prefix + "docs"
     direct = QdrantClient(url=chain.stack.upstream_url, check_compatibility=False)
     first = chain.run("upgrade", "1")
     assert first.returncode == 0, first.stdout + first.stderr
-    direct.upsert(name, [models.PointStruct(id=i, vector={"old": vec(i)}, payload={"doc": i, "tag": f"t{i % 5}"})
+    direct.upsert(name, [models.PointStruct(id=i, vector={"old": vec(i)}, payload={"doc": i, "tag": f"t{i % 5}",
+                                                                                "text": f"document {i}"})
                          for i in range(N)], wait=True)
     before = answers(direct, name)
+    indexes_at_1 = set(direct.get_collection(name).payload_schema or {})
+    assert {"doc", "tag"} <= indexes_at_1  # plus the binding's metadata indexes
     dry = chain.run("upgrade", "head", "--dry-run")
     assert dry.returncode == 0 and "DELETE /collections/" + name + "/vectors/old" in dry.stdout
     assert chain.status()["revision"] == "1"
@@ -144,16 +167,19 @@ def test_four_revisions_online_then_downgrade_from_snapshot(chain: Chain) -> Non
     (coll,) = st["collections"]
     assert coll["drift"] == []
     steps = {h["step"] for h in coll["history"] if "step" in h}
-    assert {"1:00:create_collection", "1:01:create_index", "1:02:create_index",
-            "2:00:add_named_vector", "2:01:run_python", "3:00:change_hnsw",
-            "3:01:change_quantization", "4:s0:snapshot", "4:00:drop_named_vector"} <= steps
+    assert {"1:00:create_collection", "1:01:create_index", "1:02:create_index", "1:03:bind_model",
+            "2:00:add_named_vector", "3:00:change_hnsw", "3:01:change_quantization",
+            "3:02:run_python", "4:s0:snapshot", "4:00:drop_named_vector"} <= steps
+    (rev2,) = [h for h in coll["history"] if h.get("revision") == "2" and h.get("direction") == "upgrade"]
+    assert len(rev2["migrations"]) == 1 and st["migrations"] == []
+    assert coll["config"]["model"] == "accept-b"
     assert [s["revision"] for s in coll["snapshots"]] == ["4"]
     info = direct.get_collection(name)
     assert set(info.config.params.vectors) == {"new"}  # type: ignore[arg-type]
     assert info.config.hnsw_config.m == 32 and info.config.quantization_config is not None
-    got = direct.retrieve(name, [0], with_vectors=True)[0].vector
-    assert got is not None and [round(x, 4) for x in got["new"]] == [round(x, 4) for x in reversed(
-        direct_norm(vec(0)))]
+    alive = direct.scroll(name, limit=1000, with_vectors=True)[0]
+    assert alive and all(len((p.vector or {}).get("new", [])) == 6 and (p.payload or {}).get("checked")
+                         for p in alive)
 
     down = chain.run("downgrade", "1")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -163,11 +189,7 @@ def test_four_revisions_online_then_downgrade_from_snapshot(chain: Chain) -> Non
     info = direct.get_collection(name)
     assert set(info.config.params.vectors) == {"old"}  # type: ignore[arg-type]
     assert info.config.hnsw_config.m == 16 and not info.config.quantization_config
-    assert set(info.payload_schema or {}) == {"doc", "tag"}
+    assert set(info.payload_schema or {}) == indexes_at_1
+    assert st["collections"][0]["config"]["model"] == "accept-a"
     assert answers(direct, name) == before  # the old vector's values came back from the snapshot
     assert check_log(writer, direct, name) == (0, 0, 0)
-
-
-def direct_norm(v: list[float]) -> list[float]:
-    n = sum(x * x for x in v) ** 0.5
-    return [x / n for x in v]
