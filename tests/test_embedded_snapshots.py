@@ -215,3 +215,32 @@ def test_other_engines_snapshot_is_refused(local_server, edge_server) -> None:
     finally:
         local.close()
         edge.close()
+
+
+def test_upstream_command_snapshot_flags(tmp_path) -> None:
+    """``switchyard upstream --snapshots-path DIR --max-snapshot-upload N`` (a real process):
+    snapshots are written under DIR, recovered from there, and larger uploads refused."""
+    from upstream_process import UpstreamProcess
+
+    folder = tmp_path / "snaps"
+    process = UpstreamProcess()
+    process.cmd += ["--engine", "local", "--snapshots-path", str(folder), "--max-snapshot-upload", "1000"]
+    with process:
+        client = QdrantClient(url=process.rest_url, check_compatibility=False, timeout=60)
+        try:
+            _seed(client, "c")
+            before = _state(client, "c")
+            snap = client.create_snapshot("c")
+            assert snap is not None and snap.size > 1000
+            files = sorted(p.name for p in (folder / "c").iterdir())
+            assert files == [snap.name, snap.name + ".checksum"]
+            client.delete("c", points_selector=models.PointIdsList(points=[1]))
+            assert _state(client, "c") != before
+            client.recover_snapshot("c", location=f"file://{folder}/c/{snap.name}")
+            assert _state(client, "c") == before
+            data = (folder / "c" / snap.name).read_bytes()
+            r = httpx.post(f"{process.rest_url}/collections/d/snapshots/upload",
+                           files={"snapshot": ("x.snapshot", data, "application/octet-stream")}, timeout=60)
+            assert r.status_code == 413 and "1000" in r.text
+        finally:
+            client.close()

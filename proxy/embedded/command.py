@@ -49,6 +49,18 @@ def register(subparsers: Any) -> None:
         help="threads serving reads at once; writes always run alone "
              "(env SWITCHYARD_UPSTREAM_READERS; default: cores, at most 4)",
     )
+    p.add_argument(
+        "--snapshots-path", default=os.environ.get("SWITCHYARD_UPSTREAM_SNAPSHOTS_PATH") or None,
+        metavar="DIR", help="where collection snapshots are kept; recovery reads only file:// "
+                            "locations inside it (env SWITCHYARD_UPSTREAM_SNAPSHOTS_PATH; default "
+                            "DIR/snapshots with --path, else a temporary directory)",
+    )
+    p.add_argument(
+        "--max-snapshot-upload", type=_positive,
+        default=os.environ.get("SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD") or None, metavar="BYTES",
+        help="largest snapshot upload in bytes (env SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD; "
+             "default 1 GiB)",
+    )
     add_engine_argument(p)
     p.set_defaults(handler=run)
 
@@ -56,7 +68,7 @@ def register(subparsers: Any) -> None:
 def _positive(text: str | int) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"readers must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -85,6 +97,9 @@ async def serve(args: argparse.Namespace) -> int:
         max_body=DEFAULT_MAX_BODY if args.max_body is None else args.max_body,
         readers=_positive(args.readers) if args.readers is not None else None,
         engine=args.engine,
+        max_snapshot_upload=(_positive(args.max_snapshot_upload)
+                             if args.max_snapshot_upload is not None else None),
+        snapshots_path=args.snapshots_path,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -79,8 +79,12 @@ class EmbeddedUpstream:
         readers: int | None = None,
         engine: str | None = None,
         max_snapshot_upload: int | None = None,
+        snapshots_path: str | None = None,
     ) -> None:
         self.path = path
+        #: where collection snapshots live (None: SWITCHYARD_UPSTREAM_SNAPSHOTS_PATH, else
+        #: <path>/snapshots, else a temporary directory removed on stop)
+        self.snapshots_path = snapshots_path
         #: largest snapshot upload in bytes (None: SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD or 1 GiB)
         self.max_snapshot_upload = snapshots.max_upload(os.environ, max_snapshot_upload)
         self.snapshots: snapshots.SnapshotStore | None = None
@@ -126,7 +130,7 @@ class EmbeddedUpstream:
         grpc_app = _load_grpc_app()
         self._engine = make_engine(self.engine_name, self.path, readers=self.readers)
         self.snapshots = snapshots.SnapshotStore.for_server(
-            self.path, os.environ, self.max_snapshot_upload)
+            self.path, os.environ, self.max_snapshot_upload, self.snapshots_path)
         try:
             ready = getattr(self._engine, "wait_ready", None)
             if ready is not None:  # the edge engine's first workers (see EdgeEngine.wait_ready)

@@ -86,9 +86,11 @@ class SnapshotStore:
 
     @classmethod
     def for_server(cls, data_path: str | None, env: Mapping[str, str],
-                   max_upload_bytes: int | None = None) -> SnapshotStore:
+                   max_upload_bytes: int | None = None, root: str | None = None) -> SnapshotStore:
+        """``root``, else :data:`PATH_ENV`, else ``<data_path>/snapshots``, else a temporary dir."""
         limit = max_upload(env, max_upload_bytes)
-        root = env.get(PATH_ENV, "").strip() or (os.path.join(data_path, "snapshots") if data_path else "")
+        root = root or env.get(PATH_ENV, "").strip() or (
+            os.path.join(data_path, "snapshots") if data_path else "")
         if root:
             os.makedirs(root, exist_ok=True)
             return cls(os.path.realpath(root), limit)
