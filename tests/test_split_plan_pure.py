@@ -142,3 +142,20 @@ def test_problems_collisions_self_and_bounds() -> None:
     assert any("stopped at 10 points" in r for r in reasons)
     assert split.problems("docs", "s", [], split.Discovery({}), set(), {}, SRC_VECTORS) == [
         "no split values found in the source (an empty source cannot be split)"]
+
+
+def test_cli_flags_make_the_split_options(tmp_path: Any) -> None:
+    import argparse
+    import json
+
+    from switchyard.proxy.migration import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    vectors = tmp_path / "vectors.json"
+    vectors.write_text(json.dumps({"default": {"model": "m"}}))
+    args = parser.parse_args(["migrate", "plan", "docs", "--kind", "split", "--by", "source_title", "--by", "type",
+                              "--template", "{source_title}_{type}", "--vectors-config", str(vectors)])
+    assert command.plan_options(args) == {"by": ["source_title", "type"], "template": "{source_title}_{type}",
+                                          "vectors": {"default": {"model": "m"}}}
+    assert split.option_reasons(command.plan_options(args)) == []

@@ -71,8 +71,6 @@ def register(sub: Any) -> None:
     p.add_argument("--vector-map", action="append", default=[], metavar="SOURCE=TARGET",
                    help="copy: carry source vector SOURCE into target vector TARGET ('' is unnamed; "
                         "empty TARGET drops it)")
-    p.add_argument("--vector", metavar="NAME",
-                   help="named-vector: the new vector's name (same as --option vector=NAME)")
     p.add_argument("--by", action="append", default=[], metavar="FIELD",
                    help="split: a payload field of the split key (repeatable; dotted for nested)")
     p.add_argument("--template", metavar="NAME",
@@ -197,8 +195,6 @@ def plan_options(args: argparse.Namespace) -> dict[str, Any]:
         out["drop_indexes"] = list(args.drop_index)
     if args.vector_map:
         out["vector_map"] = {k: (v or None) for k, v in (_pair(i, "=", "--vector-map") for i in args.vector_map)}
-    if getattr(args, "vector", None):
-        out["vector"] = args.vector
     return out
 
 
@@ -340,8 +336,7 @@ def render(result: Any) -> str:
     if isinstance(result, dict) and "estimate" in result:
         return _render_plan(result)
     m, lines = result["migration"], []
-    lines.append(f"migration {m['id']} (kind {m.get('kind') or 'reembed'}): {m['logical']} "
-                 f"{m['source']} ({m['model_a']}) -> "
+    lines.append(f"migration {m['id']}: {m['logical']} {m['source']} ({m['model_a']}) -> "
                  f"{m['target']} ({m['model_b']})")
     lines.append(f"  phase {m['phase']}  read mode {m['read_mode']} (lookup {m.get('lookup', 'exact')})"
                  f"  revision {m['rev']} "
