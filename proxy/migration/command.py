@@ -336,7 +336,8 @@ def render(result: Any) -> str:
     if isinstance(result, dict) and "estimate" in result:
         return _render_plan(result)
     m, lines = result["migration"], []
-    lines.append(f"migration {m['id']}: {m['logical']} {m['source']} ({m['model_a']}) -> "
+    lines.append(f"migration {m['id']} (kind {m.get('kind') or 'reembed'}): {m['logical']} "
+                 f"{m['source']} ({m['model_a']}) -> "
                  f"{m['target']} ({m['model_b']})")
     lines.append(f"  phase {m['phase']}  read mode {m['read_mode']} (lookup {m.get('lookup', 'exact')})"
                  f"  revision {m['rev']} "
