@@ -64,3 +64,33 @@ def test_add_named_vector_with_a_model_runs_as_a_named_vector_migration(chain: C
     points = direct.scroll(name, limit=100, with_vectors=True)[0]
     assert len(points) == 30 and all(len((p.vector or {}).get("b", [])) == 8 for p in points)
     assert coll["config"]["model"] == "schema-b"
+
+
+def test_through_reads_switched_stops_then_downgrade_rolls_the_migration_back(chain: Chain) -> None:
+    _register(chain.stack.upstream_url)
+    name = chain.prefix + "docs"
+    chain.write("1", None, f"""
+        op.create_collection({name!r}, {{"a": {{"size": 4, "distance": "Cosine"}}}}, indexes={{"doc_id": "keyword"}})
+        op.bind_model({name!r}, "schema-a", vector="a")
+    """, f'op.drop_collection({name!r})')
+    chain.write("2", "1", f'op.add_named_vector({name!r}, "b", size=8, distance="Cosine", model="schema-b", text_field="text")',
+                f'op.bind_model({name!r}, "schema-a", vector="a")\nop.drop_named_vector({name!r}, "b")')
+    assert (r := chain.run("upgrade", "1")).returncode == 0, r.stdout + r.stderr
+    direct = QdrantClient(url=chain.stack.upstream_url, check_compatibility=False)
+    direct.upsert(name, [models.PointStruct(id=i, vector={"a": [1.0, float(i), 0.0, 1.0]},
+                                            payload={"text": f"document {i}", "doc_id": f"d{i}"})
+                         for i in range(10)], wait=True)
+    paused = chain.run("upgrade", "head", "--through", "reads-switched", timeout=600)
+    assert paused.returncode == 1 and "reads_switched (--through reads-switched)" in paused.stderr
+    st = chain.status()
+    assert st["revision"] == "1" and [m["phase"] for m in st["migrations"]] == ["reads_switched"]
+    assert st["run"]["current"]["step"] == "2:00:add_named_vector"
+
+    down = chain.run("downgrade", "1", timeout=600)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "rolling back (switch_reads_back)" in down.stdout and "cancelled" in down.stdout
+    st = chain.status()
+    assert st["revision"] == "1" and st["run"] is None and st["migrations"] == []
+    assert st["collections"][0]["drift"] == [] and st["collections"][0]["config"]["model"] == "schema-a"
+    vectors = direct.get_collection(name).config.params.vectors
+    assert isinstance(vectors, dict) and set(vectors) == {"a"}

@@ -81,5 +81,23 @@ async def drive(http: QdrantHttp, mid: str, through: str,
                                   raw=True)
 
 
+#: the inverse step out of each phase, toward ``cancelled``
+BACK = {"writes_switched": "switch_writes_back", "reads_switched": "switch_reads_back",
+        "verified": "cancel", "dual_write": "cancel", "planned": "cancel"}
+
+
+async def rollback(http: QdrantHttp, mid: str, say: Callable[[str], None]) -> str:
+    """Undo migration ``mid`` with its own inverse steps (never blocked by lag or stale
+    verification) down to ``cancelled``; returns the final phase (``complete`` is left alone:
+    after it, a revision's ``downgrade()`` runs instead)."""
+    for _ in range(len(ORDER) + 1):
+        cur = await phase(http, mid)
+        if cur not in BACK:
+            return cur
+        say(f"  migration {mid}: {cur}, rolling back ({BACK[cur]})")
+        await _transition(http, mid, BACK[cur])
+    return await phase(http, mid)
+
+
 async def _transition(http: QdrantHttp, mid: str, name: str) -> None:
     await http.request("POST", f"{ADMIN}/{mid}/transition", {"name": name})

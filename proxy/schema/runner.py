@@ -81,6 +81,10 @@ class Runner:
         run = state.get("run")
         skip: set[str] = set()
         if run and run["direction"] == "upgrade" and direction == "downgrade":
+            # the abandoned step may have half-changed its collection: not drift
+            cur_step = (run.get("current") or {}).get("step")
+            skip = {s.collection for _, steps, _ in self._plan("upgrade", state, run["target"], False)
+                    for s in steps if s.id == cur_step}
             state, rev = await self._abandon(state, rev)
             run = None
         if run:
@@ -115,6 +119,11 @@ class Runner:
             rid = str(step_id).split(":")[0]
             if rid in ids and (reached is None or ids.index(rid) > ids.index(reached)):
                 reached = rid
+        mid = (run.get("current") or {}).get("migration")
+        if mid:  # before complete, a downgrade is the in-flight migration's own rollback
+            from switchyard.proxy.schema import migrations
+            final = await migrations.rollback(self.ex.http, str(mid), self.say)
+            self.say(f"  migration {mid}: {final}")
         self.say(f"abandoning the interrupted upgrade to {run['target']}: undoing from {reached}")
         state = {**state, "revision": reached, "run": None,
                  "runs": [*state.get("runs", []), {**run, "abandoned_at": time.time()}][-20:]}
