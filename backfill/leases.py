@@ -20,6 +20,8 @@ from qdrant_client import AsyncQdrantClient
 
 from switchyard.backfill import partitions as parts
 from switchyard.backfill.partitions import Lease, Partition
+from switchyard.proxy.dataplane import hot_docs
+from switchyard.proxy.dataplane.hot_docs import HeavyHitters
 from switchyard.proxy.errors import Conflict
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.state.store import StateStore
@@ -70,17 +72,44 @@ async def of_migration(store: StateStore, migration_id: str) -> list[Lease]:
 async def ensure_plan(store: StateStore, client: AsyncQdrantClient, m: Migration,
                       int_parts: int, uuid_parts: int) -> None:
     """The migration's partition plan and one lease record per partition, created once by
-    compare-and-set (a daemon that loses the race uses the winner's plan)."""
+    compare-and-set (a daemon that loses the race uses the winner's plan). The plan gets a hot
+    partition when :func:`visiting_order` says so; its reason is kept in the plan record."""
     if await store.get(parts.PLAN_KIND, m.id) is None:
         plan = parts.split(await max_int_id(client, m.source), int_parts, uuid_parts)
+        order = await visiting_order(store, m)
+        if order.hot:
+            plan.append(parts.hot_partition(len(plan), order.hot))
         with contextlib.suppress(Conflict):
-            await store.create(parts.PLAN_KIND, m.id, {"partitions": [p.to_dict() for p in plan]})
+            await store.create(parts.PLAN_KIND, m.id, {"partitions": [p.to_dict() for p in plan],
+                                                       "order": order.order, "order_reason": order.reason})
     env = await store.require(parts.PLAN_KIND, m.id)
     for d in env.data["partitions"]:
         lease = Lease(m.id, Partition.from_dict(d))
         if await store.get(parts.LEASE_KIND, lease.key) is None:
             with contextlib.suppress(Conflict):
                 await store.create(parts.LEASE_KIND, lease.key, lease.to_dict())
+
+
+async def read_counts(store: StateStore, migration_id: str) -> HeavyHitters:
+    """Every proxy's flushed heavy-hitters counts for ``migration_id``, merged."""
+    total = HeavyHitters()
+    for env in await store.list(hot_docs.KIND):
+        if env.key.startswith(migration_id + "/"):
+            total = total.merged(HeavyHitters.from_dict(env.data))
+    return total
+
+
+async def visiting_order(store: StateStore, m: Migration) -> hot_docs.Order:
+    """The plan's order: the migration's ``order`` option (``migrate plan --order hot|id``),
+    default hot when counts exist. Kinds with their own copier (in place, split) visit in id
+    order: only the plain copier reads a hot partition."""
+    requested = (getattr(m, "options", None) or {}).get("order")
+    if getattr(m, "kind", "reembed") not in ("reembed", "copy"):
+        return hot_docs.Order("id", (), f"id order: kind {getattr(m, 'kind', '')} copies in id order")
+    try:
+        return hot_docs.backfill_order(requested, (await read_counts(store, m.id)).counts)
+    except ValueError as exc:
+        return hot_docs.Order("id", (), f"id order: {exc}")
 
 
 async def max_int_id(client: AsyncQdrantClient, source: str) -> int | None:

@@ -6,6 +6,12 @@ partition is a half-open range ``[lo, hi)`` of one id kind: integer ranges split
 evenly (the last one open to ``2**64`` so ids added later are covered too), UUID ranges split
 the 128-bit space evenly (random UUIDs spread uniformly).
 
+With ``--order hot`` (issue 15) the plan also holds one partition of kind ``hot``: an explicit
+list of the point ids the proxies' reads returned most often (``dataplane.hot_docs``), its
+cursor a position in that list. :func:`pick` takes it before any id range, so a daemon copies
+the hot documents first; the id ranges then skip them as already current (the copier's digest
+check), so every point is still embedded once and resume works as for any partition.
+
 Each partition has one record in the state store (kind ``lease``, key ``"<migration>/<index>"``)
 that is both its lease and its checkpoint: the owner, when the lease expires, the cursor (the
 next id to copy) and whether it is done. Every change is a compare-and-set on the record's
@@ -22,6 +28,7 @@ from typing import Any
 
 INT = "int"
 UUID = "uuid"
+HOT = "hot"
 INT_END = 2**64
 UUID_END = 2**128
 LEASE_KIND = "lease"
@@ -38,10 +45,11 @@ class Partition:
     kind: str
     lo: int
     hi: int
+    ids: tuple[PointId, ...] = ()  # kind hot: the ids, hottest first ([lo, hi) indexes them)
 
     def start(self) -> PointId:
         """The scroll offset that begins this partition."""
-        return self.lo if self.kind == INT else str(uuid.UUID(int=self.lo))
+        return self.lo if self.kind in (INT, HOT) else str(uuid.UUID(int=self.lo))
 
     def contains(self, point_id: PointId) -> bool:
         return self.kind == id_kind(point_id) and self.lo <= id_int(point_id) < self.hi
@@ -53,11 +61,21 @@ class Partition:
         return isinstance(point_id, str) and id_int(point_id) >= self.hi
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "kind": self.kind, "lo": str(self.lo), "hi": str(self.hi)}
+        out: dict[str, Any] = {"index": self.index, "kind": self.kind, "lo": str(self.lo), "hi": str(self.hi)}
+        if self.ids:
+            out["ids"] = list(self.ids)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Partition:
-        return cls(int(d["index"]), str(d["kind"]), int(d["lo"]), int(d["hi"]))
+        return cls(int(d["index"]), str(d["kind"]), int(d["lo"]), int(d["hi"]),
+                   tuple(norm(x) for x in d.get("ids") or ()))
+
+
+def hot_partition(index: int, ids: Sequence[Any]) -> Partition:
+    """The partition of the hot ids (canonical point-id strings or ints), in the given order."""
+    found = tuple(norm(int(x) if isinstance(x, str) and x.isdigit() else x) for x in ids)
+    return Partition(index, HOT, 0, len(found), found)
 
 
 def norm(point_id: Any) -> PointId:
@@ -167,4 +185,7 @@ def pick(leases: Sequence[Lease], owner: str, now: float) -> Lease | None:
     free = [lease for lease in leases if claimable(lease, owner, now)]
     if not free:
         return None
+    hot = [lease for lease in free if lease.partition.kind == HOT]
+    if hot:  # hot documents first (module docstring)
+        return hot[0]
     return free[zlib.crc32(owner.encode()) % len(free)]  # daemons start apart, fewer CAS losses

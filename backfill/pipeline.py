@@ -26,7 +26,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from switchyard.backfill.partitions import Partition, PointId, norm, truncate
+from switchyard.backfill.partitions import HOT, Partition, PointId, norm, truncate
 from switchyard.backfill.samples import Reservoir, pair
 from switchyard.backfill.texts import Fault, TextFetcher
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, content_of, source_digest, vector_repr
@@ -122,6 +122,8 @@ class Copier:
                 self.on_latency(loop.time() - t0)
 
     async def scroll(self, p: Partition, cursor: PointId, limit: int) -> Batch:
+        if p.kind == HOT:
+            return await self.hot_batch(p, int(cursor), limit)
         records, nxt = await self._call("scrolling the source", self.client.scroll(
             self.m.source, offset=cursor, limit=limit, with_payload=True,
             with_vectors=self.with_vectors))
@@ -129,6 +131,15 @@ class Copier:
         if n < len(records) or nxt is None or p.past_end(norm(nxt)):
             return Batch(records[:n], None)
         return Batch(records, norm(nxt))
+
+    async def hot_batch(self, p: Partition, at: int, limit: int) -> Batch:
+        """The next ``limit`` hot ids from position ``at`` (ids gone from the source are
+        simply absent); the cursor is the next position, ``None`` past the list's end."""
+        chunk = list(p.ids[at: at + max(1, limit)])
+        records = await self._call("reading hot points from the source", self.client.retrieve(
+            self.m.source, chunk, with_payload=True, with_vectors=self.with_vectors)) if chunk else []
+        nxt = at + len(chunk)
+        return Batch(list(records), nxt if nxt < len(p.ids) else None)
 
     async def prepare(self, batch: Batch) -> Prepared:
         return await self.prepare_records(batch, batch.records)

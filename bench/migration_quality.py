@@ -13,7 +13,17 @@ random subset), each question is answered four ways, k = 10, exact cosine search
                        ranked only by their target version, source-only hits placed by rank
                        (``switchyard.proxy.dataplane.merge.merge``, the function the proxy uses)
 
+  (e) adapter          as (d), but the client sends a raw model-A query vector: the target is
+                       searched with the adapter's image of it (``dataplane.adapter``, fitted on
+                       the backfill's sample reservoir: pairs of migrated documents' vectors)
+  (f) calibrated       as (d), source-only hits placed by the isotonic score calibration fitted
+                       on score pairs of the same reservoir (``dataplane.calibration``) when its
+                       held-out fit is good enough, else by rank as (d)
+
 Queries are embedded from text with each model, as the proxy does for inference objects.
+Relevance is graded and several documents per query count (``qrels.tsv``'s score column):
+nDCG@10 against the ideal ranking of all of a query's relevant documents, Recall@10 the share
+of them found. ``--seeds 7,1`` runs each seed and prints one table per seed.
 With ``--through-proxy`` column (d) is measured end to end instead: the embedded upstream and a
 real proxy run in this process, a migration in ``dual_write`` with read mode ``merged`` is
 created through the admin API, the target holds the migrated share, and every question is sent
@@ -22,7 +32,8 @@ for both sides, fans out, looks the source hits up in the target and merges.
 Embeddings are cached under ``~/.cache/switchyard-bench`` (keyed by model and data hash), so
 re-runs take seconds. Prints a Markdown table with nDCG@10 and Recall@10.
 
-    python bench/migration_quality.py [--data DIR] [--seed 7]
+    python bench/migration_quality.py [--data DIR] [--seed 7 | --seeds 7,1] [--pairs 256]
+    python bench/migration_quality.py --kind named-vector [--seed 7]   (in place: bench/in_place_quality.py)
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from switchyard.proxy.dataplane import adapter as adapter_fit
+from switchyard.proxy.dataplane import calibration as calibration_fit
 from switchyard.proxy.dataplane.merge import Hit, merge
 from switchyard.proxy.embedders import make_embedder
 from switchyard.proxy.modelspec import ModelSpec
@@ -52,14 +65,21 @@ K = 10
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def load(data: Path) -> tuple[list[str], list[str], list[str], list[str], dict[str, str]]:
+Qrels = dict[str, dict[str, float]]  # query id -> {relevant doc id: grade}
+
+
+def load(data: Path) -> tuple[list[str], list[str], list[str], list[str], Qrels]:
+    """BEIR layout; every relevant document of a query is kept, with its grade (score > 0)."""
     docs = [json.loads(line) for line in (data / "corpus.jsonl").open()]
     queries = [json.loads(line) for line in (data / "queries.jsonl").open()]
-    qrels: dict[str, str] = {}
+    qrels: Qrels = {}
     for line in (data / "qrels.tsv").open():
-        qid, did, *_ = line.rstrip("\n").split("\t")
-        if qid != "query-id":
-            qrels[qid] = did
+        qid, did, *rest = line.rstrip("\n").split("\t")
+        if qid == "query-id":
+            continue
+        grade = float(rest[0]) if rest and rest[0].strip() else 1.0
+        if grade > 0:
+            qrels.setdefault(qid, {})[did] = grade
     doc_texts = [f"{d.get('title', '')}\n{d['text']}".strip() for d in docs]
     return [d["_id"] for d in docs], doc_texts, [q["_id"] for q in queries], [q["text"] for q in queries], qrels
 
@@ -92,15 +112,51 @@ def top_k(doc_vecs: np.ndarray, query: np.ndarray, allowed: np.ndarray, k: int) 
     return [(int(i), float(scores[i])) for i in idx if np.isfinite(scores[i])]
 
 
-def ndcg_recall(ranked: list[str], relevant: str) -> tuple[float, float]:
-    for rank, did in enumerate(ranked[:K]):
-        if did == relevant:
-            return 1.0 / math.log2(rank + 2), 1.0
-    return 0.0, 0.0
+def ndcg_recall(ranked: list[str], relevant: str | dict[str, float]) -> tuple[float, float]:
+    """Graded nDCG@K against the ideal ranking of every relevant document, and Recall@K (share
+    of the relevant documents in the top K)."""
+    judged = {relevant: 1.0} if isinstance(relevant, str) else relevant
+    dcg = sum(judged.get(did, 0.0) / math.log2(rank + 2) for rank, did in enumerate(ranked[:K]))
+    ideal = sorted(judged.values(), reverse=True)[:K]
+    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+    found = len(set(ranked[:K]) & set(judged))
+    return (dcg / idcg if idcg else 0.0), found / len(judged)
+
+
+def fit_side_models(migrated: np.ndarray, a_docs: np.ndarray, b_docs: np.ndarray, pairs: int,
+                    seed: int) -> tuple[Any, Any]:
+    """The adapter and calibration the proxy would have: fitted on a reservoir of ``pairs``
+    migrated documents (both models' vectors), as the backfill keeps it. ``None`` where there
+    are too few pairs."""
+    idx = np.flatnonzero(migrated)
+    sample = np.random.default_rng(seed + 1000).permutation(idx)[:pairs]
+    a, b = a_docs[sample], b_docs[sample]
+    adapter = adapter_fit.fit(a, b, seed=seed) if len(sample) >= adapter_fit.MIN_PAIRS else None
+    calibration = None
+    if len(sample) >= 2:
+        s, t = calibration_fit.score_pairs(a, b, 20000, seed=seed)
+        if len(s) >= calibration_fit.MIN_PAIRS:
+            calibration = calibration_fit.fit(s, t, seed=seed)
+    return adapter, calibration
+
+
+def apply_cost(adapter: Any, calibration: Any, query: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
+    """Microseconds per query to map a query vector, and to calibrate 20 source hits."""
+    started = time.perf_counter()
+    for _ in range(rounds):
+        adapter.apply(query)
+    per_map = (time.perf_counter() - started) / rounds * 1e6
+    scores = [0.5 + i / 100 for i in range(20)]
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for x in scores:
+            calibration.to_target(x)
+    return per_map, (time.perf_counter() - started) / rounds * 1e6
 
 
 def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[str], a_docs: np.ndarray, b_docs: np.ndarray,
-             a_q: np.ndarray, b_q: np.ndarray, qids: list[str], qrels: dict[str, str]) -> dict[str, tuple[float, float]]:
+             a_q: np.ndarray, b_q: np.ndarray, qids: list[str], qrels: Qrels,
+             pairs: int = 256, notes: dict[float, str] | None = None) -> dict[str, tuple[float, float]]:
     n = len(doc_ids)
     rng = np.random.default_rng(seed)
     migrated = np.zeros(n, dtype=bool)
@@ -108,21 +164,35 @@ def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[s
     everything = np.ones(n, dtype=bool)
     mixed = np.where(migrated[:, None], b_docs, a_docs)
     migrated_keys = {doc_ids[i] for i in np.flatnonzero(migrated)}
-    sums: dict[str, list[float]] = {m: [0.0, 0.0] for m in "abcd"}
-    for qi, qid in enumerate(qids):
-        relevant = qrels[qid]
-        src = top_k(a_docs, a_q[qi], everything, K)
-        tgt = top_k(b_docs, b_q[qi], migrated, K)
-        naive = top_k(mixed, b_q[qi], everything, K)
+    adapter, calibration = fit_side_models(migrated, a_docs, b_docs, pairs, seed)
+    usable = calibration if calibration is not None and calibration.usable else None
+    if notes is not None:
+        notes[fraction] = (f"adapter {adapter.kind} held-out cosine {adapter.fit.mean_cosine:.2f}" if adapter
+                           else "no adapter (too few pairs)") + "; " + (
+            calibration.reason if calibration is not None else "no calibration (too few pairs)")
+    sums: dict[str, list[float]] = {m: [0.0, 0.0] for m in "abcdef"}
+
+    def merged(tgt: list[tuple[int, float]], src: list[tuple[int, float]], cal: Any = None) -> list[str]:
         page, _ = merge(
             [Hit(doc_ids[i], s, side="target") for i, s in tgt],
             [Hit(doc_ids[i], s, side="source") for i, s in src],
             in_target=[doc_ids[i] for i, _ in src if doc_ids[i] in migrated_keys],
             limit=K,
             coverage=coverage,
+            calibration=cal,
         )
+        return [h.key for h in page]
+
+    for qi, qid in enumerate(qids):
+        relevant = qrels[qid]
+        src = top_k(a_docs, a_q[qi], everything, K)
+        tgt = top_k(b_docs, b_q[qi], migrated, K)
+        naive = top_k(mixed, b_q[qi], everything, K)
+        # (e): no model-B query vector; the target is searched with the adapter's image of A's
+        tgt_e = top_k(b_docs, adapter.apply(a_q[qi]), migrated, K) if adapter is not None else []
         for method, ranked in (("a", [doc_ids[i] for i, _ in src]), ("b", [doc_ids[i] for i, _ in tgt]),
-                               ("c", [doc_ids[i] for i, _ in naive]), ("d", [h.key for h in page])):
+                               ("c", [doc_ids[i] for i, _ in naive]), ("d", merged(tgt, src)),
+                               ("e", merged(tgt_e, src)), ("f", merged(tgt, src, usable))):
             nd, rc = ndcg_recall(ranked, relevant)
             sums[method][0] += nd
             sums[method][1] += rc
@@ -130,7 +200,7 @@ def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[s
 
 
 async def through_proxy(doc_ids: list[str], doc_texts: list[str], a_docs: np.ndarray, b_docs: np.ndarray,
-                        qtexts: list[str], qids: list[str], qrels: dict[str, str],
+                        qtexts: list[str], qids: list[str], qrels: Qrels,
                         seed: int) -> dict[float, tuple[float, float]]:
     """nDCG@10 / Recall@10 of merged reads served by a real proxy, per migrated fraction."""
     from switchyard.proxy.app import ProxyServer
@@ -208,6 +278,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one table each (overrides --seed)")
+    parser.add_argument("--pairs", type=int, default=256,
+                        help="reservoir size the adapter and calibration are fitted on (the backfill's default)")
     parser.add_argument("--through-proxy", action="store_true",
                         help="measure (d) end to end through a real proxy and the embedded upstream")
     parser.add_argument("--known-coverage", action="store_true",
@@ -230,21 +303,35 @@ async def main() -> None:
     b_q = await embed_cached(MODEL_B, qtexts, "queries")
     keep = [i for i, q in enumerate(qids) if q in qrels]
     a_q, b_q = a_q[keep], b_q[keep]
-    print(f"pydocs-faq: {len(doc_ids)} documents, {len(qids_kept)} queries; A={MODEL_A.model}, "
-          f"B={MODEL_B.model}; k={K}; seed={args.seed}\n")
-    proxied = await through_proxy(doc_ids, doc_texts, a_docs, b_docs, [qtexts[i] for i in keep],
-                                  qids_kept, qrels, args.seed) if args.through_proxy else {}
-    if proxied:
-        print("(d) measured end to end through the proxy (inference-object queries)\n")
-    print("| migrated | (a) source only | (b) target only | (c) naive mixed | (d) switchyard merged |")
-    print("| ---: | --- | --- | --- | --- |")
-    for fraction in FRACTIONS:
-        r = evaluate(fraction, fraction if args.known_coverage else None, args.seed, doc_ids, a_docs, b_docs, a_q, b_q, qids_kept, qrels)
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    relevant = sum(len(qrels[q]) for q in qids_kept)
+    for seed in seeds:
+        print(f"{args.data.name}: {len(doc_ids)} documents, {len(qids_kept)} queries ({relevant} relevant "
+              f"documents); A={MODEL_A.model}, B={MODEL_B.model}; k={K}; seed={seed}; "
+              f"reservoir {args.pairs} pairs\n")
+        proxied = await through_proxy(doc_ids, doc_texts, a_docs, b_docs, [qtexts[i] for i in keep],
+                                      qids_kept, qrels, seed) if args.through_proxy else {}
         if proxied:
-            r["d"] = proxied[fraction]
-        cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in "abcd")
-        print(f"| {fraction:.0%} | {cells} |")
-    print("\ncells: nDCG@10 / Recall@10")
+            print("(d) measured end to end through the proxy (inference-object queries)\n")
+        print("| migrated | (a) source only | (b) target only | (c) naive mixed | (d) switchyard merged "
+              "| (e) raw A vector + adapter | (f) calibrated merge |")
+        print("| ---: | --- | --- | --- | --- | --- | --- |")
+        notes: dict[float, str] = {}
+        for fraction in FRACTIONS:
+            r = evaluate(fraction, fraction if args.known_coverage else None, seed, doc_ids, a_docs, b_docs,
+                         a_q, b_q, qids_kept, qrels, args.pairs, notes)
+            if proxied:
+                r["d"] = proxied[fraction]
+            cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in "abcdef")
+            print(f"| {fraction:.0%} | {cells} |")
+        print("\ncells: nDCG@10 / Recall@10")
+        for fraction, note in notes.items():
+            print(f"  {fraction:.0%}: {note}")
+        print()
+    adapter, calibration = fit_side_models(np.ones(len(doc_ids), bool), a_docs, b_docs, args.pairs, seeds[0])
+    per_map, per_cal = apply_cost(adapter, calibration, a_q[0])
+    print(f"cost: adapter {per_map:.1f} us per query ({adapter.dims_in} -> {adapter.dims_out} dims, {adapter.kind}); "
+          f"calibrating 20 source hits {per_cal:.1f} us per query")
 
 
 if __name__ == "__main__":

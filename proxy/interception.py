@@ -106,11 +106,12 @@ class ProxyInterceptor(Executor):
         await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
         self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
         self.pool = self._pool
+        from switchyard.proxy.dataplane.adapter_store import AdapterCache
+        from switchyard.proxy.dataplane.hot_counts import HotCounts
         from switchyard.proxy.dataplane.reads import MergedReader
 
-        from switchyard.proxy.dataplane.adapter_store import AdapterCache
-
-        self.reader = MergedReader(self._pool, adapters=AdapterCache(self.store))
+        self.reader = MergedReader(self._pool, adapters=AdapterCache(self.store),
+                                   hot=HotCounts(self.store, self.config.instance_id))
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
 
     async def _replay_loop(self, repair: Any) -> None:

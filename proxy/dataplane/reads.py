@@ -31,6 +31,7 @@ from typing import Any
 from switchyard.proxy.dataplane import in_place_reads
 from switchyard.proxy.dataplane import shadow as shadow_metrics
 from switchyard.proxy.dataplane.adapter_store import AdapterCache, Loaded
+from switchyard.proxy.dataplane.hot_counts import HotCounts
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.fanout import FanOut, fan_out, points
 from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
@@ -64,9 +65,10 @@ class MergedReader:
 
     def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
                  shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32,
-                 adapters: AdapterCache | None = None) -> None:
+                 adapters: AdapterCache | None = None, hot: HotCounts | None = None) -> None:
         self._pool = pool
         self._adapters = adapters  # query adapters and score calibrations (issue 15)
+        self.hot = hot  # which points merged reads return (hot documents first, issue 15)
         self.side_timeout = side_timeout
         self.shadow_deadline = shadow_deadline
         self.shadow_max_in_flight = shadow_max_in_flight
@@ -148,6 +150,8 @@ class MergedReader:
 
     async def aclose(self) -> None:
         """Wait for (then cancel the stragglers of) the shadow comparisons in flight."""
+        if self.hot is not None:
+            await self.hot.aclose()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.shadow_deadline)
             for task in pending:
@@ -233,6 +237,8 @@ class MergedReader:
             f"[{i}] {h}" for i, h in enumerate(headers))
         header += f"; lookup={'in_place' if m.target == in_place_reads.NEW_SIDE else m.lookup}"
         body = t.codec.encode(read, results, time.perf_counter() - started)
+        if self.hot is not None:
+            self.hot.record(m.id, (k for page in keys for k in page))
         return _Merged(body, header_safe(header, limit=None), keys)
 
     def _merge_sub(self, t: Transport, i: int, sides: FanOut, m: Migration, higher: bool,
