@@ -71,6 +71,8 @@ def register(sub: Any) -> None:
     p.add_argument("--vector-map", action="append", default=[], metavar="SOURCE=TARGET",
                    help="copy: carry source vector SOURCE into target vector TARGET ('' is unnamed; "
                         "empty TARGET drops it)")
+    p.add_argument("--vector", metavar="NAME",
+                   help="named-vector: the new vector's name (same as --option vector=NAME)")
     p.add_argument("--by", action="append", default=[], metavar="FIELD",
                    help="split: a payload field of the split key (repeatable; dotted for nested)")
     p.add_argument("--template", metavar="NAME",
@@ -195,6 +197,8 @@ def plan_options(args: argparse.Namespace) -> dict[str, Any]:
         out["drop_indexes"] = list(args.drop_index)
     if args.vector_map:
         out["vector_map"] = {k: (v or None) for k, v in (_pair(i, "=", "--vector-map") for i in args.vector_map)}
+    if getattr(args, "vector", None):
+        out["vector"] = args.vector
     return out
 
 
