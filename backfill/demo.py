@@ -4,7 +4,10 @@ Loads a corpus built from the docstrings of Python's standard library through a 
 with model A, plans and starts a migration to model B, backfills with a live progress line
 while a background writer upserts, updates and deletes through the proxy, verifies, switches
 reads and writes, completes, and asks the same questions before, during and after. Uses the
-local ONNX pair when installed, else the hashing provider.
+local ONNX pair when installed, else the hashing provider. With the pydocs-faq retrieval set
+beside the clone (or ``--dataset``) it loads that set instead and ends with the measured quality:
+nDCG@10 of model A, of the merged read mid-way (the backfill paused at half, reads merged), and
+of model B (:mod:`switchyard.backfill.demo_quality`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from switchyard.proxy.migration import progress
+from switchyard.backfill import demo_quality as quality
 from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.proxy.migration import progress
 from switchyard.proxy import registry
 from switchyard.proxy.migration.command import AdminClient
 from switchyard.proxy.modelspec import ModelSpec
@@ -43,9 +47,9 @@ HASHING = (ModelSpec(id="demo-hash-a", provider="hashing", model="demo-a", dimen
            ModelSpec(id="demo-hash-b", provider="hashing", model="demo-b", dimensions=96))
 
 
-def corpus(limit: int) -> list[tuple[str, str]]:
-    """(name, first paragraph of the docstring) of stdlib functions and classes."""
-    out: list[tuple[str, str]] = []
+def corpus(limit: int) -> list[tuple[str, str, str]]:
+    """(doc id, name, first paragraph of the docstring) of stdlib functions and classes."""
+    out: list[tuple[str, str, str]] = []
     for name in MODULES:
         with contextlib.suppress(ImportError):
             mod = importlib.import_module(name)
@@ -54,7 +58,7 @@ def corpus(limit: int) -> list[tuple[str, str]]:
                     continue
                 doc = (inspect.getdoc(obj) or "").split("\n\n")[0].strip()
                 if len(doc) > 20:
-                    out.append((f"{name}.{attr}", doc[:500]))
+                    out.append((f"{name}.{attr}", f"{name}.{attr}", doc[:500]))
     return out[:limit]
 
 
@@ -95,17 +99,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def ask(client: QdrantClient, alias: str, model: ModelSpec, when: str) -> None:
+def ask(client: QdrantClient, alias: str, model: ModelSpec, when: str, questions: tuple[str, ...]) -> None:
     print(f"\n-- questions {when} (model {model.id})")
-    for q in QUESTIONS:
+    for q in questions:
         hits = client.query_points(alias, query=models.Document(text=q, model=model.id), limit=2).points
         print(f"  {q!r}: " + ", ".join(str((h.payload or {}).get("name")) for h in hits))
 
 
 def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
     a, b = pick_models(args.hashing)
-    docs = corpus(args.points)
-    print(f"corpus: {len(docs)} stdlib docstrings; models {a.id} -> {b.id}; proxy at {proxy_url}")
+    dataset, why = quality.find_dataset(args.dataset)
+    judged = quality.load(dataset, args.points) if dataset else None
+    if judged:
+        docs, questions = judged.docs, tuple(list(judged.queries.values())[:4])
+        print(f"corpus: {len(docs)} sections of the Python docs ({dataset}), {len(judged.queries)} judged "
+              f"questions; models {a.id} -> {b.id}; proxy at {proxy_url}")
+    else:
+        docs, questions = corpus(args.points), QUESTIONS
+        print(f"corpus: {len(docs)} stdlib docstrings ({why}); models {a.id} -> {b.id}; proxy at {proxy_url}")
+    figures = quality.Figures()
     direct = QdrantClient(url=direct_url, check_compatibility=False)
     alias, source = "docs", "docs_v1"
     direct.create_collection(source, vectors_config=a.vector_params())
@@ -123,9 +135,12 @@ def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
     app = QdrantClient(url=proxy_url, check_compatibility=False, cloud_inference=True, timeout=120)
     for k in range(0, len(docs), 128):
         app.upsert(alias, [models.PointStruct(id=i, vector=models.Document(text=text, model=a.id),
-                                              payload={"name": name, "text": text, "doc_id": name})
-                           for i, (name, text) in enumerate(docs[k:k + 128], start=k)], wait=True)
-    ask(app, alias, a, "before the migration")
+                                              payload={"name": name, "text": text, "doc_id": doc_id})
+                           for i, (doc_id, name, text) in enumerate(docs[k:k + 128], start=k)], wait=True)
+    ask(app, alias, a, "before the migration", questions)
+    if judged:
+        figures.before = quality.mean_ndcg(app, alias, a.id, judged)
+        print(f"nDCG@{quality.K} of model A over {len(judged.queries)} questions: {figures.before:.3f}")
     admin = AdminClient(proxy_url, None)
     mid = admin.call("POST", "/migrations", {"logical": alias, "to_model": b.id})["migration"]["id"]
     admin.call("POST", f"/migrations/{mid}/transition", {"name": "start"})
@@ -134,11 +149,11 @@ def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
     writer = threading.Thread(target=_writer, args=(app, alias, a, len(docs), stop), daemon=True)
     writer.start()
     try:
-        asyncio.run(_backfill(direct_url, mid))
+        asyncio.run(_backfill(direct_url, mid, Midway(admin, app, alias, a, mid, judged, figures) if judged else None))
     finally:
         stop.set()
         writer.join(30)
-    ask(app, alias, a, "during (dual_write: reads still on the source)")
+    ask(app, alias, a, "during (dual_write: reads still on the source)", questions)
     m = admin.call("POST", f"/migrations/{mid}/verify", {})
     m = m.get("migration", m) if isinstance(m, dict) else {}
     v = m.get("verification") or {}
@@ -149,7 +164,11 @@ def story(direct_url: str, proxy_url: str, args: argparse.Namespace) -> None:
     for step in ("switch_reads", "switch_writes", "complete"):
         admin.call("POST", f"/migrations/{mid}/transition", {"name": step})
         print(f"{step}: done")
-    ask(app, alias, b, "after the migration")
+    ask(app, alias, b, "after the migration", questions)
+    if judged:
+        figures.after = quality.mean_ndcg(app, alias, b.id, judged)
+        print(f"\nquality over {len(judged.queries)} judged questions (through the proxy):")
+        print("\n".join(figures.lines(a.id, b.id)))
     app.close()
     direct.close()
 
@@ -185,7 +204,33 @@ def _write(app: QdrantClient, alias: str, a: ModelSpec, n: int, k: int, i: int) 
         app.set_payload(alias, {"touched": k}, points=[i])
 
 
-async def _backfill(url: str, mid: str) -> None:
+class Midway:
+    """Half-way through the backfill: pause it (throttle 0), measure nDCG@10 of the source-only
+    and the merged read through the proxy, put reads back on the source, resume."""
+
+    def __init__(self, admin: AdminClient, app: QdrantClient, alias: str, a: ModelSpec, mid: str,
+                 judged: quality.Judged, figures: quality.Figures) -> None:
+        self.admin, self.app, self.alias, self.a, self.mid = admin, app, alias, a, mid
+        self.judged, self.figures = judged, figures
+
+    def pause_and_measure(self) -> None:
+        m = f"/migrations/{self.mid}"
+        self.admin.call("POST", m + "/throttle", {"points_per_second": 0})
+        time.sleep(1.0)  # the daemon reads its knobs every 0.3 s; a batch in flight lands
+        self.figures.midway_source = quality.mean_ndcg(self.app, self.alias, self.a.id, self.judged)
+        self.admin.call("POST", m + "/read-mode", {"mode": "merged"})
+        time.sleep(1.0)  # the proxy's state cache (0.2 s) picks the read mode up
+        self.figures.midway = quality.mean_ndcg(self.app, self.alias, self.a.id, self.judged)
+        self.admin.call("POST", m + "/read-mode", {"mode": "source"})
+
+    def resume(self, share: float) -> None:
+        self.figures.midway_share = share
+        self.admin.call("POST", f"/migrations/{self.mid}/throttle", {"unthrottled": True})
+        print(f"\n  (paused at {share:.0%}: nDCG@{quality.K} source only {self.figures.midway_source:.3f}, "
+              f"merged {self.figures.midway:.3f}; resumed)")
+
+
+async def _backfill(url: str, mid: str, midway: Midway | None) -> None:
     store = StateStore.connect(url)
     daemon = Daemon(store, mid, DaemonConfig(batch_size=64, refresh=0.3, progress_interval=3600))
     task = asyncio.ensure_future(daemon.run(once=True))
@@ -197,6 +242,10 @@ async def _backfill(url: str, mid: str) -> None:
             done = sum(lease.copied for lease in leases)
             total = max(done, daemon.m.counter("backfill_total") if daemon.m else 0)
             text = progress.line(mid, done, total, daemon.rate_window.rate(), *daemon.status(daemon.clock()))
+            if midway and total and 2 * done >= total and midway.figures.midway_share is None:
+                await asyncio.to_thread(midway.pause_and_measure)
+                copied = sum(lease.copied for lease in await daemon.leases())
+                await asyncio.to_thread(midway.resume, copied / max(total, 1))
             step = 10 * done // max(total, 1)  # not a terminal: one line per 10 %
             if text != last and (sys.stdout.isatty() or step != last_step):
                 last, last_step = text, step
