@@ -43,8 +43,8 @@ def register_into(msub: Any) -> None:
     e.add_argument("--queries", required=True, metavar="FILE.jsonl",
                    help='one {"text": ..., "relevant": {doc key: grade}} per line')
     e.add_argument("--k", type=int, default=10)
-    e.add_argument("--min-overlap", type=float, default=eval_gate.Thresholds.min_overlap)
-    e.add_argument("--max-ndcg-drop", type=float, default=eval_gate.Thresholds.max_ndcg_drop)
+    e.add_argument("--min-overlap", type=float, default=eval_gate.Thresholds().min_overlap)
+    e.add_argument("--max-ndcg-drop", type=float, default=eval_gate.Thresholds().max_ndcg_drop)
     e.set_defaults(handler=_eval)
 
 
