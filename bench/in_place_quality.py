@@ -136,7 +136,7 @@ async def run(args: argparse.Namespace) -> None:
         rows = [("reembed (source + target)", await storage(call, direct, ["faq_v1", "faq_reembed"], ("a",))),
                 ("named-vector, before cleanup", await storage(call, direct, ["faq_v1"], ("a", "b")))]
         await call(direct, "DELETE", "/collections/faq_v1/vectors/a?wait=true")  # what cleanup does
-        rows.append(("named-vector, after cleanup", await storage(call, direct, ["faq_v1"], ("a", "b"))))
+        rows.append(("named-vector, after cleanup", await storage(call, direct, ["faq_v1"], ("b",))))
         print("| storage at 100 % | points | vectors | vector bytes (float32) | payload bytes |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for label, (points, vectors, vbytes, pbytes) in rows:
