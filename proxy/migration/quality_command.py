@@ -21,10 +21,12 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchyard.proxy.migration import eval_gate
 from switchyard.proxy.secret_sources import add_secret_argument
+
+if TYPE_CHECKING:  # numpy and the client load when a command runs (proxy/command_loading.py)
+    from switchyard.proxy.migration import eval_gate
 
 DEFAULT_URL = "http://localhost:6333"
 
@@ -43,8 +45,8 @@ def register_into(msub: Any) -> None:
     e.add_argument("--queries", required=True, metavar="FILE.jsonl",
                    help='one {"text": ..., "relevant": {doc key: grade}} per line')
     e.add_argument("--k", type=int, default=10)
-    e.add_argument("--min-overlap", type=float, default=eval_gate.Thresholds().min_overlap)
-    e.add_argument("--max-ndcg-drop", type=float, default=eval_gate.Thresholds().max_ndcg_drop)
+    e.add_argument("--min-overlap", type=float, help="GO needs the overlap@k CI low at least this (default 0.2)")
+    e.add_argument("--max-ndcg-drop", type=float, help="GO allows nDCG@k to drop at most this (default 0.02)")
     e.set_defaults(handler=_eval)
 
 
@@ -107,8 +109,13 @@ def render_adapter(s: dict[str, Any]) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from switchyard.proxy.migration import eval_gate
+
     queries = [json.loads(line) for line in open(args.queries, encoding="utf-8") if line.strip()]
-    thresholds = eval_gate.Thresholds(args.k, args.min_overlap, args.max_ndcg_drop)
+    base = eval_gate.Thresholds()
+    thresholds = eval_gate.Thresholds(
+        args.k, base.min_overlap if args.min_overlap is None else args.min_overlap,
+        base.max_ndcg_drop if args.max_ndcg_drop is None else args.max_ndcg_drop)
     verdict = asyncio.run(_run_eval(args, queries, thresholds))
     out = verdict.to_dict()
     if args.json:
@@ -125,6 +132,8 @@ def _eval(args: argparse.Namespace) -> int:
 async def _run_eval(args: argparse.Namespace, queries: list[dict[str, Any]],
                     thresholds: eval_gate.Thresholds) -> eval_gate.Verdict:
     from qdrant_client import AsyncQdrantClient, models
+
+    from switchyard.proxy.migration import eval_gate
 
     from switchyard.proxy.embedders import make_embedder
     from switchyard.proxy.migration.record import Migration

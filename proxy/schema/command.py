@@ -17,11 +17,13 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchyard.proxy.schema import api
 from switchyard.proxy.schema.revisions import DEFAULT_FOLDER, load_folder, new_file
 from switchyard.proxy.secret_sources import add_secret_argument
+
+if TYPE_CHECKING:  # the runner and its client load when a command runs (proxy/command_loading.py)
+    from switchyard.proxy.schema import api
 
 
 def register(sub: Any) -> None:
@@ -73,6 +75,8 @@ def _say(text: str) -> None:
 
 
 def _session(args: argparse.Namespace) -> api.Schema:
+    from switchyard.proxy.schema import api
+
     return api.Schema(args.url, revisions=args.revisions, api_key=args.api_key,
                       admin_key=args.admin_key, chain=args.chain, say=_say)
 
