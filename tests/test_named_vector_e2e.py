@@ -302,13 +302,14 @@ async def test_whole_migration_under_writer_with_daemon_kills(stack: Stack, tmp_
 
         await svc.set_read_mode(mid, "merged")
         await asyncio.sleep(1.0)
-        merged = stack.client(False)
-        try:
-            hits = merged.query_points(name, query=models.Document(text="document 7 revision 0", model=A.id),
-                                       limit=5).points
-            assert hits, "merged read answered nothing"
-        finally:
-            merged.close()
+        for grpc in (False, True):
+            merged = stack.client(grpc)
+            try:
+                hits = merged.query_points(name, query=models.Document(text="document 7 revision 0", model=A.id),
+                                           limit=5).points
+                assert hits, f"merged read answered nothing (grpc={grpc})"
+            finally:
+                merged.close()
         m = await svc.verify(mid)
         assert m.phase == "verified", m.last_refusal
         await svc.transition(mid, "switch-reads")
