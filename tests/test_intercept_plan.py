@@ -222,3 +222,23 @@ def test_grpc_batch_update_only_touches_upserts() -> None:
 
 def test_grpc_garbage_is_left_alone() -> None:
     assert grpc_codec.decode(grpc_codec.UPSERT_METHOD, b"\xff\xff\xff") is None
+
+
+@pytest.mark.parametrize("bindings, aliases, name, physical, expected", [
+    # no migration: the call stays on the name the client used
+    ({"docs": "a"}, {}, "docs", "docs", "docs"),
+    # a migration routes writes on an alias-bound logical name to the alias's own collection
+    ({"docs": "a"}, {"docs": "docs_v1"}, "docs", "docs_v1", "docs"),
+    # ... to the target, bound to model B: the target's binding wins
+    ({"docs": "a", "docs_v2": "b"}, {"docs": "docs_v1"}, "docs", "docs_v2", "docs_v2"),
+    # the source itself bound: its binding
+    ({"docs_v1": "a"}, {"docs": "docs_v1"}, "docs", "docs_v1", "docs_v1"),
+    # routed somewhere the alias does not point: never the alias's binding
+    ({"docs": "a"}, {"docs": "docs_v1"}, "docs", "other", "other"),
+])
+def test_binding_name_follows_an_alias_binding_only_to_its_own_collection(
+        bindings: dict[str, str], aliases: dict[str, str], name: str, physical: str, expected: str) -> None:
+    snap = StateSnapshot(models=MappingProxyType({SPEC.id: SPEC}),
+                         bindings=MappingProxyType({c: Binding(c, SPEC.id) for c in bindings}),
+                         aliases=MappingProxyType(aliases))
+    assert snap.binding_name(name, physical) == expected

@@ -48,8 +48,7 @@ from switchyard.proxy.intercept.routes import (
     rest_path,
     rest_target,
 )
-from switchyard.proxy.dataplane import split_exec, split_exec_grpc, split_mirror
-from switchyard.proxy.dataplane import in_place_reads, in_place_writes
+from switchyard.proxy.dataplane import in_place_reads, in_place_writes, split_exec, split_exec_grpc, split_mirror
 from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
 from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
@@ -153,7 +152,8 @@ class Executor:
         collection, rest, kind = found
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
-        works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
+        bound_as = snap.binding_name(collection, physical)  # whose binding governs (alias-bound too)
+        works = why is not None or snap.is_bound(bound_as)  # else forwarded as is: nothing to check
         if self.credentials is not None and works and (
                 refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own 401 / 403: no work for this caller
@@ -173,18 +173,18 @@ class Executor:
             return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_path(rest_path(physical, rest))
-        if similarity and snap.is_bound(physical):
+        if similarity and snap.is_bound(bound_as):
             assert self.reader is not None
-            reply = await self.reader.resolve_inference_rest(call, physical, snap, forward)
+            reply = await self.reader.resolve_inference_rest(call, bound_as, snap, forward)
             return reply if why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
-        bound = snap.binding_for(physical) if op_kind is not None else None
+        bound = snap.binding_for(bound_as) if op_kind is not None else None
         stamping = bound is not None
         mirror = mirror_target(snap, collection) if kind == "write" else None
         decoded = None
         if bound is not None and op_kind is not None:
             copy = mirror is not None and bool(mirror.migration.copy_vectors)
-            decoded = rest_codec.decode(op_kind, physical, call.body, measure=bound[0].enforce,
+            decoded = rest_codec.decode(op_kind, bound_as, call.body, measure=bound[0].enforce,
                                         with_vectors=copy)
         intent = None
         if mirror is not None:
@@ -244,7 +244,8 @@ class Executor:
             return await forward(call)
         snap = self._state.snapshot
         physical, why = physical_collection(snap, collection, kind)
-        works = why is not None or snap.is_bound(physical)  # else forwarded as is: nothing to check
+        bound_as = snap.binding_name(collection, physical)  # whose binding governs (alias-bound too)
+        works = why is not None or snap.is_bound(bound_as)  # else forwarded as is: nothing to check
         if self.credentials is not None and works and (
                 refused := await self.credentials.grpc(call, physical, kind, forward)) is not None:
             return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
@@ -264,14 +265,16 @@ class Executor:
             return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
         if physical != collection:
             call = call.with_request(rename_grpc(call.request, physical))
-        if similarity and snap.is_bound(physical):
+        if similarity and snap.is_bound(bound_as):
             assert self.reader is not None
-            reply = await self.reader.resolve_inference_grpc(call, physical, snap, forward)
+            reply = await self.reader.resolve_inference_grpc(call, bound_as, snap, forward)
             return reply if why is None else replace(
                 reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         mirror = mirror_target(snap, collection) if kind == "write" else None
-        stamping = call.method in grpc_codec.METHODS and snap.is_bound(physical)
+        stamping = call.method in grpc_codec.METHODS and snap.is_bound(bound_as)
         decoded = grpc_codec.decode(call.method, call.request) if stamping else None
+        if decoded is not None and decoded[0].collection != bound_as:  # planned under the governing binding
+            decoded = (replace(decoded[0], collection=bound_as), decoded[1])
         intent = None
         if mirror is not None and self.mirror is not None:
             # one parse serves both: the intent is read before stamping and inference change it

@@ -60,6 +60,17 @@ class StateSnapshot:
     def is_bound(self, name: str) -> bool:
         return name in self.bindings or self.aliases.get(name, "") in self.bindings
 
+    def binding_name(self, name: str, physical: str) -> str:
+        """The name whose binding governs a call the client made on ``name`` that routing sent
+        to ``physical`` (a migration's source or target): ``physical`` when it is bound, else
+        ``name`` when ``name`` is an alias of ``physical``. A binding on an alias
+        (``switchyard bind docs``) thus still governs the writes and reads a migration routes to
+        the alias's own collection, while a target the migration routes to has its own binding
+        (model B), which wins. Pure."""
+        if not self.is_bound(physical) and physical != name and self.aliases.get(name) == physical:
+            return name
+        return physical
+
 
 class StateUnreadable(UpstreamError):
     """The state store could not be read at start-up; the message says why and what to set."""
