@@ -128,7 +128,12 @@ def dump(value: Any) -> Any:
         # point versions are each server's own operation counters
         return {k: (round(v, 5) if k == "score" else dump(v)) for k, v in value.items() if k != "version"}
     if isinstance(value, (list, tuple)):
-        return [dump(v) for v in value]
+        items = [dump(v) for v in value]
+        if items and all(isinstance(v, dict) and "score" in v and "id" in v for v in items):
+            # Qdrant promises no order among equal scores (one shard keeps whichever tied point
+            # its heap met first): scored hits compare by score, ties by id
+            items.sort(key=lambda v: (-(v["score"] or 0.0), str(v["id"])))
+        return items
     if isinstance(value, float):
         return round(value, 5)
     return value
