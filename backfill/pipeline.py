@@ -38,9 +38,33 @@ _FOREIGN = (UnexpectedResponse, ResponseHandlingException)
 
 
 @dataclass(frozen=True, slots=True)
+
 class Batch:
     records: Sequence[models.Record]
     next_cursor: PointId | None  # None: the partition ends with this batch
+
+
+
+def _carries(digest: str) -> models.FieldCondition:
+    return models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=digest))
+
+
+def digest_guard(expected: str) -> models.Filter:
+    """The condition of a write that may only replace a point still carrying ``expected``."""
+    return models.Filter(must=[_carries(expected)])
+
+
+def delete_guard(ids: Sequence[PointId], ours: Mapping[PointId, str | None]) -> models.Filter:
+    """A filter selecting ``ids``; those with a digest in ``ours`` only while it still matches
+    (a point rewritten since it was read is left alone)."""
+    clauses: list[models.Condition] = []
+    for i in ids:
+        must: list[models.Condition] = [models.HasIdCondition(has_id=[i])]
+        digest = ours.get(i)
+        if digest is not None:
+            must.append(_carries(digest))
+        clauses.append(models.Filter(must=must))
+    return models.Filter(should=clauses)
 
 
 @dataclass(slots=True)
@@ -248,22 +272,14 @@ class Copier:
         digest (a missing point is inserted)."""
         flt = None
         if expected is not None:
-            flt = models.Filter(must=[models.FieldCondition(
-                key=DIGEST_FIELD, match=models.MatchValue(value=expected))])
+            flt = digest_guard(expected)
         await self._call("redoing in the target", self.client.upsert(
             self.m.target, points, wait=True, update_filter=flt))
 
     async def delete_if(self, ids: Sequence[PointId], ours: Mapping[PointId, str | None]) -> None:
         """Delete ``ids`` from the target; those with a digest in ``ours`` only if it still matches."""
-        clauses: list[models.Condition] = []
-        for i in ids:
-            must: list[models.Condition] = [models.HasIdCondition(has_id=[i])]
-            digest = ours.get(i)
-            if digest is not None:
-                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=digest)))
-            clauses.append(models.Filter(must=must))
         await self._call("deleting from the target", self.client.delete(
-            self.m.target, models.FilterSelector(filter=models.Filter(should=clauses)), wait=True))
+            self.m.target, models.FilterSelector(filter=delete_guard(ids, ours)), wait=True))
 
     async def redo(self, ids: Sequence[PointId]) -> Stats:
         """Repair ``ids`` unconditionally from the source's current state (repair log, verify)."""

@@ -27,7 +27,7 @@ import numpy as np
 from qdrant_client import models
 
 from switchyard.backfill.partitions import PointId, norm
-from switchyard.backfill.pipeline import Batch, Copier, Prepared, Stats, digest_of
+from switchyard.backfill.pipeline import Batch, Copier, Prepared, Stats, delete_guard, digest_guard, digest_of
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, content_of
 from switchyard.proxy.dataplane.split_routing import SplitLayout
 from switchyard.proxy.embedders import Embedder
@@ -190,19 +190,12 @@ class SplitCopier(Copier):
         """Upsert over a point still carrying ``expected`` (or none: a missing point is inserted)."""
         flt = None
         if expected is not None:
-            flt = models.Filter(must=[models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=expected))])
+            flt = digest_guard(expected)
         await self._call("redoing in the target", self.client.upsert(name, [point], wait=True, update_filter=flt))
 
     async def _delete_if(self, name: str, ids: Sequence[PointId], ours: Mapping[PointId, str | None]) -> None:
-        clauses: list[models.Condition] = []
-        for i in ids:
-            must: list[models.Condition] = [models.HasIdCondition(has_id=[i])]
-            digest = ours.get(i)
-            if digest is not None:
-                must.append(models.FieldCondition(key=DIGEST_FIELD, match=models.MatchValue(value=digest)))
-            clauses.append(models.Filter(must=must))
         await self._call("deleting from the target", self.client.delete(
-            name, models.FilterSelector(filter=models.Filter(should=clauses)), wait=True))
+            name, models.FilterSelector(filter=delete_guard(ids, ours)), wait=True))
 
     async def redo(self, ids: Sequence[PointId]) -> Stats:
         """Level ``ids`` unconditionally from the source's current state: each written to its

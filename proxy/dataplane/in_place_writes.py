@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from qdrant_client.grpc import points_pb2
 
+from switchyard.proxy.intercept.json_scan import parse_exact
 from switchyard.proxy.dataplane.in_place import InPlace, WritePlan, plan_grpc_points, plan_rest_write
 from switchyard.proxy.errors import BadRequest
 from switchyard.proxy.intercept.inference import Embeds, check_bounds
@@ -59,7 +60,7 @@ async def rest_body(rest: str, body: bytes, cfg: InPlace, m: Migration, snap: St
     """The body to forward instead of ``body`` (``None``: forward it as it is)."""
     if rest not in ("/points", "/points/batch"):
         return None
-    parsed = _json(body)
+    parsed = parse_exact(body)
     plan, result = plan_rest_write(rest, parsed, cfg)
     if not plan.fills and not plan.refusals and not plan.client_sent:
         return None
@@ -96,13 +97,3 @@ async def grpc_request(method: str, raw: bytes, cfg: InPlace, m: Migration, snap
     await _embed(plan, m, snap, pool)
     return bytes(msg.SerializeToString())
 
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None

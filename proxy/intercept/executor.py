@@ -22,13 +22,11 @@ of this are never decoded.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from typing import Any, Protocol
 
-import orjson
-
+from switchyard.proxy.intercept.json_scan import parse_exact
 from switchyard.proxy.errors import BadRequest, EnforcementError
 from switchyard.proxy.intercept import grpc_codec, inference, rest_codec
 from switchyard.proxy.intercept.credentials import CredentialGate
@@ -189,7 +187,7 @@ class Executor:
         intent = None
         if mirror is not None:
             # one decode serves both: the intent is read before stamping and inference change it
-            parsed = decoded[1].body if decoded is not None else _json(call.body)
+            parsed = decoded[1].body if decoded is not None else parse_exact(call.body)
             intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field,
                                  mirror.migration.copy_vectors)
             if split_mirror.is_split(mirror.migration) and (
@@ -332,14 +330,3 @@ class Executor:
                 )
         return verdict
 
-
-def _json(raw: bytes) -> Any:
-    """The body parsed (exactly: integers beyond 64 bits fall back to ``json``), or ``None``."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None

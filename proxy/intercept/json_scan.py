@@ -188,3 +188,18 @@ class Cursor:
         self.pos = self.end = end + 1
         self.skip_ws()
         return data.count(b",", first, end) + 1 if measure else UNMEASURED
+
+
+def parse_exact(raw: bytes) -> Any:
+    """``raw`` parsed exactly, or ``None`` when it is not JSON: orjson first, the stdlib
+    ``json`` when orjson refuses (integers beyond 64 bits, which ``json`` keeps exact)."""
+    import orjson
+
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
