@@ -9,11 +9,14 @@
   client write of the same points in this proxy never interleaves with it. It fills targets
   planned over a non-empty source and repairs what :func:`compare` finds. (The backfill daemon
   does not run split migrations yet: docs/migrations.md, split.)
-* :func:`verify` (I/O): scrolls the source and every target and runs :func:`compare`.
+* :func:`verify` (I/O): scrolls the source and every target, runs :func:`compare`, and
+  :func:`confirm` keeps the differences that last when read again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -119,8 +122,46 @@ async def _all_points(client: AsyncQdrantClient, name: str) -> dict[str, dict[st
             return out
 
 
+async def _points(client: AsyncQdrantClient, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for k in range(0, len(ids), 256):
+        got = await client.retrieve(name, [_point_id(i) for i in ids[k:k + 256]], with_payload=True,
+                                    with_vectors=False)
+        out.update({str(p.id).lower(): dict(p.payload or {}) for p in got})
+    return out
+
+
+def _point_id(pid: str) -> int | str:
+    return int(pid) if pid.isdigit() else pid
+
+
+def _ids(d: SplitDiff) -> list[str]:
+    return list(dict.fromkeys([*d.missing, *d.unroutable, *d.stale, *d.wrong_target,
+                               *(e.rsplit("/", 1)[1] for e in d.extra)]))
+
+
+async def confirm(client: AsyncQdrantClient, source: str, layout: SplitLayout, d: SplitDiff,
+                  looks: int = 2, pause: float = 0.2) -> SplitDiff:
+    """Keep only the differences that last: each id is read again from the source and every
+    target and compared, ``looks`` times ``pause`` seconds apart (a scan reads the source and
+    the targets at different moments, so a write in flight between them shows as a difference
+    that is gone a moment later; a mirrored write answers its client only after both legs)."""
+    for look in range(looks):
+        ids = _ids(d)
+        if not ids:
+            return d
+        if look:
+            await asyncio.sleep(pause)
+        src = await _points(client, source, ids)
+        targets = {name: await _points(client, name, ids) for name in layout.collections}
+        d = dataclasses.replace(compare(layout, src, targets), checked=d.checked)
+    return d
+
+
 async def verify(client: AsyncQdrantClient, source: str, layout: SplitLayout) -> SplitDiff:
-    """Scroll the source and every target, then :func:`compare` (bounded by collection sizes)."""
+    """Scroll the source and every target, :func:`compare`, then :func:`confirm` what differs
+    (bounded by collection sizes)."""
     src = await _all_points(client, source)
     targets = {name: await _all_points(client, name) for name in layout.collections}
-    return compare(layout, src, targets)
+    d = compare(layout, src, targets)
+    return d if d.clean else await confirm(client, source, layout, d)
