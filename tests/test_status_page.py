@@ -82,9 +82,11 @@ def test_status_page_shows_a_migration_and_its_backfill_advancing(
         switchyard: RunningProxy, upstream: Any, prefix: str) -> None:  # noqa: F811
     others = _planned_migrations(switchyard, upstream, prefix + "page_", 6)
     mid, direct = _seeded_migration(switchyard, upstream, prefix + "page_", 1500)
-    _admin(switchyard, f"/migrations/{mid}/throttle", {"points_per_second": 200})
+    # slow enough that a browser starting on a loaded machine still sees it mid-way (1,500 points
+    # at 40/s: ~37 s), fast enough that the page sees it advance within a few seconds
+    _admin(switchyard, f"/migrations/{mid}/throttle", {"points_per_second": 40})
     daemon = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--url", switchyard.rest_url,
-                               "--batch-size", "50", "--progress-interval", "0.3"], cwd=ROOT,
+                               "--batch-size", "20", "--progress-interval", "0.3"], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
