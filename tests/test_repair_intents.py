@@ -261,6 +261,27 @@ async def test_write_order_cancelled_waiter_leaks_nothing() -> None:
     assert order.busy == 0
 
 
+async def test_write_order_hands_an_id_on_in_arrival_order_even_to_a_cancelled_heir() -> None:
+    from switchyard.proxy.dataplane.write_order import WriteOrder
+
+    order, seen = WriteOrder(), []
+
+    async def write(name: str) -> None:
+        async with order.hold("m", [5, 1], False):
+            seen.append(name)
+            await asyncio.sleep(0)
+
+    async with order.hold("m", [1], False):
+        waiters = [asyncio.ensure_future(write(n)) for n in ("x", "y", "z")]
+        await asyncio.sleep(0.01)
+        assert seen == [] and order.busy == 1  # ids go in sorted order: all three wait for id 1
+    waiters[0].cancel()  # id 1 was just handed to x: cancelled now, x must pass it on
+    await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 2)
+    assert seen == ["y", "z"]
+    await asyncio.wait_for(_enter(order, [1, 5]), 1)
+    assert order.busy == 0
+
+
 async def _enter(order: Any, ids: list[Any], exclusive: bool = False) -> None:
     async with order.hold("m", ids, exclusive):
         pass
