@@ -3,7 +3,9 @@
 Both talk to Qdrant (or a Switchyard proxy, which forwards the state store untouched) at
 ``--url`` (env ``SWITCHYARD_URL``) with qdrant-client; several daemons on one migration
 share its partitions. ``--set-batch-size N`` changes the batch size of every running daemon
-(clamped to [1, 1024]) and exits.
+(clamped to [1, 1024]) and exits. ``--executor ray [--address ADDR] [--actors N]`` runs the
+embedding step on a Ray Data actor pool (:mod:`switchyard.backfill.ray_executor`, the ``ray``
+extra); everything else stays in this daemon.
 
 The daemon rides out transient failures (:mod:`switchyard.backfill.outage`) and exits only on a permanent
 one, printing the reason: code 0 when the migration ended (cancelled, completed, deleted) or
@@ -18,15 +20,19 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from typing import TYPE_CHECKING
 
 from switchyard.backfill.settings import BATCH_COUNTER, DaemonConfig, clamp_batch
+from switchyard.proxy.errors import ConfigError
 from switchyard.proxy.secret_sources import add_secret_argument
 from switchyard.proxy.state.records import STATE_COLLECTION
 
 if TYPE_CHECKING:  # the daemon and the client stack load when a command runs (proxy/command_loading.py)
+    from switchyard.proxy.embedders import Embedder
+    from switchyard.proxy.modelspec import ModelSpec
     from switchyard.proxy.state.store import StateStore
 
 DEFAULT_URL = "http://localhost:6333"
@@ -52,6 +58,14 @@ def register(sub: Any) -> None:
     p.add_argument("--metrics-addr", default="127.0.0.1",
                    help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--set-batch-size", type=int, help="change the running daemons' batch size and exit")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the embedding runs: in this process (local), or on a Ray Data actor "
+                        "pool (ray; needs switchyard[ray]); leases, checkpoints and writes stay here")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster (ray://host:10001, host:6379, "
+                                     "auto; default: RAY_ADDRESS, else a local loopback-only instance)")
+    p.add_argument("--actors", type=int, default=2,
+                   help="with --executor ray: embedding actors, each with the model loaded once "
+                        "(GPUs per actor: the model spec's `gpus`)")
     p.set_defaults(handler=lambda a: asyncio.run(_backfill(a)))
     v = sub.add_parser("verify", help="merge-join source and target; --repair fixes differences")
     _common(v)
@@ -90,7 +104,8 @@ async def _backfill(args: argparse.Namespace) -> int:
                               lease_ttl=args.lease_ttl, progress_interval=args.progress_interval,
                               text_fetcher=args.text_fetcher, retry_base=args.retry_base,
                               retry_max=args.retry_max)
-        daemon = Daemon(store, args.migration, config, owner=args.owner)
+        daemon = Daemon(store, args.migration, config, owner=args.owner,
+                        embedder_factory=_embedder_factory(args))
         try:
             stats = await daemon.run(once=args.once)
         except Stopped as exc:
@@ -116,6 +131,17 @@ async def _verify(args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+def _embedder_factory(args: argparse.Namespace) -> Callable[[ModelSpec], Embedder] | None:
+    """``--executor ray``: model B's embedder on a Ray actor pool (ray loads only then)."""
+    if args.executor != "ray":
+        if args.address is not None or args.actors != 2:
+            raise ConfigError("--address and --actors need --executor ray")
+        return None
+    from switchyard.backfill import ray_executor
+
+    return ray_executor.factory(args.address, args.actors)
 
 
 def _store(args: argparse.Namespace) -> StateStore:

@@ -57,6 +57,7 @@ from switchyard.proxy.embedders import Embedder, make_embedder
 from switchyard.proxy.errors import Conflict, NotFound, RateLimited
 from switchyard.proxy.intercept.planner import metadata_for
 from switchyard.proxy.migration.record import PLANNED, Migration, Refused
+from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.state.store import StateStore
 
 log = logging.getLogger("switchyard.backfill")
@@ -67,8 +68,12 @@ class Daemon:
     def __init__(self, store: StateStore, migration_id: str, config: DaemonConfig = DaemonConfig(),
                  *, client: AsyncQdrantClient | None = None, owner: str | None = None,
                  fault: Fault | None = None, embedder: Embedder | None = None,
+                 embedder_factory: Callable[[ModelSpec], Embedder] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        """``embedder``: used as given (the caller closes it); else the daemon builds B's with
+        ``embedder_factory`` (default ``make_embedder``; ``--executor ray``: :mod:`switchyard.backfill.ray_executor`) and closes it."""
         self.store, self.id, self.config = store, migration_id, config
+        self._factory = embedder_factory
         self.client = client or store.client
         self.owner = owner or f"backfill-{uuid.uuid4().hex[:8]}"
         self.fault, self._embedder, self.clock = fault, embedder, clock
@@ -111,7 +116,7 @@ class Daemon:
                     assert self.m is not None
                     spec_b = await registry.get_model(self.store, self.m.model_b)
                     if embedder is None and not self.m.copy_vectors:
-                        embedder = self._embedder or make_embedder(spec_b)
+                        embedder = self._embedder or (self._factory or make_embedder)(spec_b)
                     await self._session(metadata_for(spec_b), embedder, once)
                     return self.stats
                 except Exception as exc:  # noqa: BLE001 -- every failure is classified

@@ -74,6 +74,11 @@ class ModelSpec:
     intra_op_threads: int | None = None
     # --- accounting ---
     price_per_million_tokens: float | None = None
+    # --- scale-out ---
+    #: GPUs (fractions allowed) each embedding actor reserves when the backfill runs with
+    #: ``--executor ray`` (Ray schedules the actor on a GPU node and sets its visible devices);
+    #: ``None`` or 0 = CPU only. Used by nothing else; never part of the vector space.
+    gpus: float | None = None
 
     def __post_init__(self) -> None:
         problems = spec_problems(self)
@@ -173,6 +178,8 @@ def _option_problems(spec: ModelSpec) -> list[str]:
         value = getattr(spec, name)
         if value is not None and (not _is_number(value) or value <= 0):
             out.append(f"{name} must be a positive number, got {value!r}")
+    if spec.gpus is not None and (not _is_number(spec.gpus) or spec.gpus < 0):
+        out.append(f"gpus must be a non-negative number, got {spec.gpus!r}")
     price = spec.price_per_million_tokens
     if price is not None and (not _is_number(price) or price < 0):
         out.append(f"price_per_million_tokens must be a non-negative number, got {price!r}")
