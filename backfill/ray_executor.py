@@ -300,12 +300,13 @@ class RayEmbedder:
     open. Safe for concurrent ``embed`` calls from one event loop."""
 
     def __init__(self, spec: ModelSpec, *, address: str | None = None, actors: int = 2,
-                 call_timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
+                 call_timeout: float = DEFAULT_CALL_TIMEOUT, owns_ray: bool = False) -> None:
         if actors < 1:
             raise ConfigError(f"--actors must be at least 1, got {actors}")
         self.spec, self.address, self.actors, self.call_timeout = spec, address, actors, call_timeout
         self._pipeline: Pipeline | None = None
-        self._owns_ray = False
+        #: shut Ray down in :meth:`aclose` (this embedder, or its factory, started it)
+        self._owns_ray = owns_ray
         self._start_lock = asyncio.Lock()
         self._ids: Iterator[int] = itertools.count(1)
         self._closed = False
@@ -355,14 +356,8 @@ class RayEmbedder:
             return self._pipeline
 
     def _start(self) -> Pipeline:
-        local = self.address is None and not os.environ.get("RAY_ADDRESS")
-        ray = import_ray(local)
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-            if self.address is not None:
-                kwargs["address"] = self.address
-            ray.init(**kwargs)
-            self._owns_ray = True
+        ray, started = connect(self.address)
+        self._owns_ray = self._owns_ray or started
         pipeline = Pipeline(ray, self.spec, self.actors)
         pipeline.start()
         return pipeline
@@ -378,8 +373,39 @@ class RayEmbedder:
                 await asyncio.to_thread(pipeline.ray.shutdown)
 
 
+def connect(address: str | None) -> tuple[Any, bool]:
+    """``(ray, started)``: Ray initialised in this process -- already, or now at ``address``
+    (``None``: ``RAY_ADDRESS``, else a local loopback-only instance); ``started`` when this
+    call initialised it (its caller shuts it down). Blocking."""
+    ray = import_ray(address is None and not os.environ.get("RAY_ADDRESS"))
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address is not None:
+        kwargs["address"] = address
+    ray.init(**kwargs)
+    return ray, True
+
+
 def factory(address: str | None, actors: int) -> Callable[[ModelSpec], RayEmbedder]:
-    """``make_embedder``'s stand-in for the daemon: B's spec -> its Ray embedder. Checks that
-    Ray is installed now, so a missing extra fails at start-up with the install hint."""
-    import_ray(address is None and not os.environ.get("RAY_ADDRESS"))
-    return lambda spec: RayEmbedder(spec, address=address, actors=actors)
+    """``make_embedder``'s stand-in for the daemon: B's spec -> its Ray embedder.
+
+    Connects to Ray now, before the daemon holds any lease, on the calling (main) thread: a
+    missing extra or an unreachable cluster fails at start-up (:class:`ConfigError`, exit 2),
+    and Ray's SIGTERM handler is installed, so a stopped daemon (``kubectl delete pod``) shuts
+    its local instance down on exit instead of leaving Ray's agents behind."""
+    try:
+        _, started = connect(address)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- said in one line, at start-up
+        where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
+        raise ConfigError(f"--executor ray could not start Ray at {where}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    owned = [started]  # the first embedder built owns the instance (the daemon builds one)
+
+    def build(spec: ModelSpec) -> RayEmbedder:
+        owns, owned[0] = owned[0], False
+        return RayEmbedder(spec, address=address, actors=actors, owns_ray=owns)
+
+    return build

@@ -38,6 +38,8 @@ from switchyard.proxy.migration.record import Migration  # noqa: E402
 from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
 from switchyard.proxy.state.store import StateStore  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")  # Ray's own renames
+
 FAST = DaemonConfig(batch_size=50, concurrency=4, lease_ttl=10.0, refresh=0.2, int_partitions=2,
                     uuid_partitions=1, idle_poll=0.1)
 
