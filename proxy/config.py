@@ -68,7 +68,6 @@ class ProxyConfig:
     webhooks: tuple[str, ...] = field(default=(), repr=False)  # URLs often carry a token
     spool_dir: str | None = None
     intent_fsync: bool = True
-    mirror_secondary_grpc: bool = True
     repair_log_rate: float = 100.0
     repair_log_burst: int = 1000
     max_inference_text_chars: int | None = None  # None: what each model's input holds
@@ -129,8 +128,6 @@ OPTION_HELP: dict[str, str] = {
     "max_active_migrations": "migrations allowed at once across the state store (default 3)",
     "webhooks": "comma-separated URLs called with JSON on every transition and refusal",
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
-    "mirror_secondary_grpc": "send the mirror's embedded secondary upserts over the upstream's gRPC, vectors as "
-                             "packed floats (default true; REST is the fall-back whenever gRPC fails)",
     "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
                     "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
     "repair_log_rate": "repair records per second per migration a proxy writes before it records one "
@@ -336,7 +333,6 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "webhooks": _urls,
     "spool_dir": _optional_str,
     "intent_fsync": _bool,
-    "mirror_secondary_grpc": _bool,
     "repair_log_rate": lambda v: _per_second(v),
     "repair_log_burst": _positive_int,
     "workers": _workers,

@@ -42,7 +42,6 @@ class ProxyInterceptor(Executor):
         self._migrations: Any = None
         self._verify_jobs: Any = None
         self._legs: Any = None
-        self._grpc_legs: Any = None
         self._pool: Any = None
         self._replayer: asyncio.Task[None] | None = None
 
@@ -105,16 +104,7 @@ class ProxyInterceptor(Executor):
         intents = IntentLog(spool_dir, self.config.instance_id, fsync=self.config.intent_fsync)
         intents.open()  # refuses a second live process with this identity and spool directory
         await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
-        from switchyard.proxy.upstream.grpc_client import GrpcUpstream
-
-        # the mirror's own gRPC channel: embedded secondary upserts go as packed floats
-        # (dataplane/secondary_channel.py), with REST as the fall-back
-        if self.config.mirror_secondary_grpc:
-            self._grpc_legs = GrpcUpstream(self.config.upstream_grpc_address, tls=self.config.upstream_grpc_tls,
-                                           ca_file=self.config.upstream_ca_file)
-        self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents,
-                             grpc_forward=self._grpc_legs.call if self._grpc_legs is not None else None,
-                             grpc_timeout=self.config.upstream_timeout)
+        self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
         self.pool = self._pool
         from switchyard.proxy.dataplane.adapter_store import AdapterCache
         from switchyard.proxy.dataplane.hot_counts import HotCounts
@@ -157,8 +147,6 @@ class ProxyInterceptor(Executor):
             await self._pool.aclose()
         if self._legs is not None:
             await self._legs.close()
-        if self._grpc_legs is not None:
-            await self._grpc_legs.close()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
         if self._migrations is not None:

@@ -85,7 +85,7 @@ def cut_proxy(upstream: Any) -> Iterator[tuple[RunningProxy, FaultRelay]]:
     relay = FaultRelay(parsed.hostname or "127.0.0.1", parsed.port or 6333).start()
     running = start_proxy(relay.url, upstream.grpc_host, upstream.grpc_port,
                           {"state_max_staleness": "1", "instance_id": f"stale-{uuid.uuid4().hex[:6]}",
-                           "admin_key": ADMIN_KEY, "mirror_secondary_grpc": "false"})
+                           "admin_key": ADMIN_KEY})
     try:
         yield running, relay
     finally:

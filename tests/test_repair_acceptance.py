@@ -162,9 +162,7 @@ def test_mirror_failure_after_primary_success_is_recorded(upstream: Any, tmp_pat
 
     parsed = urlparse(upstream.rest_url)
     with FaultRelay(parsed.hostname or "127.0.0.1", parsed.port or 80) as relay:
-        # the relay cuts REST calls: the mirror's gRPC leg would go round it
-        proxy = ProxyProc(relay.url, f"{upstream.grpc_host}:{upstream.grpc_port}", tmp_path, f"cut-{prefix}",
-                          env={"SWITCHYARD_MIRROR_SECONDARY_GRPC": "false"})
+        proxy = ProxyProc(relay.url, f"{upstream.grpc_host}:{upstream.grpc_port}", tmp_path, f"cut-{prefix}")
         proxy.start()
         try:
             async def setup() -> str:

@@ -57,8 +57,7 @@ from switchyard.proxy.migration import kinds
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.owned_tasks import stop_task
-from switchyard.proxy.dataplane.secondary_channel import SecondaryChannel
-from switchyard.proxy.wire import GrpcForward, Headers, RestCall, RestForward
+from switchyard.proxy.wire import Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
 
@@ -107,13 +106,11 @@ class Mirror:
     """Mirrors writes; in ``async`` migrations through a bounded queue drained by one owned worker."""
 
     def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward,
-                 queue_size: int = 1024, intents: IntentLog | None = None,
-                 grpc_forward: GrpcForward | None = None, grpc_timeout: float | None = None) -> None:
+                 queue_size: int = 1024, intents: IntentLog | None = None) -> None:
         self.pool = pool
         self.repair = repair
         self.intents = intents
         self._forward = forward
-        self._grpc = SecondaryChannel(grpc_forward, grpc_timeout) if grpc_forward is not None else None
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._orphans: list[tuple[Prepared, str]] = []
@@ -321,53 +318,28 @@ class Mirror:
         else:
             current = {_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}
         gone = [pid for pid in ids if _key(pid) not in current]
-        missing = await self.write_points(prep, t.secondary, list(current.values()))
+        points, missing = await self._secondary_points(prep, list(current.values()))
+        if points:
+            await self._call(RestCall("PUT", rest_path(t.secondary, "/points"), "wait=true", prep.headers,
+                                      orjson.dumps({"points": points}, option=orjson.OPT_SERIALIZE_NUMPY)))
         if gone:
             await self._call(RestCall("POST", rest_path(t.secondary, "/points/delete"), "wait=true",
                                       prep.headers, orjson.dumps({"points": gone})))
         return missing
 
-    async def write_points(self, prep: Prepared, collection: str, points: list[NewPoint]) -> list[Any]:
-        """Upsert ``points`` (the primary's state) into ``collection`` as the secondary holds
-        them; returns the ids that could not be embedded (no text)."""
-        if prep.target.copy:
-            rows, missing = self._copied_points(prep, points)
-            if rows:
-                await self._upsert_rest(collection, prep.headers, rows)
-            return missing
-        return await self._upsert_embedded(prep, collection, points)
-
-    def _copied_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
-        """Copy-vectors migrations: the primary's vectors, converted by the kind (layout, datatype)."""
+    async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target
-        meta = metadata_for(t.spec)
-        kind = kinds.of(t.migration)
-        return [self._point(t, p, kind.mirror_vector(t.migration, p.vector, t.to_target), meta)
-                for p in points if p.vector is not None], [p.id for p in points if p.vector is None]
-
-    async def _upsert_embedded(self, prep: Prepared, collection: str, points: list[NewPoint]) -> list[Any]:
-        """Write the points that have text with the secondary model's vectors; returns the ids
-        without text. Over gRPC when the upstream's gRPC answers (the vectors go as packed
-        floats, ``secondary_grpc.py``), else over REST."""
-        t = prep.target
+        if t.copy:
+            meta = metadata_for(t.spec)
+            kind = kinds.of(t.migration)  # the kind converts carried-over vectors (layout, datatype)
+            return [self._point(t, p, kind.mirror_vector(t.migration, p.vector, t.to_target), meta)
+                    for p in points if p.vector is not None], [p.id for p in points if p.vector is None]
         with_text = [p for p in points if p.text is not None]
         missing = [p.id for p in points if p.text is None]
-        if not with_text:
-            return missing
         vectors = await self._vectors(prep, with_text)
         meta = metadata_for(t.spec)  # once per write, not per point
-        payloads = [self._own_payload(t, p) for p in with_text]
-        if self._grpc is not None and await self._grpc.upsert(collection, prep.headers, [p.id for p in with_text],
-                                                               payloads, vectors, t.migration.vector, meta):
-            return missing
-        await self._upsert_rest(collection, prep.headers, [
-            {"id": p.id, "vector": _place(vec, t.migration.vector), "payload": {**own, **meta}}
-            for p, own, vec in zip(with_text, payloads, vectors)])
-        return missing
-
-    async def _upsert_rest(self, collection: str, headers: Headers, points: list[dict[str, Any]]) -> None:
-        await self._call(RestCall("PUT", rest_path(collection, "/points"), "wait=true", headers,
-                                  orjson.dumps({"points": points}, option=orjson.OPT_SERIALIZE_NUMPY)))
+        return [self._point(t, p, _place(vec, t.migration.vector), meta)
+                for p, vec in zip(with_text, vectors)], missing
 
     async def _vectors(self, prep: Prepared, points: list[NewPoint]) -> Any:
         """One float32 row per point. Rows stay numpy (orjson prints them in C): a 1,024-point
@@ -384,17 +356,11 @@ class Mirror:
 
     @staticmethod
     def _point(t: MirrorTarget, p: NewPoint, vector: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        return {"id": p.id, "vector": vector, "payload": {**Mirror._own_payload(t, p), **meta}}
-
-    @staticmethod
-    def _own_payload(t: MirrorTarget, p: NewPoint) -> dict[str, Any]:
-        """The secondary's payload before its model's metadata: the client's fields, and on the
-        target the digest of the source content."""
-        payload = strip_meta(p.payload)
+        payload = {**strip_meta(p.payload), **meta}
         payload.pop(DIGEST_FIELD, None)
         if t.to_target:
             payload[DIGEST_FIELD] = source_digest(p.payload, vector_repr(p.vector) if t.copy else None)
-        return payload
+        return {"id": p.id, "vector": vector, "payload": payload}
 
     async def _retrieve(self, collection: str, ids: Sequence[Any], headers: Headers, vectors: bool) -> list[dict[str, Any]]:
         body = orjson.dumps({"ids": list(ids), "with_payload": True, "with_vector": vectors})

@@ -147,7 +147,11 @@ async def sync(mirror: Mirror, prep: Prepared) -> list[Any]:
         sub_t = _sub_target(t, name, spec, copy)
         sub = _Prepared(sub_t, prep.intent, prep.headers, ids=list(ids))
         news = [_as_new(p, sub_t) for p in leg.upserts]
-        missing += await mirror.write_points(sub, name, news)
+        points, lacking = await mirror._secondary_points(sub, news)
+        missing += lacking
+        if points:
+            await mirror._call(RestCall("PUT", rest_path(name, "/points"), "wait=true", prep.headers,
+                                        orjson.dumps({"points": points}, option=orjson.OPT_SERIALIZE_NUMPY)))
         if leg.deletes:
             await mirror._call(RestCall("POST", rest_path(name, "/points/delete"), "wait=true", prep.headers,
                                         orjson.dumps({"points": leg.deletes})))
