@@ -33,6 +33,7 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD, content_of, source_d
 from switchyard.proxy.embedders import Embedder
 from switchyard.proxy.errors import UpstreamError
 from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.state.records import META_APPROXIMATE
 
 _FOREIGN = (UnexpectedResponse, ResponseHandlingException)
 
@@ -172,13 +173,16 @@ class Copier:
         """Ids whose target point already carries this source digest: nothing to redo for them.
 
         This is what keeps re-runs and restarts after a kill from embedding again what was
-        written but not yet checkpointed."""
+        written but not yet checkpointed. A point holding an adapter image (flagged
+        ``embedding_approximate`` by a mirrored upsert without text) is never current: its text,
+        once found, replaces the approximation."""
         if not digests:
             return set()
         found = await self._call("reading target digests", self.client.retrieve(
-            self.m.target, list(digests), with_payload=[DIGEST_FIELD], with_vectors=False))
+            self.m.target, list(digests), with_payload=[DIGEST_FIELD, META_APPROXIMATE], with_vectors=False))
         return {norm(r.id) for r in found
-                if (r.payload or {}).get(DIGEST_FIELD) == digests.get(norm(r.id))}
+                if (r.payload or {}).get(DIGEST_FIELD) == digests.get(norm(r.id))
+                and (r.payload or {}).get(META_APPROXIMATE) is not True}
 
     async def prepare_records(self, batch: Batch, records: Sequence[models.Record]) -> Prepared:
         """Target points for ``records``: text -> B embedding (or copied vectors) + payload.

@@ -2,11 +2,15 @@
 
 Both collections are scrolled page by page from the same cursor; ids only in the source are
 *missing*, ids only in the target are *extra*, ids in both whose target digest is not the
-source's digest are *stale*. Differences are confirmed by a second look at the end (a write
+source's digest are *stale*; target points flagged ``embedding_approximate`` (a mirrored upsert
+without text, given the query adapter's image of its A vector: ``proxy/dataplane/adapter_points.py``)
+are *approximate*, counted apart: not a content difference (their digest is the source's), but not
+a real embedding either, so a verify with any of them is not clean (``verified`` waits for the
+backfill, or ``--repair``, to re-embed them from a text). Differences are confirmed by a second look at the end (a write
 in flight between the proxy's two legs shows up once and is gone on the re-check), so a
 verify that runs while the application writes reports only lasting differences. With
 ``repair`` they are fixed (missing and stale redone from the source, extra deleted) and
-re-checked. Each run writes only its own record (a :class:`~switchyard.proxy.migration.verify_state.Run`,
+re-checked (an approximate point whose text still cannot be found stays approximate). Each run writes only its own record (a :class:`~switchyard.proxy.migration.verify_state.Run`,
 kind ``verify_run``): the cursor and the counts so far (``resume`` continues them), and on
 every page and every chunk confirmed or repaired its stage and the number of points checked,
 so status shows each verify's progress apart from any other running at the same time. Without
@@ -29,6 +33,7 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD
 from switchyard.proxy.migration import verify_state
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.migration.verify_state import Run
+from switchyard.proxy.state.records import META_APPROXIMATE
 from switchyard.proxy.state.store import StateStore
 
 SAMPLE_IDS = 10
@@ -50,26 +55,51 @@ class Diff:
     missing: list[PointId] = field(default_factory=list)
     extra: list[PointId] = field(default_factory=list)
     stale: list[PointId] = field(default_factory=list)
+    #: target points holding an adapter image instead of a real embedding (module docstring)
+    approximate: list[PointId] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.stale)
+        return not (self.missing or self.extra or self.stale or self.approximate)
+
+    def differing(self) -> list[PointId]:
+        """Every id a repair redoes, once each."""
+        return list({norm(i): i for i in (*self.missing, *self.extra, *self.stale, *self.approximate)}.values())
 
     def counts(self) -> dict[str, int]:
         return {"source": self.source, "target": self.target, "missing": len(self.missing),
-                "extra": len(self.extra), "stale": len(self.stale)}
+                "extra": len(self.extra), "stale": len(self.stale), "approximate": len(self.approximate)}
 
     def samples(self) -> dict[str, list[PointId]]:
-        return {k: list(getattr(self, k)[:SAMPLE_IDS]) for k in ("missing", "extra", "stale")}
+        return {k: list(getattr(self, k)[:SAMPLE_IDS]) for k in ("missing", "extra", "stale", "approximate")}
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "missing": self.missing,
-                "extra": self.extra, "stale": self.stale}
+                "extra": self.extra, "stale": self.stale, "approximate": self.approximate}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Diff:
         return cls(int(d.get("source") or 0), int(d.get("target") or 0), list(d.get("missing") or []),
-                   list(d.get("extra") or []), list(d.get("stale") or []))
+                   list(d.get("extra") or []), list(d.get("stale") or []), list(d.get("approximate") or []))
+
+
+def approximate_reason(d: Diff) -> str:
+    """Why ``verified`` waits for ``d``'s approximate points ("" when there are none)."""
+    if not d.approximate:
+        return ""
+    return (f"{len(d.approximate)} points carry approximate vectors (adapter); run the backfill's repair / "
+            f"verify --repair (sample ids {d.approximate[:SAMPLE_IDS]})")
+
+
+def refusal_reason(d: Diff, differences: str) -> str:
+    """The refusal of a verify that is not clean: ``differences`` (the service's text on missing,
+    extra and stale points) when there are any, and the approximate points' reason."""
+    parts = [differences if d.missing or d.extra or d.stale else "", approximate_reason(d)]
+    return "; ".join(p for p in parts if p)
+
+
+def is_approximate(record: models.Record) -> bool:
+    return (record.payload or {}).get(META_APPROXIMATE) is True
 
 
 def join_page(src: list[tuple[PointId, str]], tgt: list[tuple[PointId, str | None]],
@@ -135,7 +165,7 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
     if saved is not None and not saved.get("finished") and saved.get("stage") == "scan":
         d, cursor = Diff.from_dict(saved.get("diff") or {}), saved.get("cursor")
     src_pages = _pages(client, m.source, cursor, page, m.copy_vectors)
-    tgt_buffer: list[tuple[PointId, str | None]] = []
+    tgt_buffer: list[tuple[PointId, str | None, bool]] = []
     tgt_pages = _pages(client, m.target, cursor, page, False)
     tgt_done = False
     async for records, nxt in src_pages:
@@ -149,15 +179,19 @@ async def diff(client: AsyncQdrantClient, store: StateStore, m: Migration, *, pa
             except StopAsyncIteration:
                 tgt_done = True
                 break
-            tgt_buffer.extend((norm(r.id), (r.payload or {}).get(DIGEST_FIELD)) for r in t_records)
+            tgt_buffer.extend((norm(r.id), (r.payload or {}).get(DIGEST_FIELD), is_approximate(r))
+                              for r in t_records)
             if not t_records:
                 tgt_done = True
         if bound is None:
             window, tgt_buffer = tgt_buffer, []
         else:
-            cut = next((k for k, (tid, _) in enumerate(tgt_buffer) if order_key(tid) >= bound), len(tgt_buffer))
+            cut = next((k for k, (tid, _, _) in enumerate(tgt_buffer) if order_key(tid) >= bound), len(tgt_buffer))
             window, tgt_buffer = tgt_buffer[:cut], tgt_buffer[cut:]
-        join_page(src, window, d)
+        join_page(src, [(tid, digest) for tid, digest, _ in window], d)
+        for tid, _, approximate in window:
+            if approximate:
+                _hold(d.approximate, tid)
         await verify_state.progress(store, run, {"stage": "scan", "cursor": nxt, "diff": d.to_dict(),
                                                  "finished": nxt is None, "checked": d.source})
         if nxt is None:
@@ -172,7 +206,7 @@ async def confirm(copier: Copier, m: Migration, d: Diff, tick: Tick | None = Non
 
         return await in_place_copier.confirm(copier, m, d)  # type: ignore[no-any-return]
     out = Diff(d.source, d.target)
-    ids = [*d.missing, *d.extra, *d.stale]
+    ids = d.differing()
     for k in range(0, len(ids), 256):
         chunk = ids[k:k + 256]
         if tick is not None:
@@ -187,6 +221,8 @@ async def confirm(copier: Copier, m: Migration, d: Diff, tick: Tick | None = Non
                 out.extra.append(i)
             elif i in src and (tgt[i].payload or {}).get(DIGEST_FIELD) != digest_of(m, src[i]):
                 out.stale.append(i)
+            if i in tgt and is_approximate(tgt[i]):
+                out.approximate.append(i)
     return out
 
 
@@ -205,7 +241,7 @@ async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: boo
     found = await confirm(copier, m, scanned, _progress(store, run, "confirm", scanned.source))
     if not repair or found.clean:
         return found, None
-    ids = [*found.missing, *found.extra, *found.stale]
+    ids = found.differing()
     tick = _progress(store, run, "repair", found.source)
     for k in range(0, len(ids), page):
         chunk = ids[k:k + page]
@@ -231,14 +267,15 @@ async def daemon_pass(copier: Copier, store: StateStore, m: Migration, owner: st
         await verify_state.finish_quietly(store, run, "failed", str(exc))
         raise
     final = left if left is not None else found
-    counts = {**found.counts(), "repaired": len(found.missing) + len(found.extra) + len(found.stale)}
+    counts = {**found.counts(), "repaired": len(found.differing())}
     if final.clean:
         await verify_state.finish(store, run, "clean", "repaired" if left is not None else "",
                                   counts, time.time())
     else:
         c = final.counts()
         await verify_state.finish(store, run, "failed", f"differences left after repair: missing="
-                                  f"{c['missing']}, extra={c['extra']}, stale={c['stale']}", counts, time.time())
+                                  f"{c['missing']}, extra={c['extra']}, stale={c['stale']}, "
+                                  f"approximate={c['approximate']}", counts, time.time())
     return found, left
 
 

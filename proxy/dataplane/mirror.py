@@ -19,7 +19,9 @@ hands the primary call to :meth:`Mirror.write`):
    re-read otherwise, which is what makes conditional upserts, payload edits and deletes exact)
    with the secondary model's vector (embedded from the text field, or copied in copy-vectors
    migrations, or kept when the text did not change), its own model's metadata, and, on the
-   target, the digest of the source content; ids gone from the primary are deleted;
+   target, the digest of the source content; ids gone from the primary are deleted. A point
+   without text goes to the repair log; with a usable query adapter the target also gets the
+   adapter's image of its A vector, flagged ``embedding_approximate`` (``adapter_points.py``);
 5. the intent is cleared once the secondary is level or the difference is in the repair log.
 
 Steps 1-4 of writes touching the same points run one after the other in this proxy (a filter
@@ -43,6 +45,8 @@ import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
+from switchyard.proxy.dataplane import adapter_points
+from switchyard.proxy.dataplane.adapter_store import AdapterCache
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.intents import IntentLog
@@ -57,6 +61,7 @@ from switchyard.proxy.migration import kinds
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.state.records import META_APPROXIMATE
 from switchyard.proxy.wire import Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
@@ -100,15 +105,19 @@ class Prepared:
     reread: bool = False  # bring the secondary level by re-reading the primary, whatever the write
     ticket: int | None = None  # the write-ahead intent, cleared once the secondary is level
     understood: bool = True  # False: the mirror cannot tell what the write touched
+    approximated: list[Any] = field(default_factory=list)  # ids given an adapter image (no text)
 
 
 class Mirror:
     """Mirrors writes; in ``async`` migrations through a bounded queue drained by one owned worker."""
 
     def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward,
-                 queue_size: int = 1024, intents: IntentLog | None = None) -> None:
+                 queue_size: int = 1024, intents: IntentLog | None = None,
+                 adapters: AdapterCache | None = None) -> None:
         self.pool = pool
         self.repair = repair
+        #: query adapters for upserts without text (default: a cache over the repair log's store)
+        self.adapters = adapters if adapters is not None else AdapterCache(repair.store)
         self.intents = intents
         self._forward = forward
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue(maxsize=queue_size)
@@ -287,17 +296,20 @@ class Mirror:
                 if prep.embedding is not None and not prep.embedding.done():
                     prep.embedding.cancel()
         recorded = True
+        if prep.approximated:
+            recorded = await self._record(prep, prep.approximated, [], adapter_points.REASON, clear=False)
         if missing_text:
             recorded = await self._record(prep, missing_text, [], f"no text in field "
                                           f"`{prep.target.migration.text_field}` to embed with "
-                                          f"`{prep.target.spec.id}`", clear=False)
+                                          f"`{prep.target.spec.id}`", clear=False) and recorded
         if prep.unresolved:
             recorded = await self._record(prep, [], prep.unresolved, f"filter matched more than "
                                           f"{MAX_FILTER_IDS} points; left to the backfill", clear=False) and recorded
         if recorded:
             self._clear(prep)
-        level = not missing_text and not prep.unresolved
-        MIRRORED.labels(mid, "ok" if level else "partial").inc()
+        level = not missing_text and not prep.unresolved and not prep.approximated
+        outcome = "ok" if level else "approximate" if not missing_text and not prep.unresolved else "partial"
+        MIRRORED.labels(mid, outcome).inc()
         return level
 
     async def _sync(self, prep: Prepared) -> list[Any]:
@@ -335,11 +347,34 @@ class Mirror:
             return [self._point(t, p, kind.mirror_vector(t.migration, p.vector, t.to_target), meta)
                     for p in points if p.vector is not None], [p.id for p in points if p.vector is None]
         with_text = [p for p in points if p.text is not None]
-        missing = [p.id for p in points if p.text is None]
+        lacking = [p for p in points if p.text is None]
         vectors = await self._vectors(prep, with_text)
         meta = metadata_for(t.spec)  # once per write, not per point
-        return [self._point(t, p, _place(vec, t.migration.vector), meta)
-                for p, vec in zip(with_text, vectors)], missing
+        out = [self._point(t, p, _place(vec, t.migration.vector), meta) for p, vec in zip(with_text, vectors)]
+        mapped = await self._approximate(prep, lacking, meta)
+        prep.approximated = [p["id"] for p in mapped]
+        done = {_key(pid) for pid in prep.approximated}
+        return out + mapped, [p.id for p in lacking if _key(p.id) not in done]
+
+    async def _approximate(self, prep: Prepared, lacking: list[NewPoint], meta: dict[str, Any]) -> list[dict[str, Any]]:
+        """Target points for upserts without text: the adapter's image of each one's A vector
+        (re-read from the primary, as stored), flagged approximate; none without a usable
+        adapter (``adapter_points``). The adapter record is cached (``AdapterCache``)."""
+        t = prep.target
+        if not lacking or not t.to_target or t.migration.kind != kinds.DEFAULT_KIND:
+            return []
+        ad = adapter_points.adapter_for(t.migration, t.to_target, t.spec, await self.adapters.get(t.migration.id))
+        if ad is None:
+            return []
+        name = t.migration.vector
+        body = orjson.dumps({"ids": [p.id for p in lacking], "with_payload": False,
+                             "with_vector": [name] if name else True})
+        reply = await self._call(RestCall("POST", rest_path(t.primary, "/points"), "", prep.headers, body))
+        stored = {_key(r["id"]): adapter_points.bound_vector(r.get("vector"), name)
+                  for r in orjson.loads(reply)["result"]}
+        found = adapter_points.images(ad, [stored.get(_key(p.id)) for p in lacking])
+        flagged = {**meta, META_APPROXIMATE: True}
+        return [self._point(t, p, _place(img, name), flagged) for p, img in zip(lacking, found) if img is not None]
 
     async def _vectors(self, prep: Prepared, points: list[NewPoint]) -> Any:
         """One float32 row per point. Rows stay numpy (orjson prints them in C): a 1,024-point

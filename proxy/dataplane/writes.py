@@ -19,7 +19,7 @@ from typing import Any
 from qdrant_client.conversions.conversion import GrpcToRest
 from qdrant_client.grpc import points_pb2
 
-from switchyard.proxy.state.records import META_FIELDS
+from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +66,8 @@ def _document_text(vector: Any) -> str | None:
 
 
 def strip_meta(payload: dict[str, Any]) -> dict[str, Any]:
-    """The client's payload without Switchyard's per-model fields."""
-    return {k: v for k, v in payload.items() if k not in META_FIELDS}
+    """The client's payload without Switchyard's per-model fields (and the approximate flag)."""
+    return {k: v for k, v in payload.items() if k not in META_FIELDS and k != META_APPROXIMATE}
 
 
 # -- REST --------------------------------------------------------------------------------------

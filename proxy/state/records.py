@@ -20,6 +20,12 @@ META_DIMENSIONS = "embedding_dimensions"
 META_VERSION = "embedding_version"
 META_FINGERPRINT = "embedding_fingerprint"
 META_FIELDS = (META_MODEL_ID, META_DIMENSIONS, META_VERSION, META_FINGERPRINT)
+#: Payload flag on a secondary point whose vector is the query adapter's image of the primary's
+#: (a mirrored upsert without text, issue 15), not a real embedding: the id is in the repair log
+#: and ``verified`` waits until the backfill re-embeds it. Switchyard metadata, like the
+#: ``embedding_*`` fields above: never content (``digest.content_of``, ``writes.strip_meta``), so
+#: it never changes a source digest; not in :data:`META_FIELDS` (which a client may set).
+META_APPROXIMATE = "embedding_approximate"
 
 
 @dataclass(frozen=True, slots=True)
