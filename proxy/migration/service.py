@@ -247,7 +247,7 @@ class MigrationService:
         record (and proves the backfill done); differences are refused with their counts and
         sample ids, and ``repair`` fixes them first (re-embedding with model B). The outcome is
         also left on the run's record (also when the run fails or is cancelled)."""
-        from switchyard.backfill.verify import run_for_service
+        from switchyard.backfill.verify import refusal_reason, run_for_service
 
         m, vrun = run.migration, run.run
         try:
@@ -267,6 +267,7 @@ class MigrationService:
             reason = (f"source `{m.source}` holds {counts['source']} points; verification found "
                       f"missing={counts['missing']}, extra={counts['extra']}, stale={counts['stale']} "
                       f"(sample ids {final.samples()}){hint}")
+            reason = refusal_reason(final, reason)  # approximate points (adapter images) apart
             try:
                 await self._refuse(await self.get(m.id), "verify", reason)
             finally:  # the outcome shows once the refusal is on the migration's record
