@@ -94,10 +94,17 @@ class AdminService:
     async def get(self, migration_id: str) -> dict[str, Any]:
         return await self.migrations.status(migration_id)
 
-    async def transition(self, migration_id: str, name: str, expected_rev: Any = None) -> dict[str, Any]:
+    async def transition(self, migration_id: str, name: str, expected_rev: Any = None,
+                         require_eval: Any = None, max_age: Any = None) -> dict[str, Any]:
+        """``require_eval`` / ``max_age`` (seconds): ``switch_reads`` only on a fresh GO eval."""
         if not name:
             raise BadRequest("transition needs `name`")
-        await self.migrations.transition(migration_id, name, _opt_int(expected_rev, "expected_rev"))
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float))
+                                    or max_age <= 0):
+            raise BadRequest(f"max_age must be a number of seconds > 0, got {max_age!r}")
+        await self.migrations.transition(migration_id, name, _opt_int(expected_rev, "expected_rev"),
+                                         _flag(require_eval, "require_eval", False),
+                                         None if max_age is None else float(max_age))
         return await self.get(migration_id)
 
     async def read_mode(self, migration_id: str, mode: str, expected_rev: Any = None) -> dict[str, Any]:

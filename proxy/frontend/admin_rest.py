@@ -72,7 +72,8 @@ def admin_routes(service: AdminService, admin_key: str | None, *,
 
     async def transition(r: web.Request) -> Any:
         b = await _body(r)
-        return await service.transition(mid(r), str(b.get("name") or ""), b.get("expected_rev"))
+        return await service.transition(mid(r), str(b.get("name") or ""), b.get("expected_rev"),
+                                        b.get("require_eval"), b.get("max_age"))
 
     async def read_mode(r: web.Request) -> Any:
         b = await _body(r)

@@ -90,6 +90,15 @@ def register(sub: Any) -> None:
     p.add_argument("--throttle", type=float, default=None,
                    help="backfill points per second (omit: unthrottled; 0: paused until "
                         "`migrate throttle` or `resume`)")
+    p.add_argument("--order", choices=("hot", "id"), default=None,
+                   help="backfill order: hot (the documents reads return most often first, then id "
+                        "order) or id; default hot when hot-document counts exist, else id")
+    p.add_argument("--require-eval", action="store_true",
+                   help="every switch-reads of this migration needs a fresh GO from `migrate eval`")
+    p.add_argument("--eval-max-age", type=float, default=None, metavar="SECONDS",
+                   help="how fresh that GO must be (default 3600)")
+    p.add_argument("--force", action="store_true",
+                   help="plan despite the doctor's blocking findings (mixed index, missing text)")
     p.add_argument("--dry-run", action="store_true")
     _cmd(msub, "list", "list migrations", _list, with_id=False)
     s = _cmd(msub, "status", "phase, read mode, proxies, counters, last refusal", _status)
@@ -106,6 +115,11 @@ def register(sub: Any) -> None:
     for name in ("switch-reads", "switch-writes"):
         c = _cmd(msub, name, f"{name} (or back with --back)", _switch(name))
         c.add_argument("--back", action="store_true")
+        if name == "switch-reads":
+            c.add_argument("--require-eval", action="store_true",
+                           help="refuse unless the newest `migrate eval` verdict is GO and fresh")
+            c.add_argument("--max-age", type=float, default=None, metavar="SECONDS",
+                           help="how fresh (default: the plan's --eval-max-age, else 3600)")
     c = _cmd(msub, "cleanup", "delete the source after complete", _cleanup)
     c.add_argument("--yes", action="store_true")
     t = _cmd(msub, "throttle", "set backfill points per second (0 pauses, `none` unthrottles)",
@@ -147,7 +161,8 @@ def _plan(args: argparse.Namespace, c: AdminClient) -> Any:
         "doc_key": args.doc_key, "text_field": args.text_field, "copy_vectors": args.copy_vectors,
         "mirror": args.mirror, "lookup": args.lookup,
         "throttle": args.throttle, "dry_run": args.dry_run, "kind": args.kind,
-        "options": plan_options(args)})
+        "options": plan_options(args), "order": args.order, "require_eval": args.require_eval,
+        "eval_max_age": args.eval_max_age, "force": args.force})
 
 
 def _json_value(text: str) -> Any:
@@ -299,7 +314,11 @@ def _render_verify(v: dict[str, Any] | None) -> str:
 def _switch(name: str) -> Any:
     def run(args: argparse.Namespace, c: AdminClient) -> Any:
         step = name.replace("-", "_") + ("_back" if args.back else "")
-        return _transition(c, args, step)
+        if not getattr(args, "require_eval", False) and getattr(args, "max_age", None) is None:
+            return _transition(c, args, step)
+        return c.call("POST", f"/migrations/{args.id}/transition",
+                      {"name": step, "expected_rev": args.expected_rev,
+                       "require_eval": bool(args.require_eval), "max_age": args.max_age})
     return run
 
 
@@ -348,6 +367,11 @@ def render(result: Any) -> str:
                  f"(proxies act on {m['route_rev']})  backfill {m['backfill']}"
                  f"{' PAUSED' if m['paused'] else ''}  throttle {throttle_text(m.get('throttle'))}")
     lines.append("  counters: " + (", ".join(f"{k}={v}" for k, v in sorted(m["counters"].items())) or "-"))
+    if result.get("order"):
+        lines.append("  " + _order_line(result["order"]))
+    opts = m.get("options") or {}
+    if opts.get("require_eval"):
+        lines.append(f"  switch-reads requires a GO eval younger than {float(opts.get('eval_max_age') or 3600):g}s")
     v = m.get("verification")
     lines.append(f"  verification: {'clean' if v['clean'] else 'DIRTY'} {v['counts']} at "
                  f"{_clock(v['at'])}" if v else "  verification: none")
@@ -399,6 +423,33 @@ def _render_plan(r: dict[str, Any]) -> str:
            "none (paused: throttle 0)" if e["rate"] == 0 else "unknown (no throttle, no probe)")
     cost = f"{e['cost']:.4f}" if e["cost"] is not None else "n/a"
     lines.append(f"  rate {'-' if e['rate'] is None else e['rate']} points/s, ETA {eta}, cost {cost}")
+    if r.get("order"):
+        lines.append("  " + _order_line(r["order"]))
+    if r.get("require_eval"):
+        lines.append("  switch-reads will require a fresh GO from `migrate eval`")
+    lines += _render_doctor(r.get("doctor"), bool(r.get("force")))
     if r.get("migration"):
         lines.append(f"  migration id: {r['migration']['id']} (phase {r['migration']['phase']})")
     return "\n".join(lines)
+
+
+def _order_line(o: dict[str, Any]) -> str:
+    """The backfill's visiting order (pure): asked, given, and why."""
+    asked = o.get("requested") or "default"
+    fixed = " (partitions planned)" if o.get("planned") else ""
+    return f"backfill order: {o['order']}{fixed} (asked: {asked}): {o.get('reason') or ''}"
+
+
+def _render_doctor(d: dict[str, Any] | None, force: bool) -> list[str]:
+    """The plan's doctor section (pure): scope, then each finding with its severity."""
+    if d is None:
+        return ["  doctor: not run (no bound source)"]
+    if d.get("error"):
+        return [f"  doctor: scan failed: {d['error']}"]
+    scope = "all" if d.get("complete") else "the first"
+    lines = [f"  doctor ({scope} {d.get('points', 0)} points): "
+             + ("no findings" if not d.get("findings") else f"{len(d['findings'])} finding(s)")]
+    for x in d.get("findings") or ():
+        tag = "BLOCKS (forced)" if x["severity"] == "blocks" and force else x["severity"].upper()
+        lines.append(f"    [{tag}] {x['text']}")
+    return lines

@@ -1,8 +1,19 @@
 """``migrate plan``: validation and estimates as pure functions over gathered facts.
 
 The service gathers :class:`PlanFacts` (collection info, a sample of source points, the
-registry, the active migrations, an optional embedder probe); :func:`validate` returns every
-reason to refuse and :func:`estimate` the numbers an operator decides on. Nothing here does I/O.
+registry, the active migrations, an optional embedder probe, the doctor's bounded scan of the
+source); :func:`validate` returns every reason to refuse and :func:`estimate` the numbers an
+operator decides on. Nothing here does I/O.
+
+Shared plan options (every kind; kept in the record's ``options`` beside the kind's own, see
+:data:`SHARED_OPTIONS`): ``order`` (the backfill's visiting order, :func:`plan_order`),
+``require_eval`` / ``eval_max_age`` (``switch-reads`` needs a fresh GO, ``eval_guard``).
+
+The doctor's findings (:func:`doctor_findings`) **block** the plan, unless ``force``, when they
+make the migration give wrong answers without anything failing (a mixed index: points of
+another model or of several, another fingerprint, vectors of the wrong size) or keep it from
+finishing (points without the text a re-embedding needs: the backfill skips them and verify
+finds them missing); everything else **degrades** (reported, the plan proceeds).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from switchyard.proxy.dataplane.hot_docs import ORDERS, Order, backfill_order
 from switchyard.proxy.migration.phases import active_limit
 from switchyard.proxy.migration.record import LOOKUP_MODES, Migration
 from switchyard.proxy.modelspec import ModelSpec
@@ -20,6 +32,10 @@ from switchyard.proxy.state.records import Binding
 
 #: Rough bytes per token for the cost and volume estimate (English text, BPE tokenizers).
 BYTES_PER_TOKEN = 4.0
+#: Plan options of every kind, stored in the record's ``options`` beside the kind's own.
+SHARED_OPTIONS = ("order", "require_eval", "eval_max_age")
+#: Doctor findings that block a plan (module docstring); ``no_text`` only for embedding plans.
+BLOCKING = ("other_model", "mixed_models", "wrong_fingerprint", "wrong_size", "no_text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +54,34 @@ class PlanRequest:
     #: the migration kind (``switchyard.proxy.migration.kinds``) and its options (a JSON map)
     kind: str = "reembed"
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: shared options (module docstring): the backfill order (None: hot when counts exist),
+    #: whether switch-reads needs a fresh GO eval and how fresh (seconds; None: the default)
+    order: str | None = None
+    require_eval: bool = False
+    eval_max_age: float | None = None
+    #: plan despite the doctor's blocking findings (they are then reported as forced)
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        """Shared options given inside ``options`` (gRPC's Struct, ``--option order=id``) move
+        to their own fields, so ``options`` holds only the kind's."""
+        if isinstance(self.options, Mapping) and any(k in self.options for k in SHARED_OPTIONS):
+            for key in SHARED_OPTIONS:
+                if key in self.options and getattr(self, key) in (None, False):
+                    object.__setattr__(self, key, self.options[key])
+            object.__setattr__(self, "options", {k: v for k, v in self.options.items()
+                                                 if k not in SHARED_OPTIONS})
+
+    def shared_options(self) -> dict[str, Any]:
+        """The shared options as the record keeps them (only those set)."""
+        out: dict[str, Any] = {}
+        if self.order is not None:
+            out["order"] = self.order
+        if self.require_eval:
+            out["require_eval"] = True
+        if self.eval_max_age is not None:
+            out["eval_max_age"] = float(self.eval_max_age)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlanRequest:
@@ -75,6 +119,10 @@ class PlanFacts:
     active: Sequence[Migration] = ()
     max_active: int = 3
     throughput: float | None = None  # texts per second of B's embedder, from a probe
+    #: the doctor's report on the source (``Report.to_dict()``); None: it did not run
+    doctor: Mapping[str, Any] | None = None
+    #: hot-document counts the new migration starts with (earlier migrations of the source)
+    hot_counts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +165,9 @@ def validate(f: PlanFacts) -> list[str]:
     reasons += _target_reasons(f)
     reasons += kind.plan_reasons(f)
     reasons += _activity_reasons(f)
+    if not r.force:  # the sample's missing-text reason (above) already covers what it saw
+        reasons += [d["text"] + "; pass --force to plan anyway" for d in doctor_findings(f)
+                    if d["severity"] == "blocks" and not (d["code"] == "no_text" and f.source.missing_text)]
     return reasons
 
 
@@ -140,6 +191,14 @@ def _knob_reasons(r: PlanRequest) -> list[str]:
                    f"unthrottled; got {t!r}")
     if r.lookup not in LOOKUP_MODES:
         out.append(f"lookup must be one of {', '.join(LOOKUP_MODES)}, got {r.lookup!r}")
+    if r.order is not None and r.order not in ORDERS:
+        out.append(f"order must be one of {', '.join(ORDERS)} (omit it for hot when counts exist), "
+                   f"got {r.order!r}")
+    if not isinstance(r.require_eval, bool):
+        out.append(f"require_eval must be true or false, got {r.require_eval!r}")
+    a = r.eval_max_age
+    if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or a <= 0):
+        out.append(f"eval_max_age must be a number of seconds > 0, got {a!r}")
     return out
 
 
@@ -175,12 +234,16 @@ def _vector_reasons(f: PlanFacts) -> list[str]:
 
 
 def _text_reasons(f: PlanFacts) -> list[str]:
+    """The sample's missing texts (the doctor's scan, from the same first points, may find more:
+    :func:`validate` adds its reason only when the sample found none)."""
     s, r = f.source, f.request
-    if not s.missing_text or r.copy_vectors or r.text_fetcher:
+    if not s.missing_text or r.copy_vectors or r.text_fetcher or r.force:
         return []
     share = s.missing_text / s.sampled
+    ids: list[Any] = next((d["sample_ids"] for d in doctor_findings(f) if d["code"] == "no_text"), [])
+    seen = f" (sample ids {', '.join(map(str, ids))})" if ids else ""
     return [f"{s.missing_text} of {s.sampled} sampled points ({share:.0%}) lack the text field "
-            f"`{r.text_field}`; pass --copy-vectors or configure a text fetcher"]
+            f"`{r.text_field}`{seen}; pass --copy-vectors or configure a text fetcher"]
 
 
 def _activity_reasons(f: PlanFacts) -> list[str]:
@@ -210,3 +273,58 @@ def estimate(f: PlanFacts) -> Estimate:
     share = s.missing_text / s.sampled if s.sampled else 0.0
     return Estimate(s.points, s.sampled, s.missing_text, share, text_bytes, tokens,
                     f.throughput, rate, eta, cost)
+
+
+def plan_order(requested: str | None, kind: str, counts: Mapping[str, int]) -> Order:
+    """The backfill order a plan asks for (``None``: the default) and what it gives now (pure):
+    the decision the backfill takes when it plans its partitions (``hot_docs.backfill_order``,
+    ``backfill.leases.visiting_order``), worded for the plan and for status. ``--order hot``
+    without counts is accepted: id order until there are."""
+    if kind not in ("reembed", "copy"):  # in place and split have their own copiers
+        return Order("id", (), f"id order: kind {kind} copies in id order")
+    if requested not in (None, *ORDERS):
+        return Order("id", (), f"id order: unknown order {requested!r}")
+    got = backfill_order(requested, counts)
+    if got.order == "hot" or requested == "id":
+        return got
+    asked = "--order hot asked, but " if requested == "hot" else ""
+    return Order("id", (), f"id order: {asked}no hot-document counts yet; id order until there are "
+                           "(the backfill decides when it plans its partitions)")
+
+
+def doctor_findings(f: PlanFacts) -> list[dict[str, Any]]:
+    """The doctor's findings on the source as this plan sees them (pure; module docstring):
+    each with ``code``, ``severity`` (``blocks`` or ``degrades``; info findings are left out),
+    ``count``, ``sample_ids`` and a sentence naming what the migration would suffer."""
+    d = f.doctor
+    if not d:
+        return []
+    r = f.request
+    from switchyard.proxy.migration import kinds
+
+    kind = kinds.KINDS.get(r.kind)
+    reads_text = bool(kind is not None and kind.embeds and not r.copy_vectors and not r.text_fetcher)
+    scope = "" if d.get("complete") else f" of {d.get('points', 0)} scanned"
+    out = []
+    for x in d.get("findings") or ():
+        code, count, ids = str(x.get("code")), int(x.get("count") or 0), list(x.get("sample_ids") or ())
+        if not count or x.get("severity") == "info" or (code == "no_text" and not reads_text):
+            continue
+        sample = ", ".join(map(str, ids))
+        if code == "no_text":
+            text = (f"{count}{scope} point(s) lack the text field `{r.text_field}`: they cannot be "
+                    f"re-embedded (sample ids {sample}); add the text, pass --copy-vectors or "
+                    "configure a text fetcher")
+        elif code == "mixed_models":
+            models = ", ".join(f"{m} ({n})" for m, n in sorted(dict(d.get("models") or {}).items()))
+            text = (f"mixed index: {count} models' metadata in `{d.get('collection')}` ({models}): "
+                    "merged reads, the adapter, calibration and the eval would compare scores of "
+                    "different models")
+        elif code == "other_model":
+            text = (f"mixed index: {count}{scope} point(s) stamped by another model than "
+                    f"`{d.get('model')}` (sample ids {sample}): {x.get('advice')}")
+        else:
+            text = f"{count}{scope} {x.get('title')} (sample ids {sample}): {x.get('advice')}"
+        severity = "blocks" if code in BLOCKING else "degrades"
+        out.append({"code": code, "severity": severity, "count": count, "sample_ids": ids, "text": text})
+    return out

@@ -24,12 +24,15 @@ import orjson
 from qdrant_client import AsyncQdrantClient
 
 from switchyard.proxy.config import default_instance_id
-from switchyard.proxy.dataplane import repair_log
+from switchyard.proxy.dataplane import hot_docs, repair_log
 from switchyard.proxy.errors import BadRequest, Conflict, NotFound
+from switchyard.proxy.migration import eval_gate, eval_guard
 from switchyard.proxy.migration import facts as io
-from switchyard.proxy.migration import heartbeats, kinds, phases, progress, verify_state
+from switchyard.proxy.migration import heartbeats, kinds, phases, plan_checks, progress, verify_state
 from switchyard.proxy.migration.hooks import Hooks
-from switchyard.proxy.migration.planner import PlanFacts, PlanRequest, estimate, validate
+from switchyard.proxy.migration.planner import (
+    PlanFacts, PlanRequest, doctor_findings, estimate, plan_order, validate,
+)
 from switchyard.proxy.migration.record import (
     COMPLETE, DUAL_WRITE, LOOKUP_MODES, MIRROR_MODES, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration,
     Refused, Verification,
@@ -50,6 +53,10 @@ class ServiceConfig:
     max_active: int = phases.DEFAULT_MAX_ACTIVE
     sample_size: int = 256
     probe_texts: int = 8
+    #: the plan's doctor scan of the source: at most this many points (from the start of the
+    #: id order, so it covers the sample), at most this many per second
+    doctor_limit: int = 2000
+    doctor_rate: float = 5000.0
     #: Who runs this service's verifications, as the ``verify`` record names it.
     instance_id: str = dataclasses.field(default_factory=default_instance_id)
 
@@ -101,6 +108,7 @@ class MigrationService:
                                     self.clock())
         runs = await verify_state.views(self.store, m, self.clock())
         return {"migration": m.to_dict(), "repair": await repair_log.view(self.store, migration_id),
+                "order": await plan_checks.order_view(self.store, m),
                 "proxies": [a.to_dict() for a in acks],
                 "laggards": list(heartbeats.laggards(acks)), "routes": routes, "backfill": backfill,
                 "verify": runs[0] if runs else None, "verify_runs": runs,
@@ -144,11 +152,19 @@ class MigrationService:
                             sample_size=self.config.sample_size, probe_texts=self.config.probe_texts)
         if req.kind in kinds.KINDS and f.source.exists:  # the kind's own facts (split: its values)
             f = await kinds.get(req.kind).enrich(self.client, self.store, f)
+        counts = await plan_checks.source_counts(self.store, f.source.collection)
+        f = dataclasses.replace(f, hot_counts=counts.counts, doctor=await plan_checks.doctor(
+            self.client, self.store, f, self.config.doctor_limit, self.config.doctor_rate))
         reasons, est = validate(f), estimate(f)
+        order = plan_order(req.order, req.kind, f.hot_counts)
         report: dict[str, Any] = {"ok": not reasons, "reasons": reasons, "estimate": est.to_dict(),
                                   "source": f.source.collection, "target": f.target,
                                   "logical_is_alias": f.source.is_alias, "dry_run": req.dry_run,
-                                  "kind": req.kind}
+                                  "kind": req.kind, "force": req.force,
+                                  "order": {"requested": req.order, "order": order.order,
+                                            "hot": len(order.hot), "reason": order.reason},
+                                  "require_eval": req.require_eval,
+                                  "doctor": plan_checks.doctor_view(f)}
         kind = kinds.KINDS.get(req.kind)
         if kind is not None and f.source.exists:
             report["layout"] = kind.layout(f).to_dict()
@@ -160,23 +176,32 @@ class MigrationService:
             raise Refused("; ".join(reasons))
         assert f.binding is not None and f.model_b is not None and kind is not None
         now = self.clock()
+        fields = kind.record_fields(f)
+        fields["options"] = {**dict(fields.get("options") or {}), **req.shared_options()}
         m = dataclasses.replace(_draft(f), id=f"{req.logical}-{uuid.uuid4().hex[:8]}", created_at=now,
                                 mirror=req.mirror, lookup=req.lookup,
                                 throttle=None if req.throttle is None else float(req.throttle),
                                 counters={"backfill_total": est.points, "backfill_done": 0},
-                                **kind.record_fields(f)).with_event(Event(now, "plan", "", "planned", 1))
+                                **fields).with_event(Event(now, "plan", "", "planned", 1))
+        forced = [d["text"] for d in doctor_findings(f) if d["severity"] == "blocks"] if req.force else []
+        if forced:
+            m = m.with_event(Event(now, "plan:force", PLANNED, PLANNED, 1, "; ".join(forced)))
         if m.throttle == 0:  # planned paused; the event also tells older readers (layout 1)
             m = m.with_event(Event(now, "throttle:0", PLANNED, PLANNED, 1, "planned with throttle 0"))
         await kind.create_targets(self.client, self.store, f)
         stored = Migration.from_envelope(await self.store.create(Migration.KIND, m.id, m.stored()))
+        if f.hot_counts:  # the source's earlier counts: the backfill may start hot
+            await self.store.upsert(hot_docs.KIND, f"{stored.id}/planned", counts.to_dict())
         self._notify("transition", stored, {"action": "plan"})
         report["migration"] = stored.to_dict()
         return report
 
     # -- transitions
 
-    async def transition(self, migration_id: str, name: str,
-                         expected_rev: int | None = None) -> Migration:
+    async def transition(self, migration_id: str, name: str, expected_rev: int | None = None,
+                         require_eval: bool | None = None, eval_max_age: float | None = None) -> Migration:
+        """Apply transition ``name`` if its guards allow it. ``switch_reads`` also needs a fresh GO
+        eval when asked here (``require_eval``) or in the plan (:mod:`eval_guard`)."""
         t = phases.transition_named(name)
         if t is None:
             raise BadRequest(f"unknown transition {name!r} (one of {', '.join(sorted(phases.TRANSITIONS))})")
@@ -185,6 +210,8 @@ class MigrationService:
             await self._settle(m)  # proxies may still be picking up the previous step
         facts = await self._facts(m)
         why = phases.refusal(m, t.name, facts)
+        if why is None and t.name == "switch_reads":
+            why = await self._eval_refusal(m, require_eval, eval_max_age)
         if why:
             await self._refuse(m, t.name, why)
         stored = await self._cas(m, phases.apply(m, t.name, facts.now))
@@ -194,6 +221,14 @@ class MigrationService:
         if t.needs_ack:
             stored = await self._await_ack(stored, t.name)
         return stored
+
+    async def _eval_refusal(self, m: Migration, require_eval: bool | None,
+                            max_age: float | None) -> str | None:
+        required, age = eval_guard.settings(m.options, require_eval, max_age)
+        if not required:
+            return None
+        env = await self.store.get(eval_gate.KIND, m.id)
+        return eval_guard.refusal(m.id, env.data if env else None, self.clock(), age)
 
     async def set_read_mode(self, migration_id: str, mode: str,
                             expected_rev: int | None = None) -> Migration:
