@@ -422,7 +422,7 @@ def _as_new(point: dict[str, Any], t: MirrorTarget) -> NewPoint:
     return NewPoint(point["id"], payload, text if isinstance(text, str) else None, point.get("vector"))
 
 
-def _place(vector: list[float], name: str) -> Any:
+def _place(vector: Any, name: str) -> Any:
     return {name: vector} if name else vector
 
 
