@@ -44,6 +44,8 @@ CLEAN = {**REPORT, "findings": [finding("unstamped", 5, [8])], "models": {"a": 1
     (PlanRequest("docs", "b"), REPORT, ["no_text", "other_model", "mixed_models"], ["unstamped"]),
     (PlanRequest("docs", "b", text_fetcher="http"), REPORT, ["other_model", "mixed_models"], ["unstamped"]),
     (PlanRequest("docs", "b", copy_vectors=True), REPORT, ["other_model", "mixed_models"], ["unstamped"]),
+    (PlanRequest("docs", "b", kind="split"), REPORT, ["other_model", "mixed_models"], ["no_text", "unstamped"]),
+    (PlanRequest("docs", kind="copy"), REPORT, ["other_model", "mixed_models"], ["unstamped"]),
     (PlanRequest("docs", "b"), CLEAN, [], ["unstamped"]),
     (PlanRequest("docs", "b"), None, [], []),
 ])

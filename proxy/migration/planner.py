@@ -36,6 +36,9 @@ BYTES_PER_TOKEN = 4.0
 SHARED_OPTIONS = ("order", "require_eval", "eval_max_age")
 #: Doctor findings that block a plan (module docstring); ``no_text`` only for embedding plans.
 BLOCKING = ("other_model", "mixed_models", "wrong_fingerprint", "wrong_size", "no_text")
+#: Kinds that re-embed every point from its text (a split re-embeds only the targets on another
+#: model and copies the rest: missing text there degrades, it does not block)
+TEXT_KINDS = ("reembed", "named-vector")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +328,7 @@ def doctor_findings(f: PlanFacts) -> list[dict[str, Any]]:
                     f"`{d.get('model')}` (sample ids {sample}): {x.get('advice')}")
         else:
             text = f"{count}{scope} {x.get('title')} (sample ids {sample}): {x.get('advice')}"
-        severity = "blocks" if code in BLOCKING else "degrades"
+        blocks = code in BLOCKING and (code != "no_text" or r.kind in TEXT_KINDS)
+        severity = "blocks" if blocks else "degrades"
         out.append({"code": code, "severity": severity, "count": count, "sample_ids": ids, "text": text})
     return out
