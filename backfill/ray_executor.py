@@ -16,9 +16,12 @@ and a pump thread iterating the output that hands each result to the waiting ``e
 Every in-flight batch of the daemon (``--concurrency``) shares that execution; the actors load
 the model once. Two settings make it stream: a block target of 1 byte on the read side (each
 request leaves the read task as its own block at once instead of being coalesced towards
-128 MiB) and no no-progress timeout (a daemon draining the repair log may be idle for hours);
+128 MiB) and no no-progress timeout (a daemon draining the repair log may be idle for hours).
 ``RAY_DATA_METADATA_PREFETCH_ON_THREAD=0`` (set unless given) cuts a request's round trip from
-~0.33 s to ~0.12 s here.
+~0.33 s to ~0.12 s here. Under heavy load an execution was once seen holding finished results
+back (with Ray's default fetch thread too, in every run tried); a result
+that does not arrive within ``call_timeout`` marks the execution stuck: the call fails with
+``ProviderDown`` and the next one starts a fresh execution.
 
 The daemon's event loop never blocks on Ray: starting Ray and submitting a request run in
 ``asyncio.to_thread``; the result comes back through ``loop.call_soon_threadsafe``. Errors keep
@@ -59,7 +62,7 @@ log = logging.getLogger("switchyard.backfill.ray")
 MISSING_RAY = "--executor ray needs the ray extra: pip install 'switchyard[ray]'"
 _SOURCE = "ray executor"
 #: how long one embed call may wait for its result before it counts as a Ray failure
-DEFAULT_CALL_TIMEOUT = 600.0
+DEFAULT_CALL_TIMEOUT = 300.0
 
 
 def import_ray(local: bool) -> Any:
@@ -67,7 +70,7 @@ def import_ray(local: bool) -> Any:
     will start its own single-node instance, so Ray binds the loopback interface only (Ray reads
     this at import, hence here). No usage statistics are sent unless the operator says so."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DATA_METADATA_PREFETCH_ON_THREAD", "0")
+    os.environ.setdefault("RAY_DATA_METADATA_PREFETCH_ON_THREAD", "0")  # see module docstring
     if local:
         # Ray's own switch: node address 127.0.0.1, every server on loopback
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -175,14 +178,11 @@ class Pipeline:
 
     def _dataset(self) -> Any:
         rd = self.ray.data
-        remote: dict[str, Any] = {"num_cpus": 1}
-        if self.spec.gpus:
-            remote["num_gpus"] = self.spec.gpus
         source = queue_source(rd, self.queue)
         ds = rd.read_datasource(source, num_cpus=0, override_num_blocks=1).map_batches(
             EmbedActor, fn_constructor_kwargs={"spec": self.spec.to_dict()},
             compute=rd.ActorPoolStrategy(size=self.actors), batch_size=None,
-            batch_format="pyarrow", **remote)
+            batch_format="pyarrow", **actor_resources(self.spec))
         ctx = ds.context
         ctx.target_max_block_size = 1  # each request its own block, at once (module docstring)
         ctx.execution_no_progress_timeout_s = -1
@@ -202,11 +202,16 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 -- every waiter learns why
             reason = f"{_SOURCE} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.warning("%s", reason)
+        self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """Mark the execution unusable (the first reason stays) and fail every waiter with
+        ``ProviderDown``; the embedder starts a fresh execution on its next call."""
         with self.lock:
-            self.failure = reason
+            self.failure = self.failure or reason
             waiters, self.waiters = self.waiters, {}
         for w in waiters.values():
-            w.loop.call_soon_threadsafe(_settle, w.future, None, ProviderDown(reason))
+            _hand_over(w, None, ProviderDown(reason))
 
     def _resolve(self, req: int, blob: bytes, error: str) -> None:
         with self.lock:
@@ -219,7 +224,7 @@ class Pipeline:
             result, exc = decode(self.spec, blob, w.count), None
         except errors.SwitchyardError as failed:
             result, exc = None, failed
-        w.loop.call_soon_threadsafe(_settle, w.future, result, exc)
+        _hand_over(w, result, exc)
 
     def register(self, req: int, waiter: _Waiter) -> None:
         with self.lock:
@@ -252,6 +257,23 @@ class Pipeline:
                 self.queue.shutdown(force=True)
             except Exception as exc:  # noqa: BLE001
                 log.debug("could not stop the ray queue: %s", exc)
+
+
+def actor_resources(spec: ModelSpec) -> dict[str, float]:
+    """What each embedding actor reserves: one CPU, and ``spec.gpus`` GPUs when set."""
+    out: dict[str, float] = {"num_cpus": 1}
+    if spec.gpus:
+        out["num_gpus"] = spec.gpus
+    return out
+
+
+def _hand_over(w: _Waiter, result: np.ndarray | None, exc: BaseException | None) -> None:
+    """Settle ``w``'s future on its own loop (from the pump thread); a closed loop has no one
+    waiting any more."""
+    try:
+        w.loop.call_soon_threadsafe(_settle, w.future, result, exc)
+    except RuntimeError:  # the loop is closed: its caller is gone
+        pass
 
 
 def _settle(future: asyncio.Future[np.ndarray], result: np.ndarray | None,
@@ -330,7 +352,9 @@ class RayEmbedder:
             try:
                 vectors = await asyncio.wait_for(waiter.future, self.call_timeout)
             except TimeoutError:
-                raise ProviderDown(f"{_SOURCE}: no result within {self.call_timeout:g} s") from None
+                reason = f"{_SOURCE}: no result within {self.call_timeout:g} s"
+                pipeline.fail(reason)  # stuck: the next call starts a fresh execution
+                raise ProviderDown(reason) from None
             self.embedded += len(items)
             return vectors
         finally:

@@ -33,7 +33,9 @@ from switchyard.backfill.daemon import Daemon, DaemonConfig  # noqa: E402
 from switchyard.backfill.pipeline import Copier  # noqa: E402
 from switchyard.backfill.verify import verify  # noqa: E402
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest  # noqa: E402
-from switchyard.proxy.errors import EmbedderBadInput, EmbedderError, ProviderDown, RateLimited  # noqa: E402
+from switchyard.proxy.errors import (  # noqa: E402
+    BadRequest, EmbedderBadInput, EmbedderError, ProviderDown, RateLimited,
+)
 from switchyard.proxy.migration.record import Migration  # noqa: E402
 from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
 from switchyard.proxy.state.store import StateStore  # noqa: E402
@@ -75,7 +77,7 @@ async def test_ray_executor_reaches_the_plain_daemons_end_state(local_ray: None,
     made: list[ray_executor.RayEmbedder] = []
 
     def factory(spec: ModelSpec) -> ray_executor.RayEmbedder:
-        made.append(ray_executor.RayEmbedder(spec, actors=2))
+        made.append(ray_executor.RayEmbedder(spec, actors=2, call_timeout=60))
         return made[-1]
 
     stats = await Daemon(store, on_ray, FAST, embedder_factory=factory).run(once=True)
@@ -128,6 +130,16 @@ def test_error_classes_survive_the_round_trip() -> None:
     assert ok.shape == (2, 3) and ok.dtype == np.float32
     with pytest.raises(EmbedderError):
         ray_executor.decode(spec, np.arange(8, dtype=np.float32).tobytes(), 2)
+
+
+def test_actors_reserve_the_gpus_the_spec_asks_for() -> None:
+    cpu = ModelSpec(id="c", provider="hashing", model="c", dimensions=3)
+    assert ray_executor.actor_resources(cpu) == {"num_cpus": 1}
+    half = ModelSpec(id="g", provider="local", model="pkg:paraphrase-MiniLM-L3-v2", dimensions=384, gpus=0.5)
+    assert ray_executor.actor_resources(half) == {"num_cpus": 1, "num_gpus": 0.5}
+    assert ModelSpec.from_dict(half.to_dict()) == half  # stored and read back with the field
+    with pytest.raises(BadRequest, match="gpus"):
+        ModelSpec(id="n", provider="hashing", model="n", dimensions=3, gpus=-1)
 
 
 PROBE = r"""
