@@ -28,13 +28,10 @@ def point(i: PointId, version: int = 0) -> models.PointStruct:
                               payload={"text": f"document {i} v{version}", "doc_id": str(i), "v": version})
 
 
-async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
-                          ids: Sequence[PointId], *, copy_vectors: bool = False,
-                          throttle: float | None = None, model_b: str | None = None,
-                          texts: Sequence[str] | None = None) -> str:
-    """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B.
-
-    ``texts`` (cycled) replace the default short payload texts, e.g. real passages for benches."""
+async def seed_source(client: AsyncQdrantClient, store: StateStore, prefix: str,
+                      ids: Sequence[PointId], *, texts: Sequence[str] | None = None) -> tuple[str, str]:
+    """``(logical, source)``: ``<prefix>docs_v1`` under the alias ``<prefix>docs`` with ``ids``,
+    bound to A, with A, B and A2 registered."""
     logical, source = f"{prefix}docs", f"{prefix}docs_v1"
     await client.create_collection(source, vectors_config=models.VectorParams(
         size=4, distance=models.Distance.COSINE))
@@ -50,6 +47,17 @@ async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: 
                 assert p.payload is not None
                 p.payload["text"] = texts[n % len(texts)]
         await client.upsert(source, batch, wait=True)
+    return logical, source
+
+
+async def setup_migration(client: AsyncQdrantClient, store: StateStore, prefix: str,
+                          ids: Sequence[PointId], *, copy_vectors: bool = False,
+                          throttle: float | None = None, model_b: str | None = None,
+                          texts: Sequence[str] | None = None) -> str:
+    """Source ``<prefix>docs_v1`` (alias ``<prefix>docs``) with ``ids``; a started migration to B.
+
+    ``texts`` (cycled) replace the default short payload texts, e.g. real passages for benches."""
+    logical, _ = await seed_source(client, store, prefix, ids, texts=texts)
     svc = MigrationService(store, client, ServiceConfig(ack_timeout=10.0, max_active=1000))
     to_model = model_b or (A2.id if copy_vectors else B.id)
     report = await svc.plan(PlanRequest(logical, to_model,

@@ -7,8 +7,6 @@ name both."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import uuid
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 from qdrant_client import AsyncQdrantClient, models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
-from switchyard.proxy import cli as switchyard_cli
+from cli_in_process import cli
 from switchyard.proxy import registry
 from switchyard.proxy.migration.planner import PlanRequest, doctor_findings, validate
 from switchyard.proxy.migration.record import Migration
@@ -70,19 +68,6 @@ def test_blocking_findings_refuse_unless_forced_and_name_counts_and_ids() -> Non
 
 
 # -- the CLI against the session's proxy process
-
-
-async def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def run() -> int:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                return switchyard_cli.main(list(argv))
-            except SystemExit as exc:
-                return int(exc.code or 0)
-    code = await asyncio.to_thread(run)
-    return code, out.getvalue(), err.getvalue()
 
 
 async def test_plan_names_missing_text_and_mixed_model(switchyard: RunningProxy, upstream: Any,  # noqa: F811

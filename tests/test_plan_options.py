@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import aiohttp
 import asyncio
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -23,19 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient
 
 from switchyard.backfill.throttle import operator_rate
-from backfill_helpers import A, A2, B, point
-from switchyard.proxy import cli as switchyard_cli
-from switchyard.proxy import registry
+from backfill_helpers import A, B, seed_source
+from cli_in_process import cli
 from switchyard.proxy.admin.service import throttle_value
 from switchyard.proxy.errors import BadRequest
 from switchyard.proxy.migration.command import throttle_text
 from switchyard.proxy.dataplane.read_transport import MERGE_HEADER
 from switchyard.proxy.migration.planner import PlanRequest, validate
 from switchyard.proxy.migration.record import LAYOUT, Migration, migrate_throttle
-from switchyard.proxy.state.records import Binding
 from switchyard.proxy.state.store import StateStore
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 
@@ -142,19 +138,6 @@ def test_plan_refuses_bad_options(lookup: str, throttle: Any, reasons: list[str]
 #    runs in this process (a subprocess per CLI call costs seconds of interpreter start)
 
 
-async def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def run() -> int:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                return switchyard_cli.main(list(argv))
-            except SystemExit as exc:
-                return int(exc.code or 0)
-    code = await asyncio.to_thread(run)
-    return code, out.getvalue(), err.getvalue()
-
-
 def daemon(upstream: Any, mid: str, owner: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "switchyard.proxy", "--log-level", "WARNING", "backfill", mid, "--url",
@@ -172,16 +155,7 @@ async def world(upstream: Any) -> AsyncIterator[tuple[AsyncQdrantClient, StateSt
 
 async def source(client: AsyncQdrantClient, store: StateStore, prefix: str, n: int) -> str:
     """``<prefix>docs`` (alias of ``<prefix>docs_v1``) with ``n`` points, bound to model A."""
-    logical, src = f"{prefix}docs", f"{prefix}docs_v1"
-    await client.create_collection(src, vectors_config=models.VectorParams(
-        size=4, distance=models.Distance.COSINE))
-    await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
-        create_alias=models.CreateAlias(collection_name=src, alias_name=logical))])
-    for spec in (A, B, A2):
-        await registry.register_model(store, spec, replace=True)
-    await registry.bind(store, client, Binding(logical, A.id))
-    await client.upsert(src, [point(i) for i in range(n)], wait=True)
-    return logical
+    return (await seed_source(client, store, prefix, range(n)))[0]
 
 
 async def plan(proxy: RunningProxy, logical: str, *extra: str) -> str:

@@ -11,18 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient
 
-from backfill_helpers import A, A2, B, new_store, point
+from backfill_helpers import B, new_store, seed_source
 from switchyard.backfill import partitions as parts
-from switchyard.proxy import registry
 from switchyard.proxy.cli import build_parser
 from switchyard.proxy.dataplane.hot_docs import KIND, HeavyHitters
 from switchyard.proxy.migration.command import render
 from switchyard.proxy.migration.planner import PlanRequest, plan_order, validate
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.migration.service import MigrationService, ServiceConfig
-from switchyard.proxy.state.records import Binding
 from switchyard.proxy.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,18 +73,6 @@ def test_cli_sends_order_and_dry_run_shows_it() -> None:
     assert "backfill order: id (asked: id): id order (requested)" in render(report)
 
 
-async def _source(client: AsyncQdrantClient, store: StateStore, prefix: str) -> tuple[str, str]:
-    logical, src = f"{prefix}docs", f"{prefix}docs_v1"
-    await client.create_collection(src, vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
-    await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
-        create_alias=models.CreateAlias(collection_name=src, alias_name=logical))])
-    for spec in (A, B, A2):
-        await registry.register_model(store, spec, replace=True)
-    await registry.bind(store, client, Binding(logical, A.id))
-    await client.upsert(src, [point(i) for i in range(N)], wait=True)
-    return logical, src
-
-
 def _daemon(upstream: Any, store: StateStore, mid: str, keys: Path) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}", "BACKFILL_KEYS_FILE": str(keys)}
     return subprocess.run(
@@ -103,7 +89,7 @@ async def test_the_backfill_visits_in_the_planned_order(upstream: Any, prefix: s
     store = new_store(client)
     svc = MigrationService(store, client, ServiceConfig(ack_timeout=10.0, max_active=1000))
     try:
-        logical, src = await _source(client, store, prefix)
+        logical, src = await seed_source(client, store, prefix, range(N))
         # an earlier, cancelled migration of the same source left the proxies' read counts
         old = (await svc.plan(PlanRequest(logical, B.id, target=f"{prefix}old")))["migration"]["id"]
         await svc.transition(old, "cancel")

@@ -6,8 +6,6 @@ the proxy), and each refusal in Qdrant's error shape until a fresh GO lets reads
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import time
 import uuid
@@ -19,7 +17,7 @@ import pytest
 from qdrant_client import AsyncQdrantClient, models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
-from switchyard.proxy import cli as switchyard_cli
+from cli_in_process import cli
 from switchyard.proxy import registry
 from switchyard.proxy.embedders import make_embedder
 from switchyard.proxy.migration import eval_gate
@@ -66,19 +64,6 @@ def test_refusal_table(record: dict[str, Any] | None, max_age: float, words: str
 
 
 # -- the CLI on real processes
-
-
-async def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def run() -> int:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                return switchyard_cli.main(list(argv))
-            except SystemExit as exc:
-                return int(exc.code or 0)
-    code = await asyncio.to_thread(run)
-    return code, out.getvalue(), err.getvalue()
 
 
 async def test_switch_reads_needs_a_fresh_go(switchyard: RunningProxy, upstream: Any, prefix: str,  # noqa: F811
