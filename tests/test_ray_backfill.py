@@ -19,15 +19,15 @@ import logging  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
-from qdrant_client import AsyncQdrantClient  # noqa: E402
 
-from backfill_helpers import B, content, dump, new_store, setup_migration  # noqa: E402
+from backfill_helpers import B, content, dump, setup_migration  # noqa: E402
+from test_backfill_daemon import env, migration  # noqa: E402,F401  (fixture, helper)
 from switchyard.backfill import ray_executor  # noqa: E402
 from switchyard.backfill.daemon import Daemon, DaemonConfig  # noqa: E402
 from switchyard.backfill.pipeline import Copier  # noqa: E402
@@ -36,9 +36,7 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest  # noq
 from switchyard.proxy.errors import (  # noqa: E402
     BadRequest, EmbedderBadInput, EmbedderError, ProviderDown, RateLimited,
 )
-from switchyard.proxy.migration.record import Migration  # noqa: E402
 from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
-from switchyard.proxy.state.store import StateStore  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")  # Ray's own renames
 
@@ -54,19 +52,6 @@ def local_ray() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-@pytest.fixture
-async def env(upstream: Any, prefix: str) -> AsyncIterator[tuple[AsyncQdrantClient, StateStore, str]]:
-    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False, timeout=30)
-    store = new_store(client)
-    yield client, store, prefix
-    await client.delete_collection(store.collection)
-    await client.close()
-
-
-async def migration(store: StateStore, mid: str) -> Migration:
-    return Migration.from_envelope(await store.require(Migration.KIND, mid))
 
 
 async def test_ray_executor_reaches_the_plain_daemons_end_state(local_ray: None, env: Any) -> None:
