@@ -149,6 +149,8 @@ class Daemon:
                 await self._work(copier, once)
             finally:
                 self._stop.set()
+        if self.state == "done":  # the control loop's last publish may have begun before `done`
+            await self._publish(self.clock(), log_line=False)
 
     async def _wait(self, verdict: Verdict) -> None:
         """Wait out a transient failure outside any one partition: log, try to publish, sleep."""
