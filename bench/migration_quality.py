@@ -17,8 +17,14 @@ random subset), each question is answered four ways, k = 10, exact cosine search
                        searched with the adapter's image of it (``dataplane.adapter``, fitted on
                        the backfill's sample reservoir: pairs of migrated documents' vectors)
   (f) calibrated       as (d), source-only hits placed by the isotonic score calibration fitted
-                       on score pairs of the same reservoir (``dataplane.calibration``) when its
-                       held-out fit is good enough, else by rank as (d)
+                       on document-document score pairs of the same reservoir
+                       (``dataplane.calibration``), applied whatever its fit (the proxy's gate,
+                       ``calibration.MIN_SPEARMAN``, decides whether the proxy uses it; the notes
+                       under each table say what it decided)
+  (g) query-calibrated as (f), fitted instead on query-document pairs as merged reads see them:
+                       each question's top-20 source hits that are already migrated, with their
+                       model-B scores; two folds of the questions, each scored with the
+                       calibration fitted on the other fold (no question calibrates itself)
 
 Queries are embedded from text with each model, as the proxy does for inference objects.
 Relevance is graded and several documents per query count (``qrels.tsv``'s score column):
@@ -63,6 +69,7 @@ MODEL_A = ModelSpec(id="l3", provider="local", model="pkg:paraphrase-MiniLM-L3-v
 MODEL_B = ModelSpec(id="l6", provider="local", model="pkg:all-MiniLM-L6-v2-int8", dimensions=384)
 K = 10
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+METHODS = "abcdefg"
 
 
 Qrels = dict[str, dict[str, float]]  # query id -> {relevant doc id: grade}
@@ -140,6 +147,30 @@ def fit_side_models(migrated: np.ndarray, a_docs: np.ndarray, b_docs: np.ndarray
     return adapter, calibration
 
 
+def query_doc_calibrations(migrated: np.ndarray, a_docs: np.ndarray, b_docs: np.ndarray, a_q: np.ndarray,
+                           b_q: np.ndarray, seed: int) -> tuple[list[Any], list[float]]:
+    """Per question, the calibration fitted on the other fold's query-document score pairs
+    (``None`` where too few pairs), and the folds' held-out Spearman."""
+    nq, everything = len(a_q), np.ones(len(a_docs), dtype=bool)
+    folds = np.array_split(np.random.default_rng(seed + 2000).permutation(nq), 2)
+    out: list[Any] = [None] * nq
+    rhos: list[float] = []
+    for f, fold in enumerate(folds):
+        xs: list[float] = []
+        ys: list[float] = []
+        for qi in folds[1 - f]:
+            for i, s in top_k(a_docs, a_q[qi], everything, 2 * K):
+                if migrated[i]:
+                    xs.append(s)
+                    ys.append(float(b_docs[i] @ b_q[qi]))
+        cal = calibration_fit.fit(xs, ys, seed=seed) if len(xs) >= calibration_fit.MIN_PAIRS else None
+        if cal is not None:
+            rhos.append(cal.spearman)
+        for qi in fold:
+            out[qi] = cal
+    return out, rhos
+
+
 def apply_cost(adapter: Any, calibration: Any, query: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
     """Microseconds per query to map a query vector, and to calibrate 20 source hits."""
     started = time.perf_counter()
@@ -165,12 +196,13 @@ def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[s
     mixed = np.where(migrated[:, None], b_docs, a_docs)
     migrated_keys = {doc_ids[i] for i in np.flatnonzero(migrated)}
     adapter, calibration = fit_side_models(migrated, a_docs, b_docs, pairs, seed)
-    usable = calibration if calibration is not None and calibration.usable else None
+    per_query, rhos = query_doc_calibrations(migrated, a_docs, b_docs, a_q, b_q, seed)
     if notes is not None:
         notes[fraction] = (f"adapter {adapter.kind} held-out cosine {adapter.fit.mean_cosine:.2f}" if adapter
-                           else "no adapter (too few pairs)") + "; " + (
-            calibration.reason if calibration is not None else "no calibration (too few pairs)")
-    sums: dict[str, list[float]] = {m: [0.0, 0.0] for m in "abcdef"}
+                           else "no adapter (too few pairs)") + "; (f) " + (
+            calibration.reason if calibration is not None else "no calibration (too few pairs)") + (
+            "; (g) held-out Spearman " + ", ".join(f"{r:.2f}" for r in rhos) if rhos else "; (g) too few pairs")
+    sums: dict[str, list[float]] = {m: [0.0, 0.0] for m in METHODS}
 
     def merged(tgt: list[tuple[int, float]], src: list[tuple[int, float]], cal: Any = None) -> list[str]:
         page, _ = merge(
@@ -192,7 +224,8 @@ def evaluate(fraction: float, coverage: float | None, seed: int, doc_ids: list[s
         tgt_e = top_k(b_docs, adapter.apply(a_q[qi]), migrated, K) if adapter is not None else []
         for method, ranked in (("a", [doc_ids[i] for i, _ in src]), ("b", [doc_ids[i] for i, _ in tgt]),
                                ("c", [doc_ids[i] for i, _ in naive]), ("d", merged(tgt, src)),
-                               ("e", merged(tgt_e, src)), ("f", merged(tgt, src, usable))):
+                               ("e", merged(tgt_e, src)), ("f", merged(tgt, src, calibration)),
+                               ("g", merged(tgt, src, per_query[qi]))):
             nd, rc = ndcg_recall(ranked, relevant)
             sums[method][0] += nd
             sums[method][1] += rc
@@ -314,15 +347,15 @@ async def main() -> None:
         if proxied:
             print("(d) measured end to end through the proxy (inference-object queries)\n")
         print("| migrated | (a) source only | (b) target only | (c) naive mixed | (d) switchyard merged "
-              "| (e) raw A vector + adapter | (f) calibrated merge |")
-        print("| ---: | --- | --- | --- | --- | --- | --- |")
+              "| (e) raw A vector + adapter | (f) calibrated merge | (g) query-doc calibrated merge |")
+        print("| ---: | --- | --- | --- | --- | --- | --- | --- |")
         notes: dict[float, str] = {}
         for fraction in FRACTIONS:
             r = evaluate(fraction, fraction if args.known_coverage else None, seed, doc_ids, a_docs, b_docs,
                          a_q, b_q, qids_kept, qrels, args.pairs, notes)
             if proxied:
                 r["d"] = proxied[fraction]
-            cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in "abcdef")
+            cells = " | ".join(f"{r[m][0]:.3f} / {r[m][1]:.3f}" for m in METHODS)
             print(f"| {fraction:.0%} | {cells} |")
         print("\ncells: nDCG@10 / Recall@10")
         for fraction, note in notes.items():
