@@ -377,7 +377,7 @@ class Daemon:
         TOTAL.labels(self.id).set(total)
         if self.reservoir.changes != self._samples_saved[0] and (
                 now - self._samples_saved[1] >= samples.SAVE_EVERY or self._stop.is_set()):
-            await samples.save(self.store, self.id, self.owner, self.reservoir)
+            await samples.save_and_refit(self.store, self.id, self.owner, self.reservoir)
             self._samples_saved = (self.reservoir.changes, now)
         if log_line:
             log.info(progress.line(self.id, done, total, rate, state, reason))

@@ -8,6 +8,7 @@ and model B; the backfill sees every such pair once, so it keeps a uniform sampl
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from switchyard.proxy.state.store import StateStore
 
+log = logging.getLogger("switchyard.backfill")
 KIND = "samples"
 DEFAULT_CAPACITY = 256
 #: Seconds between saves of a changed reservoir (and once more when the daemon stops): a full
@@ -64,6 +66,27 @@ def pair(point_id: int | str, text: str, a: Any, b: Sequence[float]) -> dict[str
 
 async def save(store: StateStore, migration_id: str, owner: str, r: Reservoir) -> None:
     await store.upsert(KIND, f"{migration_id}/{owner}", r.to_dict())
+
+
+async def save_and_refit(store: StateStore, migration_id: str, owner: str, r: Reservoir) -> str | None:
+    """Save ``r``; refit the migration's adapters when :func:`adapter_store.refit_reason` says
+    so. Returns the refit's reason, or ``None``. A failed refit is logged and does not stop the
+    backfill (the readers keep the last record)."""
+    from switchyard.proxy.dataplane import adapter_store
+
+    await save(store, migration_id, owner, r)
+    pairs = sum(1 for it in r.items if it.get("a") is not None and it.get("b") is not None)
+    env = await store.get(adapter_store.KIND, migration_id)
+    reason = adapter_store.refit_reason(env.data if env is not None else None, pairs, r.seen)
+    if reason is None:
+        return None
+    try:
+        rec = await adapter_store.refit(store, migration_id, seen=r.seen)
+    except Exception as exc:  # noqa: BLE001 - the adapter is an aid; the backfill goes on
+        log.warning("adapter refit for %s failed (%s): %s", migration_id, reason, exc)
+        return None
+    log.info("adapter refit for %s: %s; %s", migration_id, reason, rec.get("reason"))
+    return reason
 
 
 async def load(store: StateStore, migration_id: str) -> list[dict[str, Any]]:

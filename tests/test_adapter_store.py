@@ -98,3 +98,45 @@ async def test_migrate_adapter_fits_shows_and_turns_off(upstream: Any, prefix: s
         assert loaded is not None and loaded.usable_adapter("target") is None
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("record", "pairs", "seen", "refit"), [
+    (None, 31, 31, None),                                   # too few pairs for any adapter
+    (None, 32, 32, "first fit"),
+    ({"to_target": None, "pairs": 10}, 40, 40, "first fit"),  # an earlier record said too few
+    ({"to_target": {"kind": "procrustes"}, "seen": 100}, 256, 199, None),
+    ({"to_target": {"kind": "procrustes"}, "seen": 100}, 256, 200, "spread over 200 texts"),
+    ({"to_target": {"kind": "procrustes"}}, 256, 2, "spread over 2 texts"),  # fitted by hand
+    ({"to_target": {"kind": "procrustes"}, "seen": 100}, 20, 5000, None),  # copy kind: no pairs
+])
+def test_refit_reason(record: dict[str, Any] | None, pairs: int, seen: int, refit: str | None) -> None:
+    got = adapter_store.refit_reason(record, pairs, seen)
+    assert (got is None) == (refit is None) and (refit is None or refit in str(got))
+
+
+async def test_backfill_refits_as_its_sample_spreads_and_keeps_an_operators_off(upstream: Any, prefix: str) -> None:
+    store = StateStore.connect(upstream.rest_url)
+    mid = f"{prefix}adapter-auto"
+    try:
+        a, b = _rotated(400, 8, seed=5)
+        r = samples.Reservoir(capacity=64)
+        for i in range(20):
+            r.offer(samples.pair(i, f"t{i}", a[i], b[i]))
+        assert await samples.save_and_refit(store, mid, "daemon-1", r) is None  # 20 pairs: too few
+        assert await store.get(adapter_store.KIND, mid) is None
+        for i in range(20, 40):
+            r.offer(samples.pair(i, f"t{i}", a[i], b[i]))
+        assert "first fit" in str(await samples.save_and_refit(store, mid, "daemon-1", r))
+        env = await store.get(adapter_store.KIND, mid)
+        assert env is not None and env.data["seen"] == 40 and env.data["pairs"] == 40
+        for i in range(40, 79):
+            r.offer(samples.pair(i, f"t{i}", a[i], b[i]))
+        assert await samples.save_and_refit(store, mid, "daemon-1", r) is None  # 79 < 2 x 40
+        await adapter_store.set_enabled(store, mid, False)
+        r.offer(samples.pair(79, "t79", a[79], b[79]))
+        assert "spread over 80" in str(await samples.save_and_refit(store, mid, "daemon-1", r))
+        env = await store.get(adapter_store.KIND, mid)
+        assert env is not None and env.data["seen"] == 80 and env.data["enabled"] is False
+        assert env.data["pairs"] == 64  # the reservoir's capacity
+    finally:
+        await store.close()

@@ -5,7 +5,10 @@ and B -> A, each the better of Procrustes and low-rank affine on held-out pairs,
 :mod:`adapter`), the source -> target score :mod:`calibration`, their fit quality, how many
 sample pairs they came from, and ``enabled`` (an operator may turn them off with ``switchyard
 migrate adapter MIGRATION --off``). :func:`fit_record` is pure (numpy only);
-:func:`refit` loads the backfill's sample reservoir and stores a fresh record.
+:func:`refit` loads the backfill's sample reservoir and stores a fresh record. The backfill
+refits on its own as its reservoir fills (:func:`refit_reason` decides when: the first time it
+holds enough pairs, then each time the texts it has seen double, so a migration of ``n`` points
+refits about ``log2(n)`` times and the fit follows the sample as it spreads over the corpus).
 
 :class:`AdapterCache` is what the merged reader asks: at most one state-store read per
 migration every ``ttl`` seconds (the record is large: two ``d x d`` matrices), never raising
@@ -111,8 +114,24 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def refit(store: StateStore, migration_id: str) -> dict[str, Any]:
-    """Fit from the backfill's reservoir (off the event loop) and store; keeps ``enabled``."""
+def refit_reason(record: dict[str, Any] | None, pairs: int, seen: int) -> str | None:
+    """Why the backfill should refit now, or ``None`` (pure; module docstring).
+
+    ``record`` is the stored adapter record, ``pairs`` the usable pairs in the daemon's
+    reservoir, ``seen`` how many pairs the reservoir has been offered."""
+    if pairs < adapter_fit.MIN_PAIRS:
+        return None
+    if not record or not record.get("to_target"):
+        return f"first fit ({pairs} sample pairs)"
+    fitted_seen = int(record.get("seen") or 0)
+    if seen >= 2 * max(fitted_seen, 1):
+        return f"the sample has spread over {seen} texts since the fit over {fitted_seen}"
+    return None
+
+
+async def refit(store: StateStore, migration_id: str, *, seen: int | None = None) -> dict[str, Any]:
+    """Fit from the backfill's reservoir (off the event loop) and store; keeps ``enabled``.
+    ``seen``: the reservoir's offered count, kept for :func:`refit_reason`."""
     from switchyard.backfill import samples
 
     items = await samples.load(store, migration_id)
@@ -120,6 +139,10 @@ async def refit(store: StateStore, migration_id: str) -> dict[str, Any]:
     enabled = bool(old.data.get("enabled", True)) if old is not None else True
     a, b = vectors_of(items)
     rec = await asyncio.to_thread(fit_record, a, b, enabled=enabled)
+    if seen is not None:
+        rec["seen"] = seen
+    elif old is not None and old.data.get("seen") is not None:
+        rec["seen"] = old.data["seen"]
     await store.upsert(KIND, migration_id, rec)
     return rec
 
