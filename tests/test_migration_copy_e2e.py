@@ -40,6 +40,7 @@ OPTIONS: dict[str, Any] = {
     "set": {"hnsw_config.m": 32},
     "vectors_config": {"dense": {"size": 4, "distance": "Cosine", "datatype": "float16"}},
     "indexes": {"tag": "integer"}, "drop_indexes": ["owner"],
+    "clients_follow_layout": True,  # the writers switch to `dense` at switch-writes
 }
 
 
@@ -218,11 +219,16 @@ async def test_copy_dry_run_through_cli_and_admin_grpc(stack: Stack, direct: Asy
     await seed(direct, logical)
     vectors = tmp_path / "vectors.json"
     vectors.write_text(json.dumps({"dense": {"size": 4, "distance": "Cosine"}}))
-    done = await asyncio.to_thread(subprocess.run, [
+    runs = [await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "switchyard.proxy", "migrate", "plan", logical, "--kind", "copy",
         "--url", stack.rest_url, "--vectors-config", str(vectors), "--set", "hnsw_config.m=24",
-        "--index", "tag:integer", "--drop-index", "owner", "--dry-run", "--json"],
+        "--index", "tag:integer", "--drop-index", "owner", "--dry-run", "--json", *follow],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
+        for follow in ([], ["--option", "clients_follow_layout=true"])]
+    refused = json.loads(runs[0].stdout)  # fails closed: clients would get Qdrant's errors
+    assert runs[0].returncode != 0 and not refused["ok"], refused
+    assert any("renames or drops vectors (`` -> `dense`" in r for r in refused["reasons"]), refused
+    done = runs[1]
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] and report["dry_run"], report

@@ -10,7 +10,9 @@ import pytest
 from switchyard.proxy.errors import BadRequest
 from switchyard.proxy.migration import kinds, layouts
 from switchyard.proxy.migration.command import plan_options, register
-from switchyard.proxy.migration.kinds.copy import convert, option_reasons, target_settings, vector_map
+from switchyard.proxy.migration.kinds.copy import (
+    convert, layout_change_reasons, option_reasons, target_settings, vector_map,
+)
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.migration.routing import route_for, table_route
 
@@ -53,10 +55,24 @@ def test_reembed_and_copy_route_by_the_shared_table(phase: str) -> None:
     ({"drop_indexes": "tenant"}, "`drop_indexes` must be a list"),
     ({"quantization": 3}, "`quantization` must be a JSON object or null"),
     ({"vectors_config": [1]}, "`vectors_config` must be a JSON object"),
+    ({"clients_follow_layout": "yes"}, "`clients_follow_layout` must be true or false"),
 ])
 def test_copy_option_refusals(options: dict[str, object], fragment: str) -> None:
     reasons = option_reasons(options)
     assert any(fragment in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize(("vmap", "fragments"), [
+    ({"": ""}, []),
+    ({"dense": "dense", "title": "title"}, []),
+    ({"": "dense"}, ["(`` -> `dense`;"]),
+    ({"dense": "", "title": None}, ["`dense` -> ``", "`title` dropped"]),
+])
+def test_a_plan_that_renames_vectors_needs_clients_to_follow(vmap: dict[str, str | None],
+                                                            fragments: list[str]) -> None:
+    reasons = layout_change_reasons(vmap)
+    assert len(reasons) == (1 if fragments else 0)
+    assert all(f in reasons[0] for f in fragments) and (not reasons or "clients_follow_layout=true" in reasons[0])
 
 
 def test_copy_options_that_are_fine_have_no_reasons() -> None:

@@ -12,7 +12,10 @@ The target is the source's layout with the plan's changes, given as Qdrant's own
 - ``indexes``: ``{field: schema}`` payload indexes to add; ``drop_indexes``: fields whose index
   the target does not get;
 - ``vector_map``: ``{source name: target name or null}`` ("" is the unnamed vector), needed
-  only when the renaming is ambiguous (one source and one target vector map by themselves).
+  only when the renaming is ambiguous (one source and one target vector map by themselves);
+- ``clients_follow_layout``: ``true`` acknowledges that clients will send the target's vector
+  names from ``switch-reads`` / ``switch-writes`` on (below); without it, a plan that renames or
+  drops a vector is refused.
 
 The model does not change (vectors are carried over, ``copy_vectors`` is set so digests cover
 the source vectors). Each point's vectors are converted by :func:`convert`: renamed per the
@@ -23,7 +26,10 @@ What plan derives (the full map, the uint8 names) is kept under ``options["deriv
 
 A client keeps its request layout: when the named/unnamed layout changes, requests that name
 vectors must follow the target's layout from ``switch-reads`` (reads) and ``switch-writes``
-(writes) on; the proxy does not rewrite them.
+(writes) on; the proxy does not rewrite them. Because clients that do not change would then get
+Qdrant's errors (``Not existing vector name``, or a missing vector name), the plan fails closed:
+a rename or a dropped vector is refused unless ``clients_follow_layout`` is true, and the
+refusal names each change.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ if TYPE_CHECKING:
     from switchyard.proxy.migration.record import Migration
     from switchyard.proxy.state.records import Binding
 
-OPTIONS = ("set", "vectors_config", "quantization", "indexes", "drop_indexes", "vector_map")
+OPTIONS = ("set", "vectors_config", "quantization", "indexes", "drop_indexes", "vector_map",
+           "clients_follow_layout")
 
 
 class CopyKind(Kind):
@@ -75,6 +82,8 @@ class CopyKind(Kind):
         bound = f.binding.vector if f.binding is not None else ""
         if not why and vmap.get(bound) is None:
             out.append(f"the bound vector `{bound}` would not be in the target (vector_map drops it)")
+        if not why and f.request.options.get("clients_follow_layout") is not True:
+            out += layout_change_reasons(vmap)
         return out
 
     def record_fields(self, f: PlanFacts) -> dict[str, Any]:
@@ -126,6 +135,20 @@ def _derived(m: Migration) -> Mapping[str, Any]:
     return {"vector_map": dict(d.get("vector_map") or {}), "uint8": tuple(d.get("uint8") or ())}
 
 
+def layout_change_reasons(vmap: Mapping[str, str | None]) -> list[str]:
+    """The plan's refusal when vector names change and clients have not been said to follow
+    (pure; module docstring): one reason naming every change and what to do."""
+    changes = [f"`{s}` -> `{t}`" if t is not None else f"`{s}` dropped"
+               for s, t in sorted(vmap.items()) if t != s]
+    if not changes:
+        return []
+    return [f"the target renames or drops vectors ({', '.join(changes)}; `` is the unnamed "
+            "vector) and the proxy does not rewrite requests: clients that name vectors or send "
+            "unnamed ones must use the target's names from switch-reads (reads) and switch-writes "
+            "(writes) on, or Qdrant refuses their requests. Pass --option "
+            "clients_follow_layout=true once they will, or keep the vector names"]
+
+
 def option_reasons(options: Mapping[str, Any]) -> list[str]:
     """Every reason the copy options refuse the plan (pure; types and names, not the layout)."""
     from switchyard.proxy.migration import layouts
@@ -153,6 +176,9 @@ def option_reasons(options: Mapping[str, Any]) -> list[str]:
     drops = options.get("drop_indexes") or []
     if not isinstance(drops, list) or not all(isinstance(x, str) for x in drops):
         out.append(f"`drop_indexes` must be a list of field names, got {drops!r}")
+    follow = options.get("clients_follow_layout")
+    if follow is not None and not isinstance(follow, bool):
+        out.append(f"`clients_follow_layout` must be true or false, got {follow!r}")
     return out
 
 
