@@ -42,6 +42,10 @@ OTHER_ENV: dict[str, str] = {
                                           "(default <data path>/snapshots, or a temporary dir)",
     "SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD": "largest snapshot upload to the embedded upstream, "
                                                "bytes (default 1 GiB)",
+    "SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT": "full-storage snapshot `switchyard upstream` recovers "
+                                            "at start (--storage-snapshot)",
+    "SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT": "lets that recovery overwrite collections and aliases "
+                                          "(--force-snapshot)",
     "SWITCHYARD_TEST_QDRANT_URL": "tests: run the suite against this Qdrant (REST)",
     "SWITCHYARD_TEST_QDRANT_GRPC": "tests: that Qdrant's gRPC HOST:PORT",
     "SWITCHYARD_TEST_NODE_CACHE": "tests: folder for the page tests' playwright-core (npm)",

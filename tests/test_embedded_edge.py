@@ -174,6 +174,5 @@ async def test_distance_matrix_samples_then_searches(http: httpx.AsyncClient) ->
     offsets = await ok(http.post("/collections/m/points/search/matrix/offsets",
                                  json={"sample": 4, "limit": 2, "filter": keep}))
     assert sorted(offsets["ids"]) == [0, 1, 2, 3] and len(offsets["scores"]) == 8
-    r = await http.post("/snapshots")
-    assert r.status_code == 501, r.text  # full-storage snapshots: neither engine (collection
-    # snapshots are served: test_embedded_snapshots)
+    r = await http.post("/snapshots")  # full-storage snapshots: test_embedded_full_snapshots
+    assert r.status_code == 200 and r.json()["result"]["name"].startswith("full-snapshot-"), r.text

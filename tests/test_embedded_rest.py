@@ -127,9 +127,9 @@ async def test_existing_collection_is_409(http: httpx.AsyncClient, col: str) -> 
 @pytest.mark.embedded_only
 async def test_unsupported_operations_answer_501(http: httpx.AsyncClient, col: str) -> None:
     for method, path in [
-        # collection snapshots are served (test_embedded_snapshots); full-storage ones are not
-        ("POST", "/snapshots"),
-        ("GET", "/snapshots"),
+        # collection and full-storage snapshots are served (test_embedded_snapshots,
+        # test_embedded_full_snapshots); shard snapshots are not
+        ("GET", f"/collections/{col}/shards/0/snapshots"),
         ("GET", "/cluster"),
         ("PUT", f"/collections/{col}/shards"),
     ]:

@@ -61,8 +61,30 @@ def register(subparsers: Any) -> None:
         help="largest snapshot upload in bytes (env SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD; "
              "default 1 GiB)",
     )
+    p.add_argument(
+        "--storage-snapshot", metavar="FILE",
+        default=os.environ.get("SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT") or None,
+        help="recover every collection and alias of this full-storage snapshot (POST /snapshots) "
+             "before serving (env SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT; refused if one exists "
+             "already, unless --force-snapshot)",
+    )
+    p.add_argument(
+        "--force-snapshot", action="store_true",
+        default=_flag(os.environ.get("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", "")),
+        help="let --storage-snapshot overwrite existing collections and aliases "
+             "(env SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT=true)",
+    )
     add_engine_argument(p)
     p.set_defaults(handler=run)
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT: expected true or false, got {text!r}")
 
 
 def _positive(text: str | int) -> int:
@@ -87,6 +109,7 @@ async def serve(args: argparse.Namespace) -> int:
     from switchyard.proxy.embedded.auth import ApiKeys
     from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY
     from switchyard.proxy.embedded.server import EmbeddedUpstream
+    from switchyard.proxy.errors import SwitchyardError
 
     server = EmbeddedUpstream(
         path=None if args.memory else args.path,
@@ -100,12 +123,18 @@ async def serve(args: argparse.Namespace) -> int:
         max_snapshot_upload=(_positive(args.max_snapshot_upload)
                              if args.max_snapshot_upload is not None else None),
         snapshots_path=args.snapshots_path,
+        storage_snapshot=args.storage_snapshot,
+        force_snapshot=args.force_snapshot,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except SwitchyardError as exc:  # e.g. a storage snapshot that cannot be recovered
+        print(f"switchyard upstream: {exc.message}", file=sys.stderr, flush=True)
+        return 2
     try:
         print(
             f"switchyard upstream ready http={server.host}:{server.http_port} "

@@ -6,7 +6,7 @@ converted to qdrant-client's REST models (``GrpcToRest``), run on the engine, an
 (``RestToGrpc``), so the gRPC and REST front ends share one engine and one set of semantics.
 
 Auth, timing and error mapping live in :mod:`switchyard.proxy.embedded.grpc_service`. What the engines
-cannot do (full-storage snapshots, shard keys, cluster operations) is ``UNIMPLEMENTED`` with a message saying so.
+cannot do (shard keys, cluster operations) is ``UNIMPLEMENTED`` with a message saying so.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam
 from switchyard.proxy.embedded.grpc_collections import CollectionsService
 from switchyard.proxy.embedded.grpc_points import PointsService
-from switchyard.proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc, unsupported
-from switchyard.proxy.embedded import snapshots
+from switchyard.proxy.embedded.grpc_service import Service, abort, metadata_dict, rpc
+from switchyard.proxy.embedded import full_snapshots, snapshots
 from switchyard.proxy.embedded.snapshots import SnapshotStore
 from switchyard.proxy.errors import SwitchyardError, Unsupported
 
@@ -57,8 +57,8 @@ class QdrantService(Service, qdrant_pb2_grpc.QdrantServicer):
 
 
 class SnapshotsService(Service, snapshots_service_pb2_grpc.SnapshotsServicer):
-    """``qdrant.Snapshots``: collection snapshots create, list and delete (:mod:`snapshots`);
-    full-storage snapshots are UNIMPLEMENTED, as is everything without a snapshot store."""
+    """``qdrant.Snapshots``: collection snapshots create, list and delete (:mod:`snapshots`),
+    and full-storage ones (:mod:`full_snapshots`); UNIMPLEMENTED without a snapshot store."""
 
     def __init__(self, engine: EngineSeam, keys: ApiKeys, store: SnapshotStore | None = None) -> None:
         super().__init__(engine, keys)
@@ -89,9 +89,21 @@ class SnapshotsService(Service, snapshots_service_pb2_grpc.SnapshotsServicer):
         self._store().delete(request.collection_name, request.snapshot_name)
         return snapshots_service_pb2.DeleteSnapshotResponse()
 
-    CreateFull = rpc(write=True)(unsupported("Full storage snapshots"))
-    ListFull = rpc(write=False)(unsupported("Full storage snapshots"))
-    DeleteFull = rpc(write=True)(unsupported("Full storage snapshots"))
+    @rpc(write=True)
+    async def CreateFull(self, request: snapshots_service_pb2.CreateFullSnapshotRequest) -> Message:
+        found = await full_snapshots.create(self.engine, self._store())
+        return snapshots_service_pb2.CreateSnapshotResponse(
+            snapshot_description=RestToGrpc.convert_snapshot_description(found))
+
+    @rpc(write=False)
+    async def ListFull(self, request: snapshots_service_pb2.ListFullSnapshotsRequest) -> Message:
+        return snapshots_service_pb2.ListSnapshotsResponse(snapshot_descriptions=[
+            RestToGrpc.convert_snapshot_description(d) for d in self._store().list_full()])
+
+    @rpc(write=True)
+    async def DeleteFull(self, request: snapshots_service_pb2.DeleteFullSnapshotRequest) -> Message:
+        self._store().delete_full(request.snapshot_name)
+        return snapshots_service_pb2.DeleteSnapshotResponse()
 
 
 def health_handler(keys: ApiKeys) -> grpc.GenericRpcHandler:

@@ -1,6 +1,6 @@
 """REST routes of the embedded upstream for collections, aliases, vector names, indexes, and the
-operations the embedded upstream cannot back (full-storage and shard snapshots, cluster, shard
-keys), which answer 501. Collection snapshots are :mod:`rest_snapshots`.
+operations the embedded upstream cannot back (shard snapshots, cluster, shard keys), which
+answer 501. Collection and full-storage snapshots are :mod:`rest_snapshots`.
 """
 
 from __future__ import annotations
@@ -133,10 +133,6 @@ ROUTES: list[Route] = [
     Route("GET", C + "/cluster", unsupported("Collection cluster info")),
     Route("POST", C + "/cluster", unsupported("Cluster operations"), write=True),
     Route("GET", C + "/optimizations", unsupported("Optimization progress")),
-    Route("GET", "/snapshots", unsupported("Snapshots")),
-    Route("POST", "/snapshots", unsupported("Snapshots"), write=True),
-    Route("DELETE", "/snapshots/{snapshot_name}", unsupported("Snapshots"), write=True),
-    Route("GET", "/snapshots/{snapshot_name}", unsupported("Snapshots")),
     Route("GET", SHARD + "/snapshot", unsupported("Snapshots")),
     Route("POST", SHARD + "/snapshots/upload", unsupported("Snapshots"), write=True),
     Route("PUT", SHARD + "/snapshots/recover", unsupported("Snapshots"), write=True),

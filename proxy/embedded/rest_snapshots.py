@@ -5,22 +5,31 @@ file, ``DELETE .../{name}`` deletes, ``PUT .../recover`` recovers from a ``file:
 inside the server's snapshot directory (nothing else is read), ``POST .../upload`` recovers from
 an uploaded file (multipart field ``snapshot``, streamed to disk under the upload bound: 413
 past it). ``wait`` is accepted; every operation completes before the answer.
+
+Full-storage snapshots (:mod:`full_snapshots`): ``POST /snapshots`` creates, ``GET /snapshots``
+lists, ``GET /snapshots/{name}`` downloads, ``DELETE /snapshots/{name}`` deletes. With
+``?wait=false`` create and delete answer Qdrant's 202 ``{"status": "accepted"}``, after the
+work is done (this server runs it before answering, not in the background). Read-only keys may
+list and download, as on Qdrant (its read-only key allows reads only).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
+import orjson
 from aiohttp import BodyPartReader, web
 from qdrant_client.http import models
 
-from switchyard.proxy.embedded import snapshots
+from switchyard.proxy.embedded import full_snapshots, snapshots
 from switchyard.proxy.embedded.rest_codec import Ctx, Route, unsupported
 from switchyard.proxy.embedded.snapshots import SnapshotStore
 from switchyard.proxy.errors import BadRequest
 
 C = "/collections/{collection_name}/snapshots"
+F = "/snapshots"
 
 
 def routes(store: SnapshotStore | None) -> list[Route]:
@@ -29,7 +38,9 @@ def routes(store: SnapshotStore | None) -> list[Route]:
         off = unsupported("Snapshots")
         return [Route("POST", C + "/upload", off, write=True), Route("PUT", C + "/recover", off, write=True),
                 Route("GET", C, off), Route("POST", C, off, write=True),
-                Route("DELETE", C + "/{snapshot_name}", off, write=True), Route("GET", C + "/{snapshot_name}", off)]
+                Route("DELETE", C + "/{snapshot_name}", off, write=True), Route("GET", C + "/{snapshot_name}", off),
+                Route("GET", F, off), Route("POST", F, off, write=True),
+                Route("DELETE", F + "/{snapshot_name}", off, write=True), Route("GET", F + "/{snapshot_name}", off)]
 
     async def exists(ctx: Ctx) -> None:
         await ctx.engine.call("get_collection", ctx.collection)  # Qdrant's 404 for a missing one
@@ -66,7 +77,28 @@ def routes(store: SnapshotStore | None) -> list[Route]:
             if os.path.exists(file):
                 os.remove(file)
 
+    async def create_full(ctx: Ctx) -> Any:
+        started, wait = time.perf_counter(), _wait(ctx)
+        found = await full_snapshots.create(ctx.engine, store)
+        return found if wait else _accepted(started)
+
+    async def list_full(ctx: Ctx) -> Any:
+        return store.list_full()
+
+    async def download_full(ctx: Ctx) -> Any:
+        file = store.full_path(ctx.params["snapshot_name"])
+        return web.FileResponse(file, headers={"Content-Type": "application/octet-stream"})
+
+    async def delete_full(ctx: Ctx) -> Any:
+        started, wait = time.perf_counter(), _wait(ctx)
+        store.delete_full(ctx.params["snapshot_name"])
+        return True if wait else _accepted(started)
+
     return [
+        Route("GET", F, list_full),
+        Route("POST", F, create_full, write=True),
+        Route("DELETE", F + "/{snapshot_name}", delete_full, write=True),
+        Route("GET", F + "/{snapshot_name}", download_full),
         Route("POST", C + "/upload", upload, write=True, raw=True),
         Route("PUT", C + "/recover", recover, write=True),
         Route("GET", C, list_),
@@ -94,3 +126,17 @@ async def _receive(request: web.Request, file: str, limit: snapshots.UploadLimit
         while chunk := await part.read_chunk(1024 * 1024):
             limit.add(len(chunk))
             fh.write(chunk)
+
+
+def _wait(ctx: Ctx) -> bool:
+    """``?wait=`` as Qdrant parses it: ``true`` (the default) or ``false``, else 400."""
+    raw = ctx.query.get("wait", "true")
+    if raw not in ("true", "false"):
+        raise BadRequest(f"Query deserialize error: wait: provided string was not `true` or `false`: {raw!r}")
+    return raw == "true"
+
+
+def _accepted(started: float) -> web.Response:
+    """Qdrant's answer to ``wait=false``: 202 with ``{"status": "accepted", "time": t}``."""
+    body = orjson.dumps({"status": "accepted", "time": time.perf_counter() - started})
+    return web.Response(status=202, body=body, content_type="application/json")

@@ -80,8 +80,14 @@ class EmbeddedUpstream:
         engine: str | None = None,
         max_snapshot_upload: int | None = None,
         snapshots_path: str | None = None,
+        storage_snapshot: str | None = None,
+        force_snapshot: bool = False,
     ) -> None:
         self.path = path
+        #: a full-storage snapshot to recover at start, before the listeners open (Qdrant's
+        #: ``--storage-snapshot``); ``force_snapshot`` lets it overwrite collections and aliases
+        self.storage_snapshot = storage_snapshot
+        self.force_snapshot = force_snapshot
         #: where collection snapshots live (None: SWITCHYARD_UPSTREAM_SNAPSHOTS_PATH, else
         #: <path>/snapshots, else a temporary directory removed on stop)
         self.snapshots_path = snapshots_path
@@ -135,6 +141,13 @@ class EmbeddedUpstream:
             ready = getattr(self._engine, "wait_ready", None)
             if ready is not None:  # the edge engine's first workers (see EdgeEngine.wait_ready)
                 await ready()
+            if self.storage_snapshot:
+                from switchyard.proxy.embedded import full_snapshots
+
+                restored = await full_snapshots.restore(
+                    self.engine, self.snapshots, self.storage_snapshot, self.force_snapshot)
+                log.info("embedded upstream: recovered %s from storage snapshot %s",
+                         ", ".join(restored) or "no collections", self.storage_snapshot)
             await self._start_rest()
             if grpc_app is not None:
                 await self._start_grpc(grpc_app)

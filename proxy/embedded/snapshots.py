@@ -40,7 +40,7 @@ import sqlite3
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
@@ -83,6 +83,8 @@ class SnapshotStore:
     root: str
     max_upload: int = DEFAULT_MAX_UPLOAD
     temporary: bool = False
+    #: full-storage snapshots are created one at a time (:mod:`full_snapshots`)
+    full_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @classmethod
     def for_server(cls, data_path: str | None, env: Mapping[str, str],
@@ -105,12 +107,11 @@ class SnapshotStore:
 
     def path(self, collection: str, name: str) -> str:
         """The file of snapshot ``name`` (a plain file name, never a path), 404 if absent."""
-        if not _NAME.match(name):
-            raise NotFound(f"Snapshot {name} not found")
-        file = os.path.join(self.directory(collection), name)
-        if not os.path.isfile(file):
-            raise NotFound(f"Snapshot {name} not found")
-        return file
+        return _existing(self.directory(collection), name)
+
+    def full_path(self, name: str) -> str:
+        """The file of full-storage snapshot ``name`` (at the root, as Qdrant keeps them)."""
+        return _existing(self.root, name)
 
     def new_name(self, collection: str) -> str:
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", collection)[:100] or "collection"
@@ -128,18 +129,26 @@ class SnapshotStore:
             name=os.path.basename(file), creation_time=created.replace(tzinfo=None, microsecond=0).isoformat(),
             size=stat.st_size, checksum=checksum)
 
-    def list(self, collection: str) -> list[models.SnapshotDescription]:
-        folder = self.directory(collection)
+    def list_full(self) -> list[models.SnapshotDescription]:
+        """The full-storage snapshots: the snapshot files at the root (collection folders and
+        the work folders beside them are not files of that name)."""
+        return self._listing(self.root)
+
+    def _listing(self, folder: str) -> list[models.SnapshotDescription]:
         if not os.path.isdir(folder):
             return []
-        names = sorted(n for n in os.listdir(folder) if _NAME.match(n))
+        names = sorted(n for n in os.listdir(folder)
+                       if _NAME.match(n) and os.path.isfile(os.path.join(folder, n)))
         return [self.describe(os.path.join(folder, n)) for n in names]
 
+    def list(self, collection: str) -> list[models.SnapshotDescription]:
+        return self._listing(self.directory(collection))
+
     def delete(self, collection: str, name: str) -> None:
-        file = self.path(collection, name)
-        os.remove(file)
-        if os.path.exists(file + ".checksum"):
-            os.remove(file + ".checksum")
+        remove(self.path(collection, name))
+
+    def delete_full(self, name: str) -> None:
+        remove(self.full_path(name))
 
     def location(self, location: str) -> str:
         """The file a recovery ``location`` names, only when it is a ``file://`` URL of an
@@ -167,6 +176,29 @@ class SnapshotStore:
         fd, file = tempfile.mkstemp(dir=folder, suffix=".upload")
         os.close(fd)
         return file
+
+
+def _existing(folder: str, name: str) -> str:
+    if not _NAME.match(name):  # a plain file name, never a path: no separator, no leading dot
+        raise NotFound(f"Snapshot {name} not found")
+    file = os.path.join(folder, name)
+    if not os.path.isfile(file):
+        raise NotFound(f"Snapshot {name} not found")
+    return file
+
+
+def remove(file: str) -> None:
+    """Remove a snapshot file and its ``.checksum``."""
+    os.remove(file)
+    if os.path.exists(file + ".checksum"):
+        os.remove(file + ".checksum")
+
+
+def seal(temporary: str, final: str) -> None:
+    """Write the ``.checksum`` of ``temporary`` beside ``final``, then move it there."""
+    with open(final + ".checksum", "w") as fh:
+        fh.write(sha256(temporary))
+    os.replace(temporary, final)
 
 
 def sha256(file: str) -> str:
@@ -214,10 +246,7 @@ async def create(engine: EngineSeam, store: SnapshotStore, collection: str) -> m
         name = store.new_name(collection)
         final = os.path.join(folder, name)
         await asyncio.to_thread(_pack, work, final + ".tmp")
-        checksum = await asyncio.to_thread(sha256, final + ".tmp")
-        with open(final + ".checksum", "w") as fh:
-            fh.write(checksum)
-        os.replace(final + ".tmp", final)
+        await asyncio.to_thread(seal, final + ".tmp", final)
         return store.describe(final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -230,11 +259,7 @@ async def recover(engine: EngineSeam, store: SnapshotStore, collection: str, fil
 
     work = tempfile.mkdtemp(dir=store.root, prefix=".recover-")
     try:
-        manifest = await asyncio.to_thread(_unpack, file, work)
-        if manifest.get("engine") != engine.name:
-            raise BadRequest(
-                f"this snapshot was written by the {manifest.get('engine')} engine and recovers "
-                f"only there; this server runs the {engine.name} engine")
+        manifest = _same_engine(await asyncio.to_thread(_unpack, file, work), engine.name)
         await snapshot_engines.restore(engine, collection, work, manifest)
         return True
     finally:
@@ -262,6 +287,30 @@ def _unpack(file: str, folder: str) -> dict[str, Any]:
             manifest = orjson.loads(fh.read())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"not a snapshot of the embedded upstream: no readable {MANIFEST}") from exc
+    return _checked(manifest)
+
+
+def check_recoverable(engine_name: str, file: str) -> None:
+    """Refuse, without extracting it, a file that :func:`recover` would refuse for its format,
+    version or engine (reads only the manifest, which :func:`_pack` puts first)."""
+    try:
+        with tarfile.open(file, "r:*") as tar:
+            member = tar.extractfile(MANIFEST)
+            manifest = orjson.loads(member.read()) if member is not None else None
+    except (tarfile.TarError, OSError, KeyError, orjson.JSONDecodeError) as exc:
+        raise BadRequest(f"not a snapshot of the embedded upstream: {exc}") from exc
+    _same_engine(_checked(manifest), engine_name)
+
+
+def _same_engine(manifest: dict[str, Any], engine_name: str) -> dict[str, Any]:
+    if manifest.get("engine") != engine_name:
+        raise BadRequest(
+            f"this snapshot was written by the {manifest.get('engine')} engine and recovers "
+            f"only there; this server runs the {engine_name} engine")
+    return manifest
+
+
+def _checked(manifest: Any) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadRequest("not a snapshot of the embedded upstream (unknown format)")
     if manifest.get("version") != VERSION:
