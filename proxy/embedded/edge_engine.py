@@ -17,7 +17,8 @@ Filled in here, above Edge: point ids as queries and ``lookup_from`` (retrieve t
 then query), groups (over-fetch, then group: :mod:`edge_queries`), and the optimizer: after
 every acknowledged write the collection's worker runs Edge's optimizers, which index a
 segment once Qdrant's thresholds (``indexing_threshold`` and friends) say so; meanwhile the
-collection reports ``yellow``. Not filled: the distance matrix and snapshots (501).
+collection reports ``yellow``. The distance matrix is filled in too (sample, then search);
+snapshots, collection and full-storage, are :mod:`snapshot_engines` and :mod:`full_snapshots`.
 """
 
 from __future__ import annotations
