@@ -29,7 +29,7 @@ from test_embedded_snapshots import _seed, _state
 from switchyard.proxy.embedded import full_snapshots
 from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.server import BackgroundUpstream
-from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.errors import BadRequest, SwitchyardError
 
 
 def _alias(client: QdrantClient, collection: str, alias: str) -> None:
@@ -209,7 +209,7 @@ def test_storage_snapshot_that_is_not_one_is_refused(tmp_path) -> None:
     bad.write_bytes(b"not a tar")
     for file, word in [(str(bad), "not a full storage snapshot"), (str(tmp_path / "missing"), "not found")]:
         server = BackgroundUpstream(storage_snapshot=file)
-        with pytest.raises(Exception) as err:
+        with pytest.raises(SwitchyardError) as err:
             server.start()
         assert word in str(err.value)
 
@@ -226,7 +226,7 @@ def _upstream(*flags: str, env: dict[str, str] | None = None, timeout: float = 9
 def test_upstream_command_storage_snapshot(tmp_path, monkeypatch) -> None:
     """A real ``switchyard upstream --storage-snapshot FILE`` (default engine) serves the
     snapshot's collections and aliases over REST and gRPC; with the env var instead of the flag
-    and an existing collection in ``--path`` it exits with the reason."""
+    and an existing collection in ``--path`` it exits with the reason, unless forced (env)."""
     from upstream_process import UpstreamProcess
 
     file, state = _make_full_snapshot(tmp_path)
@@ -260,3 +260,15 @@ def test_upstream_command_storage_snapshot(tmp_path, monkeypatch) -> None:
     done = _upstream("--path", str(data), env={"SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT": file})
     assert done.returncode == 2, done.stderr
     assert "collection 'plain' already exists" in done.stderr and "unknown environment" not in done.stderr
+
+    monkeypatch.setenv("SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT", file)
+    monkeypatch.setenv("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", "true")
+    process = UpstreamProcess()
+    process.cmd[process.cmd.index("--memory"):process.cmd.index("--memory") + 1] = ["--path", str(data)]
+    with process:
+        client = QdrantClient(url=process.rest_url, check_compatibility=False, timeout=60)
+        try:  # forced: the snapshot's "plain" replaced the empty one
+            assert {n: _state(client, n) for n in state} == state
+            assert _aliases(client) == {"current": "docs", "latest": "docs"}
+        finally:
+            client.close()

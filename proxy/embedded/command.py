@@ -70,7 +70,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--force-snapshot", action="store_true",
-        default=_flag(os.environ.get("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", "")),
         help="let --storage-snapshot overwrite existing collections and aliases "
              "(env SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT=true)",
     )
@@ -79,6 +78,7 @@ def register(subparsers: Any) -> None:
 
 
 def _flag(text: str) -> bool:
+    """An on/off environment value (read when the command runs, so a bad one stops only it)."""
     value = text.strip().lower()
     if value in ("", "0", "false", "no", "off"):
         return False
@@ -124,7 +124,8 @@ async def serve(args: argparse.Namespace) -> int:
                              if args.max_snapshot_upload is not None else None),
         snapshots_path=args.snapshots_path,
         storage_snapshot=args.storage_snapshot,
-        force_snapshot=args.force_snapshot,
+        force_snapshot=args.force_snapshot
+        or _flag(os.environ.get("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", "")),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
