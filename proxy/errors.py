@@ -10,6 +10,7 @@
     ├── Forbidden                         403 PERMISSION_DENIED   key valid but not allowed (read-only)
     ├── NotFound                          404 NOT_FOUND           unknown collection, point, model, migration
     ├── Conflict                          409 ALREADY_EXISTS      exists already, or a lost compare-and-set
+    ├── RateLimitExceeded                 429 RESOURCE_EXHAUSTED  a collection's strict-mode rate limit
     ├── Unsupported                       501 UNIMPLEMENTED       valid request this server cannot serve
     ├── StateUnavailable                  503 UNAVAILABLE         the proxy cannot read its migration state
     ├── UpstreamError                     502 UNAVAILABLE         Qdrant unreachable or answered garbage
@@ -96,6 +97,19 @@ class Conflict(SwitchyardError):
     http_status = 409
     grpc_code = "ALREADY_EXISTS"
     prefix = ""
+
+
+class RateLimitExceeded(SwitchyardError):
+    """Qdrant's strict-mode rate limit (embedded upstream); ``retry_after`` in whole seconds,
+    ``None`` when the call can never pass (REST ``Retry-After`` header, gRPC ``retry-after``)."""
+
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+    prefix = "Rate limiting exceeded: "
+
+    def __init__(self, message: str, *, raw: bool = False, retry_after: int | None = None) -> None:
+        super().__init__(message, raw=raw)
+        self.retry_after = retry_after
 
 
 class Unsupported(SwitchyardError):

@@ -93,3 +93,70 @@ def test_active_needs_enabled() -> None:
     assert strict_mode.active(CFG)
     assert not strict_mode.active(None)
     assert not strict_mode.active(models.StrictModeConfig(max_query_limit=1))
+
+
+def _match_any(key: str, n: int) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchAny(any=list(range(n))))
+
+
+FC = models.FieldCondition(key="n", range=models.Range(gte=1))
+
+
+@pytest.mark.parametrize(("flt", "conditions", "size"), [
+    (models.Filter(), 0, 0),
+    (CITY, 1, 0),
+    (models.Filter(must=FC, should=[FC, FC], must_not=[FC]), 4, 0),   # a single condition too
+    (models.Filter(must=[models.Filter(must=[FC, FC]), models.Filter()]), 2, 0),  # nested through
+    (NESTED, 1, 0),
+    (models.Filter(min_should=models.MinShould(conditions=[FC, FC], min_count=1)), 2, 0),
+    (models.Filter(must=[_match_any("a", 5), _match_any("b", 2)]), 2, 5),
+    (models.Filter(must=[models.FieldCondition(
+        key="a", match=models.MatchExcept(**{"except": ["x", "y", "z"]}))]), 1, 3),
+    (models.Filter(must=[models.HasIdCondition(has_id=[1, 2, 2, 3])]), 1, 3),  # a set: 2 once
+    (models.Filter(should=[models.Filter(must=[_match_any("a", 7)])]), 1, 7),
+    (models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="a"))]), 1, 0),
+])
+def test_filter_size(flt: models.Filter, conditions: int, size: int) -> None:
+    assert strict_mode.total_conditions(flt) == conditions
+    assert strict_mode.max_condition_size(flt) == size
+
+
+SIZES = models.StrictModeConfig(enabled=True, filter_max_conditions=2, condition_max_size=3)
+THREE = models.Filter(must=[FC, FC, FC])
+BIG_ANY = models.Filter(must=[_match_any("a", 4)])
+
+
+@pytest.mark.parametrize(("method", "kw", "words"), [
+    ("scroll", {"scroll_filter": THREE}, "Filter condition limit reached (3 > 2). Help: "
+                                         "Reduce the amount of conditions of your filter."),
+    ("scroll", {"scroll_filter": models.Filter(must=[FC, FC])}, None),
+    ("count", {"count_filter": BIG_ANY, "exact": False},
+     "Condition size limit reached (4 > 3). Help: Reduce the size of your condition."),
+    ("query_points", {"prefetch": models.Prefetch(filter=THREE)}, "(3 > 2)"),
+    ("facet", {"facet_filter": THREE}, "(3 > 2)"),
+    ("delete", {"points_selector": models.FilterSelector(filter=BIG_ANY)}, "(4 > 3)"),
+    ("set_payload", {"points": THREE}, "(3 > 2)"),
+    ("batch_update_points", {"update_operations": [models.DeleteOperation(
+        delete=models.FilterSelector(filter=THREE))]}, "(3 > 2)"),
+    ("delete", {"points_selector": models.PointIdsList(points=list(range(9)))}, None),
+])
+def test_filter_limits(method: str, kw: dict[str, Any], words: str | None) -> None:
+    if words is None:
+        strict_mode.check_limits(method, kw, SIZES)
+        return
+    with pytest.raises(BadRequest) as caught:
+        strict_mode.check_limits(method, kw, SIZES)
+    assert caught.value.message.startswith("Bad request: ")
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(("timeout", "refused"), [(None, False), (5, False), (6, True)])
+def test_timeout(timeout: int | None, refused: bool) -> None:
+    cfg = models.StrictModeConfig(enabled=True, max_timeout=5)
+    if not refused:
+        strict_mode.check_timeout(timeout, cfg)
+        return
+    with pytest.raises(BadRequest) as caught:
+        strict_mode.check_timeout(timeout, cfg)
+    assert caught.value.message == ('Bad request: Limit exceeded 6 > 5 for "timeout". '
+                                    'Help: Reduce the "timeout" parameter to or below 5.')

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,7 +41,8 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, strict_mode
+from switchyard.proxy.embedded import (config_changes, edge_worker, rate_limits, request_checks,
+                                       strict_mode)
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
@@ -189,6 +191,10 @@ class EdgeEngine:
         self._spares: list[Shard] = []
         self._spares_lock = threading.Lock()  # held while starting spares: a taker waits
         self._warming = self._executor.submit(self._warm)
+        #: strict mode's rate-limit buckets per collection (made on first use)
+        self._limiters: dict[str, rate_limits.Limiters] = {}
+        #: the clock the buckets read (tests replace it)
+        self.clock: rate_limits.Clock = time.monotonic
 
     async def wait_ready(self) -> None:
         """Until the first spare workers have started, for at most :data:`WARM_WAIT` seconds.
@@ -222,19 +228,25 @@ class EdgeEngine:
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run one seam call (``QdrantLocal``'s name and arguments)."""
+        timeout = kwargs.pop("timeout", None)  # the request's, for strict mode's max_timeout
         request_checks.check_call(method, args, kwargs)
         if method in self.unsupported:
             raise Unsupported(f"{method} is not supported by the embedded upstream (Edge engine)")
         if method == "query_batch":
             name, batch = args
+            resolved = self.catalog.resolve(name)
+            self._check_timeout(resolved, timeout)
             for one in batch:
-                await self._check_strict(self.catalog.resolve(name), "query_points", one)
+                await self._check_strict(resolved, "query_points", one)
+            self._check_rate(resolved, "query_batch", {"batch": batch})
             return await self._query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
             return await getattr(self, f"_{method}")(**kw)
         name = self.catalog.resolve(kw.pop("collection_name"))
+        self._check_timeout(name, timeout)
         await self._check_strict(name, method, kw)
+        self._check_rate(name, method, kw)
         if method == "query_points":
             return (await self._query_batch(name, [kw]))[0]
         if method == "query_points_groups":
@@ -246,6 +258,21 @@ class EdgeEngine:
         if method in ("create_vector_name", "delete_vector_name"):
             return await self._vector_name(name, method, kw)
         return await self._shard_call(name, method, kw)
+
+    def _check_timeout(self, name: str, timeout: int | None) -> None:
+        """Strict mode's ``max_timeout``, first of its checks as in Qdrant."""
+        cfg = self.catalog.collections[name].config.strict_mode_config
+        if timeout is not None and strict_mode.active(cfg):
+            assert cfg is not None
+            strict_mode.check_timeout(timeout, cfg)
+
+    def _check_rate(self, name: str, method: str, kw: dict[str, Any]) -> None:
+        """Strict mode's read / write rate limits (:mod:`rate_limits`), after its other checks
+        (Qdrant charges a call at the shard, once the collection has verified it)."""
+        limiters = self._limiters.get(name)
+        if limiters is None:
+            limiters = self._limiters[name] = rate_limits.Limiters(self.clock)
+        limiters.check(self.catalog.collections[name].config.strict_mode_config, method, kw)
 
     async def _check_strict(self, name: str, method: str, kw: dict[str, Any]) -> None:
         """The collection's strict mode (:mod:`strict_mode`), before anything runs; the index
@@ -384,6 +411,7 @@ class EdgeEngine:
             return False
         self.catalog.aliases = {a: c for a, c in self.catalog.aliases.items() if c != name}
         self.catalog.save()
+        self._limiters.pop(name, None)
         shard = self._shards.pop(name, None)
         loop = asyncio.get_running_loop()
         if shard is not None:

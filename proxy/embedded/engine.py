@@ -197,6 +197,7 @@ class Engine:
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``QdrantLocal.<method>(*args, **kwargs)`` on a worker thread (after Qdrant's own
         request checks, :mod:`request_checks`)."""
+        kwargs.pop("timeout", None)  # only strict mode reads it, and this engine does not enforce it
         request_checks.check_call(method, args, kwargs)
         if method == "query_batch":  # one engine turn, as Qdrant answers a batch from one snapshot
             name, batch = args

@@ -18,7 +18,7 @@ from qdrant_client.grpc import points_pb2 as pb
 from qdrant_client.grpc import qdrant_common_pb2 as common
 
 from switchyard.proxy.embedded import legacy
-from switchyard.proxy.embedded.grpc_requests import optional, scored
+from switchyard.proxy.embedded.grpc_requests import optional, scored, timeout_of
 from switchyard.proxy.embedded.grpc_service import rpc
 from switchyard.proxy.errors import BadRequest
 
@@ -139,42 +139,44 @@ class LegacyPoints:
 
     engine: EngineSeam
 
-    async def _batch(self, name: str, batch: list[dict[str, Any]]) -> list[list[pb.ScoredPoint]]:
+    async def _batch(self, name: str, batch: list[dict[str, Any]],
+                     timeout: int | None = None) -> list[list[pb.ScoredPoint]]:
         """Run ``query_points`` per kwargs in one engine turn (no interleaving)."""
-        results = await self.engine.call("query_batch", name, batch)
+        results = await self.engine.call("query_batch", name, batch, timeout=timeout)
         return [scored(r.points) for r in results]
 
-    async def _groups(self, name: str, kwargs: dict[str, Any]) -> pb.GroupsResult:
-        groups = await self.engine.call("query_points_groups", name, **kwargs)
+    async def _groups(self, name: str, kwargs: dict[str, Any],
+                      timeout: int | None = None) -> pb.GroupsResult:
+        groups = await self.engine.call("query_points_groups", name, **kwargs, timeout=timeout)
         return RestToGrpc.convert_groups_result(groups)
 
     @rpc(write=False)
     async def Search(self, request: pb.SearchPoints) -> pb.SearchResponse:
         kwargs = legacy.search_to_query(search_request(request))
-        [result] = await self._batch(request.collection_name, [kwargs])
+        [result] = await self._batch(request.collection_name, [kwargs], timeout_of(request))
         return pb.SearchResponse(result=result)
 
     @rpc(write=False)
     async def SearchBatch(self, request: pb.SearchBatchPoints) -> pb.SearchBatchResponse:
         batch = [legacy.search_to_query(search_request(s)) for s in request.search_points]
-        results = await self._batch(request.collection_name, batch)
+        results = await self._batch(request.collection_name, batch, timeout_of(request))
         return pb.SearchBatchResponse(result=[pb.BatchResult(result=r) for r in results])
 
     @rpc(write=False)
     async def SearchGroups(self, request: pb.SearchPointGroups) -> pb.SearchGroupsResponse:
         kwargs = legacy.search_groups_to_query(search_groups_request(request))
-        return pb.SearchGroupsResponse(result=await self._groups(request.collection_name, kwargs))
+        return pb.SearchGroupsResponse(result=await self._groups(request.collection_name, kwargs, timeout_of(request)))
 
     @rpc(write=False)
     async def Recommend(self, request: pb.RecommendPoints) -> pb.RecommendResponse:
         kwargs = legacy.recommend_to_query(recommend_request(request))
-        [result] = await self._batch(request.collection_name, [kwargs])
+        [result] = await self._batch(request.collection_name, [kwargs], timeout_of(request))
         return pb.RecommendResponse(result=result)
 
     @rpc(write=False)
     async def RecommendBatch(self, request: pb.RecommendBatchPoints) -> pb.RecommendBatchResponse:
         batch = [legacy.recommend_to_query(recommend_request(r)) for r in request.recommend_points]
-        results = await self._batch(request.collection_name, batch)
+        results = await self._batch(request.collection_name, batch, timeout_of(request))
         return pb.RecommendBatchResponse(result=[pb.BatchResult(result=r) for r in results])
 
     @rpc(write=False)
@@ -182,17 +184,17 @@ class LegacyPoints:
         self, request: pb.RecommendPointGroups
     ) -> pb.RecommendGroupsResponse:
         kwargs = legacy.recommend_groups_to_query(recommend_groups_request(request))
-        groups = await self._groups(request.collection_name, kwargs)
+        groups = await self._groups(request.collection_name, kwargs, timeout_of(request))
         return pb.RecommendGroupsResponse(result=groups)
 
     @rpc(write=False)
     async def Discover(self, request: pb.DiscoverPoints) -> pb.DiscoverResponse:
         kwargs = legacy.discover_to_query(discover_request(request))
-        [result] = await self._batch(request.collection_name, [kwargs])
+        [result] = await self._batch(request.collection_name, [kwargs], timeout_of(request))
         return pb.DiscoverResponse(result=result)
 
     @rpc(write=False)
     async def DiscoverBatch(self, request: pb.DiscoverBatchPoints) -> pb.DiscoverBatchResponse:
         batch = [legacy.discover_to_query(discover_request(d)) for d in request.discover_points]
-        results = await self._batch(request.collection_name, batch)
+        results = await self._batch(request.collection_name, batch, timeout_of(request))
         return pb.DiscoverBatchResponse(result=[pb.BatchResult(result=r) for r in results])

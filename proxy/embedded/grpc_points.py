@@ -25,6 +25,7 @@ from switchyard.proxy.embedded.grpc_requests import (
     record,
     scroll_kwargs,
     selector,
+    timeout_of,
     update_result,
     vector_name_config,
     waited,
@@ -157,13 +158,14 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
             ids=[GrpcToRest.convert_point_id(i) for i in request.ids],
             with_payload=with_payload(request, "with_payload", True),
             with_vectors=with_vectors(request),
+            timeout=timeout_of(request),
         )
         return pb.GetResponse(result=[record(r) for r in records])
 
     @rpc(write=False)
     async def Scroll(self, request: pb.ScrollPoints) -> pb.ScrollResponse:
         records, next_offset = await self.engine.call(
-            "scroll", request.collection_name, **scroll_kwargs(request)
+            "scroll", request.collection_name, **scroll_kwargs(request), timeout=timeout_of(request)
         )
         response = pb.ScrollResponse(result=[record(r) for r in records])
         if next_offset is not None:
@@ -175,6 +177,7 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
         result = await self.engine.call(
             "count", request.collection_name, count_filter=filter_of(request),
             exact=request.exact if request.HasField("exact") else True,
+            timeout=timeout_of(request),
         )
         return pb.CountResponse(result=RestToGrpc.convert_count_result(result))
 
@@ -186,23 +189,25 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
             key=request.key,
             facet_filter=filter_of(request),
             limit=request.limit if request.HasField("limit") else 10,
+            timeout=timeout_of(request),
         )
         return pb.FacetResponse(hits=[RestToGrpc.convert_facet_value_hit(h) for h in result.hits])
 
     @rpc(write=False)
     async def Query(self, request: pb.QueryPoints) -> pb.QueryResponse:
-        [result] = await self._batch(request.collection_name, [query_kwargs(request)])
+        [result] = await self._batch(request.collection_name, [query_kwargs(request)], timeout_of(request))
         return pb.QueryResponse(result=result)
 
     @rpc(write=False)
     async def QueryBatch(self, request: pb.QueryBatchPoints) -> pb.QueryBatchResponse:
         batch = [query_kwargs(q) for q in request.query_points]
-        results = await self._batch(request.collection_name, batch)
+        results = await self._batch(request.collection_name, batch, timeout_of(request))
         return pb.QueryBatchResponse(result=[pb.BatchResult(result=r) for r in results])
 
     @rpc(write=False)
     async def QueryGroups(self, request: pb.QueryPointGroups) -> pb.QueryGroupsResponse:
-        groups = await self._groups(request.collection_name, query_groups_kwargs(request))
+        groups = await self._groups(request.collection_name, query_groups_kwargs(request),
+                                   timeout_of(request))
         return pb.QueryGroupsResponse(result=groups)
 
     async def _matrix(self, method: str, request: pb.SearchMatrixPoints) -> Any:
@@ -213,6 +218,7 @@ class PointsService(LegacyPoints, Service, points_service_pb2_grpc.PointsService
             limit=request.limit if request.HasField("limit") else 3,
             sample=request.sample if request.HasField("sample") else 10,
             using=request.using if request.HasField("using") else None,
+            timeout=timeout_of(request),
         )
 
     @rpc(write=False)

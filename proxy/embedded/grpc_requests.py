@@ -51,6 +51,13 @@ def with_vectors(message: Message, field: str = "with_vectors") -> rest.WithVect
     return GrpcToRest.convert_with_vectors_selector(getattr(message, field))
 
 
+def timeout_of(message: Message) -> int | None:
+    """A request's ``timeout`` in seconds, when it set one (strict mode's ``max_timeout``)."""
+    if "timeout" in message.DESCRIPTOR.fields_by_name and message.HasField("timeout"):
+        return int(getattr(message, "timeout"))
+    return None
+
+
 def filter_of(message: Message, field: str = "filter") -> rest.Filter | None:
     return optional(message, field, GrpcToRest.convert_filter)
 

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam
-from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
+from switchyard.proxy.errors import BadRequest, RateLimitExceeded, SwitchyardError, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ def rpc(*, write: bool) -> Callable[[Handler], Method]:
 
 
 async def abort(context: grpc.aio.ServicerContext, exc: SwitchyardError) -> None:
-    """End the call with the error's status code and Qdrant-shaped message (raises)."""
+    """End the call with the error's status code and Qdrant-shaped message (raises); a rate
+    limit says when to retry in ``retry-after`` metadata, as Qdrant does."""
+    if isinstance(exc, RateLimitExceeded) and exc.retry_after is not None:
+        context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
     await context.abort(status_code(exc), exc.message)
 
 

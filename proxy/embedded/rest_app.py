@@ -30,7 +30,7 @@ from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam
 from switchyard.proxy.embedded.rest_codec import Ctx, Route, envelope
 from switchyard.proxy.embedded.snapshots import SnapshotStore
-from switchyard.proxy.errors import PayloadTooLarge, SwitchyardError
+from switchyard.proxy.errors import PayloadTooLarge, RateLimitExceeded, SwitchyardError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ async def _shape_errors(request: web.Request, handler: Any) -> web.StreamRespons
         response = await handler(request)
     except SwitchyardError as exc:
         response = _error(exc.http_status, exc.message, started)
+        if isinstance(exc, RateLimitExceeded) and exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)  # as Qdrant sends it
     except web.HTTPException as exc:
         message = "Not found" if exc.status == 404 else exc.reason
         response = _error(exc.status, message, started)

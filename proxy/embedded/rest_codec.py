@@ -64,6 +64,16 @@ class Ctx:
             return await asyncio.to_thread(parse_body, self.body, model)
         return parse_body(self.body or b"{}", model)
 
+    @property
+    def timeout(self) -> int | None:
+        """The ``timeout`` query parameter in seconds (strict mode's ``max_timeout`` checks it)."""
+        raw = self.query.get("timeout")
+        if not raw:
+            return None
+        if not raw.isdigit():
+            raise BadRequest("Query deserialize error: invalid digit found in string", raw=True)
+        return int(raw)
+
     def update_result(self) -> models.UpdateResult:
         """A write's result with the next operation id; ``wait=false`` says acknowledged.
 

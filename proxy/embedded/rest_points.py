@@ -140,6 +140,7 @@ async def get_points(ctx: Ctx) -> Any:
         req.ids,
         with_payload=_default_true(req.with_payload),
         with_vectors=_default_false(req.with_vector),
+        timeout=ctx.timeout,
     )
 
 
@@ -155,6 +156,7 @@ async def scroll(ctx: Ctx) -> Any:
         offset=req.offset,
         with_payload=_default_true(req.with_payload),
         with_vectors=_default_false(req.with_vector),
+        timeout=ctx.timeout,
     )
     return models.ScrollResult(points=points, next_page_offset=next_offset)
 
@@ -163,7 +165,8 @@ async def count(ctx: Ctx) -> Any:
     req: models.CountRequest = await ctx.parse(models.CountRequest)
     no_shard_key(req.shard_key)
     return await ctx.engine.call("count", ctx.collection, count_filter=req.filter,
-                                 exact=req.exact if req.exact is not None else True)
+                                 exact=req.exact if req.exact is not None else True,
+                                 timeout=ctx.timeout)
 
 
 async def facet(ctx: Ctx) -> Any:
@@ -175,13 +178,15 @@ async def facet(ctx: Ctx) -> Any:
         req.key,
         facet_filter=req.filter,
         limit=req.limit if req.limit is not None else 10,
+        timeout=ctx.timeout,
     )
 
 
 async def query(ctx: Ctx) -> Any:
     req: models.QueryRequest = await ctx.parse(models.QueryRequest)
     no_shard_key(req.shard_key)
-    return await ctx.engine.call("query_points", ctx.collection, **legacy.query_kwargs(req))
+    return await ctx.engine.call("query_points", ctx.collection, **legacy.query_kwargs(req),
+                                 timeout=ctx.timeout)
 
 
 async def query_batch(ctx: Ctx) -> Any:
@@ -194,7 +199,7 @@ async def _run_batch(ctx: Ctx, requests: list[models.QueryRequest]) -> list[mode
         no_shard_key(one.shard_key)
     kwargs = [legacy.query_kwargs(one) for one in requests]
     result: list[models.QueryResponse] = await ctx.engine.call(
-        "query_batch", ctx.collection, kwargs
+        "query_batch", ctx.collection, kwargs, timeout=ctx.timeout
     )
     return result
 
@@ -218,6 +223,7 @@ async def query_groups(ctx: Ctx) -> Any:
         score_threshold=req.score_threshold,
         with_lookup=req.with_lookup,
         lookup_from=req.lookup_from,
+        timeout=ctx.timeout,
     )
 
 
@@ -232,6 +238,7 @@ def _matrix(method: str) -> Any:
             limit=req.limit if req.limit is not None else 3,
             sample=req.sample if req.sample is not None else 10,
             using=req.using,
+            timeout=ctx.timeout,
         )
 
     return handler
@@ -267,14 +274,16 @@ async def search_groups(ctx: Ctx) -> Any:
     req: legacy.SearchGroupsRequest = await ctx.parse(legacy.SearchGroupsRequest)
     no_shard_key(req.shard_key)
     kwargs = legacy.search_groups_to_query(req)
-    return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs)
+    return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs,
+                                 timeout=ctx.timeout)
 
 
 async def recommend_groups(ctx: Ctx) -> Any:
     req: legacy.RecommendGroupsRequest = await ctx.parse(legacy.RecommendGroupsRequest)
     no_shard_key(req.shard_key)
     kwargs = legacy.recommend_groups_to_query(req)
-    return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs)
+    return await ctx.engine.call("query_points_groups", ctx.collection, **kwargs,
+                                 timeout=ctx.timeout)
 
 
 P = "/collections/{collection_name}/points"

@@ -102,8 +102,14 @@ def selector_filter(selector: Any) -> models.Filter | None:
     return None
 
 
+def check_timeout(timeout: int | None, cfg: models.StrictModeConfig) -> None:
+    """``max_timeout``: the request's ``timeout`` (seconds), checked before anything else."""
+    _limit(timeout, cfg.max_timeout, "timeout")
+
+
 def check_limits(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfig) -> None:
-    """Everything but the index checks (those need the collection's payload schema)."""
+    """Everything but the index checks (those need the collection's payload schema); the
+    filter-size limits last, as Qdrant checks them just before a filter's index check."""
     if method in LIMITED:
         _limit(kw.get("limit"), cfg.max_query_limit, "limit")
     if method in ("query_points", "query_points_groups"):
@@ -125,6 +131,9 @@ def check_limits(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfi
                 _limit(_count_points(op.upsert), cfg.upsert_max_batchsize, "upsert limit")
             elif isinstance(op, models.UpdateVectorsOperation):
                 _limit(len(op.update_vectors.points), cfg.upsert_max_batchsize, "update limit")
+    if cfg.filter_max_conditions is not None or cfg.condition_max_size is not None:
+        for f in [*read_filters(method, kw), *write_filters(method, kw)]:
+            check_filter_limits(f, cfg)
 
 
 def _batch_write_filters(op: Any) -> Iterator[models.Filter | None]:
@@ -142,21 +151,36 @@ def _batch_write_filters(op: Any) -> Iterator[models.Filter | None]:
         yield op.delete_vectors.filter
 
 
+def read_filters(method: str, kw: Mapping[str, Any]) -> list[models.Filter]:
+    """The filters a read evaluates: its own and each prefetch's."""
+    if method not in READ_FILTERS:
+        return []
+    found: list[models.Filter | None] = [kw.get(READ_FILTERS[method])]
+    if method in ("query_points", "query_points_groups"):
+        found += [p.filter for p in _prefetches(kw.get("prefetch"))]
+    return [f for f in found if f is not None]
+
+
+def write_filters(method: str, kw: Mapping[str, Any]) -> list[models.Filter]:
+    """The filters a write selects its points by (points by id have none)."""
+    found: list[models.Filter | None] = []
+    if method in WRITE_SELECTORS:
+        found.append(selector_filter(kw.get(WRITE_SELECTORS[method])))
+    if method == "batch_update_points":
+        for op in kw.get("update_operations") or []:
+            found += list(_batch_write_filters(op))
+    return [f for f in found if f is not None]
+
+
 def filters_to_index(method: str, kw: Mapping[str, Any],
                      cfg: models.StrictModeConfig) -> list[models.Filter]:
     """The filters whose fields must be indexed under ``cfg`` (empty: nothing to look up)."""
-    found: list[models.Filter | None] = []
-    if cfg.unindexed_filtering_retrieve is False and method in READ_FILTERS:
-        found.append(kw.get(READ_FILTERS[method]))
-        if method in ("query_points", "query_points_groups"):
-            found += [p.filter for p in _prefetches(kw.get("prefetch"))]
+    found: list[models.Filter] = []
+    if cfg.unindexed_filtering_retrieve is False:
+        found += read_filters(method, kw)
     if cfg.unindexed_filtering_update is False:
-        if method in WRITE_SELECTORS:
-            found.append(selector_filter(kw.get(WRITE_SELECTORS[method])))
-        if method == "batch_update_points":
-            for op in kw.get("update_operations") or []:
-                found += list(_batch_write_filters(op))
-    return [f for f in found if f is not None]
+        found += write_filters(method, kw)
+    return found
 
 
 def _conditions(f: models.Filter) -> Iterator[Any]:
@@ -164,6 +188,56 @@ def _conditions(f: models.Filter) -> Iterator[Any]:
         yield from (group if isinstance(group, list) else [group] if group is not None else [])
     if f.min_should is not None:
         yield from f.min_should.conditions
+
+
+def total_conditions(f: models.Filter) -> int:
+    """Qdrant's ``total_conditions_count``: leaf conditions, nested filters counted through
+    (an empty nested filter counts 0)."""
+    total = 0
+    for c in _conditions(f):
+        if isinstance(c, models.Filter):
+            total += total_conditions(c)
+        elif isinstance(c, models.NestedCondition):
+            total += total_conditions(c.nested.filter)
+        else:
+            total += 1
+    return total
+
+
+def _condition_size(c: Any) -> int:
+    if isinstance(c, models.FieldCondition):
+        if isinstance(c.match, models.MatchAny):
+            return len(c.match.any)
+        if isinstance(c.match, models.MatchExcept):
+            return len(c.match.except_)
+        return 0
+    if isinstance(c, models.HasIdCondition):
+        return len({str(i) for i in c.has_id})  # a set in Qdrant: duplicates count once
+    if isinstance(c, models.Filter):
+        return max_condition_size(c)
+    if isinstance(c, models.NestedCondition):
+        return max_condition_size(c.nested.filter)
+    return 0
+
+
+def max_condition_size(f: models.Filter) -> int:
+    """Qdrant's ``max_condition_input_size``: the most values one condition lists
+    (``match.any`` / ``match.except`` / ``has_id``), searched through nested filters."""
+    return max((_condition_size(c) for c in _conditions(f)), default=0)
+
+
+def check_filter_limits(f: models.Filter, cfg: models.StrictModeConfig) -> None:
+    """``filter_max_conditions`` and ``condition_max_size`` for one filter."""
+    if cfg.filter_max_conditions is not None:
+        n = total_conditions(f)
+        if n > cfg.filter_max_conditions:
+            raise refuse(f"Filter condition limit reached ({n} > {cfg.filter_max_conditions})",
+                         "Reduce the amount of conditions of your filter.")
+    if cfg.condition_max_size is not None:
+        size = max_condition_size(f)
+        if size > cfg.condition_max_size:
+            raise refuse(f"Condition size limit reached ({size} > {cfg.condition_max_size})",
+                         "Reduce the size of your condition.")
 
 
 def field_conditions(f: models.Filter, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -1,0 +1,206 @@
+"""Qdrant's strict-mode rate limits for the embedded upstream: ``read_rate_limit`` and
+``write_rate_limit`` (per minute), as token buckets with an injectable clock, and the cost
+Qdrant charges each call. Pure apart from reading the clock; no I/O.
+
+The bucket is Qdrant's (``common::rate_limiting::RateLimiter``): it holds at most ``limit``
+tokens, starts full, refills at ``limit / 60`` tokens a second, and a call costing ``cost``
+passes when at least ``cost`` tokens are there (and takes them). A call costing more than the
+whole bucket can never pass. Qdrant keeps one bucket per collection shard and makes a new,
+full one whenever the collection's strict-mode config changes; the engine does the same
+(:class:`Limiters`), so an update of the config refills the buckets.
+
+Costs, as Qdrant counts them (``operation_rate_cost`` and the shard's read methods):
+
+- reads: scroll, count and facet 1 plus the conditions of their filter; retrieve the number
+  of ids; a query 1 per search it plans (each prefetch without prefetches of its own, or the
+  query itself) plus the conditions of the filters that search applies (its own and its
+  parents'); a batch the sum of its queries; groups and matrices as one query;
+- writes: the number of points an operation names (upsert, vector update, ids of a delete or
+  payload change), at least 1. Qdrant estimates the points a write by filter selects from its
+  indexes; here such a write costs 1 (an estimate would need the shard), and a batch costs the
+  sum of its operations, charged before any is applied (Qdrant charges each as it runs it).
+
+Refusals are 429 in Qdrant's words (``Rate limiting exceeded: Read rate limit exceeded:
+Operation requires 3 tokens but only 1.0 were available. Retry after 30s``), gRPC
+``RESOURCE_EXHAUSTED``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client.http import models
+
+from switchyard.proxy.embedded import strict_mode
+from switchyard.proxy.errors import RateLimitExceeded
+
+Clock = Callable[[], float]
+
+#: read methods (the rest of a shard's methods write)
+READ_METHODS = frozenset({
+    "query_points", "query_batch", "query_points_groups", "scroll", "count", "facet", "retrieve",
+    "search_matrix_pairs", "search_matrix_offsets",
+})
+#: methods Qdrant does not rate-limit (collection metadata, answered without a shard call)
+FREE_METHODS = frozenset({"info", "get_collection", "collection_exists"})
+TOO_LARGE = "request larger than than rate limiter capacity, please try to split your request"
+
+
+@dataclass(frozen=True)
+class Denied:
+    """Why a call did not pass: ``retry_after`` is ``None`` when it never can."""
+
+    cost: float
+    tokens_available: float
+    retry_after: float | None
+
+
+@dataclass
+class TokenBucket:
+    """A bucket of ``per_minute`` tokens, refilled continuously; see the module docstring."""
+
+    per_minute: int
+    clock: Clock = time.monotonic
+    tokens: float = field(init=False)
+    last: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.per_minute)
+        self.last = self.clock()
+
+    def try_consume(self, cost: float) -> Denied | None:
+        """Take ``cost`` tokens, or say why not (nothing is taken then)."""
+        if cost > self.per_minute:
+            return Denied(cost, self.tokens, None)
+        now = self.clock()
+        rate = self.per_minute / 60.0
+        self.tokens = min(float(self.per_minute), self.tokens + rate * max(0.0, now - self.last))
+        self.last = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return None
+        return Denied(cost, self.tokens, (cost - self.tokens) / rate)
+
+
+def refusal(denied: Denied, write: bool) -> RateLimitExceeded:
+    """Qdrant's ``CollectionError::rate_limit_error`` for a refused call."""
+    kind = "Write" if write else "Read"
+    if denied.retry_after is None:
+        return RateLimitExceeded(f"{kind} rate limit exceeded, {TOO_LARGE}")
+    seconds = math.ceil(denied.retry_after)
+    return RateLimitExceeded(
+        f"{kind} rate limit exceeded: Operation requires {denied.cost:g} tokens but only "
+        f"{denied.tokens_available:.1f} were available. Retry after {seconds}s",
+        retry_after=seconds)
+
+
+# ---------------------------------------------------------------- costs
+
+
+def _filter_cost(f: models.Filter | None) -> int:
+    return strict_mode.total_conditions(f) if f is not None else 0
+
+
+def _searches(prefetch: Any, inherited: int) -> Iterator[int]:
+    """The filter cost of each search a query plans under ``prefetch``."""
+    for p in prefetch if isinstance(prefetch, list) else [prefetch] if prefetch else []:
+        cost = inherited + _filter_cost(p.filter)
+        if p.prefetch:
+            yield from _searches(p.prefetch, cost)
+        else:
+            yield cost
+
+
+def query_cost(kw: Mapping[str, Any]) -> int:
+    """One query: 1 per planned search plus the conditions of the filters it applies."""
+    own = _filter_cost(kw.get("query_filter"))
+    leaves = list(_searches(kw.get("prefetch"), own)) or [own]
+    return sum(1 + c for c in leaves)
+
+
+def _points_named(value: Any) -> int:
+    if isinstance(value, models.PointIdsList):
+        return len(value.points)
+    if isinstance(value, list):
+        return len(value)
+    return 0
+
+
+def _batch_op_cost(op: Any) -> int:
+    if isinstance(op, models.UpsertOperation):
+        n = strict_mode._count_points(op.upsert)
+    elif isinstance(op, models.UpdateVectorsOperation):
+        n = len(op.update_vectors.points)
+    elif isinstance(op, models.DeleteOperation):
+        n = _points_named(op.delete)
+    elif isinstance(op, models.ClearPayloadOperation):
+        n = _points_named(op.clear_payload)
+    elif isinstance(op, models.SetPayloadOperation):
+        n = len(op.set_payload.points or [])
+    elif isinstance(op, models.OverwritePayloadOperation):
+        n = len(op.overwrite_payload.points or [])
+    elif isinstance(op, models.DeletePayloadOperation):
+        n = len(op.delete_payload.points or [])
+    elif isinstance(op, models.DeleteVectorsOperation):
+        n = len(op.delete_vectors.points or [])
+    else:
+        n = 0
+    return max(1, n)
+
+
+def cost(method: str, kw: Mapping[str, Any]) -> int:
+    """The tokens ``method`` costs in its bucket (read or write: :func:`is_read`)."""
+    if method in ("query_points", "query_points_groups", "search_matrix_pairs",
+                  "search_matrix_offsets"):
+        return query_cost(kw)
+    if method == "query_batch":
+        return sum(query_cost(one) for one in kw["batch"])
+    if method in ("scroll", "count", "facet"):
+        return 1 + _filter_cost(kw.get(strict_mode.READ_FILTERS[method]))
+    if method == "retrieve":
+        return len(kw.get("ids") or [])
+    if method == "batch_update_points":
+        return sum(_batch_op_cost(op) for op in kw.get("update_operations") or [])
+    if method in ("upsert", "update_vectors"):
+        return max(1, strict_mode._count_points(kw.get("points")) if method == "upsert"
+                   else len(kw.get("points") or []))
+    if method in strict_mode.WRITE_SELECTORS:
+        return max(1, _points_named(kw.get(strict_mode.WRITE_SELECTORS[method])))
+    return 1
+
+
+def is_read(method: str) -> bool:
+    return method in READ_METHODS
+
+
+@dataclass
+class Limiters:
+    """One collection's buckets, made new (full) whenever its strict-mode config changes."""
+
+    clock: Clock = time.monotonic
+    _config: models.StrictModeConfig | None = None
+    _read: TokenBucket | None = None
+    _write: TokenBucket | None = None
+
+    def check(self, cfg: models.StrictModeConfig | None, method: str,
+              kw: Mapping[str, Any]) -> None:
+        """Charge ``method`` to its bucket under ``cfg``; raise Qdrant's 429 when it is short."""
+        if cfg is not self._config:
+            self._config = cfg
+            on = strict_mode.active(cfg)
+            read, write = (cfg.read_rate_limit, cfg.write_rate_limit) if on and cfg else (None, None)
+            self._read = TokenBucket(read, self.clock) if read is not None else None
+            self._write = TokenBucket(write, self.clock) if write is not None else None
+        if method in FREE_METHODS:
+            return
+        write = not is_read(method)
+        bucket = self._write if write else self._read
+        if bucket is None:
+            return
+        denied = bucket.try_consume(cost(method, kw))
+        if denied is not None:
+            raise refusal(denied, write)
