@@ -106,6 +106,30 @@ def test_costs(method: str, kw: dict[str, Any], cost: int) -> None:
     assert rate_limits.cost(method, kw) == cost
 
 
+ESTIMATE = {id(TWO): 7}
+
+
+@pytest.mark.parametrize(("method", "kw", "cost"), [
+    ("delete", {"points_selector": models.FilterSelector(filter=TWO)}, 7),
+    ("set_payload", {"points": TWO}, 7),
+    ("set_payload", {"points": [1]}, 1),                      # ids: no estimate needed
+    ("delete_vectors", {"points": TWO}, 7),
+    ("batch_update_points", {"update_operations": [
+        models.DeleteOperation(delete=models.FilterSelector(filter=TWO)),
+        models.OverwritePayloadOperation(overwrite_payload=models.SetPayload(
+            payload={}, filter=TWO)),
+        models.DeletePayloadOperation(delete_payload=models.DeletePayload(keys=["a"], points=[1]))]},
+     15),
+])
+def test_writes_by_filter_cost_the_estimate(method: str, kw: dict[str, Any], cost: int) -> None:
+    assert rate_limits.cost(method, kw, lambda f: ESTIMATE[id(f)]) == cost
+
+
+def test_an_estimate_of_none_still_costs_one() -> None:
+    kw = {"points_selector": models.FilterSelector(filter=TWO)}
+    assert rate_limits.cost("delete", kw, lambda f: 0) == 1
+
+
 def test_limiters_charge_the_right_bucket_and_refill_on_a_config_change() -> None:
     clock = FakeClock()
     limiters = Limiters(clock)

@@ -238,7 +238,7 @@ class EdgeEngine:
             self._check_timeout(resolved, timeout)
             for one in batch:
                 await self._check_strict(resolved, "query_points", one)
-            self._check_rate(resolved, "query_batch", {"batch": batch})
+            await self._check_rate(resolved, "query_batch", {"batch": batch})
             return await self._query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
@@ -246,7 +246,7 @@ class EdgeEngine:
         name = self.catalog.resolve(kw.pop("collection_name"))
         self._check_timeout(name, timeout)
         await self._check_strict(name, method, kw)
-        self._check_rate(name, method, kw)
+        await self._check_rate(name, method, kw)
         if method == "query_points":
             return (await self._query_batch(name, [kw]))[0]
         if method == "query_points_groups":
@@ -266,13 +266,22 @@ class EdgeEngine:
             assert cfg is not None
             strict_mode.check_timeout(timeout, cfg)
 
-    def _check_rate(self, name: str, method: str, kw: dict[str, Any]) -> None:
+    async def _check_rate(self, name: str, method: str, kw: dict[str, Any]) -> None:
         """Strict mode's read / write rate limits (:mod:`rate_limits`), after its other checks
-        (Qdrant charges a call at the shard, once the collection has verified it)."""
+        (Qdrant charges a call at the shard, once the collection has verified it). A write by
+        filter costs the points the shard estimates it selects, as in Qdrant."""
         limiters = self._limiters.get(name)
         if limiters is None:
             limiters = self._limiters[name] = rate_limits.Limiters(self.clock)
-        limiters.check(self.catalog.collections[name].config.strict_mode_config, method, kw)
+        cfg = self.catalog.collections[name].config.strict_mode_config
+        if limiters.bucket(cfg, method) is None:
+            return
+        estimates: dict[int, int] = {}
+        if not rate_limits.is_read(method):
+            for f in strict_mode.write_filters(method, kw):
+                counted = await self._shard_call(name, "count", {"count_filter": f, "exact": False})
+                estimates[id(f)] = counted.count
+        limiters.check(cfg, method, kw, lambda f: estimates.get(id(f), 1))
 
     async def _check_strict(self, name: str, method: str, kw: dict[str, Any]) -> None:
         """The collection's strict mode (:mod:`strict_mode`), before anything runs; the index

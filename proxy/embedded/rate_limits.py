@@ -15,10 +15,11 @@ Costs, as Qdrant counts them (``operation_rate_cost`` and the shard's read metho
   of ids; a query 1 per search it plans (each prefetch without prefetches of its own, or the
   query itself) plus the conditions of the filters that search applies (its own and its
   parents'); a batch the sum of its queries; groups and matrices as one query;
-- writes: the number of points an operation names (upsert, vector update, ids of a delete or
-  payload change), at least 1. Qdrant estimates the points a write by filter selects from its
-  indexes; here such a write costs 1 (an estimate would need the shard), and a batch costs the
-  sum of its operations, charged before any is applied (Qdrant charges each as it runs it).
+- writes: the points an operation touches, at least 1: those it names (upsert, vector update,
+  ids of a delete or payload change), or for a write by filter the shard's estimate of the
+  points it selects (the engine passes it in: Qdrant's ``estimate_cardinality``, which a
+  ``count`` with ``exact=false`` answers); a batch costs the sum of its operations, charged
+  before any is applied (Qdrant charges each as it runs it).
 
 Refusals are 429 in Qdrant's words (``Rate limiting exceeded: Read rate limit exceeded:
 Operation requires 3 tokens but only 1.0 were available. Retry after 30s``), gRPC
@@ -122,38 +123,54 @@ def query_cost(kw: Mapping[str, Any]) -> int:
     return sum(1 + c for c in leaves)
 
 
-def _points_named(value: Any) -> int:
+#: the points a write by filter selects, as the shard estimates them (``count`` with
+#: ``exact=false`` is Qdrant's ``estimate_cardinality``, which Qdrant charges)
+Estimate = Callable[[models.Filter], int]
+
+
+def _no_estimate(_: models.Filter) -> int:
+    return 1
+
+
+def _selected(value: Any, estimate: Estimate) -> int:
+    """Points a selector names: its ids, or the estimate for its filter."""
     if isinstance(value, models.PointIdsList):
         return len(value.points)
     if isinstance(value, list):
         return len(value)
-    return 0
+    f = strict_mode.selector_filter(value)
+    return estimate(f) if f is not None else 0
 
 
-def _batch_op_cost(op: Any) -> int:
+def _by_ids_or_filter(points: Any, flt: models.Filter | None, estimate: Estimate) -> int:
+    return len(points) if points else estimate(flt) if flt is not None else 0
+
+
+def _batch_op_cost(op: Any, estimate: Estimate) -> int:
     if isinstance(op, models.UpsertOperation):
         n = strict_mode._count_points(op.upsert)
     elif isinstance(op, models.UpdateVectorsOperation):
         n = len(op.update_vectors.points)
     elif isinstance(op, models.DeleteOperation):
-        n = _points_named(op.delete)
+        n = _selected(op.delete, estimate)
     elif isinstance(op, models.ClearPayloadOperation):
-        n = _points_named(op.clear_payload)
+        n = _selected(op.clear_payload, estimate)
     elif isinstance(op, models.SetPayloadOperation):
-        n = len(op.set_payload.points or [])
+        n = _by_ids_or_filter(op.set_payload.points, op.set_payload.filter, estimate)
     elif isinstance(op, models.OverwritePayloadOperation):
-        n = len(op.overwrite_payload.points or [])
+        n = _by_ids_or_filter(op.overwrite_payload.points, op.overwrite_payload.filter, estimate)
     elif isinstance(op, models.DeletePayloadOperation):
-        n = len(op.delete_payload.points or [])
+        n = _by_ids_or_filter(op.delete_payload.points, op.delete_payload.filter, estimate)
     elif isinstance(op, models.DeleteVectorsOperation):
-        n = len(op.delete_vectors.points or [])
+        n = _by_ids_or_filter(op.delete_vectors.points, op.delete_vectors.filter, estimate)
     else:
         n = 0
     return max(1, n)
 
 
-def cost(method: str, kw: Mapping[str, Any]) -> int:
-    """The tokens ``method`` costs in its bucket (read or write: :func:`is_read`)."""
+def cost(method: str, kw: Mapping[str, Any], estimate: Estimate = _no_estimate) -> int:
+    """The tokens ``method`` costs in its bucket (read or write: :func:`is_read`); writes by
+    filter cost ``estimate(filter)`` (1 when no estimate is given)."""
     if method in ("query_points", "query_points_groups", "search_matrix_pairs",
                   "search_matrix_offsets"):
         return query_cost(kw)
@@ -164,12 +181,13 @@ def cost(method: str, kw: Mapping[str, Any]) -> int:
     if method == "retrieve":
         return len(kw.get("ids") or [])
     if method == "batch_update_points":
-        return sum(_batch_op_cost(op) for op in kw.get("update_operations") or [])
-    if method in ("upsert", "update_vectors"):
-        return max(1, strict_mode._count_points(kw.get("points")) if method == "upsert"
-                   else len(kw.get("points") or []))
+        return sum(_batch_op_cost(op, estimate) for op in kw.get("update_operations") or [])
+    if method == "upsert":
+        return max(1, strict_mode._count_points(kw.get("points")))
+    if method == "update_vectors":
+        return max(1, len(kw.get("points") or []))
     if method in strict_mode.WRITE_SELECTORS:
-        return max(1, _points_named(kw.get(strict_mode.WRITE_SELECTORS[method])))
+        return max(1, _selected(kw.get(strict_mode.WRITE_SELECTORS[method]), estimate))
     return 1
 
 
@@ -186,9 +204,8 @@ class Limiters:
     _read: TokenBucket | None = None
     _write: TokenBucket | None = None
 
-    def check(self, cfg: models.StrictModeConfig | None, method: str,
-              kw: Mapping[str, Any]) -> None:
-        """Charge ``method`` to its bucket under ``cfg``; raise Qdrant's 429 when it is short."""
+    def bucket(self, cfg: models.StrictModeConfig | None, method: str) -> TokenBucket | None:
+        """The bucket ``method`` is charged to under ``cfg`` (``None``: not limited)."""
         if cfg is not self._config:
             self._config = cfg
             on = strict_mode.active(cfg)
@@ -196,11 +213,15 @@ class Limiters:
             self._read = TokenBucket(read, self.clock) if read is not None else None
             self._write = TokenBucket(write, self.clock) if write is not None else None
         if method in FREE_METHODS:
-            return
-        write = not is_read(method)
-        bucket = self._write if write else self._read
+            return None
+        return self._read if is_read(method) else self._write
+
+    def check(self, cfg: models.StrictModeConfig | None, method: str, kw: Mapping[str, Any],
+              estimate: Estimate = _no_estimate) -> None:
+        """Charge ``method`` to its bucket under ``cfg``; raise Qdrant's 429 when it is short."""
+        bucket = self.bucket(cfg, method)
         if bucket is None:
             return
-        denied = bucket.try_consume(cost(method, kw))
+        denied = bucket.try_consume(cost(method, kw, estimate))
         if denied is not None:
-            raise refusal(denied, write)
+            raise refusal(denied, not is_read(method))
