@@ -16,11 +16,22 @@ own words. Enforced here, per seam call (``QdrantLocal``'s method and keyword na
   a read filter (query, prefetch, groups, scroll, count, facet, matrix) or a write filter
   (delete, payload and vector operations by filter) names must have a payload index of a
   fitting type (``Index required but not found for "city" of one of the following types:
-  [keyword, uuid]``).
+  [keyword, uuid]``);
+- ``max_timeout``: the request's ``timeout`` (REST query parameter, gRPC ``timeout`` field),
+  passed by the front ends on reads (query, batch, groups, the legacy search / recommend /
+  discover, scroll, count, facet, retrieve, matrices) and checked before anything else
+  (``Limit exceeded 6 > 5 for "timeout"``);
+- ``filter_max_conditions`` / ``condition_max_size``: every read and write filter above,
+  counted as Qdrant counts (:func:`total_conditions`, :func:`max_condition_size`), checked
+  before its index check (``Filter condition limit reached (3 > 2)``, ``Condition size limit
+  reached (4 > 3)``);
+- ``read_rate_limit`` / ``write_rate_limit``: :mod:`rate_limits` (429, gRPC
+  ``RESOURCE_EXHAUSTED``, with when to retry), charged after every check here.
 
-Not enforced: ``max_timeout`` (the front ends do not pass ``timeout`` to the engine), the rate
-limits, the storage-size and point-count limits, ``filter_max_conditions`` /
-``condition_max_size``, and the multivector / sparse limits.
+Not enforced: ``max_timeout`` on writes (the front ends pass ``timeout`` on reads only), the
+storage-size and point-count limits (``max_points_count``, ``max_collection_vector_size_bytes``,
+``max_collection_payload_size_bytes``), the multivector / sparse limits, and Qdrant's newer
+refusal of substring matches.
 """
 
 from __future__ import annotations
