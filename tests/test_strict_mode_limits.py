@@ -144,3 +144,45 @@ async def test_write_rate_limit(client: AsyncQdrantClient, prefix: str) -> None:
     await retry_later(client, lambda: client.upsert(name, points(range(20, 23))),
                       "Write rate limit exceeded: Operation requires 3 tokens but only")
     await client.scroll(name, limit=1)  # reads: own bucket
+
+
+async def test_max_points_count(client: AsyncQdrantClient, prefix: str) -> None:
+    """Refused once the collection holds the limit. Qdrant checks a cached estimate of the
+    count, so a real server may let a few more writes through first: the loop allows that."""
+    name = f"{prefix}strict_points"
+    await _collection(client, name, max_points_count=7)  # 6 points already
+    for i in range(32):
+        try:
+            await client.upsert(name, [models.PointStruct(id=100 + i, vector=VECTOR)])
+        except (UnexpectedResponse, grpc.aio.AioRpcError):
+            break
+    else:
+        pytest.fail("upserts past max_points_count were never refused")
+    await refused(client, lambda: client.upsert(name, [models.PointStruct(id=99, vector=VECTOR)]),
+                  400, "Max points count limit of 7 reached!")
+    assert (await client.count(name, exact=True)).count >= 7
+    await client.delete(name, models.PointIdsList(points=[1, 2, 3]))  # deletes still go through
+
+
+async def test_multivector_and_sparse_limits(client: AsyncQdrantClient, prefix: str) -> None:
+    name = f"{prefix}strict_vectors"
+    await client.create_collection(
+        name, {"colbert": models.VectorParams(
+            size=2, distance=models.Distance.DOT,
+            multivector_config=models.MultiVectorConfig(
+                comparator=models.MultiVectorComparator.MAX_SIM))},
+        sparse_vectors_config={"text": models.SparseVectorParams()},
+        strict_mode_config=models.StrictModeConfig(
+            enabled=True, multivector_config={"colbert": models.StrictModeMultivector(max_vectors=2)},
+            sparse_config={"text": models.StrictModeSparse(max_length=2)}))
+    two = [[1.0, 0.0], [0.0, 1.0]]
+    await client.upsert(name, [models.PointStruct(id=1, vector={"colbert": two})])
+    await refused(client, lambda: client.upsert(name, [models.PointStruct(
+        id=2, vector={"colbert": [*two, [1.0, 1.0]]})]), 400,
+        "Multivector 'colbert' has a limit of 2 vectors, but 3 were provided!")
+    await client.upsert(name, [models.PointStruct(id=3, vector={
+        "colbert": two, "text": models.SparseVector(indices=[1, 2], values=[0.5, 0.5])})])
+    await refused(client, lambda: client.update_vectors(name, [models.PointVectors(
+        id=3, vector={"text": models.SparseVector(indices=[1, 2, 3], values=[0.5, 0.5, 0.5])})]),
+        400, "Sparse vector 'text' has a limit of 2 indices, but 3 were provided!")
+    assert (await client.count(name, exact=True)).count == 2

@@ -42,7 +42,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
 from switchyard.proxy.embedded import (config_changes, edge_worker, rate_limits, request_checks,
-                                       strict_mode)
+                                       strict_mode, strict_writes)
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
@@ -292,6 +292,11 @@ class EdgeEngine:
             return
         assert cfg is not None
         strict_mode.check_limits(method, kw, cfg)
+        if cfg.max_points_count is not None and strict_writes.adds_points(method, kw):
+            shard = await self._shard(name)
+            info = shard.last_info or await self._ordered(shard, "info", {})
+            strict_writes.check_points_count(info["points_count"], cfg)
+        strict_writes.check_vectors(method, kw, cfg)
         filters = strict_mode.filters_to_index(method, kw, cfg)
         if filters:
             shard = await self._shard(name)
