@@ -25,13 +25,14 @@ own words. Enforced here, per seam call (``QdrantLocal``'s method and keyword na
   counted as Qdrant counts (:func:`total_conditions`, :func:`max_condition_size`), checked
   before its index check (``Filter condition limit reached (3 > 2)``, ``Condition size limit
   reached (4 > 3)``);
+- ``max_points_count`` and the multivector / sparse limits of writes: :mod:`strict_writes`;
 - ``read_rate_limit`` / ``write_rate_limit``: :mod:`rate_limits` (429, gRPC
-  ``RESOURCE_EXHAUSTED``, with when to retry), charged after every check here.
+  ``RESOURCE_EXHAUSTED``, with when to retry), charged after every other check.
 
 Not enforced: ``max_timeout`` on writes (the front ends pass ``timeout`` on reads only), the
-storage-size and point-count limits (``max_points_count``, ``max_collection_vector_size_bytes``,
-``max_collection_payload_size_bytes``), the multivector / sparse limits, and Qdrant's newer
-refusal of substring matches.
+storage-size limits (``max_collection_vector_size_bytes``, ``max_collection_payload_size_bytes``:
+Qdrant compares them to its own storage estimates), and Qdrant's newer refusal of substring
+matches.
 """
 
 from __future__ import annotations
