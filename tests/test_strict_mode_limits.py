@@ -89,13 +89,16 @@ async def retry_later(client: AsyncQdrantClient, call: Any, words: str) -> None:
 
 async def test_max_timeout(client: AsyncQdrantClient, prefix: str) -> None:
     name = f"{prefix}strict_timeout"
-    await _collection(client, name, max_timeout=5)
+    await _collection(client, name, max_timeout=5, max_query_limit=3)
     assert len((await client.query_points(name, VECTOR, limit=2, timeout=5)).points) == 2
     await client.query_points(name, VECTOR, limit=2)  # no timeout asked: nothing to check
     await refused(client, lambda: client.query_points(name, VECTOR, limit=2, timeout=6), 400,
                   'Limit exceeded 6 > 5 for "timeout"')
     await refused(client, lambda: client.scroll(name, limit=2, timeout=6), 400,
                   'Limit exceeded 6 > 5 for "timeout"')
+    # the request's own limits are checked before its timeout, as Qdrant's check_strict_mode does
+    await refused(client, lambda: client.query_points(name, VECTOR, limit=4, timeout=6), 400,
+                  'Limit exceeded 4 > 3 for "limit"')
 
 
 async def test_filter_limits(client: AsyncQdrantClient, prefix: str) -> None:

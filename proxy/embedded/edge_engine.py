@@ -235,17 +235,17 @@ class EdgeEngine:
         if method == "query_batch":
             name, batch = args
             resolved = self.catalog.resolve(name)
-            self._check_timeout(resolved, timeout)
             for one in batch:
                 await self._check_strict(resolved, "query_points", one)
+            self._check_timeout(resolved, timeout)
             await self._check_rate(resolved, "query_batch", {"batch": batch})
             return await self._query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
             return await getattr(self, f"_{method}")(**kw)
         name = self.catalog.resolve(kw.pop("collection_name"))
-        self._check_timeout(name, timeout)
         await self._check_strict(name, method, kw)
+        self._check_timeout(name, timeout)
         await self._check_rate(name, method, kw)
         if method == "query_points":
             return (await self._query_batch(name, [kw]))[0]
@@ -260,7 +260,7 @@ class EdgeEngine:
         return await self._shard_call(name, method, kw)
 
     def _check_timeout(self, name: str, timeout: int | None) -> None:
-        """Strict mode's ``max_timeout``, first of its checks as in Qdrant."""
+        """Strict mode's ``max_timeout``, after the request's own checks as in Qdrant."""
         cfg = self.catalog.collections[name].config.strict_mode_config
         if timeout is not None and strict_mode.active(cfg):
             assert cfg is not None

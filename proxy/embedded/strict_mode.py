@@ -19,8 +19,8 @@ own words. Enforced here, per seam call (``QdrantLocal``'s method and keyword na
   [keyword, uuid]``);
 - ``max_timeout``: the request's ``timeout`` (REST query parameter, gRPC ``timeout`` field),
   passed by the front ends on reads (query, batch, groups, the legacy search / recommend /
-  discover, scroll, count, facet, retrieve, matrices) and checked before anything else
-  (``Limit exceeded 6 > 5 for "timeout"``);
+  discover, scroll, count, facet, retrieve, matrices) and checked after the request's other
+  checks, as Qdrant's ``check_strict_mode`` does (``Limit exceeded 6 > 5 for "timeout"``);
 - ``filter_max_conditions`` / ``condition_max_size``: every read and write filter above,
   counted as Qdrant counts (:func:`total_conditions`, :func:`max_condition_size`), checked
   before its index check (``Filter condition limit reached (3 > 2)``, ``Condition size limit
@@ -115,7 +115,7 @@ def selector_filter(selector: Any) -> models.Filter | None:
 
 
 def check_timeout(timeout: int | None, cfg: models.StrictModeConfig) -> None:
-    """``max_timeout``: the request's ``timeout`` (seconds), checked before anything else."""
+    """``max_timeout``: the request's ``timeout`` (seconds), checked after the request itself."""
     _limit(timeout, cfg.max_timeout, "timeout")
 
 
