@@ -160,3 +160,23 @@ def test_timeout(timeout: int | None, refused: bool) -> None:
         strict_mode.check_timeout(timeout, cfg)
     assert caught.value.message == ('Bad request: Limit exceeded 6 > 5 for "timeout". '
                                     'Help: Reduce the "timeout" parameter to or below 5.')
+
+
+ALL = models.StrictModeConfig(enabled=True, max_query_limit=3, search_allow_exact=False,
+                              search_max_hnsw_ef=5, filter_max_conditions=2, upsert_max_batchsize=1)
+
+
+@pytest.mark.parametrize(("method", "kw", "first"), [
+    # Qdrant's order: batch size, query limit, filter limits, then exact and search params
+    ("query_points", {"limit": 9, "query_filter": THREE,
+                      "search_params": models.SearchParams(exact=True, hnsw_ef=9)}, '"limit"'),
+    ("query_points", {"limit": 1, "query_filter": THREE,
+                      "search_params": models.SearchParams(exact=True, hnsw_ef=9)}, "(3 > 2)"),
+    ("query_points", {"limit": 1, "search_params": models.SearchParams(exact=True, hnsw_ef=9)},
+     '"hnsw_ef"'),
+    ("count", {"count_filter": THREE}, "(3 > 2)"),   # before count's default exact=true
+])
+def test_order_of_checks(method: str, kw: dict[str, Any], first: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        strict_mode.check_limits(method, kw, ALL)
+    assert first in caught.value.message

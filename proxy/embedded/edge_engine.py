@@ -291,7 +291,7 @@ class EdgeEngine:
         if not strict_mode.active(cfg):
             return
         assert cfg is not None
-        strict_mode.check_limits(method, kw, cfg)
+        strict_mode.check_request(method, kw, cfg)
         if cfg.max_points_count is not None and strict_writes.adds_points(method, kw):
             shard = await self._shard(name)
             info = shard.last_info or await self._ordered(shard, "info", {})
@@ -303,6 +303,7 @@ class EdgeEngine:
             info = shard.last_info or await self._ordered(shard, "info", {})
             schema = {k: v["data_type"] for k, v in info["payload_schema"].items()}
             strict_mode.check_indexed(filters, schema)
+        strict_mode.check_search(method, kw, cfg)
 
     async def _vector_name(self, name: str, method: str, kw: dict[str, Any]) -> Any:
         """Add or drop a named vector: checked against the catalog's config first, applied by

@@ -119,20 +119,9 @@ def check_timeout(timeout: int | None, cfg: models.StrictModeConfig) -> None:
     _limit(timeout, cfg.max_timeout, "timeout")
 
 
-def check_limits(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfig) -> None:
-    """Everything but the index checks (those need the collection's payload schema); the
-    filter-size limits last, as Qdrant checks them just before a filter's index check."""
-    if method in LIMITED:
-        _limit(kw.get("limit"), cfg.max_query_limit, "limit")
-    if method in ("query_points", "query_points_groups"):
-        _search_params(kw.get("search_params"), cfg)
-        for p in _prefetches(kw.get("prefetch")):
-            _limit(p.limit, cfg.max_query_limit, "limit")
-            _search_params(p.params, cfg)
-    if method == "count":
-        _exact(kw.get("exact", True), cfg)
-    if method == "facet":
-        _exact(kw.get("exact", False), cfg)
+def check_request(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfig) -> None:
+    """The batch-size limits, ``max_query_limit`` (the query's and each prefetch's), then the
+    filter-size limits: Qdrant's order up to a filter's index check."""
     if method == "upsert":
         _limit(_count_points(kw.get("points")), cfg.upsert_max_batchsize, "upsert limit")
     if method == "update_vectors":
@@ -143,9 +132,33 @@ def check_limits(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfi
                 _limit(_count_points(op.upsert), cfg.upsert_max_batchsize, "upsert limit")
             elif isinstance(op, models.UpdateVectorsOperation):
                 _limit(len(op.update_vectors.points), cfg.upsert_max_batchsize, "update limit")
+    if method in LIMITED:
+        _limit(kw.get("limit"), cfg.max_query_limit, "limit")
+    if method in ("query_points", "query_points_groups"):
+        for p in _prefetches(kw.get("prefetch")):
+            _limit(p.limit, cfg.max_query_limit, "limit")
     if cfg.filter_max_conditions is not None or cfg.condition_max_size is not None:
         for f in [*read_filters(method, kw), *write_filters(method, kw)]:
             check_filter_limits(f, cfg)
+
+
+def check_search(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfig) -> None:
+    """``search_allow_exact`` and the search params, which Qdrant checks after the filters."""
+    if method in ("query_points", "query_points_groups"):
+        _search_params(kw.get("search_params"), cfg)
+        for p in _prefetches(kw.get("prefetch")):
+            _search_params(p.params, cfg)
+    if method == "count":
+        _exact(kw.get("exact", True), cfg)
+    if method == "facet":
+        _exact(kw.get("exact", False), cfg)
+
+
+def check_limits(method: str, kw: Mapping[str, Any], cfg: models.StrictModeConfig) -> None:
+    """Everything but the index checks (those need the collection's payload schema), in
+    Qdrant's order; the engine runs the index checks between the two halves."""
+    check_request(method, kw, cfg)
+    check_search(method, kw, cfg)
 
 
 def _batch_write_filters(op: Any) -> Iterator[models.Filter | None]:
