@@ -89,6 +89,21 @@ P = models.PointStruct
     ("query_points", {"prefetch": models.Prefetch(prefetch=[models.Prefetch(), models.Prefetch()])},
      2),
     ("query_batch", {"batch": [{"query_filter": TWO}, {}]}, 4),
+    # a search costs Qdrant's search_cost: per dense vector, per 64 sparse indices, per vector
+    # of a multivector, summed over a query's examples; an order-by query is a scroll
+    ("query_points", {"query": models.SparseVector(indices=list(range(130)),
+                                                   values=[1.0] * 130)}, 3),
+    ("query_points", {"query": [[1.0], [2.0], [3.0]]}, 3),
+    ("query_points", {"query": models.NearestQuery(nearest=[1.0]), "query_filter": TWO}, 3),
+    ("query_points", {"query": models.RecommendQuery(recommend=models.RecommendInput(
+        positive=[1, 2], negative=[[1.0]]))}, 3),
+    ("query_points", {"query": models.DiscoverQuery(discover=models.DiscoverInput(
+        target=1, context=[models.ContextPair(positive=2, negative=3)]))}, 3),
+    ("query_points", {"query": models.ContextQuery(context=[
+        models.ContextPair(positive=2, negative=3)] * 2)}, 4),
+    ("query_points", {"query": models.OrderByQuery(order_by="n")}, 1),
+    ("query_points", {"query": models.FusionQuery(fusion=models.Fusion.RRF), "prefetch": [
+        models.Prefetch(query=[[1.0], [2.0]]), models.Prefetch(query=[1.0])]}, 3),
     ("upsert", {"points": [P(id=i, vector=[1.0]) for i in range(5)]}, 5),
     ("upsert", {"points": models.Batch(ids=[1, 2], vectors=[[1.0], [2.0]])}, 2),
     ("update_vectors", {"points": [models.PointVectors(id=1, vector=[1.0])]}, 1),

@@ -12,9 +12,12 @@ full one whenever the collection's strict-mode config changes; the engine does t
 Costs, as Qdrant counts them (``operation_rate_cost`` and the shard's read methods):
 
 - reads: scroll, count and facet 1 plus the conditions of their filter; retrieve the number
-  of ids; a query 1 per search it plans (each prefetch without prefetches of its own, or the
-  query itself) plus the conditions of the filters that search applies (its own and its
-  parents'); a batch the sum of its queries; groups and matrices as one query;
+  of ids; a query, for each request it plans (each prefetch without prefetches of its own,
+  or the query itself), the conditions of the filters that request applies (its own and its
+  parents') plus 1 for a scroll or, for a search, Qdrant's ``search_cost``: 1 per dense
+  vector, 1 per 64 sparse indices started, 1 per vector of a multivector, summed over a
+  recommend / discover / context query's examples; a batch the sum of its queries; groups
+  and matrices as one query;
 - writes: the points an operation touches, at least 1: those it names (upsert, vector update,
   ids of a delete or payload change), or for a write by filter the shard's estimate of the
   points it selects (the engine passes it in: Qdrant's ``estimate_cardinality``, which a
@@ -106,21 +109,63 @@ def _filter_cost(f: models.Filter | None) -> int:
     return strict_mode.total_conditions(f) if f is not None else 0
 
 
-def _searches(prefetch: Any, inherited: int) -> Iterator[int]:
-    """The filter cost of each search a query plans under ``prefetch``."""
+#: sparse dimensions Qdrant counts as one similarity comparison (``SPARSE_DIMS_COST_UNIT``)
+SPARSE_DIMS_COST_UNIT = 64
+
+
+def _vector_cost(v: Any) -> int:
+    """Qdrant's ``similarity_cost``: dense 1 (also a point id or an input to embed), sparse one
+    per 64 indices started, multivector one per vector."""
+    if isinstance(v, models.SparseVector):
+        return math.ceil(len(v.indices) / SPARSE_DIMS_COST_UNIT)
+    if isinstance(v, list) and v and isinstance(v[0], list):
+        return len(v)
+    return 1
+
+
+def _search_cost(query: Any) -> int | None:
+    """Qdrant's ``search_cost`` of a query, or ``None`` when it plans no search (no query, an
+    order-by or a sample query: a scroll, which costs 1)."""
+    if query is None or isinstance(query, (models.OrderByQuery, models.SampleQuery)):
+        return None
+    if isinstance(query, models.NearestQuery):
+        return _vector_cost(query.nearest)
+    if isinstance(query, models.RecommendQuery):
+        inp = query.recommend
+        return sum(_vector_cost(v) for v in [*(inp.positive or []), *(inp.negative or [])])
+    if isinstance(query, models.DiscoverQuery):
+        pairs = query.discover.context
+        pairs = pairs if isinstance(pairs, list) else [pairs] if pairs else []
+        return _vector_cost(query.discover.target) + sum(
+            _vector_cost(p.positive) + _vector_cost(p.negative) for p in pairs)
+    if isinstance(query, models.ContextQuery):
+        pairs = query.context if isinstance(query.context, list) else [query.context]
+        return sum(_vector_cost(p.positive) + _vector_cost(p.negative) for p in pairs)
+    return _vector_cost(query)
+
+
+def _leaves(prefetch: Any, inherited: int) -> Iterator[tuple[Any, int]]:
+    """(query, filter cost) of each request a query plans under ``prefetch``: a prefetch
+    without prefetches of its own, applying its own and its parents' filters."""
     for p in prefetch if isinstance(prefetch, list) else [prefetch] if prefetch else []:
         cost = inherited + _filter_cost(p.filter)
         if p.prefetch:
-            yield from _searches(p.prefetch, cost)
+            yield from _leaves(p.prefetch, cost)
         else:
-            yield cost
+            yield p.query, cost
 
 
 def query_cost(kw: Mapping[str, Any]) -> int:
-    """One query: 1 per planned search plus the conditions of the filters it applies."""
+    """One query, as Qdrant's planned query costs: each search its ``search_cost``, each scroll
+    1, both plus the conditions of the filters they apply (the query's root, when it has
+    prefetches, only rescores them and is not charged)."""
     own = _filter_cost(kw.get("query_filter"))
-    leaves = list(_searches(kw.get("prefetch"), own)) or [own]
-    return sum(1 + c for c in leaves)
+    leaves = list(_leaves(kw.get("prefetch"), own)) or [(kw.get("query"), own)]
+    total = 0
+    for query, filters in leaves:
+        search = _search_cost(query)
+        total += (1 if search is None else search) + filters
+    return total
 
 
 #: the points a write by filter selects, as the shard estimates them (``count`` with
