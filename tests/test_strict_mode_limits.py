@@ -55,7 +55,7 @@ async def _collection(client: AsyncQdrantClient, name: str, **strict: Any) -> No
 
 
 def _grpc(client: AsyncQdrantClient) -> bool:
-    return bool(client._client._prefer_grpc)  # noqa: SLF001 - which transport this run uses
+    return bool(getattr(client._client, "_prefer_grpc", False))  # which transport this run uses
 
 
 async def refused(client: AsyncQdrantClient, call: Any, status: int, words: str) -> None:
