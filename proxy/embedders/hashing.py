@@ -58,10 +58,21 @@ class HashingEmbedder:
         if not texts:
             return empty_result(self.spec)
         out = np.zeros((len(texts), self.spec.dimensions), dtype=np.float32)
+        # Collected in lists and added in one numpy call: a scalar ``out[row, index] +=`` per
+        # feature cost ~25 % more (12.1 vs 9.5 ms for the write-path bench's 1,024 texts).
+        # The sums are of +-1 and +-0.5, exact in float32 in any order: the same vectors.
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        slot = self._slot
         for row, text in enumerate(check_texts(texts)):
             for feature, weight in features(text):
-                index, sign = self._slot(feature)
-                out[row, index] += sign * weight
+                index, sign = slot(feature)
+                rows.append(row)
+                cols.append(index)
+                vals.append(sign * weight)
+        np.add.at(out, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)),
+                  np.asarray(vals, dtype=np.float32))
         return finish_vectors(self.spec, out, len(texts), f"hashing:{self.spec.model}")
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
