@@ -32,7 +32,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,8 +40,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import (config_changes, edge_worker, rate_limits, request_checks,
-                                       strict_mode, strict_writes)
+from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, strict_enforce
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
@@ -170,6 +168,28 @@ class Shard:
         self._conn.close()
 
 
+class _ShardView:
+    """What strict mode asks of one collection, answered by its shard (see ``_check_strict``)."""
+
+    def __init__(self, engine: EdgeEngine, name: str) -> None:
+        self.engine, self.name = engine, name
+
+    async def _info(self) -> dict[str, Any]:
+        shard = await self.engine._shard(self.name)
+        return shard.last_info or await self.engine._ordered(shard, "info", {})
+
+    async def schema(self) -> dict[str, str]:
+        return {k: v["data_type"] for k, v in (await self._info())["payload_schema"].items()}
+
+    async def points_count(self) -> int:
+        return int((await self._info())["points_count"])
+
+    async def estimate(self, flt: models.Filter) -> int:
+        counted = await self.engine._shard_call(self.name, "count",
+                                                {"count_filter": flt, "exact": False})
+        return int(counted.count)
+
+
 class EdgeEngine:
     """The engine seam over Edge shards; see the module docstring."""
 
@@ -191,10 +211,8 @@ class EdgeEngine:
         self._spares: list[Shard] = []
         self._spares_lock = threading.Lock()  # held while starting spares: a taker waits
         self._warming = self._executor.submit(self._warm)
-        #: strict mode's rate-limit buckets per collection (made on first use)
-        self._limiters: dict[str, rate_limits.Limiters] = {}
-        #: the clock the buckets read (tests replace it)
-        self.clock: rate_limits.Clock = time.monotonic
+        #: strict mode, with its rate-limit buckets per collection
+        self.strict = strict_enforce.Enforcer()
 
     async def wait_ready(self) -> None:
         """Until the first spare workers have started, for at most :data:`WARM_WAIT` seconds.
@@ -234,19 +252,13 @@ class EdgeEngine:
             raise Unsupported(f"{method} is not supported by the embedded upstream (Edge engine)")
         if method == "query_batch":
             name, batch = args
-            resolved = self.catalog.resolve(name)
-            for one in batch:
-                await self._check_strict(resolved, "query_points", one)
-            self._check_timeout(resolved, timeout)
-            await self._check_rate(resolved, "query_batch", {"batch": batch})
+            await self._check_strict(self.catalog.resolve(name), method, {"batch": batch}, timeout)
             return await self._query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
             return await getattr(self, f"_{method}")(**kw)
         name = self.catalog.resolve(kw.pop("collection_name"))
-        await self._check_strict(name, method, kw)
-        self._check_timeout(name, timeout)
-        await self._check_rate(name, method, kw)
+        await self._check_strict(name, method, kw, timeout)
         if method == "query_points":
             return (await self._query_batch(name, [kw]))[0]
         if method == "query_points_groups":
@@ -259,51 +271,14 @@ class EdgeEngine:
             return await self._vector_name(name, method, kw)
         return await self._shard_call(name, method, kw)
 
-    def _check_timeout(self, name: str, timeout: int | None) -> None:
-        """Strict mode's ``max_timeout``, after the request's own checks as in Qdrant."""
-        cfg = self.catalog.collections[name].config.strict_mode_config
-        if timeout is not None and strict_mode.active(cfg):
-            assert cfg is not None
-            strict_mode.check_timeout(timeout, cfg)
-
-    async def _check_rate(self, name: str, method: str, kw: dict[str, Any]) -> None:
-        """Strict mode's read / write rate limits (:mod:`rate_limits`), after its other checks
-        (Qdrant charges a call at the shard, once the collection has verified it). A write by
-        filter costs the points the shard estimates it selects, as in Qdrant."""
-        limiters = self._limiters.get(name)
-        if limiters is None:
-            limiters = self._limiters[name] = rate_limits.Limiters(self.clock)
-        cfg = self.catalog.collections[name].config.strict_mode_config
-        if limiters.bucket(cfg, method) is None:
-            return
-        estimates: dict[int, int] = {}
-        if not rate_limits.is_read(method):
-            for f in strict_mode.write_filters(method, kw):
-                counted = await self._shard_call(name, "count", {"count_filter": f, "exact": False})
-                estimates[id(f)] = counted.count
-        limiters.check(cfg, method, kw, lambda f: estimates.get(id(f), 1))
-
-    async def _check_strict(self, name: str, method: str, kw: dict[str, Any]) -> None:
-        """The collection's strict mode (:mod:`strict_mode`), before anything runs; the index
-        checks read the payload schema the shard reported with its last write (payload indexes
-        are writes), asking the shard only when it has not reported yet."""
-        cfg = self.catalog.collections[name].config.strict_mode_config
-        if not strict_mode.active(cfg):
-            return
-        assert cfg is not None
-        strict_mode.check_request(method, kw, cfg)
-        if cfg.max_points_count is not None and strict_writes.adds_points(method, kw):
-            shard = await self._shard(name)
-            info = shard.last_info or await self._ordered(shard, "info", {})
-            strict_writes.check_points_count(info["points_count"], cfg)
-        strict_writes.check_vectors(method, kw, cfg)
-        filters = strict_mode.filters_to_index(method, kw, cfg)
-        if filters:
-            shard = await self._shard(name)
-            info = shard.last_info or await self._ordered(shard, "info", {})
-            schema = {k: v["data_type"] for k, v in info["payload_schema"].items()}
-            strict_mode.check_indexed(filters, schema)
-        strict_mode.check_search(method, kw, cfg)
+    async def _check_strict(self, name: str, method: str, kw: dict[str, Any],
+                            timeout: int | None) -> None:
+        """The collection's strict mode (:mod:`strict_enforce`), before anything runs. The index
+        checks read the payload schema and the points-count check the count the shard reported
+        with its last write (payload indexes are writes), asking the shard only when it has not
+        reported yet; a write by filter is charged the shard's estimate of the points it selects."""
+        await self.strict.check(name, self.catalog.collections[name].config.strict_mode_config,
+                                method, kw, timeout, _ShardView(self, name))
 
     async def _vector_name(self, name: str, method: str, kw: dict[str, Any]) -> Any:
         """Add or drop a named vector: checked against the catalog's config first, applied by
@@ -426,7 +401,7 @@ class EdgeEngine:
             return False
         self.catalog.aliases = {a: c for a, c in self.catalog.aliases.items() if c != name}
         self.catalog.save()
-        self._limiters.pop(name, None)
+        self.strict.forget(name)
         shard = self._shards.pop(name, None)
         loop = asyncio.get_running_loop()
         if shard is not None:
