@@ -3,9 +3,9 @@ stored and its basic limits enforced (REST and gRPC), and vectors and scores ret
 precision Qdrant's REST prints (float32 in its shortest form: ``0.1``, not
 ``0.10000000149011612``).
 
-Runs against the session's upstream: the embedded one on the Edge engine, or a real Qdrant
-(``SWITCHYARD_TEST_QDRANT_URL``); skipped on the local engine, which stores strict mode without
-enforcing it and returns float32 widened to float64 (docs/design.md, "Known differences").
+Runs against the session's upstream: the embedded one on either engine, or a real Qdrant
+(``SWITCHYARD_TEST_QDRANT_URL``); the precision test is skipped on the local engine, which
+returns float32 widened to float64 (docs/design.md, "Known differences").
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ CITIES = ("Berlin", "Paris", "Rome", "Oslo", "Lima", "Kyiv")
 def engine_like_qdrant(upstream: Any) -> None:
     embedded = upstream.embedded
     if embedded is not None and embedded.server.engine_name == "local":
-        pytest.skip("the local engine stores strict mode without enforcing it and widens float32")
+        pytest.skip("the local engine widens float32")
 
 
 @pytest.fixture
-async def http(upstream: Any, engine_like_qdrant: None) -> AsyncIterator[httpx.AsyncClient]:
+async def http(upstream: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=upstream.rest_url, timeout=BOUND) as client:
         yield client
 
@@ -122,9 +122,7 @@ async def test_strict_mode_limits_refuse_over_rest(http: httpx.AsyncClient, pref
     await ok(http, "POST", query, {"query": vector, "limit": 4})  # off again: allowed
 
 
-async def test_strict_mode_limit_refuses_over_grpc(
-    upstream: Any, engine_like_qdrant: None, prefix: str
-) -> None:
+async def test_strict_mode_limit_refuses_over_grpc(upstream: Any, prefix: str) -> None:
     name = f"{prefix}strict_grpc"
     client = AsyncQdrantClient(url=upstream.rest_url, grpc_port=upstream.grpc_port,
                                prefer_grpc=True, check_compatibility=False)
@@ -144,7 +142,9 @@ async def test_strict_mode_limit_refuses_over_grpc(
         await client.close()
 
 
-async def test_vectors_and_scores_at_qdrants_precision(http: httpx.AsyncClient, prefix: str) -> None:
+async def test_vectors_and_scores_at_qdrants_precision(
+    http: httpx.AsyncClient, engine_like_qdrant: None, prefix: str
+) -> None:
     """Float32 values print in their shortest form, as Qdrant's REST does (Dot: no normalising)."""
     name = f"{prefix}precision"
     await ok(http, "PUT", f"/collections/{name}", {

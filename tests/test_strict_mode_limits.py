@@ -2,9 +2,8 @@
 gRPC: ``max_timeout``, ``filter_max_conditions``, ``condition_max_size``, ``read_rate_limit``
 and ``write_rate_limit`` refuse in Qdrant's words and status codes.
 
-Runs against the session's upstream: the embedded one on the Edge engine, or a real Qdrant
-(``SWITCHYARD_TEST_QDRANT_URL``); skipped on the local engine, which stores strict mode without
-enforcing it (docs/design.md, "Known differences"), as ``test_engine_fidelity`` is.
+Runs against the session's upstream: the embedded one on either engine, or a real Qdrant
+(``SWITCHYARD_TEST_QDRANT_URL``).
 
 The rate-limit tests need no clock: a bucket of ``n`` per minute starts full and refills
 ``n / 60`` tokens a second, so a limit of 2 reads lets two queries through and refuses the
@@ -28,16 +27,8 @@ VECTOR = [1.0, 0.0, 0.0, 0.0]
 FC = models.FieldCondition(key="n", range=models.Range(gte=0))
 
 
-@pytest.fixture
-def engine_like_qdrant(upstream: Any) -> None:
-    embedded = upstream.embedded
-    if embedded is not None and embedded.server.engine_name == "local":
-        pytest.skip("the local engine stores strict mode without enforcing it")
-
-
 @pytest.fixture(params=["rest", "grpc"])
-async def client(request: Any, upstream: Any,
-                 engine_like_qdrant: None) -> AsyncIterator[AsyncQdrantClient]:
+async def client(request: Any, upstream: Any) -> AsyncIterator[AsyncQdrantClient]:
     c = AsyncQdrantClient(url=upstream.rest_url, grpc_port=upstream.grpc_port,
                           prefer_grpc=request.param == "grpc", check_compatibility=False)
     try:

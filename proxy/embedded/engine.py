@@ -37,7 +37,8 @@ from typing import Any
 from pydantic import ValidationError
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from switchyard.proxy.embedded import keyword_scan, local_layout, request_checks
+from switchyard.proxy.embedded import (keyword_scan, local_layout, local_strict, request_checks,
+                                       strict_enforce)
 from switchyard.proxy.embedded.local_indexes import PayloadIndexes
 from switchyard.proxy.errors import BadRequest, Conflict, NotFound, SwitchyardError
 
@@ -184,6 +185,8 @@ class Engine:
         self._keywords = keyword_scan.KeywordIndex()
         self.indexes = PayloadIndexes(path)
         self._operations = itertools.count(1)
+        #: strict mode, with its rate-limit buckets per collection (:mod:`local_strict`)
+        self.strict = strict_enforce.Enforcer()
 
     def next_operation_id(self) -> int:
         """The next write's ``operation_id``: increasing per engine, shared by the front ends."""
@@ -197,8 +200,12 @@ class Engine:
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``QdrantLocal.<method>(*args, **kwargs)`` on a worker thread (after Qdrant's own
         request checks, :mod:`request_checks`)."""
-        kwargs.pop("timeout", None)  # only strict mode reads it, and this engine does not enforce it
+        timeout = kwargs.pop("timeout", None)  # the request's, for strict mode's max_timeout
         request_checks.check_call(method, args, kwargs)
+        await local_strict.check(self, method, args, kwargs, timeout)
+        if method == "delete_collection":
+            self.strict.forget(self._local.aliases.get(args[0], args[0]) if args
+                               else kwargs.get("collection_name", ""))
         if method == "query_batch":  # one engine turn, as Qdrant answers a batch from one snapshot
             name, batch = args
             local = self._local

@@ -1,5 +1,6 @@
 """Qdrant's strict mode for the embedded upstream: a collection's ``strict_mode_config`` checked
-against each call before an engine runs it. Pure functions, no I/O.
+against each call before an engine runs it (both engines, through :mod:`strict_enforce`). Pure
+functions, no I/O.
 
 Qdrant checks a request against the collection's strict mode only when ``enabled`` is true, and
 refuses with 400 ``Bad request: <what>. Help: <how>`` (gRPC ``INVALID_ARGUMENT``), in Qdrant's

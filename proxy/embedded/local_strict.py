@@ -1,0 +1,97 @@
+"""Strict mode on the local engine: the checks the Edge engine makes (:mod:`strict_enforce`),
+answered from ``QdrantLocal`` and the engine's payload indexes.
+
+The local engine has no cardinality estimate: a write by filter is charged the points the
+filter selects, counted (``QdrantLocal`` counts exactly whatever ``exact`` says), where Qdrant
+and Edge charge their estimate. Everything else is as on Edge.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from qdrant_client.http import models
+from qdrant_client.local.qdrant_local import QdrantLocal
+
+from switchyard.proxy.embedded.local_indexes import data_type
+
+if TYPE_CHECKING:
+    from switchyard.proxy.embedded.engine import Engine
+
+#: calls about collections rather than their points: no strict mode, no rate limit
+COLLECTION_METHODS = frozenset({
+    "create_collection", "delete_collection", "get_collection", "get_collections",
+    "collection_exists", "update_collection", "update_collection_aliases", "get_aliases",
+    "get_collection_aliases", "info",
+})
+
+
+@functools.lru_cache(maxsize=64)
+def _signature(method: str) -> inspect.Signature | None:
+    fn = getattr(QdrantLocal, method, None)
+    return inspect.signature(fn) if callable(fn) else None
+
+
+def named(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """``QdrantLocal.<method>``'s arguments by name, or ``None`` when they do not bind (the
+    engine itself then answers the call as it would)."""
+    sig = _signature(method)
+    if sig is None:
+        return None
+    try:
+        bound = sig.bind(None, *args, **kwargs).arguments
+    except TypeError:
+        return None
+    bound.pop("self", None)
+    extra = bound.pop("kwargs", {})
+    return {**bound, **extra}
+
+
+class LocalView:
+    """:class:`strict_enforce.CollectionView` of one local collection."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine, self.name = engine, name
+
+    def _read(self, fn: Callable[[], Any]) -> Awaitable[Any]:
+        return self.engine.run(fn, read=True)
+
+    async def schema(self) -> dict[str, str]:
+        fields = self.engine.indexes.fields(self.name)
+        return {field: data_type(schema).value for field, schema in fields.items()}
+
+    async def points_count(self) -> int:
+        local = self.engine.local
+        return int(await self._read(lambda: local.count(self.name, exact=True).count))
+
+    async def estimate(self, flt: models.Filter) -> int:
+        local = self.engine.local
+        return int(await self._read(
+            lambda: local.count(self.name, count_filter=flt, exact=False).count))
+
+
+async def check(engine: Engine, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                timeout: int | None) -> None:
+    """Strict mode for one call of the local engine (see the module docstring)."""
+    if method in COLLECTION_METHODS:
+        return
+    if method == "query_batch":
+        name, batch = args
+        kw: dict[str, Any] | None = {"batch": batch}
+    else:
+        kw = named(method, args, kwargs)
+        if kw is None:
+            return
+        name = kw.pop("collection_name", None)
+    if not isinstance(name, str):
+        return
+    local = engine.local
+    real = local.aliases.get(name, name)
+    collection = local.collections.get(real)
+    if collection is None:
+        return  # the engine answers Qdrant's 404
+    cfg = getattr(collection.config, "strict_mode_config", None)
+    await engine.strict.check(real, cfg, method, kw, timeout, LocalView(engine, real))
