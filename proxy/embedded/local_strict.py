@@ -60,7 +60,8 @@ class LocalView:
         return self.engine.run(fn, read=True)
 
     async def schema(self) -> dict[str, str]:
-        fields = self.engine.indexes.fields(self.name)
+        # as a read: never beside a write that changes the indexes
+        fields = await self._read(lambda: self.engine.indexes.fields(self.name))
         return {field: data_type(schema).value for field, schema in fields.items()}
 
     async def points_count(self) -> int:
