@@ -30,8 +30,8 @@ own words. Enforced here, per seam call (``QdrantLocal``'s method and keyword na
 - ``read_rate_limit`` / ``write_rate_limit``: :mod:`rate_limits` (429, gRPC
   ``RESOURCE_EXHAUSTED``, with when to retry), charged after every other check.
 
-Not enforced: ``max_timeout`` on writes (the front ends pass ``timeout`` on reads only), the
-storage-size limits (``max_collection_vector_size_bytes``, ``max_collection_payload_size_bytes``:
+Writes are not checked against ``max_timeout``: Qdrant's update handlers pass no timeout to
+its check either. Not enforced: the storage-size limits (``max_collection_vector_size_bytes``, ``max_collection_payload_size_bytes``:
 Qdrant compares them to its own storage estimates), and Qdrant's newer refusal of substring
 matches.
 """
