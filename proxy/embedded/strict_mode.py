@@ -31,9 +31,9 @@ own words. Enforced here, per seam call (``QdrantLocal``'s method and keyword na
   ``RESOURCE_EXHAUSTED``, with when to retry), charged after every other check.
 
 Writes are not checked against ``max_timeout``: Qdrant's update handlers pass no timeout to
-its check either. Not enforced: the storage-size limits (``max_collection_vector_size_bytes``, ``max_collection_payload_size_bytes``:
-Qdrant compares them to its own storage estimates), and Qdrant's newer refusal of substring
-matches.
+its check either. Not enforced: the storage-size limits (``max_collection_vector_size_bytes``,
+``max_collection_payload_size_bytes``: Qdrant compares them to its own storage estimates), and
+Qdrant's newer refusal of substring matches.
 """
 
 from __future__ import annotations
