@@ -87,7 +87,7 @@ async def check(engine: Engine, method: str, args: tuple[Any, ...], kwargs: dict
         if kw is None:
             return
         name = kw.pop("collection_name", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or kw is None:
         return
     local = engine.local
     real = local.aliases.get(name, name)
