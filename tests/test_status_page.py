@@ -6,10 +6,12 @@ artifact (``SWITCHYARD_TEST_ARTIFACTS``, default ``test-artifacts/`` in the repo
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -82,25 +84,34 @@ def test_status_page_shows_a_migration_and_its_backfill_advancing(
         switchyard: RunningProxy, upstream: Any, prefix: str) -> None:  # noqa: F811
     others = _planned_migrations(switchyard, upstream, prefix + "page_", 6)
     mid, direct = _seeded_migration(switchyard, upstream, prefix + "page_", 1500)
-    # slow enough that a browser starting on a loaded machine still sees it mid-way (1,500 points
-    # at 40/s: ~37 s), fast enough that the page sees it advance within a few seconds
+    # 1,500 points at 40/s (~37 s): the page sees it advance within a few seconds, mid-way
     _admin(switchyard, f"/migrations/{mid}/throttle", {"points_per_second": 40})
-    daemon = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--url", switchyard.rest_url,
-                               "--batch-size", "20", "--progress-interval", "0.3"], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "status-page.png"
-    try:
-        seen = drive(ROOT / "tests" / "status_page.cjs", {
+    shot, ready = ARTIFACTS / "status-page.png", ARTIFACTS / "status-page-first.json"
+    ready.unlink(missing_ok=True)
+    daemon: subprocess.Popen[bytes] | None = None
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        browsing = pool.submit(drive, ROOT / "tests" / "status_page.cjs", {
             "url": switchyard.rest_url + "/switchyard/", "migration": mid, "screenshot": str(shot),
-            "advance_ms": 90000})
-    finally:
-        daemon.terminate()
-        daemon.wait(20)
-        for done in (mid, *others):
-            _admin(switchyard, f"/migrations/{done}/transition", {"name": "cancel"})
-        direct.close()
+            "advance_ms": 90000, "ready": str(ready)}, 240)
+        try:
+            # the backfill starts once the page has read its first view (however slow the browser
+            # and its install were), so the page must then see the progress advance
+            deadline = time.monotonic() + 200
+            while not ready.exists() and not browsing.done() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            daemon = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", "backfill", mid, "--url",
+                                       switchyard.rest_url, "--batch-size", "20", "--progress-interval", "0.3"],
+                                      cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            seen = browsing.result()
+        finally:
+            if daemon is not None:
+                daemon.terminate()
+                daemon.wait(20)
+            for done in (mid, *others):
+                _admin(switchyard, f"/migrations/{done}/transition", {"name": "cancel"})
+            direct.close()
     first, later = seen["first"], seen["later"]
     assert seen["errors"] == [], seen["errors"]
     assert first["phase"] == "dual_write" and seen["title"] == "Switchyard"
