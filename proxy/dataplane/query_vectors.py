@@ -144,3 +144,21 @@ def plan_inference(
         (i, s.text or "") for i, s in enumerate(slots)
         if s.is_document and (s.model in names or find_model(s.model, models) is bound)
     )
+
+
+def plan_source_inference(
+    slots: Sequence[SlotInfo], a: ModelSpec, b: ModelSpec, models: Mapping[str, ModelSpec],
+) -> tuple[tuple[int, str], ...]:
+    """Slots the proxy fills with model A when a migration's reads are served by its source
+    alone (read mode ``source``, and the served half of ``shadow``).
+
+    The same rule as a merged read's source side (:func:`plan_side`): an inference object naming
+    either of the migration's models is the query *text*, embedded with A, so one Document query
+    gets an answer in every read mode (a client or ``migrate eval`` may already name B). Objects
+    naming any other model are left for Qdrant, as outside a migration.
+    """
+    names = {a.id, a.model, b.id, b.model}
+    return tuple(
+        (i, s.text or "") for i, s in enumerate(slots)
+        if s.is_document and (s.model in names or find_model(s.model, models) in (a, b))
+    )

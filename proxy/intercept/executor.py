@@ -51,7 +51,7 @@ from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
 from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
 from switchyard.proxy.dataplane.reads import MergedReader
-from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.record import DUAL_WRITE, VERIFIED, Migration
 from switchyard.proxy.migration.routing import Route, route
 from switchyard.proxy.state.freshness import StateGuard
 from switchyard.proxy.state.snapshot import StateSnapshot
@@ -83,12 +83,18 @@ def physical_collection(snap: StateSnapshot, name: str, kind: str) -> tuple[str,
 
 
 def merged_route(snap: StateSnapshot, name: str) -> tuple[Route, Migration] | None:
-    """The read route and migration when similarity reads of ``name`` merge or shadow (pure)."""
+    """The read route and migration when similarity reads of ``name`` merge, shadow, or are
+    served by the source in read mode ``source`` (the reader embeds either model's inference
+    objects with A there, as its merged read would; pure)."""
     found = route(snap.migrations, name, "read") if snap.migrations else None
-    if found is None or not (found.merge or found.shadow):
+    if found is None:
         return None
     m = snap.migrations.get(found.migration_id)
-    return (found, m) if m is not None else None
+    if m is None:
+        return None
+    source_mode = (m.phase in (DUAL_WRITE, VERIFIED) and m.read_mode == "source" and found.primary == m.source
+                   and not in_place_reads.is_in_place(m))
+    return (found, m) if (found.merge or found.shadow or source_mode) else None
 
 
 def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
