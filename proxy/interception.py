@@ -108,10 +108,12 @@ class ProxyInterceptor(Executor):
         self.pool = self._pool
         from switchyard.proxy.dataplane.adapter_store import AdapterCache
         from switchyard.proxy.dataplane.hot_counts import HotCounts
+        from switchyard.proxy.dataplane.query_sample import QuerySamples
         from switchyard.proxy.dataplane.reads import MergedReader
 
         self.reader = MergedReader(self._pool, adapters=AdapterCache(self.store),
-                                   hot=HotCounts(self.store, self.config.instance_id))
+                                   hot=HotCounts(self.store, self.config.instance_id),
+                                   queries=QuerySamples(self.store, self.config.instance_id))
         self._replayer = asyncio.get_running_loop().create_task(self._replay_loop(repair), name="spool-replay")
 
     async def _replay_loop(self, repair: Any) -> None:

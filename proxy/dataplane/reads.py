@@ -16,7 +16,8 @@
   model of the migration embedded with A (``plan_source_inference``).
 * **shadow**: forward to the source and return its reply untouched; the merged read runs in an
   owned background task with its own deadline, bounded in number, and records overlap@k and
-  rank correlations (``shadow``).
+  rank correlations (``shadow``); the inference texts compared go to a bounded sample
+  (``query_sample``) that ``migrate eval`` draws from without ``--queries``.
 * **inference** (``resolve_inference_*``): outside a migration, inference objects naming the
   model bound to the collection are embedded by the proxy and sent as dense vectors.
 """
@@ -34,6 +35,7 @@ from switchyard.proxy.dataplane import in_place_reads
 from switchyard.proxy.dataplane import shadow as shadow_metrics
 from switchyard.proxy.dataplane.adapter_store import AdapterCache, Loaded
 from switchyard.proxy.dataplane.hot_counts import HotCounts
+from switchyard.proxy.dataplane.query_sample import QuerySamples
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.fanout import FanOut, fan_out, points
 from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
@@ -67,10 +69,12 @@ class MergedReader:
 
     def __init__(self, pool: EmbedderPool, *, side_timeout: float = 10.0,
                  shadow_deadline: float = 5.0, shadow_max_in_flight: int = 32,
-                 adapters: AdapterCache | None = None, hot: HotCounts | None = None) -> None:
+                 adapters: AdapterCache | None = None, hot: HotCounts | None = None,
+                 queries: QuerySamples | None = None) -> None:
         self._pool = pool
         self._adapters = adapters  # query adapters and score calibrations (issue 15)
         self.hot = hot  # which points merged reads return (hot documents first, issue 15)
+        self.queries = queries  # shadow-compared query texts, sampled by ``migrate eval``
         self.side_timeout = side_timeout
         self.shadow_deadline = shadow_deadline
         self.shadow_max_in_flight = shadow_max_in_flight
@@ -159,6 +163,8 @@ class MergedReader:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self.queries is not None:
+            await self.queries.aclose()
 
     def _check_bounds(self, read: SimilarityRead, snap: StateSnapshot) -> None:
         """400 before any embedding when the read's inference text is over the pool's limits."""
@@ -327,6 +333,9 @@ class MergedReader:
             keys = [t.codec.point_id(p) for p in points(t, result)]
             k = len(keys) or t.read.subs[i].limit
             shadow_metrics.record(m.logical, keys, merged.keys[i], k)
+        if self.queries is not None:  # the texts compared, for `migrate eval` without --queries
+            self.queries.record(m.id, (s.text for sub in t.read.subs for s in sub.slots
+                                       if s.is_document and s.text))
 
 
 def _placement_reason(fitted: Loaded | None, higher: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,15 @@ def render_adapter(s: dict[str, Any]) -> str:
 def evaluate(args: argparse.Namespace) -> int:
     from switchyard.proxy.migration import eval_gate
 
-    queries = [json.loads(line) for line in open(args.queries, encoding="utf-8") if line.strip()]
+    if args.queries:
+        queries = [json.loads(line) for line in open(args.queries, encoding="utf-8") if line.strip()]
+    else:
+        queries = asyncio.run(_sampled(args))
+        if not queries:
+            print(f"no queries for migration {args.id}: pass --queries FILE.jsonl, or let shadow reads "
+                  f"run first (`switchyard migrate read-mode {args.id} shadow`) and send inference-object "
+                  "queries (Documents) to the logical name; their texts are sampled", file=sys.stderr)
+            return 2
     base = eval_gate.Thresholds()
     thresholds = eval_gate.Thresholds(
         args.k, base.min_overlap if args.min_overlap is None else args.min_overlap,
@@ -83,6 +92,16 @@ def evaluate(args: argparse.Namespace) -> int:
         for name, iv in out["metrics"].items():
             print(f"  {name}: {iv['mean']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]")
     return 0 if verdict.go else 1
+
+
+async def _sampled(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from switchyard.proxy.dataplane.query_sample import sampled
+
+    store = _store(args)
+    try:
+        return [{"text": t} for t in await sampled(store, args.id, args.sample)]
+    finally:
+        await store.close()
 
 
 async def _run_eval(args: argparse.Namespace, queries: list[dict[str, Any]],

@@ -40,8 +40,11 @@ def register_into(msub: Any) -> None:
     a.set_defaults(handler=deferred("switchyard.proxy.migration.quality_actions", "adapter"))
     e = msub.add_parser("eval", help="compare source, target and merged answers: GO / NO-GO before cutover")
     _common(e)
-    e.add_argument("--queries", required=True, metavar="FILE.jsonl",
-                   help='one {"text": ..., "relevant": {doc key: grade}} per line')
+    e.add_argument("--queries", metavar="FILE.jsonl",
+                   help='one {"text": ..., "relevant": {doc key: grade}} per line (default: sampled '
+                        'from the shadow-read log, no judgements)')
+    e.add_argument("--sample", type=_sample_size, default=100, metavar="N",
+                   help="without --queries: how many shadow-read query texts to sample (1..500, default 100)")
     e.add_argument("--k", type=int, default=10)
     e.add_argument("--min-overlap", type=float, help="GO needs the overlap@k CI low at least this (default 0.2)")
     e.add_argument("--max-ndcg-drop", type=float, help="GO allows nDCG@k to drop at most this (default 0.02)")
@@ -55,3 +58,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_secret_argument(p, "--api-key", env="SWITCHYARD_API_KEY", help="Qdrant API key")
     add_secret_argument(p, "--admin-key", env="SWITCHYARD_ADMIN_KEY", help="the proxy's admin key")
     p.add_argument("--json", action="store_true")
+
+
+def _sample_size(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 500:
+        raise argparse.ArgumentTypeError(f"--sample must be 1..500, got {n}")
+    return n
