@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from cli_in_process import cli
 from switchyard.proxy import registry
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
+from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
 from switchyard.proxy.embedders import make_embedder
 from switchyard.proxy.migration import eval_gate
 from switchyard.proxy.migration.eval_guard import DEFAULT_MAX_AGE, refusal, settings
@@ -119,6 +122,13 @@ async def test_switch_reads_needs_a_fresh_go(switchyard: RunningProxy, upstream:
                 body = await resp.json()
                 assert resp.status == 409 and body["status"]["error"].startswith("Refused: no eval verdict"), body
                 assert "time" in body and body.get("result") is None
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:  # and over gRPC
+            stub = pb_grpc.AdminStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
+                                                           max_age=60))
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
+            assert "no eval verdict" in (refused.value.details() or ""), refused.value
 
         code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "1.01",
                                    *url)
@@ -133,6 +143,12 @@ async def test_switch_reads_needs_a_fresh_go(switchyard: RunningProxy, upstream:
         await store.upsert(eval_gate.KIND, mid, {**env.data, "at": time.time() - 7200})
         code, text = await switch("--require-eval", "--max-age", "3600")
         assert code == 1 and "is GO but 2.0 h old (max age 60 min)" in text, text
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:
+            stub = pb_grpc.AdminStub(channel)  # the request's max_age reaches the guard
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
+                                                           max_age=1800))
+            assert "is GO but 2.0 h old (max age 30 min)" in (refused.value.details() or ""), refused.value
         m = Migration.from_envelope(await store.require(Migration.KIND, mid))
         assert m.phase == "verified" and m.last_refusal is not None and "2.0 h old" in m.last_refusal.reason
 

@@ -66,7 +66,8 @@ class _Servicer(pb_grpc.AdminServicer):
 
     async def Transition(self, request: pb.TransitionRequest, context: Any) -> pb.Reply:
         return await self._call(context, lambda: self.s.transition(
-            request.id, request.name, _opt(request, "expected_rev")))
+            request.id, request.name, _opt(request, "expected_rev"), _opt(request, "require_eval"),
+            _opt(request, "max_age")))
 
     async def SetReadMode(self, request: pb.ReadModeRequest, context: Any) -> pb.Reply:
         return await self._call(context, lambda: self.s.read_mode(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/switchyard/proxy/_gen/switchyard/v1/admin.proto\x12\rswitchyard.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x07\n\x05\x45mpty\"0\n\x05Reply\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1a\n\x0cMigrationRef\x12\n\n\x02id\x18\x01 \x01(\t\"\x97\x03\n\x0bPlanRequest\x12\x0f\n\x07logical\x18\x01 \x01(\t\x12\x10\n\x08to_model\x18\x02 \x01(\t\x12\x13\n\x06target\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x64oc_key\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x17\n\ntext_field\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x0c\x63opy_vectors\x18\x06 \x01(\x08\x12\x19\n\x0ctext_fetcher\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\x08throttle\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\x12\x13\n\x06mirror\x18\n \x01(\tH\x05\x88\x01\x01\x12\x13\n\x06lookup\x18\x0b \x01(\tH\x06\x88\x01\x01\x12\x11\n\x04kind\x18\x0c \x01(\tH\x07\x88\x01\x01\x12(\n\x07options\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_targetB\n\n\x08_doc_keyB\r\n\x0b_text_fieldB\x0f\n\r_text_fetcherB\x0b\n\t_throttleB\t\n\x07_mirrorB\t\n\x07_lookupB\x07\n\x05_kind\"Y\n\x11TransitionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x0c\x65xpected_rev\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_expected_rev\"W\n\x0fReadModeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x19\n\x0c\x65xpected_rev\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_expected_rev\"h\n\x0fThrottleRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x11points_per_second\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bunthrottled\x18\x03 \x01(\x08\x42\x14\n\x12_points_per_second\"G\n\rVerifyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06repair\x18\x02 \x01(\x08\x12\x11\n\x04wait\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x07\n\x05_wait\")\n\x0e\x43leanupRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03yes\x18\x02 \x01(\x08\"4\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\x32\xa7\x06\n\x05\x41\x64min\x12\x38\n\nListModels\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12:\n\x0cListBindings\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12\x38\n\x04Plan\x12\x1a.switchyard.v1.PlanRequest\x1a\x14.switchyard.v1.Reply\x12\x32\n\x04List\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12\x38\n\x03Get\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12\x44\n\nTransition\x12 .switchyard.v1.TransitionRequest\x1a\x14.switchyard.v1.Reply\x12\x43\n\x0bSetReadMode\x12\x1e.switchyard.v1.ReadModeRequest\x1a\x14.switchyard.v1.Reply\x12:\n\x05Pause\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12;\n\x06Resume\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12@\n\x08Throttle\x12\x1e.switchyard.v1.ThrottleRequest\x1a\x14.switchyard.v1.Reply\x12<\n\x06Verify\x12\x1c.switchyard.v1.VerifyRequest\x1a\x14.switchyard.v1.Reply\x12>\n\x07\x43leanup\x12\x1d.switchyard.v1.CleanupRequest\x1a\x14.switchyard.v1.Reply\x12<\n\x05Watch\x12\x1b.switchyard.v1.WatchRequest\x1a\x14.switchyard.v1.Reply0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/switchyard/proxy/_gen/switchyard/v1/admin.proto\x12\rswitchyard.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x07\n\x05\x45mpty\"0\n\x05Reply\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1a\n\x0cMigrationRef\x12\n\n\x02id\x18\x01 \x01(\t\"\x97\x03\n\x0bPlanRequest\x12\x0f\n\x07logical\x18\x01 \x01(\t\x12\x10\n\x08to_model\x18\x02 \x01(\t\x12\x13\n\x06target\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x64oc_key\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x17\n\ntext_field\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x0c\x63opy_vectors\x18\x06 \x01(\x08\x12\x19\n\x0ctext_fetcher\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\x08throttle\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\x12\x13\n\x06mirror\x18\n \x01(\tH\x05\x88\x01\x01\x12\x13\n\x06lookup\x18\x0b \x01(\tH\x06\x88\x01\x01\x12\x11\n\x04kind\x18\x0c \x01(\tH\x07\x88\x01\x01\x12(\n\x07options\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_targetB\n\n\x08_doc_keyB\r\n\x0b_text_fieldB\x0f\n\r_text_fetcherB\x0b\n\t_throttleB\t\n\x07_mirrorB\t\n\x07_lookupB\x07\n\x05_kind\"\xa7\x01\n\x11TransitionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x0c\x65xpected_rev\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0crequire_eval\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x14\n\x07max_age\x18\x05 \x01(\x01H\x02\x88\x01\x01\x42\x0f\n\r_expected_revB\x0f\n\r_require_evalB\n\n\x08_max_age\"W\n\x0fReadModeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x19\n\x0c\x65xpected_rev\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_expected_rev\"h\n\x0fThrottleRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x11points_per_second\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bunthrottled\x18\x03 \x01(\x08\x42\x14\n\x12_points_per_second\"G\n\rVerifyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06repair\x18\x02 \x01(\x08\x12\x11\n\x04wait\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x07\n\x05_wait\")\n\x0e\x43leanupRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03yes\x18\x02 \x01(\x08\"4\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\x32\xa7\x06\n\x05\x41\x64min\x12\x38\n\nListModels\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12:\n\x0cListBindings\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12\x38\n\x04Plan\x12\x1a.switchyard.v1.PlanRequest\x1a\x14.switchyard.v1.Reply\x12\x32\n\x04List\x12\x14.switchyard.v1.Empty\x1a\x14.switchyard.v1.Reply\x12\x38\n\x03Get\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12\x44\n\nTransition\x12 .switchyard.v1.TransitionRequest\x1a\x14.switchyard.v1.Reply\x12\x43\n\x0bSetReadMode\x12\x1e.switchyard.v1.ReadModeRequest\x1a\x14.switchyard.v1.Reply\x12:\n\x05Pause\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12;\n\x06Resume\x12\x1b.switchyard.v1.MigrationRef\x1a\x14.switchyard.v1.Reply\x12@\n\x08Throttle\x12\x1e.switchyard.v1.ThrottleRequest\x1a\x14.switchyard.v1.Reply\x12<\n\x06Verify\x12\x1c.switchyard.v1.VerifyRequest\x1a\x14.switchyard.v1.Reply\x12>\n\x07\x43leanup\x12\x1d.switchyard.v1.CleanupRequest\x1a\x14.switchyard.v1.Reply\x12<\n\x05Watch\x12\x1b.switchyard.v1.WatchRequest\x1a\x14.switchyard.v1.Reply0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,18 +40,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MIGRATIONREF']._serialized_end=181
   _globals['_PLANREQUEST']._serialized_start=184
   _globals['_PLANREQUEST']._serialized_end=591
-  _globals['_TRANSITIONREQUEST']._serialized_start=593
-  _globals['_TRANSITIONREQUEST']._serialized_end=682
-  _globals['_READMODEREQUEST']._serialized_start=684
-  _globals['_READMODEREQUEST']._serialized_end=771
-  _globals['_THROTTLEREQUEST']._serialized_start=773
-  _globals['_THROTTLEREQUEST']._serialized_end=877
-  _globals['_VERIFYREQUEST']._serialized_start=879
-  _globals['_VERIFYREQUEST']._serialized_end=950
-  _globals['_CLEANUPREQUEST']._serialized_start=952
-  _globals['_CLEANUPREQUEST']._serialized_end=993
-  _globals['_WATCHREQUEST']._serialized_start=995
-  _globals['_WATCHREQUEST']._serialized_end=1047
-  _globals['_ADMIN']._serialized_start=1050
-  _globals['_ADMIN']._serialized_end=1857
+  _globals['_TRANSITIONREQUEST']._serialized_start=594
+  _globals['_TRANSITIONREQUEST']._serialized_end=761
+  _globals['_READMODEREQUEST']._serialized_start=763
+  _globals['_READMODEREQUEST']._serialized_end=850
+  _globals['_THROTTLEREQUEST']._serialized_start=852
+  _globals['_THROTTLEREQUEST']._serialized_end=956
+  _globals['_VERIFYREQUEST']._serialized_start=958
+  _globals['_VERIFYREQUEST']._serialized_end=1029
+  _globals['_CLEANUPREQUEST']._serialized_start=1031
+  _globals['_CLEANUPREQUEST']._serialized_end=1072
+  _globals['_WATCHREQUEST']._serialized_start=1074
+  _globals['_WATCHREQUEST']._serialized_end=1126
+  _globals['_ADMIN']._serialized_start=1129
+  _globals['_ADMIN']._serialized_end=1936
 # @@protoc_insertion_point(module_scope)

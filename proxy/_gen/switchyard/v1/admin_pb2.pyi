@@ -53,14 +53,18 @@ class PlanRequest(_message.Message):
     def __init__(self, logical: _Optional[str] = ..., to_model: _Optional[str] = ..., target: _Optional[str] = ..., doc_key: _Optional[str] = ..., text_field: _Optional[str] = ..., copy_vectors: _Optional[bool] = ..., text_fetcher: _Optional[str] = ..., throttle: _Optional[float] = ..., dry_run: _Optional[bool] = ..., mirror: _Optional[str] = ..., lookup: _Optional[str] = ..., kind: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class TransitionRequest(_message.Message):
-    __slots__ = ("id", "name", "expected_rev")
+    __slots__ = ("id", "name", "expected_rev", "require_eval", "max_age")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_REV_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_EVAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     expected_rev: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., expected_rev: _Optional[int] = ...) -> None: ...
+    require_eval: bool
+    max_age: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., expected_rev: _Optional[int] = ..., require_eval: _Optional[bool] = ..., max_age: _Optional[float] = ...) -> None: ...
 
 class ReadModeRequest(_message.Message):
     __slots__ = ("id", "mode", "expected_rev")
