@@ -51,7 +51,7 @@ def test_settings_table(options: dict[str, Any], asked: bool | None, max_age: fl
 
 
 @pytest.mark.parametrize(("record", "max_age", "words"), [
-    (None, 3600, "no eval verdict for migration m1: run `switchyard migrate eval m1 --queries FILE`"),
+    (None, 3600, "no eval verdict for migration m1: run `switchyard migrate eval m1 [--queries FILE | --sample N]`"),
     (NO_GO, 3600, "the newest eval of migration m1 (60 s ago) is NO-GO (nDCG@10 target - source -0.050"),
     ({**NO_GO, "reasons": []}, 3600, "is NO-GO (no reason recorded)"),
     ({**GO, "at": NOW - 7200}, 3600, "is GO but 2.0 h old (max age 60 min): run `switchyard migrate eval m1"),
@@ -114,7 +114,7 @@ async def test_switch_reads_needs_a_fresh_go(switchyard: RunningProxy, upstream:
 
         code, text = await switch()  # the plan asked for it: no flag needed
         assert code == 1 and f"no eval verdict for migration {mid}: run `switchyard migrate eval {mid} " \
-                             "--queries FILE`" in text, text
+                             "[--queries FILE | --sample N]`" in text, text
         # the admin API answers in Qdrant's error shape
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{switchyard.rest_url}/switchyard/v1/migrations/{mid}/transition",

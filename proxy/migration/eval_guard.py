@@ -1,6 +1,6 @@
 """``switch-reads --require-eval``: cut reads over only on a fresh GO from ``migrate eval`` (pure).
 
-``switchyard migrate eval MIGRATION --queries FILE`` stores its verdict (kind
+``switchyard migrate eval MIGRATION [--queries FILE | --sample N]`` stores its verdict (kind
 :data:`~switchyard.proxy.migration.eval_gate.KIND`, key the migration id, one record: the newest
 eval replaces the one before) with the time it ran. A switch of reads asked with
 ``--require-eval`` (CLI), ``require_eval: true`` (the admin API's transition body), or planned
@@ -44,7 +44,7 @@ def age_text(seconds: float) -> str:
 
 def refusal(migration_id: str, record: Mapping[str, Any] | None, now: float, max_age: float) -> str | None:
     """Why reads may not switch on this eval record (``None``: a GO younger than ``max_age``)."""
-    run = f"run `switchyard migrate eval {migration_id} --queries FILE`"
+    run = f"run `switchyard migrate eval {migration_id} [--queries FILE | --sample N]`"
     if record is None:
         return f"no eval verdict for migration {migration_id}: {run}"
     verdict = record.get("verdict")
