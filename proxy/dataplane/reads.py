@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from switchyard.proxy.dataplane import in_place_reads
 from switchyard.proxy.dataplane import shadow as shadow_metrics
@@ -53,7 +53,7 @@ from switchyard.proxy.state.snapshot import StateSnapshot
 from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
 
 log = logging.getLogger("switchyard.reads")
-Transport = RestTransport | GrpcTransport
+Transport: TypeAlias = RestTransport | GrpcTransport
 _LOWER_IS_BETTER = ("Euclid", "Manhattan")
 
 
