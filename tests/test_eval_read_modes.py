@@ -7,99 +7,67 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from cli_in_process import cli
-from switchyard.proxy import registry
+from eval_setup import embed_with, eval_setup
 from switchyard.proxy.dataplane import query_sample
-from switchyard.proxy.embedders import make_embedder
 from switchyard.proxy.migration import eval_gate
-from switchyard.proxy.modelspec import ModelSpec
-from switchyard.proxy.state.records import Binding
-from switchyard.proxy.state.store import StateStore
 
 
 async def test_eval_in_every_read_mode(switchyard: RunningProxy, upstream: Any, prefix: str,  # noqa: F811
                                        tmp_path: Path) -> None:
-    tag = uuid.uuid4().hex[:6]
-    a = ModelSpec(id=f"rm-a-{tag}", provider="hashing", model=f"rm-a-{tag}", dimensions=16)
-    b = ModelSpec(id=f"rm-b-{tag}", provider="hashing", model=f"rm-b-{tag}", dimensions=32)
-    logical, src = f"{prefix}docs", f"{prefix}docs_v1"
-    direct = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False, timeout=30)
-    via = AsyncQdrantClient(url=switchyard.rest_url, check_compatibility=False, timeout=30)
-    store = StateStore(direct)
-    url = ("--url", switchyard.rest_url)
     mid = ""
-    try:
-        await direct.create_collection(src, vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
-        await direct.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=src, alias_name=logical))])
-        await registry.register_model(store, b, replace=True)
-        await asyncio.to_thread(switchyard.register_and_bind, a, Binding(logical, a.id))
-        texts = [f"document {i} about topic {i % 7}" for i in range(40)]
-        embedder = make_embedder(a)
+    async with eval_setup(switchyard, upstream, prefix, "rm", 40, tmp_path) as s:
+        a, b, logical, src, store, queries, url = s.a, s.b, s.logical, s.source, s.store, s.queries, s.url
+        direct, via = s.direct, s.via
         try:
-            vectors = await embedder.embed(texts)
-        finally:
-            await embedder.aclose()
-        await via.upsert(logical, [models.PointStruct(
-            id=i, vector=[float(x) for x in vectors[i]], payload={"text": t, "doc_id": str(i)})
-            for i, t in enumerate(texts)], wait=True)
-        queries = tmp_path / "queries.jsonl"
-        queries.write_text("".join(json.dumps({"text": f"topic {i}"}) + "\n" for i in range(7)))
-        code, out, err = await cli("migrate", "plan", logical, "--to-model", b.id, "--json", *url)
-        assert code == 0, err
-        mid = json.loads(out)["migration"]["id"]
-        for step in (("start", mid), ("verify", mid, "--repair")):
-            code, out, err = await cli("migrate", *step, *url)
-            assert code == 0, (step, out, err)
+            code, out, err = await cli("migrate", "plan", logical, "--to-model", b.id, "--json", *url)
+            assert code == 0, err
+            mid = json.loads(out)["migration"]["id"]
+            for step in (("start", mid), ("verify", mid, "--repair")):
+                code, out, err = await cli("migrate", *step, *url)
+                assert code == 0, (step, out, err)
 
-        # read mode source: a Document naming B is embedded with A and answered by the source
-        got = await via.http.search_api.query_points(logical, query_request=models.QueryRequest(
-            query=models.Document(text="topic 3", model=b.id), limit=5))
-        assert got.result is not None
-        embedder = make_embedder(a)
-        try:
-            qv = (await embedder.embed(["topic 3"]))[0]
-        finally:
-            await embedder.aclose()
-        want = await direct.query_points(src, query=[float(x) for x in qv], limit=5)
-        assert [p.id for p in got.result.points] == [p.id for p in want.points]
+            # read mode source: a Document naming B is embedded with A and answered by the source
+            got = await via.http.search_api.query_points(logical, query_request=models.QueryRequest(
+                query=models.Document(text="topic 3", model=b.id), limit=5))
+            assert got.result is not None
+            qv = (await embed_with(a, ["topic 3"]))[0]
+            want = await direct.query_points(src, query=[float(x) for x in qv], limit=5)
+            assert [p.id for p in got.result.points] == [p.id for p in want.points]
 
-        code, out, err = await cli("migrate", "eval", mid, *url)  # no file, no shadow sample yet
-        assert code == 2 and f"no queries for migration {mid}: pass --queries FILE.jsonl" in err, (out, err)
+            code, out, err = await cli("migrate", "eval", mid, *url)  # no file, no shadow sample yet
+            assert code == 2 and f"no queries for migration {mid}: pass --queries FILE.jsonl" in err, (out, err)
 
-        for mode in ("source", "shadow", "merged"):
-            code, out, err = await cli("migrate", "read-mode", mid, mode, *url)
-            assert code == 0, (mode, out, err)
-            code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
-                                       "--json", *url)
-            assert code == 0, (mode, out, err)
-            verdict = json.loads(out)
-            assert verdict["verdict"] == "GO" and verdict["queries"] == 7, (mode, verdict)
-            if mode != "merged":  # the source answers alone: merged is the source's answer
-                assert verdict["metrics"]["overlap_merged_source"]["mean"] == 1.0, (mode, verdict)
-            if mode == "shadow":  # a shadow read keeps its text for `migrate eval` without a file
-                await via.http.search_api.query_points(logical, query_request=models.QueryRequest(
-                    query=models.Document(text="topic 5", model=b.id), limit=5))
-                for _ in range(200):  # the first text is flushed at once, by a background task
-                    if await store.list(query_sample.KIND):
-                        break
-                    await asyncio.sleep(0.05)
-                code, out, err = await cli("migrate", "eval", mid, "--sample", "5", "--min-overlap", "0",
+            for mode in ("source", "shadow", "merged"):
+                code, out, err = await cli("migrate", "read-mode", mid, mode, *url)
+                assert code == 0, (mode, out, err)
+                code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
                                            "--json", *url)
-                assert code == 0 and 1 <= json.loads(out)["queries"] <= 5, (out, err)
-        assert (await store.require(eval_gate.KIND, mid)).data["verdict"] == "GO"
-    finally:
-        if mid:
-            await cli("migrate", "cancel", mid, *url)
-        await via.close()
-        await direct.close()
+                assert code == 0, (mode, out, err)
+                verdict = json.loads(out)
+                assert verdict["verdict"] == "GO" and verdict["queries"] == 7, (mode, verdict)
+                if mode != "merged":  # the source answers alone: merged is the source's answer
+                    assert verdict["metrics"]["overlap_merged_source"]["mean"] == 1.0, (mode, verdict)
+                if mode == "shadow":  # a shadow read keeps its text for `migrate eval` without a file
+                    await via.http.search_api.query_points(logical, query_request=models.QueryRequest(
+                        query=models.Document(text="topic 5", model=b.id), limit=5))
+                    for _ in range(200):  # the first text is flushed at once, by a background task
+                        if await store.list(query_sample.KIND):
+                            break
+                        await asyncio.sleep(0.05)
+                    code, out, err = await cli("migrate", "eval", mid, "--sample", "5", "--min-overlap", "0",
+                                               "--json", *url)
+                    assert code == 0 and 1 <= json.loads(out)["queries"] <= 5, (out, err)
+            assert (await store.require(eval_gate.KIND, mid)).data["verdict"] == "GO"
+        finally:
+            if mid:
+                await cli("migrate", "cancel", mid, *url)
 
 
 def test_reservoir_is_bounded_distinct_and_keeps_no_long_texts() -> None:

@@ -5,30 +5,23 @@ the proxy), and each refusal in Qdrant's error shape until a fresh GO lets reads
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
-from qdrant_client import AsyncQdrantClient, models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from cli_in_process import cli
-from switchyard.proxy import registry
+from eval_setup import eval_setup
 from switchyard.proxy._gen.switchyard.v1 import admin_pb2 as pb
 from switchyard.proxy._gen.switchyard.v1 import admin_pb2_grpc as pb_grpc
-from switchyard.proxy.embedders import make_embedder
 from switchyard.proxy.migration import eval_gate
 from switchyard.proxy.migration.eval_guard import DEFAULT_MAX_AGE, refusal, settings
 from switchyard.proxy.migration.record import Migration
-from switchyard.proxy.modelspec import ModelSpec
-from switchyard.proxy.state.records import Binding
-from switchyard.proxy.state.store import StateStore
 
 NOW = 1_000_000.0
 GO = {"verdict": "GO", "reasons": ["all checks passed over 8 queries (0 judged)"], "at": NOW - 60}
@@ -71,98 +64,74 @@ def test_refusal_table(record: dict[str, Any] | None, max_age: float, words: str
 
 async def test_switch_reads_needs_a_fresh_go(switchyard: RunningProxy, upstream: Any, prefix: str,  # noqa: F811
                                             tmp_path: Path) -> None:
-    tag = uuid.uuid4().hex[:6]
-    a = ModelSpec(id=f"re-a-{tag}", provider="hashing", model=f"re-a-{tag}", dimensions=16)
-    b = ModelSpec(id=f"re-b-{tag}", provider="hashing", model=f"re-b-{tag}", dimensions=32)
-    logical, src = f"{prefix}docs", f"{prefix}docs_v1"
-    direct = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False, timeout=30)
-    via = AsyncQdrantClient(url=switchyard.rest_url, check_compatibility=False, timeout=30)
-    store = StateStore(direct)
-    url = ("--url", switchyard.rest_url)
     mid = ""
-    try:
-        await direct.create_collection(src, vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
-        await direct.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=src, alias_name=logical))])
-        await registry.register_model(store, b, replace=True)
-        await asyncio.to_thread(switchyard.register_and_bind, a, Binding(logical, a.id))
-        texts = [f"document {i} about topic {i % 7}" for i in range(60)]
-        embedder = make_embedder(a)
+    async with eval_setup(switchyard, upstream, prefix, "re", 60, tmp_path) as s:
+        b, logical, store, queries, url = s.b, s.logical, s.store, s.queries, s.url
         try:
-            vectors = await embedder.embed(texts)
+
+            code, out, err = await cli("migrate", "plan", logical, "--to-model", b.id, "--require-eval",
+                                       "--json", *url)
+            assert code == 0, err
+            mid = json.loads(out)["migration"]["id"]
+            assert json.loads(out)["migration"]["options"] == {"require_eval": True}
+            # merged reads: `migrate eval` asks the logical name with B's Document (the proxy embeds)
+            for step in (("start", mid), ("verify", mid, "--repair"), ("read-mode", mid, "merged")):
+                code, out, err = await cli("migrate", *step, *url)
+                assert code == 0, (step, out, err)
+
+            async def switch(*extra: str) -> tuple[int, str]:
+                code, out, err = await cli("migrate", "switch-reads", mid, *extra, *url)
+                return code, out + err
+
+            code, text = await switch()  # the plan asked for it: no flag needed
+            assert code == 1 and f"no eval verdict for migration {mid}: run `switchyard migrate eval {mid} " \
+                                 "[--queries FILE | --sample N]`" in text, text
+            # the admin API answers in Qdrant's error shape
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{switchyard.rest_url}/switchyard/v1/migrations/{mid}/transition",
+                                     json={"name": "switch_reads", "require_eval": True, "max_age": 60}) as resp:
+                    body = await resp.json()
+                    assert resp.status == 409 and body["status"]["error"].startswith("Refused: no eval verdict"), body
+                    assert "time" in body and body.get("result") is None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:  # and over gRPC
+                stub = pb_grpc.AdminStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
+                                                               max_age=60))
+                assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
+                assert "no eval verdict" in (refused.value.details() or ""), refused.value
+
+            code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "1.01",
+                                       *url)
+            assert code == 1 and out.startswith("NO-GO"), (out, err)
+            code, text = await switch()
+            assert code == 1 and "is NO-GO (overlap@10 of target with source" in text, text
+
+            code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
+                                       *url)
+            assert code == 0 and out.startswith("GO"), (out, err)
+            env = await store.require(eval_gate.KIND, mid)  # as if it had run two hours ago
+            await store.upsert(eval_gate.KIND, mid, {**env.data, "at": time.time() - 7200})
+            code, text = await switch("--require-eval", "--max-age", "3600")
+            assert code == 1 and "is GO but 2.0 h old (max age 60 min)" in text, text
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:
+                stub = pb_grpc.AdminStub(channel)  # the request's max_age reaches the guard
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
+                                                               max_age=1800))
+                assert "is GO but 2.0 h old (max age 30 min)" in (refused.value.details() or ""), refused.value
+            m = Migration.from_envelope(await store.require(Migration.KIND, mid))
+            assert m.phase == "verified" and m.last_refusal is not None and "2.0 h old" in m.last_refusal.reason
+
+            code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
+                                       *url)
+            assert code == 0, (out, err)
+            code, text = await switch()
+            assert code == 0, text
+            assert Migration.from_envelope(await store.require(Migration.KIND, mid)).phase == "reads_switched"
+            code, out, _ = await cli("migrate", "status", mid, *url)
+            assert "switch-reads requires a GO eval younger than 3600s" in out
         finally:
-            await embedder.aclose()
-        await via.upsert(logical, [models.PointStruct(  # A's vectors; the proxy stamps them
-            id=i, vector=[float(x) for x in vectors[i]], payload={"text": t, "doc_id": str(i)})
-            for i, t in enumerate(texts)], wait=True)
-        queries = tmp_path / "queries.jsonl"
-        queries.write_text("".join(json.dumps({"text": f"topic {i}"}) + "\n" for i in range(7)))
-
-        code, out, err = await cli("migrate", "plan", logical, "--to-model", b.id, "--require-eval",
-                                   "--json", *url)
-        assert code == 0, err
-        mid = json.loads(out)["migration"]["id"]
-        assert json.loads(out)["migration"]["options"] == {"require_eval": True}
-        # merged reads: `migrate eval` asks the logical name with B's Document (the proxy embeds)
-        for step in (("start", mid), ("verify", mid, "--repair"), ("read-mode", mid, "merged")):
-            code, out, err = await cli("migrate", *step, *url)
-            assert code == 0, (step, out, err)
-
-        async def switch(*extra: str) -> tuple[int, str]:
-            code, out, err = await cli("migrate", "switch-reads", mid, *extra, *url)
-            return code, out + err
-
-        code, text = await switch()  # the plan asked for it: no flag needed
-        assert code == 1 and f"no eval verdict for migration {mid}: run `switchyard migrate eval {mid} " \
-                             "[--queries FILE | --sample N]`" in text, text
-        # the admin API answers in Qdrant's error shape
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{switchyard.rest_url}/switchyard/v1/migrations/{mid}/transition",
-                                 json={"name": "switch_reads", "require_eval": True, "max_age": 60}) as resp:
-                body = await resp.json()
-                assert resp.status == 409 and body["status"]["error"].startswith("Refused: no eval verdict"), body
-                assert "time" in body and body.get("result") is None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:  # and over gRPC
-            stub = pb_grpc.AdminStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
-                                                           max_age=60))
-            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
-            assert "no eval verdict" in (refused.value.details() or ""), refused.value
-
-        code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "1.01",
-                                   *url)
-        assert code == 1 and out.startswith("NO-GO"), (out, err)
-        code, text = await switch()
-        assert code == 1 and "is NO-GO (overlap@10 of target with source" in text, text
-
-        code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
-                                   *url)
-        assert code == 0 and out.startswith("GO"), (out, err)
-        env = await store.require(eval_gate.KIND, mid)  # as if it had run two hours ago
-        await store.upsert(eval_gate.KIND, mid, {**env.data, "at": time.time() - 7200})
-        code, text = await switch("--require-eval", "--max-age", "3600")
-        assert code == 1 and "is GO but 2.0 h old (max age 60 min)" in text, text
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{switchyard.grpc_port}") as channel:
-            stub = pb_grpc.AdminStub(channel)  # the request's max_age reaches the guard
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.Transition(pb.TransitionRequest(id=mid, name="switch_reads", require_eval=True,
-                                                           max_age=1800))
-            assert "is GO but 2.0 h old (max age 30 min)" in (refused.value.details() or ""), refused.value
-        m = Migration.from_envelope(await store.require(Migration.KIND, mid))
-        assert m.phase == "verified" and m.last_refusal is not None and "2.0 h old" in m.last_refusal.reason
-
-        code, out, err = await cli("migrate", "eval", mid, "--queries", str(queries), "--min-overlap", "0",
-                                   *url)
-        assert code == 0, (out, err)
-        code, text = await switch()
-        assert code == 0, text
-        assert Migration.from_envelope(await store.require(Migration.KIND, mid)).phase == "reads_switched"
-        code, out, _ = await cli("migrate", "status", mid, *url)
-        assert "switch-reads requires a GO eval younger than 3600s" in out
-    finally:
-        if mid:
-            for back in (("switch-reads", mid, "--back"), ("cancel", mid)):
-                await cli("migrate", *back, *url)
-        await via.close()
-        await direct.close()
+            if mid:
+                for back in (("switch-reads", mid, "--back"), ("cancel", mid)):
+                    await cli("migrate", *back, *url)
