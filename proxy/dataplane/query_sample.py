@@ -7,23 +7,20 @@ characters (longer texts are not kept rather than cut, so a sampled query is one
 sent). Only inference-object texts are kept: the query string, never headers, keys or payloads.
 :meth:`QuerySamples.record` is a list update on the shadow task; at most every ``every``
 seconds (the first record at once), when something changed, one owned background flush writes kind ``shadow_queries``, key
-``"<migration>/<proxy instance>"``. A failed flush is logged and retried; it never affects a read.
+``"<migration>/<proxy instance>"`` (:mod:`flushed_records`). A failed flush is logged and retried; it never affects a read.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchyard.proxy.owned_tasks import stop_task
+from switchyard.proxy.dataplane.flushed_records import FlushedRecords
 from switchyard.proxy.state.store import StateStore
 
-log = logging.getLogger("switchyard.query_sample")
 KIND = "shadow_queries"
 MAX_TEXTS = 500
 MAX_CHARS = 2000
@@ -57,39 +54,18 @@ class Reservoir:
         return {"seen": self.seen, "texts": list(self.texts), "at": time.time()}
 
 
-class QuerySamples:
+class QuerySamples(FlushedRecords[Reservoir]):
     def __init__(self, store: StateStore, owner: str, every: float = 30.0,
                  max_texts: int = MAX_TEXTS, max_chars: int = MAX_CHARS) -> None:
-        self._store, self.owner, self.every = store, owner, every
-        self.max_texts, self.max_chars = max_texts, max_chars
-        self.reservoirs: dict[str, Reservoir] = {}
-        self._last = float("-inf")  # the first text is flushed at once: eval can sample soon
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(store, owner, KIND, lambda: Reservoir(max_texts, max_chars), every=every,
+                         first_at_once=True, what="shadow query sample")
 
     def record(self, migration_id: str, texts: Iterable[str]) -> None:
         """Offer ``texts`` for ``migration_id``; maybe start a flush."""
-        r = self.reservoirs.setdefault(migration_id, Reservoir(self.max_texts, self.max_chars))
+        r = self.entry(migration_id)
         for text in texts:
             r.offer(text)
-        now = time.monotonic()
-        if now - self._last >= self.every and (self._task is None or self._task.done()):
-            self._last = now
-            self._task = asyncio.get_running_loop().create_task(self.flush(), name="query-sample-flush")
-
-    async def flush(self) -> None:
-        for mid, r in list(self.reservoirs.items()):
-            if not r.changes:
-                continue
-            try:
-                await self._store.upsert(KIND, f"{mid}/{self.owner}", r.to_dict())
-                r.changes = 0
-            except Exception as exc:  # noqa: BLE001 - retried at the next interval
-                log.warning("shadow query sample for %s not flushed: %s", mid, exc)
-
-    async def aclose(self) -> None:
-        """Stop a flush in flight, then flush once more (best effort)."""
-        await stop_task(self._task)
-        await self.flush()
+        self.changed()
 
 
 async def sampled(store: StateStore, migration_id: str, n: int, seed: int = 0) -> list[str]:
