@@ -341,3 +341,14 @@ def test_shadow_comparisons(served: list[str], merged: list[str], k: int, overla
     assert overlap_at_k(served, merged, k) == pytest.approx(overlap)
     assert spearman(served, merged) == (None if rho is None else pytest.approx(rho))
     assert kendall(served, merged) == (None if tau is None else pytest.approx(tau))
+
+
+@pytest.mark.parametrize("slots,also,fills", [
+    ([SlotInfo(text="q", model="b")], B8, ((0, "q"),)),  # read mode source: B's Document, with A
+    ([SlotInfo(text="q", model=B8.model)], B8, ((0, "q"),)),
+    ([SlotInfo(text="q", model="b")], None, ()),  # outside a migration: not this space
+    ([SlotInfo(text="q", model="c"), SlotInfo(text="r", model="a")], B8, ((1, "r"),)),  # others: Qdrant's
+])
+def test_plan_inference_also_takes_the_migrations_other_model(slots: list[SlotInfo], also: ModelSpec | None,
+                                                               fills: Any) -> None:
+    assert plan_inference(slots, A8, {"a": A8, "b": B8, "c": OTHER}, also=also) == fills

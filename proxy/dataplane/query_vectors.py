@@ -131,34 +131,23 @@ def plan_sides(
 
 def plan_inference(
     slots: Sequence[SlotInfo], bound: ModelSpec | None, models: Mapping[str, ModelSpec],
+    *, also: ModelSpec | None = None,
 ) -> tuple[tuple[int, str], ...]:
-    """Slots the proxy fills for a collection bound to ``bound`` outside any migration.
+    """Slots the proxy fills with ``bound``'s embedding.
 
-    Only inference objects naming the bound model itself are resolved (embedding with another
-    model would put a foreign vector into the collection's space); others go to Qdrant as sent.
+    Outside any migration only inference objects naming the bound model itself are resolved
+    (embedding with another model would put a foreign vector into the collection's space); others
+    go to Qdrant as sent. ``also``: when a migration's reads are served by its source alone (read
+    mode ``source``, and the served half of ``shadow``), an object naming the migration's model B
+    is the query *text* too, embedded with A, as a merged read's source side does
+    (:func:`plan_side`), so one Document query gets an answer in every read mode (a client or
+    ``migrate eval`` may already name B).
     """
     if bound is None:
         return ()
-    names = (bound.id, bound.model)
+    accepted = (bound,) if also is None else (bound, also)
+    names = {n for spec in accepted for n in (spec.id, spec.model)}
     return tuple(
         (i, s.text or "") for i, s in enumerate(slots)
-        if s.is_document and (s.model in names or find_model(s.model, models) is bound)
-    )
-
-
-def plan_source_inference(
-    slots: Sequence[SlotInfo], a: ModelSpec, b: ModelSpec, models: Mapping[str, ModelSpec],
-) -> tuple[tuple[int, str], ...]:
-    """Slots the proxy fills with model A when a migration's reads are served by its source
-    alone (read mode ``source``, and the served half of ``shadow``).
-
-    The same rule as a merged read's source side (:func:`plan_side`): an inference object naming
-    either of the migration's models is the query *text*, embedded with A, so one Document query
-    gets an answer in every read mode (a client or ``migrate eval`` may already name B). Objects
-    naming any other model are left for Qdrant, as outside a migration.
-    """
-    names = {a.id, a.model, b.id, b.model}
-    return tuple(
-        (i, s.text or "") for i, s in enumerate(slots)
-        if s.is_document and (s.model in names or find_model(s.model, models) in (a, b))
+        if s.is_document and (s.model in names or find_model(s.model, models) in accepted)
     )

@@ -13,7 +13,7 @@
   ``x-switchyard-merge: <report>; lookup=<mode>`` (REST header, gRPC initial metadata). A failing or
   timed-out source is skipped with its reason; a failing target (the primary) is returned as is.
 * **source** (read mode ``source``): the source answers alone, inference objects naming either
-  model of the migration embedded with A (``plan_source_inference``).
+  model of the migration embedded with A (``plan_inference`` with ``also``).
 * **shadow**: forward to the source and return its reply untouched; the merged read runs in an
   owned background task with its own deadline, bounded in number, and records overlap@k and
   rank correlations (``shadow``); the inference texts compared go to a bounded sample
@@ -42,7 +42,7 @@ from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
 from switchyard.proxy.dataplane.merge import Hit, MergeReport, merge
 from switchyard.proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
 from switchyard.proxy.dataplane.query_codec_grpc import decode_grpc
-from switchyard.proxy.dataplane.query_vectors import inference_texts, plan_inference, plan_source_inference
+from switchyard.proxy.dataplane.query_vectors import inference_texts, plan_inference
 from switchyard.proxy.dataplane.read_transport import GrpcTransport, RestTransport, doc_key, header_safe
 from switchyard.proxy.intercept.inference import check_bounds
 from switchyard.proxy.intercept.routes import rest_target
@@ -213,8 +213,7 @@ class MergedReader:
         spec, spec_b = snap.models.get(m.model_a), snap.models.get(m.model_b)
         parts: list[tuple[int, Rewrite]] = []
         for i, sub in enumerate(t.read.subs):
-            fills = (plan_source_inference(sub.slots, spec, spec_b, snap.models) if spec and spec_b
-                     else plan_inference(sub.slots, spec, snap.models))
+            fills = plan_inference(sub.slots, spec, snap.models, also=spec_b)
             parts.append((i, Rewrite(await self._embed_fills(spec, fills) if spec and fills else {})))
         if not any(rw.vectors for _, rw in parts):
             return await t.passthrough(m.source)
