@@ -40,7 +40,7 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, strict_enforce
+from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, seam_args, strict_enforce
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
@@ -82,10 +82,7 @@ def bind(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str
         if args:
             raise Unsupported(f"{method} is not supported by the Edge engine")
         return dict(kwargs)
-    bound = sig.bind(None, *args, **kwargs).arguments
-    bound.pop("self", None)
-    extra = bound.pop("kwargs", {})
-    return {**bound, **extra}
+    return seam_args.by_name(sig, args, kwargs)
 
 
 _CONTEXT: Any = None

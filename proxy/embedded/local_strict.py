@@ -8,14 +8,12 @@ and Edge charge their estimate. Everything else is as on Edge.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from qdrant_client.http import models
-from qdrant_client.local.qdrant_local import QdrantLocal
 
+from switchyard.proxy.embedded import seam_args
 from switchyard.proxy.embedded.local_indexes import data_type
 
 if TYPE_CHECKING:
@@ -29,25 +27,16 @@ COLLECTION_METHODS = frozenset({
 })
 
 
-@functools.lru_cache(maxsize=64)
-def _signature(method: str) -> inspect.Signature | None:
-    fn = getattr(QdrantLocal, method, None)
-    return inspect.signature(fn) if callable(fn) else None
-
-
 def named(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """``QdrantLocal.<method>``'s arguments by name, or ``None`` when they do not bind (the
     engine itself then answers the call as it would)."""
-    sig = _signature(method)
+    sig = seam_args.signature(method)
     if sig is None:
         return None
     try:
-        bound = sig.bind(None, *args, **kwargs).arguments
+        return seam_args.by_name(sig, args, kwargs)
     except TypeError:
         return None
-    bound.pop("self", None)
-    extra = bound.pop("kwargs", {})
-    return {**bound, **extra}
 
 
 class LocalView:
