@@ -202,7 +202,9 @@ class RetryPolicy:
 
 
 #: How long after an outage the reason keeps saying what the daemon recovered from.
-RECOVERED_NOTE_FOR = 30.0
+#: seconds a recovery stays in the published reason: long enough for an operator (or a test on a
+#: loaded machine) polling status to see it
+RECOVERED_NOTE_FOR = 120.0
 
 
 @dataclass(slots=True)

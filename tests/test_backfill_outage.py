@@ -126,7 +126,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     proc.wait(timeout=START_TIMEOUT)
 
 
-async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, seen: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -134,7 +134,7 @@ async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) 
                 return
         except Exception:  # noqa: BLE001 -- the upstream may be coming back
             pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what} (last seen: {seen!r})"
         await asyncio.sleep(0.1)
 
 
@@ -167,7 +167,7 @@ async def test_daemon_rides_out_an_upstream_restart(tmp_path: Path) -> None:
             seen[:] = line
             return bool(line) and ("recovered after" in line[0] or "waiting (" in line[0])
 
-        await until(said_it_waited, 60, "the daemon's status to say it waited")
+        await until(said_it_waited, 60, "the daemon's status to say it waited", seen)
         assert "upstream unavailable (" in seen[0], seen
         rc = await asyncio.to_thread(daemon.wait, 120)
         err = log.read_text()

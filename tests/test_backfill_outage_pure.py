@@ -11,6 +11,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from switchyard.backfill import partitions as parts
 from switchyard.backfill.outage import (
+    RECOVERED_NOTE_FOR,
     MigrationEnded, RetryPolicy, Verdict, Waiting, classify, classify_all, published_state,
 )
 from switchyard.backfill.partitions import Lease, Partition
@@ -130,8 +131,8 @@ def test_waiting_text_counts_down_then_reports_the_recovery() -> None:
     w.succeed(108.0)
     assert not w.active
     note = "recovered after 8 s waiting: upstream unavailable (connection refused), 3 retries"
-    assert w.text(110.0) == note and w.text(138.0) == note
-    assert w.text(139.0) == ""  # the note fades
+    assert w.text(110.0) == note and w.text(108.0 + RECOVERED_NOTE_FOR) == note
+    assert w.text(109.0 + RECOVERED_NOTE_FOR) == ""  # the note fades
     assert w.record()["recovered"] == note and w.record()["attempt"] == 0
 
 
