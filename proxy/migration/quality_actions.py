@@ -35,7 +35,7 @@ def adapter(args: argparse.Namespace) -> int:
             else:
                 env = await store.get(adapter_store.KIND, args.id)
                 rec = env.data if env is not None else {"enabled": True, "pairs": 0,
-                                                        "reason": "not fitted yet (run with --fit)"}
+                                                        "reason": "no adapter record: not fitted yet (run with --fit), or removed when the migration ended"}
             return adapter_store.summary(rec)
         finally:
             await store.close()

@@ -28,13 +28,13 @@ from switchyard.proxy.dataplane import hot_docs, repair_log
 from switchyard.proxy.errors import BadRequest, Conflict, NotFound
 from switchyard.proxy.migration import eval_gate, eval_guard
 from switchyard.proxy.migration import facts as io
-from switchyard.proxy.migration import heartbeats, kinds, phases, plan_checks, progress, verify_state
+from switchyard.proxy.migration import heartbeats, kinds, phases, plan_checks, progress, retention, verify_state
 from switchyard.proxy.migration.hooks import Hooks
 from switchyard.proxy.migration.planner import (
     PlanFacts, PlanRequest, doctor_findings, estimate, plan_order, validate,
 )
 from switchyard.proxy.migration.record import (
-    COMPLETE, DUAL_WRITE, LOOKUP_MODES, MIRROR_MODES, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration,
+    CANCELLED, COMPLETE, DUAL_WRITE, LOOKUP_MODES, MIRROR_MODES, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration,
     Refused, Verification,
 )
 from switchyard.proxy.migration.routing import route_for
@@ -218,8 +218,12 @@ class MigrationService:
         self._notify("transition", stored, {"action": t.name, "from_phase": m.phase})
         if t.name == "complete":
             await self._on_complete(stored)
-        if t.needs_ack:
-            stored = await self._await_ack(stored, t.name)
+        try:
+            if t.needs_ack:
+                stored = await self._await_ack(stored, t.name)
+        finally:  # committed either way: a late acknowledgement does not bring the records back
+            if stored.phase in (COMPLETE, CANCELLED):
+                await retention.purge(self.store, stored.id)  # never raises (module docstring)
         return stored
 
     async def _eval_refusal(self, m: Migration, require_eval: bool | None,
@@ -347,6 +351,7 @@ class MigrationService:
         if why:
             await self._refuse(m, "cleanup", why)
         await kinds.of(m).cleanup(self.client, self.store, m)
+        await retention.purge(self.store, m.id)  # again: the one at complete may have failed
         stored = await self._cas(m, m.with_event(Event(self.clock(), "cleanup", m.phase, m.phase, m.rev + 1)))
         self._notify("transition", stored, {"action": "cleanup"})
         return stored
