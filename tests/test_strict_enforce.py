@@ -17,8 +17,8 @@ P = models.PointStruct
 
 
 class FakeView:
-    def __init__(self, points: int = 0, estimate: int = 1) -> None:
-        self.points, self.estimated = points, estimate
+    def __init__(self, points: int = 0, estimate: int = 1, sizes: tuple[int, int] = (0, 0)) -> None:
+        self.points, self.estimated, self.sizes = points, estimate, sizes
         self.asked: list[str] = []
 
     async def schema(self) -> dict[str, str]:
@@ -32,6 +32,10 @@ class FakeView:
     async def estimate(self, flt: models.Filter) -> int:
         self.asked.append("estimate")
         return self.estimated
+
+    async def storage_sizes(self) -> tuple[int, int]:
+        self.asked.append("storage_sizes")
+        return self.sizes
 
 
 def run(enforcer: Enforcer, cfg: models.StrictModeConfig | None, method: str, kw: dict[str, Any],
@@ -68,6 +72,41 @@ def test_order(method: str, kw: dict[str, Any], timeout: int | None, points: int
         run(Enforcer(), STRICT, method, kw, view, timeout)
     assert first in caught.value.message
     assert view.asked == asked
+
+
+SIZED = models.StrictModeConfig(enabled=True, upsert_max_batchsize=1,
+                                max_collection_payload_size_bytes=10, max_points_count=5,
+                                multivector_config={"m": models.StrictModeMultivector(max_vectors=1)})
+
+
+@pytest.mark.parametrize(("method", "kw", "sizes", "points", "first", "asked"), [
+    # the batch size first, asking nothing
+    ("upsert", {"points": [P(id=1, vector=[1.0])] * 2}, (0, 99), 9, "upsert limit", []),
+    # the storage sizes before the points count, both before the vector limits
+    ("upsert", {"points": [P(id=1, vector={"m": [[1.0], [2.0]]})]}, (0, 10), 9,
+     "Max payload storage size limit", ["storage_sizes", "points_count"]),
+    ("upsert", {"points": [P(id=1, vector={"m": [[1.0], [2.0]]})]}, (0, 9), 5,
+     "Max points count limit of 5 reached!", ["storage_sizes", "points_count"]),
+    ("upsert", {"points": [P(id=1, vector={"m": [[1.0], [2.0]]})]}, (0, 9), 4,
+     "Multivector 'm' has a limit of 1 vectors", ["storage_sizes", "points_count"]),
+    # a payload write: the payload limit only, no count asked
+    ("set_payload", {"payload": {"a": 1}, "points": [1]}, (0, 10), 9,
+     "Max payload storage size limit", ["storage_sizes"]),
+])
+def test_size_limits_order(method: str, kw: dict[str, Any], sizes: tuple[int, int], points: int,
+                           first: str, asked: list[str]) -> None:
+    view = FakeView(points=points, sizes=sizes)
+    with pytest.raises(BadRequest) as caught:
+        run(Enforcer(), SIZED, method, kw, view)
+    assert first in caught.value.message
+    assert view.asked == asked
+
+
+def test_sizes_are_not_asked_without_a_size_limit() -> None:
+    view = FakeView(points=1)
+    run(Enforcer(), STRICT, "upsert", {"points": [P(id=1, vector=[1.0])]}, view)
+    run(Enforcer(), STRICT, "set_payload", {"payload": {"a": 1}, "points": [1]}, view)
+    assert view.asked == ["points_count"]
 
 
 def test_nothing_is_asked_when_strict_mode_is_off() -> None:

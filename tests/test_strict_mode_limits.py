@@ -180,3 +180,48 @@ async def test_multivector_and_sparse_limits(client: AsyncQdrantClient, prefix: 
         id=3, vector={"text": models.SparseVector(indices=[1, 2, 3], values=[0.5, 0.5, 0.5])})]),
         400, "Sparse vector 'text' has a limit of 2 indices, but 3 were provided!")
     assert (await client.count(name, exact=True)).count == 2
+
+
+async def _upsert_until_refused(client: AsyncQdrantClient, name: str, payload: bool) -> int:
+    """Upserts one point at a time until one is refused; how many went through. Qdrant checks
+    cached size estimates (refreshed every 32 checks), so a real server may take a few more."""
+    for i in range(64):
+        try:
+            await client.upsert(name, [models.PointStruct(
+                id=100 + i, vector=VECTOR, payload={"n": i} if payload else None)])
+        except (UnexpectedResponse, grpc.aio.AioRpcError):
+            return i
+    pytest.fail("upserts past the storage size limit were never refused")
+
+
+async def test_max_collection_vector_size(client: AsyncQdrantClient, prefix: str, upstream: Any) -> None:
+    """Refused once the collection's vectors take the limit: 4 float32 of 4 bytes a point, 6
+    points (96 bytes) before the limit of 160 is set."""
+    name = f"{prefix}strict_vector_bytes"
+    await _collection(client, name, max_collection_vector_size_bytes=160)
+    taken = await _upsert_until_refused(client, name, payload=False)
+    if upstream.embedded is not None:
+        assert taken == 4  # the 4th takes the vectors to 160 bytes: the 5th is refused
+    words = "Max vector storage size limit of 0.00015258789MB reached!"
+    await refused(client, lambda: client.upsert(name, [models.PointStruct(id=99, vector=VECTOR)]),
+                  400, words)
+    await refused(client, lambda: client.update_vectors(name, [models.PointVectors(
+        id=1, vector=VECTOR)]), 400, words)
+    await client.set_payload(name, {"m": 1}, points=[1])  # a payload write: not this limit
+    await client.delete(name, models.PointIdsList(points=[1, 2, 3]))  # deletes still go through
+
+
+async def test_max_collection_payload_size(client: AsyncQdrantClient, prefix: str, upstream: Any) -> None:
+    """Refused once the payloads take the limit. The embedded upstream counts compact JSON
+    (6 points of ``{"n":i}``, 7 bytes each, 42 bytes); Qdrant its payload storage's size
+    on disk, which may be past a small limit from the start."""
+    name = f"{prefix}strict_payload_bytes"
+    await _collection(client, name, max_collection_payload_size_bytes=100)
+    taken = await _upsert_until_refused(client, name, payload=True)
+    if upstream.embedded is not None:
+        assert taken == 9  # 42 + 9 * 7 bytes: past 100 only after the 9th
+    words = "Max payload storage size limit of 0.00009536743MB reached!"
+    await refused(client, lambda: client.upsert(name, [models.PointStruct(id=99, vector=VECTOR)]),
+                  400, words)
+    await refused(client, lambda: client.set_payload(name, {"m": 1}, points=[1]), 400, words)
+    await client.delete_payload(name, ["n"], points=[1])  # deleting payload still goes through

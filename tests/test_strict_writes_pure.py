@@ -82,3 +82,84 @@ def test_points_count(count: int, refused: bool) -> None:
 ])
 def test_which_writes_the_points_count_limits(method: str, kw: dict[str, Any], adds: bool) -> None:
     assert strict_writes.adds_points(method, kw) is adds
+
+
+SIZES = models.StrictModeConfig(enabled=True, max_collection_vector_size_bytes=160,
+                                max_collection_payload_size_bytes=1000, max_points_count=10)
+UPSERT = {"points": [P(id=1, vector=[1.0])]}
+SET_PAYLOAD = models.SetPayloadOperation(set_payload=models.SetPayload(payload={}, points=[1]))
+
+
+@pytest.mark.parametrize(("method", "kw", "limits"), [
+    ("upsert", UPSERT, {"vectors", "payload", "points"}),
+    ("update_vectors", {"points": []}, {"vectors", "payload", "points"}),
+    ("set_payload", {"points": [1]}, {"payload"}),       # Qdrant's SetPayload: payload only
+    ("overwrite_payload", {"points": [1]}, {"payload"}),
+    ("batch_update_points", {"update_operations": [SET_PAYLOAD]}, {"payload"}),
+    ("batch_update_points", {"update_operations": [SET_PAYLOAD, models.UpsertOperation(
+        upsert=models.PointsList(points=[]))]}, {"vectors", "payload", "points"}),
+    ("delete_payload", {"keys": ["a"], "points": [1]}, set()),
+    ("delete", {"points_selector": models.PointIdsList(points=[1])}, set()),
+    ("query_points", {}, set()),
+])
+def test_which_writes_the_size_limits_apply_to(method: str, kw: dict[str, Any],
+                                               limits: set[str]) -> None:
+    assert strict_writes.size_limits(method, kw, SIZES) == limits
+    # only the limits a config sets
+    only_points = models.StrictModeConfig(enabled=True, max_points_count=10)
+    assert strict_writes.size_limits(method, kw, only_points) == limits & {"points"}
+
+
+S = strict_writes.Sizes
+ALL = frozenset({"vectors", "payload", "points"})
+
+
+@pytest.mark.parametrize(("limits", "sizes", "words"), [
+    (ALL, S(159, 999, 9), None),
+    (ALL, S(160, 999, 9), "Bad request: Max vector storage size limit of 0.00015258789MB reached!"),
+    (ALL, S(161, 2000, 99), "Max vector storage size limit"),      # vectors first, as in Qdrant
+    (ALL, S(0, 1000, 99), "Bad request: Max payload storage size limit of 0.0009536743MB reached!"),
+    (ALL, S(0, 0, 10), "Bad request: Max points count limit of 10 reached!"),
+    (frozenset({"payload"}), S(999, 999, 99), None),                 # a payload write
+    (frozenset({"payload"}), S(0, 1000, 0), "Max payload storage size limit"),
+])
+def test_size_limits(limits: frozenset[str], sizes: strict_writes.Sizes, words: str | None) -> None:
+    if words is None:
+        strict_writes.check_sizes(limits, sizes, SIZES)
+        return
+    with pytest.raises(BadRequest) as caught:
+        strict_writes.check_sizes(limits, sizes, SIZES)
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(("limit", "printed"), [
+    (1024 * 1024, "1"), (1_000_000, "0.9536743"), (1, "0.0000009536743"),
+    (5 * 1024 * 1024 * 1024, "5120"), (0, "0"),
+])
+def test_the_limit_is_printed_as_rust_prints_an_f32(limit: int, printed: str) -> None:
+    cfg = models.StrictModeConfig(enabled=True, max_collection_vector_size_bytes=limit)
+    with pytest.raises(BadRequest) as caught:
+        strict_writes.check_sizes(frozenset({"vectors"}), S(limit, 0, 0), cfg)
+    assert caught.value.message == f"Bad request: Max vector storage size limit of {printed}MB reached!"
+
+
+def test_estimated_sizes_count_stored_widths_and_compact_json() -> None:
+    widths = strict_writes.element_bytes({
+        "dense": models.VectorParams(size=3, distance=models.Distance.DOT),
+        "half": models.VectorParams(size=2, distance=models.Distance.DOT,
+                                    datatype=models.Datatype.FLOAT16),
+        "bytes": models.VectorParams(size=2, distance=models.Distance.DOT,
+                                     datatype=models.Datatype.UINT8)})
+    assert widths == {"dense": 4, "half": 2, "bytes": 1}
+    records = [
+        models.Record(id=1, vector={"dense": [1.0, 2.0, 3.0], "half": [1.0, 2.0],
+                                    "bytes": [1.0, 2.0]}, payload={"a": 1}),
+        models.Record(id=2, vector={"dense": [1.0, 2.0, 3.0],
+                                    "multi": [[1.0, 2.0], [3.0, 4.0]],         # 4 values, f32
+                                    "sparse": models.SparseVector(indices=[1, 2], values=[1, 2])},
+                      payload=None),
+    ]
+    assert strict_writes.estimate_sizes(records, widths) == (
+        12 + 4 + 2 + 12 + 16 + 16, len('{"a":1}'))
+    unnamed = strict_writes.element_bytes(models.VectorParams(size=2, distance=models.Distance.DOT))
+    assert strict_writes.estimate_sizes([models.Record(id=1, vector=[1.0, 2.0])], unnamed) == (8, 0)

@@ -40,7 +40,8 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from switchyard.proxy import errors
 from switchyard.proxy.embedded import edge_queries as eq
-from switchyard.proxy.embedded import config_changes, edge_worker, request_checks, seam_args, strict_enforce
+from switchyard.proxy.embedded import (
+    config_changes, edge_worker, request_checks, seam_args, strict_enforce, strict_writes)
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
@@ -180,6 +181,12 @@ class _ShardView:
 
     async def points_count(self) -> int:
         return int((await self._info())["points_count"])
+
+    async def storage_sizes(self) -> tuple[int, int]:
+        widths = strict_writes.element_bytes(self.engine.catalog.collections[self.name].config.vectors)
+        vector_bytes, payload_bytes = await self.engine._shard_call(
+            self.name, "storage_sizes", {"widths": widths})
+        return int(vector_bytes), int(payload_bytes)
 
     async def estimate(self, flt: models.Filter) -> int:
         counted = await self.engine._shard_call(self.name, "count",

@@ -27,7 +27,7 @@ from switchyard.proxy.errors import BadRequest, NotFound, SwitchyardError, Unsup
 _POINT_MISSING = "No point with id "
 #: methods that change nothing; every other answer carries the shard's info after it
 READS = frozenset({"retrieve", "scroll", "count", "facet", "query_points", "query_batch", "info",
-                   "optimize", "flush", "close"})
+                   "storage_sizes", "optimize", "flush", "close"})
 
 
 def translate_edge(exc: Exception) -> SwitchyardError:
@@ -205,6 +205,22 @@ class ShardWorker:
             schema[name] = {"data_type": self.cv.SCHEMA_NAMES[idx.data_type].value, "points": idx.points}
         return {"points_count": i.points_count, "segments_count": i.segments_count,
                 "indexed_vectors_count": i.indexed_vectors_count, "payload_schema": schema}
+
+    def storage_sizes(self, widths: dict[str, int]) -> tuple[int, int]:
+        """(vector bytes, payload bytes) for strict mode's size limits, read here so the points
+        do not cross the pipe (:func:`strict_writes.estimate_sizes`)."""
+        from switchyard.proxy.embedded import strict_writes
+
+        def pages() -> Any:
+            offset = None
+            while True:
+                records, offset = self.scroll(limit=512, offset=offset, with_payload=True,
+                                              with_vectors=True)
+                yield from records
+                if offset is None:
+                    return
+
+        return strict_writes.estimate_sizes(pages(), widths)
 
     def optimize(self) -> bool:
         return bool(self.shard.optimize())

@@ -8,12 +8,12 @@ and Edge charge their estimate. Everything else is as on Edge.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from qdrant_client.http import models
 
-from switchyard.proxy.embedded import seam_args
+from switchyard.proxy.embedded import seam_args, strict_writes
 from switchyard.proxy.embedded.local_indexes import data_type
 
 if TYPE_CHECKING:
@@ -56,6 +56,24 @@ class LocalView:
     async def points_count(self) -> int:
         local = self.engine.local
         return int(await self._read(lambda: local.count(self.name, exact=True).count))
+
+    async def storage_sizes(self) -> tuple[int, int]:
+        local, name = self.engine.local, self.name
+        widths = strict_writes.element_bytes(local.collections[name].config.vectors)
+
+        def measure() -> tuple[int, int]:
+            def pages() -> Iterator[models.Record]:
+                offset = None
+                while True:
+                    records, offset = local.scroll(name, limit=512, offset=offset,
+                                                   with_payload=True, with_vectors=True)
+                    yield from records
+                    if offset is None:
+                        return
+            return strict_writes.estimate_sizes(pages(), widths)
+
+        vector_bytes, payload_bytes = await self._read(measure)
+        return int(vector_bytes), int(payload_bytes)
 
     async def estimate(self, flt: models.Filter) -> int:
         local = self.engine.local

@@ -1,10 +1,12 @@
 """Strict mode as both engines enforce it: the pure checks (:mod:`strict_mode`,
 :mod:`strict_writes`, :mod:`rate_limits`) in Qdrant's order, with what they need to know of a
-collection (its payload schema, its points count, how many points a filter selects) asked of
-the engine through a :class:`CollectionView`.
+collection (its payload schema, its points count, its vector and payload sizes, how many points
+a filter selects) asked of the engine through a :class:`CollectionView`, only when a configured
+limit needs it.
 
 Order, as Qdrant's ``check_strict_mode`` and its shard: per request the batch-size, query and
-filter-size limits, the points count and vector limits of a write, the payload-index checks,
+filter-size limits, the collection-size limits (vector and payload storage, points count) and
+vector limits of a write, the payload-index checks,
 then exact / search params; after every request of the call ``max_timeout``; last the rate
 limit, charged to the collection's read or write bucket (:class:`rate_limits.Limiters`, kept
 here per collection and dropped with it).
@@ -29,6 +31,10 @@ class CollectionView(Protocol):
         ...
 
     async def points_count(self) -> int: ...
+
+    async def storage_sizes(self) -> tuple[int, int]:
+        """(vector bytes, payload bytes) as :func:`strict_writes.estimate_sizes` counts them."""
+        ...
 
     async def estimate(self, flt: models.Filter) -> int:
         """The points ``flt`` selects as Qdrant estimates them (``count`` with ``exact=false``)."""
@@ -62,8 +68,14 @@ class Enforcer:
     async def _verify(self, cfg: models.StrictModeConfig, method: str, kw: Mapping[str, Any],
                       view: CollectionView) -> None:
         strict_mode.check_request(method, kw, cfg)
-        if cfg.max_points_count is not None and strict_writes.adds_points(method, kw):
-            strict_writes.check_points_count(await view.points_count(), cfg)
+        limits = strict_writes.size_limits(method, kw, cfg)
+        if limits:
+            vector_bytes = payload_bytes = points = 0
+            if limits & {"vectors", "payload"}:
+                vector_bytes, payload_bytes = await view.storage_sizes()
+            if "points" in limits:
+                points = await view.points_count()
+            strict_writes.check_sizes(limits, strict_writes.Sizes(vector_bytes, payload_bytes, points), cfg)
         strict_writes.check_vectors(method, kw, cfg)
         filters = strict_mode.filters_to_index(method, kw, cfg)
         if filters:
