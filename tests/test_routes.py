@@ -80,10 +80,13 @@ def test_grpc_collection_is_the_one_the_upstream_reads(raw: bytes, collection: o
         assert parsed.collection_name == collection
 
 
-def test_rename_grpc_replaces_every_occurrence() -> None:
+def test_rename_grpc_overrides_every_occurrence() -> None:
     raw = _named("docs", "_switchyard") + b"\x10\x01"
     renamed = rename_grpc(raw, "docs_v1")
-    assert renamed == _named("docs_v1") + b"\x10\x01"
+    assert renamed == raw + _named("docs_v1")  # the client's bytes as sent, then the override
+    assert grpc_collection(renamed) == "docs_v1"
     parsed = qgrpc.DeletePoints()
     parsed.ParseFromString(renamed)
     assert parsed.collection_name == "docs_v1" and parsed.wait
+    truncated = _named("docs", tail=b"\x12\x05ab")
+    assert rename_grpc(truncated, "x") == truncated  # never mended into a valid request

@@ -6,14 +6,17 @@ phase dictates. Only point-level calls are routed (``/collections/{name}/points.
 client used, since aliases already express "which collection is this name" in Qdrant.
 
 gRPC requests are renamed without decoding the message: every ``qdrant.Points`` request has
-``collection_name`` as field 1, so :func:`rename_grpc` rewrites that one length-delimited field
-and copies the rest of the bytes (vectors included) untouched.
+``collection_name`` as field 1, so :func:`rename_grpc` appends one more field 1 (the last value
+wins) and leaves the client's bytes (vectors included) untouched.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import quote, unquote
+
+from google.protobuf.message import DecodeError
+from qdrant_client.grpc.collections_pb2 import GetCollectionInfoRequest as _CollectionOnly
 
 _COLLECTION_PATH = re.compile(r"^/collections/(?P<c>[^/]+)(?P<rest>/.*)$")
 _POINT_ID = re.compile(r"^/points/[^/]+$")
@@ -75,82 +78,37 @@ def grpc_kind(method: str) -> str | None:
 
 
 def grpc_collection(raw: bytes) -> str | None:
-    """The ``collection_name`` (field 1) of a ``qdrant.Points`` request, reading only that field.
+    """The ``collection_name`` (field 1) of a ``qdrant.Points`` request.
 
     Protobuf keeps the *last* value of a repeated singular field, so that is the collection the
     upstream acts on, and the one every rule here must judge (a request naming a harmless
     collection first and ``_switchyard`` last is a call on ``_switchyard``). Bytes that are not a
-    well-formed sequence of fields give ``None``: the upstream cannot parse them either."""
-    spans = _field1_spans(raw)
-    if not spans:
+    well-formed protobuf message, or whose field 1 is not UTF-8, give ``None``: the upstream
+    cannot parse them either.
+
+    Read by protobuf's C parser into a message that declares only field 1 (every other field is
+    kept as unknown bytes, unexamined): 0.12 ms for a 1,024-point upsert, against 0.40 ms for
+    the Python walk over its top-level fields that this replaced (``docs/proxy.md``); this runs
+    on every routed call, twice (the reserved-name guard, then routing)."""
+    if not raw:
         return None
-    start, end, _ = spans[-1]
+    probe = _CollectionOnly()
     try:
-        return raw[start:end].decode()
-    except UnicodeDecodeError:
+        probe.ParseFromString(raw)
+    except DecodeError:
         return None
+    return probe.collection_name or None  # proto3: an empty name reads as absent, refused upstream
 
 
 def rename_grpc(raw: bytes, collection: str) -> bytes:
-    """``raw`` with its field 1 (every occurrence) replaced by one naming ``collection``, where
-    the first stood; every other byte as it was."""
-    spans = _field1_spans(raw)
-    if not spans:
+    """``raw`` addressed to ``collection``: the client's bytes unchanged, followed by one more
+    field 1 naming ``collection``, which protobuf's last-value rule makes the one the upstream
+    reads (as ``wait`` is appended for mirrored writes). Bytes that do not parse are returned as
+    they are: appended to a truncated field, the new field could turn them into a valid request."""
+    if grpc_collection(raw) is None:
         return raw
     name = collection.encode()
-    out = [raw[:spans[0][2]], b"\x0a", _varint(len(name)), name]
-    for i, (_, end, _tag) in enumerate(spans):
-        nxt = spans[i + 1][2] if i + 1 < len(spans) else len(raw)
-        out.append(raw[end:nxt])
-    return b"".join(out)
-
-
-def _field1_spans(raw: bytes) -> list[tuple[int, int, int]] | None:
-    """(value start, value end, tag start) of every top-level length-delimited field 1, or
-    ``None`` when the bytes do not scan as fields (truncated, field 0, groups)."""
-    spans: list[tuple[int, int, int]] = []
-    pos = 0
-    n = len(raw)
-    while pos < n:
-        tag_start = pos
-        key, pos = _read_varint(raw, pos)
-        if pos < 0:
-            return None
-        field, wire = key >> 3, key & 7
-        if field == 0:
-            return None
-        if wire == 2:
-            length, pos = _read_varint(raw, pos)
-            if pos < 0 or pos + length > n:
-                return None
-            if field == 1:
-                spans.append((pos, pos + length, tag_start))
-            pos += length
-        elif wire == 0:
-            _, pos = _read_varint(raw, pos)
-            if pos < 0:
-                return None
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-            if pos > n:
-                return None
-        else:
-            return None
-    return spans
-
-
-def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(raw):
-        byte = raw[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            break
-    return 0, -1
+    return b"".join((raw, b"\x0a", _varint(len(name)), name))
 
 
 def _varint(value: int) -> bytes:
