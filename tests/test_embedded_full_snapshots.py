@@ -79,22 +79,6 @@ def test_full_snapshot_create_list_download_delete(target: Target, clients, pref
     assert err.value.status_code == 404
 
 
-@pytest.mark.embedded_only  # on Qdrant a wait=false snapshot ends in the background, unobserved
-def test_wait_false_answers_accepted(target: Target, clients, prefix: str) -> None:
-    rest, _ = clients
-    _seed(rest, f"{prefix}w")
-    with httpx.Client(base_url=target.rest_url, timeout=60) as http:
-        r = http.post("/snapshots", params={"wait": "false"})
-        assert r.status_code == 202 and r.json()["status"] == "accepted" and "result" not in r.json()
-        made = [s.name for s in rest.list_full_snapshots()]
-        assert len(made) == 1
-        r = http.delete(f"/snapshots/{made[0]}", params={"wait": "false"})
-        assert r.status_code == 202 and r.json()["status"] == "accepted"
-        assert rest.list_full_snapshots() == []
-        r = http.post("/snapshots", params={"wait": "maybe"})
-        assert r.status_code == 400 and "wait" in r.text
-
-
 @pytest.mark.embedded_only  # a server with keys of its own
 def test_read_only_key_lists_and_downloads_but_cannot_create_or_delete() -> None:
     server = BackgroundUpstream(keys=ApiKeys(api_key="full", read_only_api_key="ro"))

@@ -29,6 +29,7 @@ from switchyard.proxy.embedded import rest_collections, rest_points, rest_snapsh
 from switchyard.proxy.embedded.auth import ApiKeys
 from switchyard.proxy.embedded.engines import EngineSeam
 from switchyard.proxy.embedded.rest_codec import Ctx, Route, envelope
+from switchyard.proxy.embedded.background_work import BackgroundWork
 from switchyard.proxy.embedded.snapshots import SnapshotStore
 from switchyard.proxy.errors import PayloadTooLarge, RateLimitExceeded, SwitchyardError
 
@@ -60,14 +61,24 @@ def build_app(
     max_body: int = DEFAULT_MAX_BODY,
     on_response: ResponseHook | None = None,
     snapshots: SnapshotStore | None = None,
+    background: BackgroundWork | None = None,
 ) -> web.Application:
     """The aiohttp application serving Qdrant's REST API on ``engine`` (collection snapshots
-    in ``snapshots``; without a store they answer 501)."""
+    in ``snapshots``; without a store they answer 501). ``?wait=false`` snapshot creations run
+    in ``background``, which the caller drains before closing the engine; without one the app
+    owns its own and drains it on cleanup."""
     app = web.Application(client_max_size=max_body, middlewares=[_shape_errors])
+    if background is None:
+        background = own = BackgroundWork()
+
+        async def drain(_: web.Application) -> None:
+            await own.drain()
+
+        app.on_cleanup.append(drain)
     app[_ENGINE] = engine
     app[_HOOK] = on_response
     operations = itertools.count(1)
-    routes = service_routes(engine) + rest_snapshots.routes(snapshots) + rest_collections.ROUTES
+    routes = service_routes(engine) + rest_snapshots.routes(snapshots, background) + rest_collections.ROUTES
     for route in routes + rest_points.ROUTES:
         app.router.add_route(
             route.method, route.path, _wrap(route, engine, keys, operations, max_body)

@@ -4,13 +4,17 @@
 file, ``DELETE .../{name}`` deletes, ``PUT .../recover`` recovers from a ``file://`` location
 inside the server's snapshot directory (nothing else is read), ``POST .../upload`` recovers from
 an uploaded file (multipart field ``snapshot``, streamed to disk under the upload bound: 413
-past it). ``wait`` is accepted; every operation completes before the answer.
+past it).
 
 Full-storage snapshots (:mod:`full_snapshots`): ``POST /snapshots`` creates, ``GET /snapshots``
-lists, ``GET /snapshots/{name}`` downloads, ``DELETE /snapshots/{name}`` deletes. With
-``?wait=false`` create and delete answer Qdrant's 202 ``{"status": "accepted"}``, after the
-work is done (this server runs it before answering, not in the background). Read-only keys may
-list and download, as on Qdrant (its read-only key allows reads only).
+lists, ``GET /snapshots/{name}`` downloads, ``DELETE /snapshots/{name}`` deletes. Read-only keys
+may list and download, as on Qdrant (its read-only key allows reads only).
+
+``?wait=false``, as on Qdrant, answers 202 ``{"status": "accepted"}``: a create (collection or
+full) at once, the snapshot taken in the background (:class:`BackgroundWork`: an owned task,
+its failure logged with the reason, drained at shutdown; a missing collection is still Qdrant's
+404 before the 202); a delete after deleting (it takes no time). Recovery and upload always
+finish before they answer. ``wait=true`` (the default) answers when the work is done.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from aiohttp import BodyPartReader, web
 from qdrant_client.http import models
 
 from switchyard.proxy.embedded import full_snapshots, snapshots
+from switchyard.proxy.embedded.background_work import BackgroundWork
 from switchyard.proxy.embedded.rest_codec import Ctx, Route, unsupported
 from switchyard.proxy.embedded.snapshots import SnapshotStore
 from switchyard.proxy.errors import BadRequest
@@ -32,8 +37,9 @@ C = "/collections/{collection_name}/snapshots"
 F = "/snapshots"
 
 
-def routes(store: SnapshotStore | None) -> list[Route]:
-    """The collection snapshot routes over ``store`` (501 for each without one)."""
+def routes(store: SnapshotStore | None, work: BackgroundWork) -> list[Route]:
+    """The snapshot routes over ``store`` (501 for each without one); ``wait=false`` creates
+    run in ``work``, which its owner drains before closing the engine."""
     if store is None:
         off = unsupported("Snapshots")
         return [Route("POST", C + "/upload", off, write=True), Route("PUT", C + "/recover", off, write=True),
@@ -46,8 +52,14 @@ def routes(store: SnapshotStore | None) -> list[Route]:
         await ctx.engine.call("get_collection", ctx.collection)  # Qdrant's 404 for a missing one
 
     async def create(ctx: Ctx) -> Any:
+        started, wait = time.perf_counter(), _wait(ctx)
         await exists(ctx)
-        return await snapshots.create(ctx.engine, store, ctx.collection)
+        if wait:
+            return await snapshots.create(ctx.engine, store, ctx.collection)
+        engine, collection = ctx.engine, ctx.collection
+        work.start(f"snapshot of collection {collection!r}",
+                   lambda: snapshots.create(engine, store, collection))
+        return _accepted(started)
 
     async def list_(ctx: Ctx) -> Any:
         await exists(ctx)
@@ -58,8 +70,9 @@ def routes(store: SnapshotStore | None) -> list[Route]:
         return web.FileResponse(file, headers={"Content-Type": "application/octet-stream"})
 
     async def delete(ctx: Ctx) -> Any:
+        started, wait = time.perf_counter(), _wait(ctx)
         store.delete(ctx.collection, ctx.params["snapshot_name"])
-        return True
+        return True if wait else _accepted(started)
 
     async def recover(ctx: Ctx) -> Any:
         req: models.SnapshotRecover = await ctx.parse(models.SnapshotRecover)
@@ -79,8 +92,11 @@ def routes(store: SnapshotStore | None) -> list[Route]:
 
     async def create_full(ctx: Ctx) -> Any:
         started, wait = time.perf_counter(), _wait(ctx)
-        found = await full_snapshots.create(ctx.engine, store)
-        return found if wait else _accepted(started)
+        if wait:
+            return await full_snapshots.create(ctx.engine, store)
+        engine = ctx.engine
+        work.start("full-storage snapshot", lambda: full_snapshots.create(engine, store))
+        return _accepted(started)
 
     async def list_full(ctx: Ctx) -> Any:
         return store.list_full()

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from switchyard.proxy.embedded import snapshots
 from switchyard.proxy.embedded.auth import ApiKeys
+from switchyard.proxy.embedded.background_work import BackgroundWork
 from switchyard.proxy.embedded.engines import EngineSeam, choose, make_engine
 from switchyard.proxy.embedded.rest_app import DEFAULT_MAX_BODY, ResponseHook, build_app
 
@@ -94,6 +95,8 @@ class EmbeddedUpstream:
         #: largest snapshot upload in bytes (None: SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD or 1 GiB)
         self.max_snapshot_upload = snapshots.max_upload(os.environ, max_snapshot_upload)
         self.snapshots: snapshots.SnapshotStore | None = None
+        #: ``?wait=false`` snapshot creations still running (drained by :meth:`stop`)
+        self.background = BackgroundWork()
         self.engine_name, self.engine_reason = choose(engine)
         self.readers = readers
         self.host = host
@@ -134,6 +137,7 @@ class EmbeddedUpstream:
     async def start(self) -> None:
         """Open storage, bind both listeners; on any failure undo what was started."""
         grpc_app = _load_grpc_app()
+        self.background = BackgroundWork()  # a stopped server started again takes new work
         self._engine = make_engine(self.engine_name, self.path, readers=self.readers)
         self.snapshots = snapshots.SnapshotStore.for_server(
             self.path, os.environ, self.max_snapshot_upload, self.snapshots_path)
@@ -160,7 +164,7 @@ class EmbeddedUpstream:
     async def _start_rest(self) -> None:
         app = build_app(
             self.engine, self.keys, max_body=self.max_body, on_response=self.on_response,
-            snapshots=self.snapshots,
+            snapshots=self.snapshots, background=self.background,
         )
         # idle keep-alive connections, and connections that never finish a request head, close
         # after this long (aiohttp's keepalive timer covers both): issue 11, connection hygiene
@@ -184,7 +188,8 @@ class EmbeddedUpstream:
         self._grpc_port = port
 
     async def stop(self) -> None:
-        """Close listeners (in-flight calls get a grace period), then drain and close the engine."""
+        """Close listeners (in-flight calls get a grace period), let background snapshot work
+        finish (:meth:`BackgroundWork.drain`), then drain and close the engine."""
         grpc_server, self._grpc = self._grpc, None
         runner, self._runner = self._runner, None
         engine, self._engine = self._engine, None
@@ -193,6 +198,7 @@ class EmbeddedUpstream:
             await grpc_server.stop(GRACE_SECONDS)
         if runner is not None:
             await runner.cleanup()
+        await self.background.drain()
         if engine is not None:
             aclose = getattr(engine, "aclose", None)
             if aclose is not None:
