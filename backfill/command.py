@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
                    help="first wait in seconds after a transient failure (doubles, with jitter)")
     p.add_argument("--retry-max", type=float, default=_DEFAULTS.retry_max,
                    help="longest wait in seconds between retries of a transient failure")
+    p.add_argument("--hot-recheck", type=float, default=_DEFAULTS.hot_recheck,
+                   help="re-read the hot-document counts every so many seconds and visit ids that "
+                        "became hot after the plan first (clamped to [1, 3600]; 0: off)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1",
                    help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)")
@@ -103,7 +106,7 @@ async def _backfill(args: argparse.Namespace) -> int:
         config = DaemonConfig(batch_size=args.batch_size, concurrency=args.concurrency,
                               lease_ttl=args.lease_ttl, progress_interval=args.progress_interval,
                               text_fetcher=args.text_fetcher, retry_base=args.retry_base,
-                              retry_max=args.retry_max)
+                              retry_max=args.retry_max, hot_recheck=args.hot_recheck)
         daemon = Daemon(store, args.migration, config, owner=args.owner,
                         embedder_factory=_embedder_factory(args))
         try:

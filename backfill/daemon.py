@@ -38,7 +38,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient
 
 from switchyard.backfill import partitions as parts
-from switchyard.backfill import samples
+from switchyard.backfill import hot_recheck, samples
 from switchyard.backfill.metrics import DONE, PAUSED, POINTS, RATE, TOTAL
 from switchyard.backfill.settings import BATCH_COUNTER, NEEDS_FULL_VERIFY, DaemonConfig, clamp_batch
 from switchyard.backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
@@ -88,6 +88,7 @@ class Daemon:
         self.stats = Stats()
         self.reservoir = samples.Reservoir()
         self._samples_saved = (0, 0.0)  # (reservoir.changes, when) of the last save
+        self.hot = hot_recheck.Rechecker(config, clock)
         self.handles: dict[str, LeaseHandle] = {}
         self.m: Migration | None = None
         self._op_rate = UNTHROTTLED
@@ -339,6 +340,8 @@ class Daemon:
                 for handle in list(self.handles.values()):
                     with contextlib.suppress(LeaseLost):
                         await handle.renew(self.owner, self.clock(), self.config.lease_ttl)
+                if not self._stop.is_set():  # ids made hot since the plan (hot_recheck)
+                    await self.hot.maybe(self.store, m, self.owner)
                 now = self.clock()
                 if down or now - last_publish >= 2.0 or self._stop.is_set():
                     last_publish = now

@@ -18,6 +18,18 @@ def clamp_batch(n: int) -> int:
     return max(BATCH_MIN, min(BATCH_MAX, int(n)))
 
 
+HOT_RECHECK_MIN, HOT_RECHECK_MAX = 1.0, 3600.0
+
+
+def clamp_hot_recheck(seconds: float) -> float:
+    """The hot-count re-check interval (``backfill.hot_recheck``): 0 (or less) turns it off,
+    anything else stays within ``[HOT_RECHECK_MIN, HOT_RECHECK_MAX]`` seconds (each re-check
+    reads the plan, the leases and every proxy's counts record)."""
+    if seconds <= 0:
+        return 0.0
+    return max(HOT_RECHECK_MIN, min(HOT_RECHECK_MAX, float(seconds)))
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """Knobs of one daemon (``switchyard backfill`` flags); the batch size may be changed
@@ -36,8 +48,17 @@ class DaemonConfig:
     #: back-off of transient failures: first wait ~``retry_base`` s, doubling up to ``retry_max``
     retry_base: float = 0.5
     retry_max: float = 30.0
+    #: re-read the hot-document counts at most every so many seconds and append a hot
+    #: partition for ids that became hot after the plan (``backfill.hot_recheck``; 0: off)
+    hot_recheck: float = 15.0
+    #: ids one re-check adds at most; hot partitions a plan holds at most (its own included)
+    hot_recheck_ids: int = 256
+    hot_partitions: int = 8
 
     def __post_init__(self) -> None:
         if not (0 < self.retry_base <= self.retry_max):
             raise ConfigError(f"retry back-off needs 0 < base <= max (got {self.retry_base:g}, "
                               f"{self.retry_max:g})")
+        if self.hot_recheck_ids < 1 or self.hot_partitions < 1:
+            raise ConfigError(f"hot re-check caps must be >= 1 (got {self.hot_recheck_ids} ids, "
+                              f"{self.hot_partitions} partitions)")
