@@ -39,6 +39,7 @@ from switchyard.proxy.config import (
     load_config,
     parse_hostport,
 )
+from switchyard.proxy.embedded.command import add_storage_snapshot_arguments, force_snapshot
 from switchyard.proxy.embedded.engines import add_engine_argument
 from switchyard.proxy.errors import ConfigError
 from switchyard.proxy.secret_sources import add_secret_argument
@@ -71,6 +72,7 @@ def register(subparsers: Any) -> None:
     add_secret_argument(up, "--api-key", help="API key the embedded upstream requires (the proxy "
                         "uses it for its state store unless --upstream-api-key is given)")
     add_engine_argument(up)
+    add_storage_snapshot_arguments(up)
     _add_config_flags(up, tuple(n for n in INPUT_NAMES if n not in _UPSTREAM_OPTIONS))
     up.set_defaults(handler=run_up)
 
@@ -190,14 +192,22 @@ async def _serve(config: ProxyConfig, upstream: Any, drain: float,
 
 
 async def _serve_up(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    """The embedded upstream on loopback ports, then the proxy in front of it."""
+    """The embedded upstream on loopback ports (with ``--storage-snapshot``, recovered from it
+    first: a refusal exits 2 with the reason, as ``switchyard upstream`` does), then the proxy
+    in front of it."""
     from switchyard.proxy.embedded.auth import ApiKeys
     from switchyard.proxy.embedded.server import EmbeddedUpstream
+    from switchyard.proxy.errors import SwitchyardError
 
     upstream = EmbeddedUpstream(path=None if args.memory else args.path, host="127.0.0.1",
                                 http_port=0, grpc_port=0, keys=ApiKeys(api_key=args.api_key),
-                                engine=args.engine)
-    await upstream.start()
+                                engine=args.engine, storage_snapshot=args.storage_snapshot,
+                                force_snapshot=force_snapshot(args))
+    try:
+        await upstream.start()
+    except SwitchyardError as exc:  # e.g. a storage snapshot that cannot be recovered
+        print(f"switchyard up: {exc.message}", file=sys.stderr, flush=True)
+        return 2
     try:
         config = config_from_args(args, {**overrides, "upstream_rest_url": upstream.rest_url,
                                          "upstream_grpc_address": upstream.grpc_address})

@@ -61,6 +61,15 @@ def register(subparsers: Any) -> None:
         help="largest snapshot upload in bytes (env SWITCHYARD_UPSTREAM_MAX_SNAPSHOT_UPLOAD; "
              "default 1 GiB)",
     )
+    add_storage_snapshot_arguments(p)
+    add_engine_argument(p)
+    p.set_defaults(handler=run)
+
+
+def add_storage_snapshot_arguments(p: argparse.ArgumentParser) -> None:
+    """``--storage-snapshot FILE`` and ``--force-snapshot`` (Qdrant's flags), with their
+    environment variables: shared by ``switchyard upstream`` and ``switchyard up``; read the
+    outcome with :func:`force_snapshot`."""
     p.add_argument(
         "--storage-snapshot", metavar="FILE",
         default=os.environ.get("SWITCHYARD_UPSTREAM_STORAGE_SNAPSHOT") or None,
@@ -73,8 +82,11 @@ def register(subparsers: Any) -> None:
         help="let --storage-snapshot overwrite existing collections and aliases "
              "(env SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT=true)",
     )
-    add_engine_argument(p)
-    p.set_defaults(handler=run)
+
+
+def force_snapshot(args: argparse.Namespace) -> bool:
+    """``--force-snapshot``, or ``SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT`` true."""
+    return bool(args.force_snapshot) or _flag(os.environ.get("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", ""))
 
 
 def _flag(text: str) -> bool:
@@ -124,8 +136,7 @@ async def serve(args: argparse.Namespace) -> int:
                              if args.max_snapshot_upload is not None else None),
         snapshots_path=args.snapshots_path,
         storage_snapshot=args.storage_snapshot,
-        force_snapshot=args.force_snapshot
-        or _flag(os.environ.get("SWITCHYARD_UPSTREAM_FORCE_SNAPSHOT", "")),
+        force_snapshot=force_snapshot(args),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
