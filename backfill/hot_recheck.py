@@ -9,8 +9,9 @@ daemon starts) and, when some of the hottest ids are in no hot partition yet and
 finished part of an id range (a done range, or below a range's checkpoint), appends one more
 hot partition with them to the plan: a compare-and-set on the plan record, as its creation is;
 a daemon that loses the race re-reads the plan and decides again, so no id is in two hot
-partitions. Then it creates the partition's lease record (``ensure_plan`` creates any that is
-missing when a session starts, so a daemon killed in between leaves nothing behind).
+partitions. Then it creates the partition's lease record (a daemon killed in between leaves
+nothing behind: every re-check, and ``ensure_plan`` when a session starts, create the lease
+record of any partition of the plan that has none).
 
 :func:`~switchyard.backfill.partitions.pick` takes hot partitions before any id range, so each
 daemon visits the late hot ids at its next partition boundary; the id ranges later skip them as
@@ -154,6 +155,7 @@ async def recheck(store: StateStore, m: Migration, caps: Caps = Caps(),
             return ""
         plan = [Partition.from_dict(d) for d in env.data["partitions"]]
         leases = await of_migration(store, m.id)
+        await _lease_records(store, m.id, plan, leases)
         counts = (await read_counts(store, m.id)).counts
         got = late_hot_ids(counts, [p for p in plan if p.kind == HOT],
                            [x for x in leases if x.partition.kind != HOT], caps)
@@ -165,12 +167,22 @@ async def recheck(store: StateStore, m: Migration, caps: Caps = Caps(),
             await store.put(parts.PLAN_KIND, m.id, data, env.rev)
         except Conflict:
             continue
-        lease = Lease(m.id, new)
-        with contextlib.suppress(Conflict):
-            await store.create(parts.LEASE_KIND, lease.key, lease.to_dict())
+        await _lease_records(store, m.id, [new], leases)
         log.info("backfill %s: %s", m.id, data["order_reason"])
         return str(data["order_reason"])
     return ""
+
+
+async def _lease_records(store: StateStore, migration_id: str, plan: Sequence[Partition],
+                         have: Sequence[Lease]) -> None:
+    """Create the lease record of each hot partition of ``plan`` that has none yet (one appended
+    by a daemon killed before it created the record; a lost create means another did)."""
+    keys = {x.key for x in have}
+    for p in plan:
+        lease = Lease(migration_id, p)
+        if p.kind == HOT and lease.key not in keys:
+            with contextlib.suppress(Conflict):
+                await store.create(parts.LEASE_KIND, lease.key, lease.to_dict())
 
 
 class Rechecker:

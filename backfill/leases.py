@@ -73,7 +73,10 @@ async def ensure_plan(store: StateStore, client: AsyncQdrantClient, m: Migration
                       int_parts: int, uuid_parts: int) -> None:
     """The migration's partition plan and one lease record per partition, created once by
     compare-and-set (a daemon that loses the race uses the winner's plan). The plan gets a hot
-    partition when :func:`visiting_order` says so; its reason is kept in the plan record."""
+    partition when :func:`visiting_order` says so; its reason is kept in the plan record. Later
+    hot partitions are appended by :func:`switchyard.backfill.hot_recheck.recheck`; a lease
+    record missing for any partition of the plan (a daemon killed after appending one) is
+    created here, when a session starts."""
     if await store.get(parts.PLAN_KIND, m.id) is None:
         plan = parts.split(await max_int_id(client, m.source), int_parts, uuid_parts)
         order = await visiting_order(store, m)

@@ -6,11 +6,13 @@ partition is a half-open range ``[lo, hi)`` of one id kind: integer ranges split
 evenly (the last one open to ``2**64`` so ids added later are covered too), UUID ranges split
 the 128-bit space evenly (random UUIDs spread uniformly).
 
-With ``--order hot`` (issue 15) the plan also holds one partition of kind ``hot``: an explicit
+With ``--order hot`` (issue 15) the plan also holds a partition of kind ``hot``: an explicit
 list of the point ids the proxies' reads returned most often (``dataplane.hot_docs``), its
 cursor a position in that list. :func:`pick` takes it before any id range, so a daemon copies
 the hot documents first; the id ranges then skip them as already current (the copier's digest
-check), so every point is still embedded once and resume works as for any partition.
+check), so every point is still embedded once and resume works as for any partition. Ids that
+become hot after the plan get further hot partitions appended to it while the backfill runs
+(:mod:`switchyard.backfill.hot_recheck`); each is one more partition like this one.
 
 Each partition has one record in the state store (kind ``lease``, key ``"<migration>/<index>"``)
 that is both its lease and its checkpoint: the owner, when the lease expires, the cursor (the

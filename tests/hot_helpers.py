@@ -34,6 +34,8 @@ async def gated_texts(keys: list[Any], payloads: list[dict[str, Any]]) -> list[s
     """An in-process ``--text-fetcher``: payload texts; the first batch waits for the gate."""
     gate = GATE
     assert gate is not None, "set hot_helpers.GATE first"
+    if not keys:  # an empty partition's batch: nothing prepared
+        return []
     gate.calls.append([str(k) for k in keys])
     if len(gate.calls) == 1:
         gate.first.set()

@@ -5,6 +5,7 @@ up ids made hot meanwhile before the rest of their id range (a real daemon, in p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from typing import Any
@@ -16,13 +17,17 @@ import hot_helpers
 from backfill_helpers import new_store, setup_migration
 from switchyard.backfill import partitions as parts
 from switchyard.backfill.daemon import Daemon, DaemonConfig
+from switchyard.backfill import hot_recheck
 from switchyard.backfill.hot_recheck import (
-    Caps, appended, covered, late_hot_ids, late_reason, point_id, rechecks,
+    Caps, Rechecker, appended, covered, late_hot_ids, late_reason, point_id, rechecks,
 )
+from switchyard.backfill.leases import ensure_plan, of_migration
 from switchyard.backfill.partitions import Lease, Partition
 from switchyard.backfill.settings import clamp_hot_recheck
 from switchyard.proxy.dataplane.hot_counts import HotCounts
+from switchyard.proxy.dataplane.hot_docs import KIND
 from switchyard.proxy.errors import ConfigError
+from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.migration.service import MigrationService
 
 U1, U2 = str(uuid.UUID(int=5 << 120)), str(uuid.UUID(int=200 << 120))
@@ -92,6 +97,45 @@ def test_recheck_interval_is_clamped_and_caps_validated() -> None:
     assert [clamp_hot_recheck(x) for x in (0, -1, 0.2, 15, 1e9)] == [0.0, 0.0, 1.0, 15.0, 3600.0]
     with pytest.raises(ConfigError, match="hot re-check caps"):
         DaemonConfig(hot_partitions=0)
+
+
+async def test_recheck_appends_once_under_a_race_and_mends_a_missing_lease(
+        upstream: Any, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False, timeout=30)
+    store = new_store(client)
+    try:
+        mid = await setup_migration(client, store, prefix, list(range(100)))
+        m = Migration.from_envelope(await store.require(Migration.KIND, mid))
+        await ensure_plan(store, client, m, 2, 1)
+        assert await hot_recheck.recheck(store, m) == ""  # no counts: nothing to add
+        counts = HotCounts(store, "proxy-1", every=3600.0)
+        counts.record(mid, ["5", "60", "5", "not-an-id"])
+        await counts.flush()
+        got = await asyncio.gather(*(hot_recheck.recheck(store, m) for _ in range(3)))
+        assert sorted(got, key=bool) == ["", "", "id order: no read counts yet; hot: 2 more ids from "
+                                                 "counts flushed after the plan"]  # losers re-read
+        plan = (await store.require(parts.PLAN_KIND, mid)).data
+        hot = [Partition.from_dict(d) for d in plan["partitions"] if d["kind"] == parts.HOT]
+        assert [p.ids for p in hot] == [(5, 60)] and plan["order"] == "hot"
+        assert [x.partition for x in await of_migration(store, mid) if x.partition.kind == parts.HOT] == hot
+        # a daemon killed between appending a partition and creating its lease record
+        env = await store.require(parts.PLAN_KIND, mid)
+        orphan = parts.hot_partition(len(plan["partitions"]), [70])
+        await store.put(parts.PLAN_KIND, mid, appended(env.data, orphan, 2.0), env.rev)
+        assert await hot_recheck.recheck(store, m) == ""  # nothing new hot, but the record is mended
+        assert orphan in [x.partition for x in await of_migration(store, mid)]
+        # a malformed counts record skips the re-check; the daemon goes on
+        await store.upsert(KIND, f"{mid}/proxy-2", {"counts": [["7"]]})
+        clock = iter([0.0, 0.5, 5.0]).__next__
+        checks = Rechecker(DaemonConfig(hot_recheck=1.0), clock)
+        assert await checks.maybe(store, m, "me") == "" and checks.last == 0.0
+        assert await checks.maybe(store, m, "me") == "" and checks.last == 0.0  # not due yet
+        assert "hot-document re-check skipped" in caplog.text
+        id_order = dataclasses.replace(m, options={"order": "id"})
+        assert await hot_recheck.recheck(store, id_order) == ""  # --order id never re-checks
+    finally:
+        await client.delete_collection(store.collection)
+        await client.close()
 
 
 N, BATCH, LATE_HOT = 800, 20, 40

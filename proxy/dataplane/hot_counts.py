@@ -4,7 +4,8 @@ One :class:`~switchyard.proxy.dataplane.hot_docs.HeavyHitters` sketch per migrat
 memory whatever the traffic); :meth:`HotCounts.record` is a dict update on the read path.
 At most every ``every`` seconds, and only when something changed, one background flush writes
 the sketches (kind ``hot_docs``, key ``"<migration>/<proxy instance>"``; the backfill merges
-every proxy's record when it plans, ``backfill.leases.visiting_order``). A failed flush is
+every proxy's record when it plans, ``backfill.leases.visiting_order``, and re-reads them while
+it runs, ``backfill.hot_recheck``). A failed flush is
 logged and retried at the next interval; it never affects a read (:mod:`flushed_records`).
 """
 
