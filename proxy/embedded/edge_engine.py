@@ -2,7 +2,8 @@
 embedded upstream's engine seam (:mod:`switchyard.proxy.embedded.engines`).
 
 A collection is an Edge shard in a directory of its own (in memory mode: under a temporary
-directory removed on close), served by a worker process of its own (:mod:`edge_worker`).
+directory removed on close), served by a worker process of its own (:mod:`edge_worker`; the
+server's end of it is :class:`edge_shard.Shard`).
 The collection list, aliases and per-collection config live in the server
 (:mod:`edge_catalog`). Calls take and return qdrant-client's REST models, with ``QdrantLocal``'s
 method and keyword names, so both front ends drive either engine the same way.
@@ -13,12 +14,12 @@ stall the event loop and every other collection; in a worker it stalls only its 
 (its calls queue in arrival order behind the build, as writes and reads on one collection are
 ordered anyway). The pipe costs about 0.1-0.3 ms per call (docs/design.md has the numbers).
 
-Filled in here, above Edge: point ids as queries and ``lookup_from`` (retrieve the vector,
-then query), groups (over-fetch, then group: :mod:`edge_queries`), and the optimizer: after
-every acknowledged write the collection's worker runs Edge's optimizers, which index a
-segment once Qdrant's thresholds (``indexing_threshold`` and friends) say so; meanwhile the
-collection reports ``yellow``. The distance matrix is filled in too (sample, then search);
-snapshots, collection and full-storage, are :mod:`snapshot_engines` and :mod:`full_snapshots`.
+Filled in above Edge: point ids as queries and ``lookup_from`` (retrieve the vector, then
+query), groups (over-fetch, then group) and the distance matrix (sample, then search), in
+:mod:`edge_query_fills`; and here the optimizer: after every acknowledged write the
+collection's worker runs Edge's optimizers, which index a segment once Qdrant's thresholds
+(``indexing_threshold`` and friends) say so; meanwhile the collection reports ``yellow``.
+Snapshots, collection and full-storage, are :mod:`snapshot_engines` and :mod:`full_snapshots`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import asyncio
 import functools
 import inspect
 import itertools
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -38,11 +38,11 @@ from typing import Any
 from qdrant_client.http import models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
-from switchyard.proxy import errors
-from switchyard.proxy.embedded import edge_queries as eq
 from switchyard.proxy.embedded import (
     config_changes, edge_worker, request_checks, seam_args, strict_enforce, strict_writes)
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
+from switchyard.proxy.embedded.edge_query_fills import QueryFills
+from switchyard.proxy.embedded.edge_shard import Shard
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
 
@@ -56,7 +56,6 @@ CATALOG_METHODS = frozenset({
 DIMENSIONED = frozenset({"upsert", "update_vectors", "batch_update_points"})
 #: methods a shard answers that change nothing (no optimizer pass after them)
 READS = edge_worker.READS
-CLOSE_GRACE = 5.0
 #: seconds without writes before a collection's optimizer pass runs
 QUIET = 0.5
 #: worker processes kept started ahead, so creating a collection does not wait for one
@@ -84,86 +83,6 @@ def bind(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str
             raise Unsupported(f"{method} is not supported by the Edge engine")
         return dict(kwargs)
     return seam_args.by_name(sig, args, kwargs)
-
-
-_CONTEXT: Any = None
-
-
-def _context() -> Any:
-    """A forkserver context whose server has Edge and the models imported (fast worker starts;
-    never ``fork`` from a process running grpc and event-loop threads)."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["switchyard.proxy.embedded.edge_worker", "switchyard.proxy.embedded.edge_convert"])
-        _CONTEXT = ctx
-    return _CONTEXT
-
-
-class Shard:
-    """The server's end of one worker: calls in arrival order, one at a time.
-
-    A worker process starts unopened (:meth:`spawn` returns at once; the child finishes
-    starting in the background) and serves one shard once :meth:`open` names it.
-    """
-
-    def __init__(self) -> None:
-        ctx = _context()
-        self._conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=edge_worker.serve, args=(child,), daemon=True,
-                                   name="switchyard-edge-shard")
-        self.process.start()
-        child.close()
-        self._pipe = threading.Lock()
-        self.order = asyncio.Lock()
-        self.optimizing = False
-        self.dirty = False
-        self.writes = 0
-        self.optimize_task: asyncio.Task[None] | None = None
-        self.last_info: dict[str, Any] | None = None
-
-    def open(self, path: str, create: models.CreateCollection | None) -> Shard:
-        """Create (``create`` given, no segments yet) or load the shard at ``path`` (blocking)."""
-        try:
-            self.call_sync("open", {"path": path, "create": create})
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def _unpack(self, reply: tuple[Any, ...]) -> Any:
-        if reply[0] == "ok":
-            if len(reply) == 3:  # a write: the shard's info as of it
-                self.last_info = reply[2]
-            return reply[1]
-        _, kind, message = reply
-        cls = getattr(errors, kind, SwitchyardError)
-        raise cls(message, raw=True)
-
-    def call_sync(self, method: str, kwargs: dict[str, Any]) -> Any:
-        with self._pipe:
-            if not self.process.is_alive():
-                raise SwitchyardError("the collection's engine worker has stopped")
-            self._conn.send((method, kwargs))
-            return self._unpack(self._conn.recv())
-
-    def close(self) -> None:
-        """Flush and stop the worker; one still busy after the grace period is terminated."""
-        if self._pipe.acquire(timeout=CLOSE_GRACE):
-            try:
-                if self.process.is_alive():
-                    self._conn.send(("close", {}))
-                    if self._conn.poll(CLOSE_GRACE):
-                        self._conn.recv()
-            except (OSError, EOFError):
-                pass
-            finally:
-                self._pipe.release()
-        self.process.join(CLOSE_GRACE)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(CLOSE_GRACE)
-        self._conn.close()
 
 
 class _ShardView:
@@ -217,6 +136,8 @@ class EdgeEngine:
         self._warming = self._executor.submit(self._warm)
         #: strict mode, with its rate-limit buckets per collection
         self.strict = strict_enforce.Enforcer()
+        #: the queries Edge lacks, filled in with shard calls (:mod:`edge_query_fills`)
+        self.queries = QueryFills(self._shard_call, self.catalog.resolve)
 
     async def wait_ready(self) -> None:
         """Until the first spare workers have started, for at most :data:`WARM_WAIT` seconds.
@@ -257,18 +178,18 @@ class EdgeEngine:
         if method == "query_batch":
             name, batch = args
             await self._check_strict(self.catalog.resolve(name), method, {"batch": batch}, timeout)
-            return await self._query_batch(name, batch)
+            return await self.queries.query_batch(name, batch)
         kw = bind(method, args, kwargs)
         if method in CATALOG_METHODS:
             return await getattr(self, f"_{method}")(**kw)
         name = self.catalog.resolve(kw.pop("collection_name"))
         await self._check_strict(name, method, kw, timeout)
         if method == "query_points":
-            return (await self._query_batch(name, [kw]))[0]
+            return (await self.queries.query_batch(name, [kw]))[0]
         if method == "query_points_groups":
-            return await self._groups(name, kw)
+            return await self.queries.groups(name, kw)
         if method in ("search_matrix_pairs", "search_matrix_offsets"):
-            return await self._matrix(name, method, kw)
+            return await self.queries.matrix(name, method, kw)
         if method in DIMENSIONED:
             request_checks.check_dimensions(self.catalog.collections[name].config, method, kw)
         if method in ("create_vector_name", "delete_vector_name"):
@@ -327,11 +248,11 @@ class EdgeEngine:
             entry = self.catalog.collections[name]
             path = self.catalog.shard_path(entry)
             loop = asyncio.get_running_loop()
-            shard = await loop.run_in_executor(self._executor, self._open, path, None)
+            opened: Shard = await loop.run_in_executor(self._executor, self._open, path, None)
             if name in self._shards:  # opened concurrently: keep the first
-                await loop.run_in_executor(self._executor, shard.close)
+                await loop.run_in_executor(self._executor, opened.close)
                 return self._shards[name]
-            self._shards[name] = shard
+            self._shards[name] = shard = opened
         return shard
 
     # ------------------------------------------------------------ optimizer
@@ -465,86 +386,6 @@ class EdgeEngine:
         from switchyard.proxy.embedded.rest_app import server_version
 
         return models.VersionInfo(title="qdrant - vector search engine", version=server_version())
-
-    # ------------------------------------------------------------ queries
-
-    async def _resolve_examples(self, name: str, kw: dict[str, Any]) -> dict[str, Any]:
-        """Replace point ids used as queries by their vectors (from ``lookup_from`` if given)."""
-        ids = eq.example_ids(kw.get("query"), kw.get("prefetch"))
-        if not ids:
-            return kw
-        lookup: models.LookupLocation | None = kw.get("lookup_from")
-        source = self.catalog.resolve(lookup.collection) if lookup else name
-        using = (lookup.vector if lookup and lookup.vector is not None else kw.get("using")) or ""
-        records = await self._shard_call(source, "retrieve", {
-            "ids": ids, "with_payload": False, "with_vectors": [using] if using else True})
-        vectors = {r.id: eq.vector_of(r, using) for r in records}
-        out = dict(kw, query=eq.substitute(kw.get("query"), vectors),
-                   prefetch=eq.substitute_prefetch(kw.get("prefetch"), vectors))
-        if source == name:
-            out["query_filter"] = eq.exclude_ids(kw.get("query_filter"), ids)
-        return out
-
-    async def _query_batch(self, name: str, batch: list[dict[str, Any]]) -> list[models.QueryResponse]:
-        name = self.catalog.resolve(name)
-        resolved = [await self._resolve_examples(name, dict(kw)) for kw in batch]
-        for kw in resolved:
-            kw.pop("lookup_from", None)
-        result: list[models.QueryResponse] = await self._shard_call(name, "query_batch", {"batch": resolved})
-        return result
-
-    async def _groups(self, name: str, kw: dict[str, Any]) -> models.GroupsResult:
-        """Over-fetch, group by the payload value, then read each hit as the caller asked."""
-        key, limit, size = kw.pop("group_by"), kw.pop("limit", 10) or 10, kw.pop("group_size", 3) or 3
-        with_lookup = kw.pop("with_lookup", None)
-        want_payload, want_vectors = kw.pop("with_payload", False), kw.pop("with_vectors", False)
-        fetch = limit * size * 4
-        for _ in range(4):
-            kw_round = dict(kw, limit=fetch, with_payload=[key], with_vectors=False)
-            [found] = await self._query_batch(name, [kw_round])
-            groups = eq.group_hits(found.points, key, limit, size)
-            if eq.groups_complete(groups, limit, size) or len(found.points) < fetch:
-                break
-            fetch *= 4
-        ids = list(dict.fromkeys(h.id for _, hits in groups for h in hits))
-        records = {r.id: r for r in await self._shard_call(name, "retrieve", {
-            "ids": ids, "with_payload": want_payload, "with_vectors": want_vectors})} if ids else {}
-        lookups = await self._group_lookups(with_lookup, [g for g, _ in groups])
-        out = []
-        for gid, hits in groups:
-            points = [h.model_copy(update={"payload": records[h.id].payload if want_payload else None,
-                                           "vector": records[h.id].vector if want_vectors else None})
-                      for h in hits if h.id in records]
-            out.append(models.PointGroup(hits=points, id=gid, lookup=lookups.get(gid)))
-        return models.GroupsResult(groups=out)
-
-    async def _matrix(self, name: str, method: str, kw: dict[str, Any]) -> Any:
-        """Sample points (matching the filter), then search each among the others."""
-        using, flt = kw.get("using"), kw.get("query_filter")
-        sampled = await self._shard_call(name, "query_batch", {"batch": [{
-            "query": models.SampleQuery(sample=models.Sample.RANDOM), "limit": kw.get("sample") or 10,
-            "query_filter": flt, "with_vectors": [using] if using else True}]})
-        # the sample in id order (integers, then UUIDs): a stable answer for one sample
-        points = sorted(sampled[0].points, key=lambda p: (isinstance(p.id, str), p.id))
-        ids = [p.id for p in points]
-        vectors = [eq.vector_of(models.Record(id=p.id, vector=p.vector), using) for p in points]
-        batch = eq.matrix_requests(ids, vectors, using, kw.get("limit") or 3, flt)
-        results = await self._shard_call(name, "query_batch", {"batch": batch}) if batch else []
-        if method == "search_matrix_pairs":
-            return eq.matrix_pairs(ids, results)
-        return eq.matrix_offsets(ids, results)
-
-    async def _group_lookups(self, with_lookup: Any, group_ids: list[Any]) -> dict[Any, Any]:
-        if with_lookup is None or not group_ids:
-            return {}
-        if isinstance(with_lookup, str):
-            with_lookup = models.WithLookup(collection=with_lookup)
-        source = self.catalog.resolve(with_lookup.collection)
-        records = await self._shard_call(source, "retrieve", {
-            "ids": group_ids,
-            "with_payload": with_lookup.with_payload if with_lookup.with_payload is not None else True,
-            "with_vectors": with_lookup.with_vectors or False})
-        return {r.id: r for r in records}
 
     # ------------------------------------------------------------ lifecycle
 
