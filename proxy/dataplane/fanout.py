@@ -170,7 +170,9 @@ async def _source_then_lookup(t: Transport, m: Migration, out: FanOut, subs: lis
     """Fetch the source side, then look its hits' documents up in the target at once.
 
     The lookup runs while the target query may still be running (it does not depend on it),
-    so it adds latency only when it is slower than the target query.
+    so it adds latency only when it is slower than the target query. Documents the target query
+    already returned (when it answered first, see :func:`_target`) are not asked for again, and
+    when that leaves nothing to ask the lookup call is not made.
     """
     await _send(t, out.source, m.source, subs, m, timeout)
     served = [i for i in subs if i not in out.target.skipped and out.source.results[i] is not None]
@@ -190,6 +192,18 @@ async def _source_then_lookup(t: Transport, m: Migration, out: FanOut, subs: lis
         for i in served:
             out.source.results[i] = None
             out.source.skipped[i] = header_safe(f"target lookup failed: {exc}")
+
+
+async def _target(t: Transport, out: FanOut, subs: list[int], m: Migration) -> Any:
+    """Fetch the target side; its hits' doc keys go into ``out.in_target`` as soon as it answers.
+
+    Returns the target's error reply, else None.
+    """
+    error = await _send(t, out.target, m.target, subs, m, None)
+    if error is None:
+        for i in subs:
+            out.in_target |= {doc_key(t.codec, p, m.doc_key) for p in points(t, out.target.results[i])}
+    return error
 
 
 def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | None) -> bool:
@@ -243,13 +257,11 @@ async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: Embedde
     pending, asked = list(range(n)), set[str]()
     for _ in range(MAX_ROUNDS):
         error, _ = await asyncio.gather(
-            _send(t, out.target, m.target, pending, m, None),
+            _target(t, out, pending, m),
             _source_then_lookup(t, m, out, pending, asked, side_timeout, lookup))
         if error is not None:
             out.error = error
             return out
-        for i in pending:
-            out.in_target |= {doc_key(t.codec, p, m.doc_key) for p in points(t, out.target.results[i])}
         pending = [i for i in pending if _needs_more(t, out, i, m, coverage)]
         if not pending:
             break
