@@ -117,8 +117,9 @@ def late_hot_ids(counts: Mapping[str, int], hot: Sequence[Partition], ranges: Se
     out: list[PointId] = []
     for key, _ in live[:max(0, caps.considered)]:
         pid = point_id(key)
-        if pid is None or pid in planned or pid in out or covered(pid, ranges):
+        if pid is None or pid in planned or covered(pid, ranges):
             continue
+        planned.add(pid)  # "7" and "007" count as one id
         out.append(pid)
         if len(out) >= caps.per_recheck:
             break
