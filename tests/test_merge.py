@@ -44,6 +44,14 @@ CASES = [
     ("chunks: one hit per document", [t("a", .9), t("a", .8)], [s("b", .5), s("b", .4)], (),
      {"coverage": 1.0},
      ["a:t", "b:s"]),
+    ("a migrated hit the source ranks first moves up by the source's estimate (1 / 0.75)",
+     [t("a", .9), t("b", .8), t("c", .7)], [s("c", .6), s("x", .5), s("y", .4)], ("c",), {"coverage": 0.25},
+     ["c:t", "x:s", "y:s", "a:t", "b:t"]),
+    ("A's estimate fades as the target fills: at 0.75 the same hit stays by B's rank",
+     [t("a", .9), t("b", .8), t("c", .7)], [s("c", .6), s("x", .5), s("y", .4)], ("c",), {"coverage": 0.75},
+     ["a:t", "x:s", "b:t", "y:s", "c:t"]),
+    ("full coverage: B alone decides", [t("a", .9), t("b", .8)], [s("b", .99)], ("b",), {"coverage": 1.0},
+     ["a:t", "b:t"]),
     ("100% migrated equals target", [t("a", .9), t("b", .8)], [s("b", .99), s("a", .98)], ("a", "b"), {},
      ["a:t", "b:t"]),
 ]
@@ -87,3 +95,22 @@ def test_interleaved_scores_stay_sorted_on_target_scale() -> None:
         scores = [h.score for h in page]
         assert scores == sorted(scores, reverse=higher)
         assert [h.key for h in page if h.side == "target"] == [h.key for h in tg]
+
+
+def test_moved_target_hits_keep_their_side_and_a_sorted_page() -> None:
+    target = [t(f"t{i}", 0.9 - i * 0.05) for i in range(6)]
+    source = [s("t5", 0.7), s("t4", 0.69)] + [s(f"s{i}", 0.4 - i * 0.01) for i in range(8)]
+    for higher in (True, False):
+        tg = target if higher else [t(h.key, 1 - h.score) for h in target]
+        page, _ = merge(tg, source, limit=14, coverage=0.3, higher_is_better=higher, in_target=("t5", "t4"))
+        assert [h.key for h in page[:2]] == ["t5", "t4"]  # the source's top two, migrated: moved up
+        assert all(h.side == "target" for h in page if h.key.startswith("t"))
+        scores = [h.score for h in page]
+        assert scores == sorted(scores, reverse=higher)
+        assert len({h.key for h in page}) == len(page) == 14
+
+
+def test_every_target_hit_moved_up_still_gives_a_sorted_page() -> None:
+    page, _ = merge([t("a", 0.5)], [s("a", 0.9), s("x", 0.8)], limit=5, coverage=0.2, in_target=("a",))
+    assert keys(page) == ["a:t", "x:s"]
+    assert page[0].score == 0.5 and page[1].score < 0.5

@@ -11,9 +11,13 @@ when the doc key is the id):
    during the backfill when one exists, else by *estimated global rank*: while only a share
    ``coverage`` of the documents is in the target, the target's i-th hit stands for about rank
    ``(i + 1) / coverage`` of the whole corpus, and the source's j-th hit (counted before any
-   drops) for rank ``j + 1``. Both lists are interleaved on that common axis, and each source
-   hit gets a score interpolated between its target neighbours, so the page stays sorted by
-   score. ``coverage`` is the backfill's progress when known, else estimated from the share of
+   drops) for rank ``j + 1``. A target hit that the source returned too is placed by the better
+   of two estimates: its own, and the source's rank discounted by the share not yet migrated,
+   ``(j + 1) / (1 - coverage)`` (model A has judged the whole corpus, B only ``coverage`` of it,
+   so A's opinion of a migrated document counts while B's view is partial and fades as the
+   target fills; at full coverage B alone decides). Both lists are interleaved on that common
+   axis, and each source hit, and each target hit moved up by A's estimate, gets a score
+   interpolated between the target hits around it, so the page stays sorted by score. ``coverage`` is the backfill's progress when known, else estimated from the share of
    source hits whose documents are already in the target. (Interleaving rank for rank instead
    over-promotes a sparsely filled target: measured on pydocs-faq at 25 % migrated it fell
    below source-only quality; see ``docs/quality.md``);
@@ -111,7 +115,8 @@ def merge(
         )
     else:
         share = coverage if coverage is not None else _coverage(unique_source, target_keys)
-        merged = _interleave(target, survivors, share, higher_is_better)
+        rank = {h.key: j for j, h in enumerate(unique_source)}
+        merged = _interleave(target, survivors, share, higher_is_better, rank)
     if score_threshold is not None:
         merged = [h for h in merged if _passes(h.score, score_threshold, higher_is_better)]
     page = merged[offset: offset + limit]
@@ -146,28 +151,41 @@ def _coverage(source: list[Hit], in_target: set[str]) -> float:
 
 
 def _interleave(
-    target: list[Hit], survivors: list[tuple[int, Hit]], coverage: float, higher_is_better: bool
+    target: list[Hit], survivors: list[tuple[int, Hit]], coverage: float, higher_is_better: bool,
+    source_rank: dict[str, int] | None = None,
 ) -> list[Hit]:
-    """Order both lists by estimated global rank; give source hits interpolated target scores."""
+    """Order both lists by estimated global rank (module docstring, 2); give source hits, and
+    target hits placed by the source's estimate, interpolated target scores."""
     share = min(1.0, max(coverage, 1e-6))
-    ranked: list[tuple[float, int, Hit]] = [((i + 1) / share, 0, h) for i, h in enumerate(target)]
-    ranked += [(j + 1.0, 1, h) for j, h in survivors]
+    ranked: list[tuple[float, int, Hit, bool]] = []
+    for i, h in enumerate(target):
+        own = (i + 1) / share
+        j = (source_rank or {}).get(h.key)
+        seen = (j + 1) / (1.0 - share) if j is not None and share < 1.0 else own
+        ranked.append((min(own, seen), 0, h, seen >= own))  # anchored: placed by its own score
+    ranked += [(j + 1.0, 1, h, False) for j, h in survivors]
     ranked.sort(key=lambda item: (item[0], item[1]))
     if not target:
-        return [replace(h, side="source") for _, _, h in ranked]
-    return _rescore([h for _, _, h in ranked], _step(target, higher_is_better))
+        return [replace(h, side="source") for _, _, h, _ in ranked]
+    return _rescore([h for _, _, h, _ in ranked], [a for _, _, _, a in ranked], _step(target, higher_is_better))
 
 
-def _rescore(ordered: list[Hit], step: float) -> list[Hit]:
-    """Source hits take a score between the target hits around them (monotone page)."""
+def _rescore(ordered: list[Hit], anchored: list[bool], step: float) -> list[Hit]:
+    """Hits that are not anchors (source hits, and target hits moved up by the source's
+    estimate) take a score between the anchors around them (monotone page); anchors are the
+    target hits at their own estimate, whose order is their score order. A hit keeps its side:
+    a moved target hit is still the target's version."""
     out: list[Hit] = []
-    target_at = [i for i, h in enumerate(ordered) if h.side == "target"]
+    anchors = [i for i, a in enumerate(anchored) if a]
+    if not anchors:  # every target hit moved up: the best placed one keeps its score
+        anchors = [next(i for i, h in enumerate(ordered) if h.side == "target")]
+        anchored = [i == anchors[0] for i in range(len(ordered))]
     for i, hit in enumerate(ordered):
-        if hit.side == "target":
+        if anchored[i]:
             out.append(hit)
             continue
-        before = [k for k in target_at if k < i]
-        after = [k for k in target_at if k > i]
+        before = [k for k in anchors if k < i]
+        after = [k for k in anchors if k > i]
         if before and after:
             lo, hi = ordered[before[-1]], ordered[after[0]]
             frac = (i - before[-1]) / (after[0] - before[-1])
@@ -176,7 +194,7 @@ def _rescore(ordered: list[Hit], step: float) -> list[Hit]:
             score = ordered[after[0]].score + step * (after[0] - i)
         else:
             score = ordered[before[-1]].score - step * (i - before[-1])
-        out.append(replace(hit, score=score, side="source"))
+        out.append(replace(hit, score=score, side=hit.side if hit.side == "target" else "source"))
     return out
 
 
