@@ -38,7 +38,7 @@ for both sides, fans out, looks the source hits up in the target and merges.
 Embeddings are cached under ``~/.cache/switchyard-bench`` (keyed by model and data hash), so
 re-runs take seconds. Prints a Markdown table with nDCG@10 and Recall@10.
 
-    python bench/migration_quality.py [--data DIR] [--seed 7 | --seeds 7,1] [--pairs 256]
+    python bench/migration_quality.py [--data DIR] [--seed 7 | --seeds 7,1] [--pairs 256] [--queries faq|titles]
     python bench/migration_quality.py --kind named-vector [--seed 7]   (in place: bench/in_place_quality.py)
 """
 
@@ -89,6 +89,22 @@ def load(data: Path) -> tuple[list[str], list[str], list[str], list[str], Qrels]
             qrels.setdefault(qid, {})[did] = grade
     doc_texts = [f"{d.get('title', '')}\n{d['text']}".strip() for d in docs]
     return [d["_id"] for d in docs], doc_texts, [q["_id"] for q in queries], [q["text"] for q in queries], qrels
+
+
+def title_queries(data: Path, n: int = 400, seed: int = 5) -> tuple[list[str], list[str], Qrels]:
+    """A second task on the same corpus (``--queries titles``): ``n`` section titles that occur
+    once, each a query whose one relevant document is its section (a known-item search with
+    short keyword queries, where the FAQ task has long questions). The title is part of the
+    document's embedded text, so this task rewards lexical closeness; on it model A is the
+    better model, which tests that a merge degrades gracefully when the new model is worse."""
+    docs = [json.loads(line) for line in (data / "corpus.jsonl").open()]
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.get("title", "")] = counts.get(d.get("title", ""), 0) + 1
+    unique = [d for d in docs if d.get("title") and counts[d["title"]] == 1]
+    picked = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))[:n]]
+    qids = [f"title:{d['_id']}" for d in picked]
+    return qids, [d["title"] for d in picked], {q: {d["_id"]: 1.0} for q, d in zip(qids, picked)}
 
 
 async def embed_cached(spec: ModelSpec, texts: list[str], label: str) -> np.ndarray:
@@ -319,6 +335,8 @@ async def main() -> None:
     parser.add_argument("--known-coverage", action="store_true",
                         help="give the merge the migrated share (as the backfill's progress would) "
                              "instead of estimating it per query")
+    parser.add_argument("--queries", choices=("faq", "titles"), default="faq",
+                        help="titles: 400 unique section titles as known-item queries (title_queries)")
     parser.add_argument("--kind", choices=("reembed", "named-vector"), default="reembed",
                         help="named-vector: in-place merged reads through a real proxy, and the "
                              "storage of each kind at 100 %% (bench/in_place_quality.py)")
@@ -329,17 +347,19 @@ async def main() -> None:
         await run(args)
         return
     doc_ids, doc_texts, qids, qtexts, qrels = load(args.data)
+    if args.queries == "titles":
+        qids, qtexts, qrels = title_queries(args.data)
     qids_kept = [q for q in qids if q in qrels]
     a_docs = await embed_cached(MODEL_A, doc_texts, "docs")
     b_docs = await embed_cached(MODEL_B, doc_texts, "docs")
-    a_q = await embed_cached(MODEL_A, qtexts, "queries")
-    b_q = await embed_cached(MODEL_B, qtexts, "queries")
+    a_q = await embed_cached(MODEL_A, qtexts, args.queries)
+    b_q = await embed_cached(MODEL_B, qtexts, args.queries)
     keep = [i for i, q in enumerate(qids) if q in qrels]
     a_q, b_q = a_q[keep], b_q[keep]
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     relevant = sum(len(qrels[q]) for q in qids_kept)
     for seed in seeds:
-        print(f"{args.data.name}: {len(doc_ids)} documents, {len(qids_kept)} queries ({relevant} relevant "
+        print(f"{args.data.name} ({args.queries} queries): {len(doc_ids)} documents, {len(qids_kept)} queries ({relevant} relevant "
               f"documents); A={MODEL_A.model}, B={MODEL_B.model}; k={K}; seed={seed}; "
               f"reservoir {args.pairs} pairs\n")
         proxied = await through_proxy(doc_ids, doc_texts, a_docs, b_docs, [qtexts[i] for i in keep],
