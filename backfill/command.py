@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from typing import TYPE_CHECKING
@@ -43,38 +43,84 @@ def register(sub: Any) -> None:
     p = sub.add_parser("backfill", help="re-embed a migration's source into its target (daemon)")
     _common(p)
     p.add_argument("--once", action="store_true", help="exit when every partition is done")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--concurrency", type=int, default=_DEFAULTS.concurrency,
-                   help="batches prepared ahead of the writer")
-    p.add_argument("--text-fetcher", help="URL or module:callable (default: the payload's text field)")
-    p.add_argument("--lease-ttl", type=float, default=_DEFAULTS.lease_ttl)
-    p.add_argument("--owner", help="daemon name in leases and progress (default: random)")
-    p.add_argument("--progress-interval", type=float, default=_DEFAULTS.progress_interval)
-    p.add_argument("--retry-base", type=float, default=_DEFAULTS.retry_base,
-                   help="first wait in seconds after a transient failure (doubles, with jitter)")
-    p.add_argument("--retry-max", type=float, default=_DEFAULTS.retry_max,
-                   help="longest wait in seconds between retries of a transient failure")
-    p.add_argument("--hot-recheck", type=float, default=_DEFAULTS.hot_recheck,
-                   help="re-read the hot-document counts every so many seconds and visit ids that "
-                        "became hot after the plan first (clamped to [1, 3600]; 0: off)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    p.add_argument("--metrics-addr", default="127.0.0.1",
-                   help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--batch-size", type=int, help=_env_help("batch_size"))
+    p.add_argument("--concurrency", type=int, help=_env_help("concurrency", "batches prepared ahead of the writer"))
+    p.add_argument("--text-fetcher", help=_env_help("text_fetcher", "URL or module:callable (default: the "
+                                                                    "payload's text field)"))
+    p.add_argument("--lease-ttl", type=float, help=_env_help("lease_ttl"))
+    p.add_argument("--owner", help=_env_help("owner", "daemon name in leases and progress (default: random)"))
+    p.add_argument("--progress-interval", type=float, help=_env_help("progress_interval"))
+    p.add_argument("--retry-base", type=float, help=_env_help(
+        "retry_base", "first wait in seconds after a transient failure (doubles, with jitter)"))
+    p.add_argument("--retry-max", type=float, help=_env_help(
+        "retry_max", "longest wait in seconds between retries of a transient failure"))
+    p.add_argument("--hot-recheck", type=float, help=_env_help(
+        "hot_recheck", "re-read the hot-document counts every so many seconds and visit ids that "
+                       "became hot after the plan first (clamped to [1, 3600]; 0: off)"))
+    p.add_argument("--metrics-port", type=int, help=_env_help("metrics_port", "serve Prometheus metrics on this port"))
+    p.add_argument("--metrics-addr", help=_env_help(
+        "metrics_addr", "address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a container)"))
     p.add_argument("--set-batch-size", type=int, help="change the running daemons' batch size and exit")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="where the embedding runs: in this process (local), or on a Ray Data actor "
-                        "pool (ray; needs switchyard[ray]); leases, checkpoints and writes stay here")
-    p.add_argument("--address", help="with --executor ray: the Ray cluster (ray://host:10001, host:6379, "
-                                     "auto; default: RAY_ADDRESS, else a local loopback-only instance)")
-    p.add_argument("--actors", type=int, default=2,
-                   help="with --executor ray: embedding actors, each with the model loaded once "
-                        "(GPUs per actor: the model spec's `gpus`)")
+    p.add_argument("--executor", choices=("local", "ray"), help=_env_help(
+        "executor", "where the embedding runs: in this process (local, the default), or on a Ray Data "
+                    "actor pool (ray; needs switchyard[ray]); leases, checkpoints and writes stay here"))
+    p.add_argument("--address", help=_env_help(
+        "address", "with --executor ray: the Ray cluster (ray://host:10001, host:6379, auto; default: "
+                   "RAY_ADDRESS, else a local loopback-only instance)"))
+    p.add_argument("--actors", type=int, help=_env_help(
+        "actors", "with --executor ray: embedding actors, each with the model loaded once (GPUs per "
+                  "actor: the model spec's `gpus`)"))
     p.set_defaults(handler=lambda a: asyncio.run(_backfill(a)))
     v = sub.add_parser("verify", help="merge-join source and target; --repair fixes differences")
     _common(v)
     v.add_argument("--repair", action="store_true")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=lambda a: asyncio.run(_verify(a)))
+
+
+#: The daemon's knobs that also come from the environment: dest -> (variable, type, default).
+#: A flag on the command line wins over the variable, the variable over the default. The names
+#: are registered in ``proxy/env_names.py`` (unknown ``SWITCHYARD_*`` variables are reported).
+ENV_KNOBS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
+    "batch_size": ("SWITCHYARD_BACKFILL_BATCH_SIZE", int, _DEFAULTS.batch_size),
+    "concurrency": ("SWITCHYARD_BACKFILL_CONCURRENCY", int, _DEFAULTS.concurrency),
+    "text_fetcher": ("SWITCHYARD_BACKFILL_TEXT_FETCHER", str, None),
+    "lease_ttl": ("SWITCHYARD_BACKFILL_LEASE_TTL", float, _DEFAULTS.lease_ttl),
+    "owner": ("SWITCHYARD_BACKFILL_OWNER", str, None),
+    "progress_interval": ("SWITCHYARD_BACKFILL_PROGRESS_INTERVAL", float, _DEFAULTS.progress_interval),
+    "retry_base": ("SWITCHYARD_BACKFILL_RETRY_BASE", float, _DEFAULTS.retry_base),
+    "retry_max": ("SWITCHYARD_BACKFILL_RETRY_MAX", float, _DEFAULTS.retry_max),
+    "hot_recheck": ("SWITCHYARD_BACKFILL_HOT_RECHECK", float, _DEFAULTS.hot_recheck),
+    "metrics_port": ("SWITCHYARD_BACKFILL_METRICS_PORT", int, None),
+    "metrics_addr": ("SWITCHYARD_BACKFILL_METRICS_ADDR", str, "127.0.0.1"),
+    "executor": ("SWITCHYARD_BACKFILL_EXECUTOR", str, "local"),
+    "address": ("SWITCHYARD_BACKFILL_ADDRESS", str, None),
+    "actors": ("SWITCHYARD_BACKFILL_ACTORS", int, 2),
+}
+
+
+def _env_help(dest: str, text: str = "") -> str:
+    env, _, default = ENV_KNOBS[dest]
+    shown = "" if default is None else f"; default {default}"
+    return f"{text} (env {env}{shown})".lstrip()
+
+
+def knobs_from_env(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Fill each knob the command line left unset from its variable, else its default; a value
+    that does not parse is a :class:`ConfigError` naming the variable (it exits 2)."""
+    for dest, (env, kind, default) in ENV_KNOBS.items():
+        if getattr(args, dest, None) is not None:
+            continue
+        raw = environ.get(env)
+        if raw is None:
+            setattr(args, dest, default)
+            continue
+        try:
+            setattr(args, dest, kind(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{env}: {raw!r} is not a valid {kind.__name__}") from exc
+    if args.executor not in ("local", "ray"):
+        raise ConfigError(f"executor must be local or ray (got {args.executor!r})")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -90,6 +136,7 @@ async def _backfill(args: argparse.Namespace) -> int:
     from switchyard.backfill.outage import Stopped
     from switchyard.proxy.migration.record import Migration
 
+    knobs_from_env(args, os.environ)
     store = _store(args)
     try:
         if args.set_batch_size is not None:
