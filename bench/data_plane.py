@@ -72,7 +72,7 @@ def texts(n: int, seed: int) -> list[str]:
 
 
 async def post(up: RestUpstream, path: str, body: Any, method: str = "POST") -> Any:
-    reply = await up.request(RestCall(method, path, "", JSON, orjson.dumps(body)))
+    reply = await up.request(RestCall(method, path, "", JSON, b"" if body is None else orjson.dumps(body)))
     if not reply.ok:
         raise SystemExit(f"{method} {path}: {reply.status} {reply.body[:200]!r}")
     return orjson.loads(reply.body)
@@ -88,6 +88,16 @@ async def fill(up: RestUpstream, pool: EmbedderPool, name: str, spec: ModelSpec,
         points = [{"id": i, "vector": vecs[k].tolist(), "payload": {"doc_id": f"d{i}", "text": docs[i]}}
                   for k, i in enumerate(ids)]
         await post(up, f"/collections/{name}/points?wait=true", {"points": points}, "PUT")
+
+
+async def settled(up: RestUpstream, name: str, limit: float = 600.0) -> None:
+    """Wait until the collection is green: a segment the optimizer is indexing (HNSW, from
+    about 10 MB of vectors) would slow whichever reads run beside the build."""
+    deadline = time.monotonic() + limit
+    while (await post(up, f"/collections/{name}", None, "GET"))["result"]["status"] != "green":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name} still not green after {limit:.0f} s")
+        await asyncio.sleep(0.5)
 
 
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
@@ -115,6 +125,8 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
     # MatchAny runs on it; without it the engine scans every payload)
     await post(up, "/collections/dp_tgt/index?wait=true",
                {"field_name": "doc_id", "field_schema": "keyword"}, "PUT")
+    for name in ("dp_src", "dp_tgt"):
+        await settled(up, name)
     m = Migration(id="dp", logical="dp", source="dp_src", target="dp_tgt", model_a="a", model_b="b",
                   phase=DUAL_WRITE, read_mode="merged",
                   counters={"backfill_done": points // 2, "backfill_total": points})
@@ -155,8 +167,8 @@ async def reads(rest_port: int, points: int, rounds: int, per_round: int, limit:
     for r in range(rounds):
         for k in range(per_round):
             i = r * per_round + k
-            samples["merged"].append(await timed(lambda: merged(i)))
-            samples["merged_ids"].append(await timed(lambda: merged(i, "merged_ids")))
+            for kind in ("merged", "merged_ids")[::1 if i % 2 else -1]:  # each first half the time
+                samples[kind].append(await timed(lambda: merged(i, kind)))
             samples["source"].append(await timed(lambda: single("dp_src", qa[i])))
             samples["target"].append(await timed(lambda: single("dp_tgt", qb[i])))
             samples["pair"].append(await timed(lambda: asyncio.gather(
