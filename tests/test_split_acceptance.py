@@ -205,6 +205,46 @@ async def test_writes_route_move_delete_and_refuse_then_verify_and_reads(world: 
     assert m.phase == "reads_switched"
     w.state.snapshot = await w.snapshot(m)  # type: ignore[union-attr]
     await check_reads(w, m)
+    await check_cleanup(w, svc, m)
+
+
+async def check_cleanup(w: World, svc: MigrationService, m: Migration) -> None:
+    """switch-writes, complete, cleanup: the source goes; reads of the logical name keep fanning
+    out to the targets; writes to it are refused with the reason over both protocols, and
+    change nothing."""
+    assert w.state is not None
+    for step in ("switch-writes", "complete"):
+        m = await svc.transition(m.id, step)
+    assert m.phase == "complete"
+    w.state.snapshot = await w.snapshot(m)
+    await w.rest("POST", "/points/delete", {"points": [3]})  # before cleanup: source-primary, levelled
+    assert not await w.client.retrieve(target(w, "wiki", "text"), [3])
+    with pytest.raises(Refused, match="writes to .* are refused from then on.*pass --yes"):
+        await svc.cleanup(m.id, yes=False)
+    every = [target(w, s, t) for s in SOURCES for t in TYPES]
+    held = {n: sorted(p.id for p in (await w.client.scroll(n, limit=1000))[0]) for n in every}
+    m = await svc.cleanup(m.id, yes=True)
+    assert not await w.client.collection_exists(w.source)
+    assert await w.store.get(Binding.KIND, w.source) is None
+    w.state.snapshot = await w.snapshot(m)
+    total = sum(len(ids) for ids in held.values())
+    assert (await w.rest("POST", "/points/count", {"exact": True}))["count"] == total
+    got = await w.rest("POST", "/points/query", {"query": {"text": "alpha beta", "model": A.id}, "limit": 5})
+    assert got["points"] and all(any(p["id"] in ids for ids in held.values()) for p in got["points"])
+    vec = (await w.pool.embed(A, ["late"]))[0].tolist()
+    closed = "writes to `" + w.source + "` are closed: split migration"
+    for method, rest, body in (("PUT", "/points", {"points": [{"id": 500, "vector": vec,
+                                                                "payload": payload(500, "wiki", "text")}]}),
+                               ("POST", "/points/delete", {"points": [4]}),
+                               ("POST", "/points/payload", {"points": [5], "payload": {"x": 1}})):
+        with pytest.raises(BadRequest, match=closed):
+            await w.rest(method, rest, body)
+    assert w.executor is not None
+    grpc_delete = pb.DeletePoints(collection_name=w.source, points=pb.PointsSelector(
+        points=pb.PointsIdsList(ids=[pb.PointId(num=4)])))
+    with pytest.raises(BadRequest, match=closed):
+        await w.executor.grpc(GrpcCall("/qdrant.Points/Delete", grpc_delete.SerializeToString(), ()), w.fw.grpc)
+    assert {n: sorted(p.id for p in (await w.client.scroll(n, limit=1000))[0]) for n in every} == held
 
 
 async def direct_search(w: World, names: list[str], q: str, limit: int, offset: int, flt: Any) -> list[Any]:
@@ -310,7 +350,8 @@ async def test_dry_run_shows_layout_estimate_and_cleanup_and_creates_nothing(wor
     assert all(t["vectors"]["size"] == 8 and t["points"] == 5 for t in targets.values())
     assert report["layout"]["diff"][0].startswith("split by source_title, type: 6 targets (values by facet)")
     assert report["estimate"]["points"] == 30
-    assert "keeps its source" in report["cleanup"][0]
+    assert report["cleanup"][0].startswith(f"the source collection `{w.source}` and its binding")
+    assert "writes to" in report["cleanup"][0] and "refused" in report["cleanup"][0]
     names = {c.name for c in (await w.client.get_collections()).collections}
     assert not names & set(targets)
     bad = await svc.plan(PlanRequest(logical=w.source, to_model="", kind="split", dry_run=True,

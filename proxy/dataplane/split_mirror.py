@@ -50,6 +50,23 @@ def layout_of(m: Migration) -> SplitLayout:
     return split_layout(m)
 
 
+def closed_reason(snap: Any, name: str) -> str | None:
+    """Why a write to ``name`` is refused because the split migration governing it was cleaned
+    up (pure; ``None``: not closed). Until ``cleanup`` the source is the write primary and every
+    write is levelled into the targets; after it the source is gone, so a write through the
+    logical name has nowhere exact to go (an edit by id could belong to any target) and the
+    proxy fails closed, naming the targets the client should write to."""
+    from switchyard.proxy.dataplane.split_exec import governing_split
+
+    m = governing_split(snap, name, ("complete",))
+    if m is None or not any(e.action == "cleanup" for e in m.history):
+        return None
+    names = ", ".join(f"`{n}`" for n in layout_of(m).collections)
+    return (f"writes to `{name}` are closed: split migration {m.id} was cleaned up and its source "
+            f"`{m.source}` is gone; write to the split targets directly ({names}); reads of `{name}` "
+            "still fan out to them")
+
+
 def admission_rest(m: Migration, method: str, rest: str, body: Any) -> str | None:
     """Why a REST write to a split migration's source is refused (``None``: admit)."""
     layout = layout_of(m)

@@ -163,6 +163,8 @@ class Executor:
             return refused  # the upstream's own 401 / 403: no work for this caller
         if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
             self.state_guard.check(snap.migrations, collection, kind)
+        if kind == "write" and (closed := split_mirror.closed_reason(snap, collection)) is not None:
+            raise BadRequest(closed)
         if kind == "read" and self.reader is not None and (
                 split := split_exec.read_migration(snap, collection)) is not None:
             return await split_exec.rest_read(self.reader, call, rest, split, snap, forward)  # split targets
@@ -255,6 +257,8 @@ class Executor:
             return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
         if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
             self.state_guard.check(snap.migrations, collection, kind)
+        if kind == "write" and (closed := split_mirror.closed_reason(snap, collection)) is not None:
+            raise BadRequest(closed)
         if kind == "read" and self.reader is not None and (
                 split := split_exec.read_migration(snap, collection)) is not None:
             return await split_exec_grpc.grpc_read(self.reader, call, split, snap, forward)  # split targets

@@ -465,9 +465,14 @@ def cleanup_refusal(m: Migration, yes: bool) -> str | None:
         return f"cleanup only runs after complete (phase is {m.phase})"
     if any(e.action == "cleanup" for e in m.history):
         return f"source `{m.source}` was already cleaned up"
-    if not m.logical_is_alias and m.logical == m.source:
+    split = m.kind == "split"  # the targets replace the shared source: its name goes with it
+    if not split and not m.logical_is_alias and m.logical == m.source:
         return (f"the logical name `{m.logical}` is the source collection itself; clients that "
                 "bypass the proxy still use it, so it is kept (create an alias first)")
+    if not yes and split:
+        return (f"cleanup deletes `{m.source}` for good, and writes to `{m.logical}` through the proxy "
+                "are refused from then on (clients write to the split targets; reads keep fanning "
+                "out); pass --yes")
     if not yes:
         return f"cleanup deletes `{m.source}` for good; pass --yes"
     return None

@@ -449,14 +449,15 @@ class SplitKind(Kind):
         return Route(m.id, src, None, src, False, False, f"{p}: reads from source")
 
     def cleanup_removes(self, m: Any) -> list[str]:
-        return ["nothing: a split keeps its source (writes stay source-primary and are levelled into "
-                "the targets; targets-primary writes are not built yet)"]
+        return [f"the source collection `{m.source}` and its binding; from then on writes to `{m.logical}` "
+                "through the proxy are refused with the reason (clients write to the split targets "
+                "themselves), and reads of it keep fanning out to the targets"]
 
     async def cleanup(self, client: Any, store: Any, m: Any) -> None:
-        from switchyard.proxy.migration.record import Refused
-
-        raise Refused("cleanup of a split migration is refused: the source is the write primary of the "
-                      "split targets (docs/migrations.md, split)")
+        """Drop the source (the shared default): after it, the proxy refuses writes to the logical
+        name (:func:`~switchyard.proxy.dataplane.split_mirror.closed_reason`): with no source to
+        be primary, it cannot know which target a payload or vector edit by id belongs to."""
+        await super().cleanup(client, store, m)
 
 
 register(SplitKind())
