@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -34,6 +34,8 @@ from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.state.snapshot import StateSnapshot
 
 Transport = RestTransport | GrpcTransport
+#: Vectors already computed for this read, by ``(model spec id, text)`` (a shadow read's served half).
+Embedded: TypeAlias = dict[tuple[str, str], list[float]]
 MAX_ROUNDS = 4
 SIDES = ("target", "source")
 
@@ -98,8 +100,10 @@ def _map(t: Transport, out: FanOut, plans: list[tuple[SidePlan, SidePlan]], adap
             out.adapted[i] = (f"adapter={side.name}({ad.kind}, held-out cosine {ad.fit.mean_cosine:.2f})")
 
 
-async def _embed(pool: EmbedderPool, side: Side, plans: list[SidePlan], snap: StateSnapshot) -> None:
-    """Fill ``side.vectors`` (one embedding call per side) or record the skip reasons."""
+async def _embed(pool: EmbedderPool, side: Side, plans: list[SidePlan], snap: StateSnapshot,
+                 embedded: Embedded) -> None:
+    """Fill ``side.vectors`` (one embedding call per side, none for texts in ``embedded``) or
+    record the skip reasons."""
     texts = sorted({text for p in plans if p.skip is None for _, text in p.fills})
     for i, plan in enumerate(plans):
         if plan.skip is not None:
@@ -107,15 +111,18 @@ async def _embed(pool: EmbedderPool, side: Side, plans: list[SidePlan], snap: St
     spec = find_model(plans[0].model_id, snap.models) if plans else None
     if not texts or spec is None:
         return
+    by_text = {text: embedded[(spec.id, text)] for text in texts if (spec.id, text) in embedded}
+    todo = [text for text in texts if text not in by_text]
     try:
-        vectors = await pool.embed(spec, texts)
+        vectors = await pool.embed(spec, todo) if todo else None
     except SwitchyardError as exc:
         metrics.SIDE_SKIPPED.labels(side.name, "embedding").inc()
         for i, plan in enumerate(plans):
             if plan.fills and i not in side.skipped:
                 side.skipped[i] = header_safe(f"embedding with {spec.id} failed: {exc}")
         return
-    by_text = {text: vectors[k].tolist() for k, text in enumerate(texts)}
+    if vectors is not None:
+        by_text.update((text, vectors[k].tolist()) for k, text in enumerate(todo))
     for i, plan in enumerate(plans):
         side.vectors[i] = {slot: by_text[text] for slot, text in plan.fills}
 
@@ -234,13 +241,14 @@ def _needs_more(t: Transport, out: FanOut, i: int, m: Migration, known: float | 
 
 async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: EmbedderPool,
                   side_timeout: float | None, lookup: str = "exact",
-                  adapters: Loaded | None = None) -> FanOut:
+                  adapters: Loaded | None = None, embedded: Embedded | None = None) -> FanOut:
     """Both sides' hits for every sub-request, and the doc keys known to be in the target.
 
     ``lookup`` (the migration's): ``"exact"`` finds source hits' documents in the target by a ``MatchAny`` on
     the doc-key field (any point of the document counts); ``"ids"`` retrieves the source hits'
     own point ids from the target (one cheap call; right when a document's points reach the
-    target together, as mirrored writes and the backfill do per point id).
+    target together, as mirrored writes and the backfill do per point id). ``embedded``: vectors
+    this read already has, by ``(model spec id, text)``; those texts are not embedded again.
     """
     n = len(t.read.subs)
     coverage = coverage_of(m)
@@ -251,8 +259,9 @@ async def fan_out(t: Transport, m: Migration, snap: StateSnapshot, pool: Embedde
     out = FanOut(Side("target", [None] * n, [lim[0] for lim in limits]),
                  Side("source", [None] * n, [lim[1] for lim in limits]), set(), [coverage] * n)
     plans = _plans(t, m, snap, adapters)
-    await asyncio.gather(_embed(pool, out.target, [p[0] for p in plans], snap),
-                         _embed(pool, out.source, [p[1] for p in plans], snap))
+    known = embedded or {}
+    await asyncio.gather(_embed(pool, out.target, [p[0] for p in plans], snap, known),
+                         _embed(pool, out.source, [p[1] for p in plans], snap, known))
     _map(t, out, plans, adapters)
     pending, asked = list(range(n)), set[str]()
     for _ in range(MAX_ROUNDS):

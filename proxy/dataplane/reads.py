@@ -15,7 +15,8 @@
 * **source** (read mode ``source``): the source answers alone, inference objects naming either
   model of the migration embedded with A (``plan_inference`` with ``also``).
 * **shadow**: forward to the source and return its reply untouched; the merged read runs in an
-  owned background task with its own deadline, bounded in number, and records overlap@k and
+  owned background task with its own deadline, bounded in number (its source side reuses the
+  served read's embedding of the query text instead of embedding it again), and records overlap@k and
   rank correlations (``shadow``); the inference texts compared go to a bounded sample
   (``query_sample``) that ``migrate eval`` draws from without ``--queries``.
 * **inference** (``resolve_inference_*``): outside a migration, inference objects naming the
@@ -37,7 +38,7 @@ from switchyard.proxy.dataplane.adapter_store import AdapterCache, Loaded
 from switchyard.proxy.dataplane.hot_counts import HotCounts
 from switchyard.proxy.dataplane.query_sample import QuerySamples
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
-from switchyard.proxy.dataplane.fanout import FanOut, fan_out, points
+from switchyard.proxy.dataplane.fanout import Embedded, FanOut, fan_out, points
 from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
 from switchyard.proxy.dataplane.merge import Hit, MergeReport, merge
 from switchyard.proxy.dataplane.query_codec import Rewrite, SimilarityRead, decode_rest
@@ -176,20 +177,30 @@ class MergedReader:
     async def _inference_body(self, t: Transport, collection: str, snap: StateSnapshot) -> bytes | None:
         found = snap.binding_for(collection)
         spec = found[1] if found else None
-        parts: list[tuple[int, Rewrite]] = []
-        for i, sub in enumerate(t.read.subs):
-            fills = plan_inference(sub.slots, spec, snap.models)
-            vectors = await self._embed_fills(spec, fills) if spec and fills else {}
-            parts.append((i, Rewrite(vectors=vectors)))
+        if spec is None:
+            return None
+        fills = [plan_inference(sub.slots, spec, snap.models) for sub in t.read.subs]
+        parts = [(i, Rewrite(vectors=v)) for i, v in enumerate(await self._embed_subs(spec, fills))]
         if not any(rw.vectors for _, rw in parts):
             return None
         return t.codec.side_body(t.read, parts, t.read.collection)
 
     async def _embed_fills(self, spec: ModelSpec, fills: Sequence[tuple[int, str]]) -> dict[int, list[float]]:
-        texts = sorted({text for _, text in fills})
+        return (await self._embed_subs(spec, [fills]))[0]
+
+    async def _embed_subs(self, spec: ModelSpec, fills: Sequence[Sequence[tuple[int, str]]],
+                          into: Embedded | None = None) -> list[dict[int, list[float]]]:
+        """Per sub-request, slot -> ``spec``'s vector of its text, from one embedding call for the
+        distinct texts of all of them (a batch repeating a query embeds it once); ``into`` also
+        gets the vectors by ``(spec.id, text)``."""
+        texts = sorted({text for sub in fills for _, text in sub})
+        if not texts:
+            return [{} for _ in fills]
         vectors = await self._pool.embed(spec, texts)
         by_text = {text: vectors[i].tolist() for i, text in enumerate(texts)}
-        return {slot: by_text[text] for slot, text in fills}
+        if into is not None:
+            into.update(((spec.id, text), v) for text, v in by_text.items())
+        return [{slot: by_text[text] for slot, text in sub} for sub in fills]
 
     # -- merge and shadow
 
@@ -199,35 +210,40 @@ class MergedReader:
         if not (route.merge or route.shadow):  # read mode source: the source answers alone
             return await self._serve_source(t, m, snap)
         if route.shadow:
-            served = await self._serve_source(t, m, snap)
-            if served.ok:
-                self._start_shadow(t, served, m, snap)
+            embedded: Embedded = {}
+            served = await self._serve_source(t, m, snap, embedded)
+            if served.ok:  # the shadow's source side reuses the served read's A embedding
+                self._start_shadow(t, served, m, snap, embedded)
             return served
         merged = await self._merged(t, m, snap)
         if isinstance(merged, _Merged):
             return t.reply(merged.body, merged.header)
         return merged
 
-    async def _serve_source(self, t: Transport, m: Migration, snap: StateSnapshot) -> Any:
-        """What read mode ``source`` serves: the client's read on the source, inference resolved."""
+    async def _serve_source(self, t: Transport, m: Migration, snap: StateSnapshot,
+                            embedded: Embedded | None = None) -> Any:
+        """What read mode ``source`` serves: the client's read on the source, inference resolved
+        (the vectors also go into ``embedded``)."""
         spec, spec_b = snap.models.get(m.model_a), snap.models.get(m.model_b)
-        parts: list[tuple[int, Rewrite]] = []
-        for i, sub in enumerate(t.read.subs):
-            fills = plan_inference(sub.slots, spec, snap.models, also=spec_b)
-            parts.append((i, Rewrite(await self._embed_fills(spec, fills) if spec and fills else {})))
+        if spec is None:
+            return await t.passthrough(m.source)
+        fills = [plan_inference(sub.slots, spec, snap.models, also=spec_b) for sub in t.read.subs]
+        parts = [(i, Rewrite(v)) for i, v in enumerate(await self._embed_subs(spec, fills, embedded))]
         if not any(rw.vectors for _, rw in parts):
             return await t.passthrough(m.source)
         body = t.codec.side_body(t.read, parts, m.source)
         return (await t.send(m.source, body))[2]
 
-    async def _merged(self, t: Transport, m: Migration, snap: StateSnapshot) -> _Merged | Any:
-        """The merged answer, or the target's error reply (the primary failed)."""
+    async def _merged(self, t: Transport, m: Migration, snap: StateSnapshot,
+                      embedded: Embedded | None = None) -> _Merged | Any:
+        """The merged answer, or the target's error reply (the primary failed); texts already
+        embedded (``embedded``, by model id and text) are not embedded again."""
         started = time.perf_counter()
         if in_place_reads.is_in_place(m):  # two sides of one collection (``in_place_reads``)
             t, m = in_place_reads.sides(t, m, snap.models)
         read = t.read
         fitted = await self._adapters.get(m.id) if self._adapters is not None else None
-        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup, fitted)
+        sides = await fan_out(t, m, snap, self._pool, self.side_timeout, m.lookup, fitted, embedded)
         if sides.error is not None:
             return t.annotate(sides.error, "target (primary) failed: its error is returned")
         spec_b = snap.models.get(m.model_b)
@@ -299,18 +315,20 @@ class MergedReader:
 
     # -- shadow
 
-    def _start_shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot) -> None:
+    def _start_shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot,
+                      embedded: Embedded) -> None:
         if len(self._tasks) >= self.shadow_max_in_flight:
             shadow_metrics.SHADOW_DONE.labels(m.logical, "dropped_full").inc()
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(t, served, m, snap))
+        task = asyncio.get_running_loop().create_task(self._shadow(t, served, m, snap, embedded))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot) -> None:
+    async def _shadow(self, t: Transport, served: Any, m: Migration, snap: StateSnapshot,
+                      embedded: Embedded) -> None:
         try:
             async with asyncio.timeout(self.shadow_deadline):
-                merged = await self._merged(t, m, snap)
+                merged = await self._merged(t, m, snap, embedded)
         except TimeoutError:
             shadow_metrics.SHADOW_DONE.labels(m.logical, "deadline").inc()
             return
