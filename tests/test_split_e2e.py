@@ -304,6 +304,12 @@ async def test_split_end_to_end_with_kills_and_both_protocols(env: Env) -> None:
     result = await check_final(e, m)
     assert result == {"lost": 0, "resurrected": 0, "stale": 0, "wrong_target": 0,
                       "expected": len(e.log.expected)}, result
+    names = layout_of(m).collections
+    held = {n: await split_level._all_points(e.client, n) for n in names}
+    await e.svc.cleanup(m.id, yes=True)  # the source goes; the targets are what the log says
+    assert not await e.client.collection_exists(e.source)
+    assert {n: await split_level._all_points(e.client, n) for n in names} == held
+    assert sum(len(p) for p in held.values()) == len(e.log.expected)
 
 
 async def test_split_rollback_from_every_phase_before_complete(env: Env) -> None:
