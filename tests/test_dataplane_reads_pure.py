@@ -11,7 +11,7 @@ from qdrant_client import grpc as pb
 
 from switchyard.proxy.dataplane.fetch_plan import exact_prefix
 from switchyard.proxy.dataplane.group_merge import GroupHits, merge_groups
-from switchyard.proxy.dataplane.merge import Hit, merge
+from switchyard.proxy.dataplane.merge import ESTIMATE_DEPTH, Hit, merge
 from switchyard.proxy.dataplane.query_codec import (
     RestQueryCodec, Rewrite, decode_rest, ensure_payload_field, is_similarity_grpc,
     is_similarity_rest,
@@ -301,6 +301,35 @@ def test_exact_prefix_matches_merge_of_longer_lists() -> None:
         short, _ = merge(t, s, in_target=known, limit=100, coverage=0.4)
         full, _ = merge(t_all, s_all, in_target=known, limit=100, coverage=0.4)
         assert [h.key for h in short[:ex.final]] == [h.key for h in full[:ex.final]]
+
+
+def test_exact_prefix_is_final_with_the_source_estimate_for_migrated_documents() -> None:
+    """Random rankings (seeded): whatever the fetch sizes (the target at least ESTIMATE_DEPTH, as
+    the reader asks), the final prefix of the short lists is the full lists' merge, including
+    the migrated documents both sides returned, placed by the better of two estimates."""
+    import random
+
+    rng = random.Random(12)
+    checked = 0
+    for _ in range(300):
+        n = rng.randint(20, 80)
+        docs = [f"d{i}" for i in range(n)]
+        migrated = set(rng.sample(docs, rng.randint(1, n - 1)))
+        coverage = len(migrated) / n
+        a_rank = rng.sample(docs, n)
+        b_rank = rng.sample(sorted(migrated), len(migrated))
+        t_all = [Hit(k, 1.0 - i / 1000) for i, k in enumerate(b_rank)]
+        s_all = [Hit(k, 0.9 - i / 1000, side="source") for i, k in enumerate(a_rank)]
+        full, _ = merge(t_all, s_all, in_target=migrated, limit=1000, coverage=coverage)
+        t_n, s_n = rng.randint(ESTIMATE_DEPTH, max(ESTIMATE_DEPTH, len(t_all))), rng.randint(16, n)
+        t, s_ = t_all[:t_n], s_all[:s_n]
+        known = {h.key for h in s_ if h.key in migrated}  # what the lookup finds
+        ex = exact_prefix([h.key for h in t], [h.key for h in s_], in_target=known, coverage=coverage,
+                          target_exhausted=t_n >= len(t_all), source_exhausted=s_n >= n)
+        short, _ = merge(t, s_, in_target=known, limit=1000, coverage=coverage)
+        assert [h.key for h in short[:ex.final]] == [h.key for h in full[:ex.final]]
+        checked += ex.final
+    assert checked > 1000
 
 
 # ---------------------------------------------------------------- group merge

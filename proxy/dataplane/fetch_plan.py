@@ -1,7 +1,10 @@
 """How many hits to fetch per side so a merged page is exact (pure).
 
 ``merge.merge`` places source-only hits by estimated global rank: the target's i-th hit stands
-for rank ``(i + 1) / coverage``, the source's j-th (deduplicated, drops counted) for ``j + 1``.
+for rank ``(i + 1) / coverage``, the source's j-th (deduplicated, drops counted) for ``j + 1``,
+and a target hit within ``merge.ESTIMATE_DEPTH`` that the source returned at j for the better of
+that and ``(j + 1) / (1 - coverage)``; the target side is always asked for at least that depth,
+so every page of a query places a document alike.
 Fetching ``limit + offset`` from each side is therefore not always enough: when many source
 hits are dropped (their documents are in the target), fewer than ``limit + offset`` merged
 items are known to precede every hit not fetched yet, and a later page could then repeat or
@@ -16,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from switchyard.proxy.dataplane.merge import ESTIMATE_DEPTH
 
 
 def _unique(keys: Iterable[str]) -> list[str]:
@@ -34,9 +39,10 @@ COVERAGE_SAMPLE = 16
 
 
 def initial_limits(needed: int, coverage: float | None) -> tuple[int, int]:
-    """(target, source) first fetch: ``needed`` each, a margin more from the source."""
+    """(target, source) first fetch: ``needed`` each (the target at least ``ESTIMATE_DEPTH``),
+    a margin more from the source."""
     share = 0.5 if coverage is None else coverage
-    return needed, max(COVERAGE_SAMPLE, needed + math.ceil(needed * share / 2) + 2)
+    return max(needed, ESTIMATE_DEPTH), max(COVERAGE_SAMPLE, needed + math.ceil(needed * share / 2) + 2)
 
 
 def estimate_coverage(source: Sequence[str], in_target: Iterable[str], known: float | None) -> float:
@@ -74,7 +80,16 @@ def exact_prefix(
     bound_t = math.inf if target_exhausted else (len(ut) + 1) / share
     bound_s = math.inf if source_exhausted else len(us) + 1.0
     bound = min(bound_t, bound_s)
-    final = sum(1 for i in range(len(ut)) if (i + 1) / share < bound)
+    rank = {k: j for j, k in enumerate(us)}
+
+    def placed(i: int, key: str) -> float:  # merge._interleave's estimate of target hit i
+        own = (i + 1) / share
+        j = rank.get(key) if i < ESTIMATE_DEPTH and share < 1.0 else None
+        return own if j is None else min(own, (j + 1) / (1.0 - share))
+
+    # a target hit whose source rank is not fetched yet has it at >= bound_s: its estimate is
+    # its own whenever that is below the bound, so counting by the known estimate is exact
+    final = sum(1 for i, k in enumerate(ut) if placed(i, k) < bound)
     final += sum(1 for j, k in enumerate(us) if k not in known and j + 1 < bound)
     return Exactness(final, bound_t <= bound_s and not target_exhausted,
                      bound_s <= bound_t and not source_exhausted)

@@ -11,11 +11,14 @@ when the doc key is the id):
    during the backfill when one exists, else by *estimated global rank*: while only a share
    ``coverage`` of the documents is in the target, the target's i-th hit stands for about rank
    ``(i + 1) / coverage`` of the whole corpus, and the source's j-th hit (counted before any
-   drops) for rank ``j + 1``. A target hit that the source returned too is placed by the better
-   of two estimates: its own, and the source's rank discounted by the share not yet migrated,
-   ``(j + 1) / (1 - coverage)`` (model A has judged the whole corpus, B only ``coverage`` of it,
-   so A's opinion of a migrated document counts while B's view is partial and fades as the
-   target fills; at full coverage B alone decides). Both lists are interleaved on that common
+   drops) for rank ``j + 1``. A target hit among the target's first :data:`ESTIMATE_DEPTH` that
+   the source returned too is placed by the better of two estimates: its own, and the source's
+   rank discounted by the share not yet migrated, ``(j + 1) / (1 - coverage)`` (model A has
+   judged the whole corpus, B only ``coverage`` of it, so A's opinion of a migrated document
+   counts while B's view is partial and fades as the target fills; at full coverage B alone
+   decides). The depth is fixed and the reader always fetches at least that many target hits
+   (``fetch_plan``), so a document is placed the same way on every page of a query: without
+   it, a document the target ranks deep would move up once a later page fetched it. Both lists are interleaved on that common
    axis, and each source hit, and each target hit moved up by A's estimate, gets a score
    interpolated between the target hits around it, so the page stays sorted by score. ``coverage`` is the backfill's progress when known, else estimated from the share of
    source hits whose documents are already in the target. (Interleaving rank for rank instead
@@ -32,6 +35,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+
+#: Target hits this deep or deeper keep their own rank estimate (module docstring, 2).
+ESTIMATE_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +167,7 @@ def _interleave(
     ranked: list[tuple[float, int, Hit, bool]] = []
     for i, h in enumerate(target):
         own = (i + 1) / share
-        j = (source_rank or {}).get(h.key)
+        j = (source_rank or {}).get(h.key) if i < ESTIMATE_DEPTH else None
         seen = (j + 1) / (1.0 - share) if j is not None and share < 1.0 else own
         ranked.append((min(own, seen), 0, h, seen >= own))  # anchored: placed by its own score
     ranked += [(j + 1.0, 1, h, False) for j, h in survivors]
