@@ -227,7 +227,7 @@ async def writes(rest_port: int, count: int, batch: int) -> dict[str, Any]:
     a = ModelSpec(id="wa", provider="hashing", model="bench-wa", dimensions=64)
     b = ModelSpec(id="wb", provider="hashing", model="bench-wb", dimensions=96)
     store = StateStore.connect(upstream)
-    for name in ("w_plain", "w_src", "w_src_async"):
+    for name in ("w_plain", "w_src", "w_src_async", "w_direct"):
         await post(direct, f"/collections/{name}", {"vectors": {"size": 64, "distance": "Cosine"}}, "PUT")
     await post(direct, "/collections/aliases", {"actions": [
         {"create_alias": {"collection_name": "w_src", "alias_name": "w_docs"}},
@@ -245,7 +245,7 @@ async def writes(rest_port: int, count: int, batch: int) -> dict[str, Any]:
         targets[logical] = planned["result"]["migration"]["target"]
     docs = texts(count * batch, 3)
     vecs = await pool.embed(a, docs)
-    samples: dict[str, list[float]] = {"plain": [], "mirrored": [], "mirrored_async": [], "embed": []}
+    samples: dict[str, list[float]] = {"plain": [], "mirrored": [], "mirrored_async": [], "embed": [], "direct": []}
 
     def body(i: int) -> Any:
         return {"points": [{"id": i * batch + k, "vector": vecs[i * batch + k].tolist(),
@@ -261,6 +261,8 @@ async def writes(rest_port: int, count: int, batch: int) -> dict[str, Any]:
             lambda: post(proxied, "/collections/w_docs_async/points?wait=true", body(i), "PUT")))
         samples["embed"].append(await timed(
             lambda: pool.embed(b, [docs[i * batch + k] for k in range(batch)])))
+        samples["direct"].append(await timed(  # what the secondary leg's write costs the upstream
+            lambda: post(direct, "/collections/w_direct/points?wait=true", body(i), "PUT")))
     for _ in range(50):  # the async mirror drains its queue after the last answer
         counts = [(await post(direct, f"/collections/{t}/points/count", {"exact": True}))["result"]["count"]
                   for t in targets.values()]
@@ -329,8 +331,9 @@ def main() -> int:
           "(embedded upstream, REST)")
     print(f"{'kind':<36}{'p50 ms':>10}{'p90 ms':>10}")
     wlabels = {"plain": "plain write (bound, no migration)", "mirrored": "mirrored write (dual_write)",
-               "mirrored_async": "mirrored write, --mirror async", "embed": "embedding alone (model B)"}
-    for key in ("plain", "mirrored", "mirrored_async", "embed"):
+               "mirrored_async": "mirrored write, --mirror async", "embed": "embedding alone (model B)",
+               "direct": "the same write straight to upstream"}
+    for key in ("plain", "mirrored", "mirrored_async", "embed", "direct"):
         p50, p90 = w[key]
         print(f"{wlabels[key]:<36}{p50 * 1e3:>10.2f}{p90 * 1e3:>10.2f}")
     ratio = (w["mirrored"][0] - w["embed"][0]) / w["plain"][0]
@@ -338,6 +341,9 @@ def main() -> int:
           f"{'met' if ratio <= 1.5 else 'NOT met'}")
     print(f"--mirror async / plain (p50): {w['mirrored_async'][0] / w['plain'][0]:.2f}x "
           "(the client does not wait for the secondary)")
+    floor = 1 + w["direct"][0] / w["plain"][0]
+    print(f"floor of a sync mirror, (plain + direct) / plain (p50): {floor:.2f}x (the secondary is "
+          "written only after the primary applied, so its own write time adds to the plain write)")
     # ------------------------------------------------------------------ end mirrored writes
     return 0
 
