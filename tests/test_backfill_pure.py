@@ -127,6 +127,9 @@ def test_progress_rate_eta_line() -> None:
     assert bar(1, 4, width=4) == "[#---]  25.0%"
     text = line("m1", 500, 1500, 100.0, "throttled", "embedder 429")
     assert "500/1500" in text and "100 points/s" in text and "ETA 0m10s" in text and "(embedder 429)" in text
+    done = line("m1", 1345, 1876, 0.0, "done", "")  # the rest came through mirrored writes
+    assert "100.0%" in done and "1876/1876 points (1345 written by the backfill, 531 already current)" in done
+    assert line("m1", 1876, 1876, 0.0, "done", "").count("1876/1876 points,") == 1
 
 
 def test_reservoir_is_bounded_and_uniform_enough() -> None:

@@ -53,7 +53,13 @@ def bar(done: int, total: int, width: int = 30) -> str:
 
 
 def line(migration: str, done: int, total: int, rate: float, state: str, reason: str) -> str:
-    """The daemon's progress log line."""
+    """The daemon's progress log line. Once the backfill is ``done`` every source point is level
+    on the target, also those it did not write (already current: written through the proxy's
+    mirror while it ran), so the line shows the whole and says how much the backfill wrote."""
+    if state == "done" and 0 <= done < total:
+        why = f" ({reason})" if reason else ""
+        return (f"{migration} {bar(total, total)} {total}/{total} points ({done} written by the backfill, "
+                f"{total - done} already current), {rate:.0f} points/s, ETA 0m00s, done{why}")
     left = eta(done, total, rate)
     eta_text = "?" if left is None else _duration(left)
     why = f" ({reason})" if reason else ""
