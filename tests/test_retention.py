@@ -12,7 +12,7 @@ import pytest
 from switchyard.backfill import samples
 from switchyard.proxy.dataplane import adapter_store, hot_docs, query_sample
 from switchyard.proxy.migration import eval_gate, retention
-from tests.test_migration_service import World, planned, world  # noqa: F401 - the fixture
+from test_migration_service import World, planned, world  # noqa: F401 - the fixture
 
 KEY_TABLE = [
     # (migration, per_owner, keys, expected)

@@ -214,7 +214,13 @@ class MigrationService:
             why = await self._eval_refusal(m, require_eval, eval_max_age)
         if why:
             await self._refuse(m, t.name, why)
-        stored = await self._cas(m, phases.apply(m, t.name, facts.now))
+        def step(cur: Migration) -> Migration:  # on a fresh record: the guards again, same facts
+            again = phases.refusal(cur, t.name, facts)
+            if again:
+                raise Conflict(f"migration `{cur.id}` changed while {t.name} was applied: {again}")
+            return phases.apply(cur, t.name, facts.now)
+
+        stored = await self._cas_fresh(m, step, pinned=expected_rev is not None)
         self._notify("transition", stored, {"action": t.name, "from_phase": m.phase})
         if t.name == "complete":
             await self._on_complete(stored)
@@ -240,7 +246,8 @@ class MigrationService:
         why = phases.read_mode_refusal(m, mode)
         if why:
             await self._refuse(m, f"read_mode:{mode}", why)
-        stored = await self._cas(m, phases.set_read_mode(m, mode, self.clock()))
+        stored = await self._cas_fresh(m, lambda cur: phases.set_read_mode(cur, mode, self.clock()),
+                                       pinned=expected_rev is not None)
         self._notify("transition", stored, {"action": f"read_mode:{mode}"})
         return await self._await_ack(stored, f"read_mode:{mode}")
 
@@ -352,7 +359,9 @@ class MigrationService:
             await self._refuse(m, "cleanup", why)
         await kinds.of(m).cleanup(self.client, self.store, m)
         await retention.purge(self.store, m.id)  # again: the one at complete may have failed
-        stored = await self._cas(m, m.with_event(Event(self.clock(), "cleanup", m.phase, m.phase, m.rev + 1)))
+        stored = await self._cas_fresh(  # the source is gone: the event must land
+            m, lambda cur: cur.with_event(Event(self.clock(), "cleanup", cur.phase, cur.phase, cur.rev + 1)),
+            pinned=False)
         self._notify("transition", stored, {"action": "cleanup"})
         return stored
 
@@ -369,6 +378,22 @@ class MigrationService:
         return phases.Facts(now=self.clock(), verification_ttl=self.config.verification_ttl,
                             laggards=heartbeats.laggards(acks),
                             repair_pending=await repair_log.size(self.store, m.id))
+
+    async def _cas_fresh(self, m: Migration, change: Callable[[Migration], Migration], pinned: bool) -> Migration:
+        """Store ``change(m)`` by compare-and-set. A lost race against a write that left the
+        phase and routing revision as they were (a daemon's counters, a backfill knob) is not the
+        operator's conflict: ``change`` is applied again to the fresh record (bounded). With a
+        ``pinned`` revision (the caller's ``expected_rev``), or when the phase or routing moved,
+        the :class:`Conflict` stands."""
+        for _ in range(_CAS_RETRIES - 1):
+            try:
+                return await self._cas(m, change(m))
+            except Conflict:
+                now = await self.get(m.id)
+                if pinned or now.phase != m.phase or now.route_rev != m.route_rev:
+                    raise
+                m = now
+        return await self._cas(m, change(m))
 
     async def _cas(self, m: Migration, new: Migration) -> Migration:
         """Store ``new`` if ``m`` is still current; else :class:`Conflict` naming the current phase."""
@@ -444,6 +469,10 @@ class MigrationService:
         if m is not None:
             event.update(migration=m.id, logical=m.logical, phase=m.phase, rev=m.rev)
         self.hooks.notify(event)
+
+
+#: Compare-and-set attempts when only housekeeping writes got in between (``_cas_fresh``).
+_CAS_RETRIES = 5
 
 
 def _draft(f: PlanFacts) -> Migration:
