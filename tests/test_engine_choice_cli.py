@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
+from process_lines import first_match
 
 from switchyard.proxy.embedded.engines import ENV, edge_available
 
@@ -25,34 +24,10 @@ BOUND = 60.0
 
 def _engine_of(argv: list[str], env: dict[str, str]) -> tuple[str, str]:
     """Start ``switchyard <argv>``, wait for the engine line on stderr, stop; (engine, source)."""
-    proc = subprocess.Popen([sys.executable, "-m", "switchyard.proxy", *argv],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **env})
-    found: list[re.Match[str]] = []
-    done = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in iter(proc.stderr.readline, ""):
-            if m := ENGINE_LINE.search(line):
-                found.append(m)
-                break
-        done.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        done.wait(BOUND)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        reader.join(5)
-    assert found, f"no engine line from switchyard {' '.join(argv)} (exit {proc.returncode})"
-    return found[0][1], found[0][2]
+    with first_match([sys.executable, "-m", "switchyard.proxy", *argv], ENGINE_LINE, stream="stderr",
+                     env={**os.environ, **env}, bound=BOUND) as m:
+        assert m is not None, f"no engine line from switchyard {' '.join(argv)}"
+        return m[1], m[2]
 
 
 UP = ["up", "--memory", "--rest-port", "0", "--grpc-port", "0"]

@@ -12,13 +12,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from qdrant_client import QdrantClient, models
 
+from process_lines import first_match
 from test_embedded_full_snapshots import _aliases, _make_full_snapshot
 from test_embedded_snapshots import _state
 
@@ -68,33 +68,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def _up(*flags: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """A real ``switchyard up`` until the block ends; yields the proxy's REST URL."""
-    proc = subprocess.Popen([*UP, *flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=env if env is not None else _clean_env())
-    found: list[re.Match[str]] = []
-    done = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in iter(proc.stdout.readline, ""):
-            if m := READY.search(line):
-                found.append(m)
-                break
-        done.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        done.wait(BOUND)
-        assert found, f"switchyard up never got ready (exit {proc.poll()})"
-        yield f"http://{found[0][1]}:{found[0][2]}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        reader.join(5)
+    with first_match([*UP, *flags], READY, env=env if env is not None else _clean_env(), bound=BOUND) as m:
+        assert m is not None, "switchyard up never got ready"
+        yield f"http://{m[1]}:{m[2]}"
 
 
 def test_up_recovers_a_storage_snapshot(tmp_path) -> None:
