@@ -68,6 +68,7 @@ class ProxyConfig:
     webhooks: tuple[str, ...] = field(default=(), repr=False)  # URLs often carry a token
     spool_dir: str | None = None
     intent_fsync: bool = True
+    mirror_secondary_grpc: bool = True
     repair_log_rate: float = 100.0
     repair_log_burst: int = 1000
     max_inference_text_chars: int | None = None  # None: what each model's input holds
@@ -130,6 +131,8 @@ OPTION_HELP: dict[str, str] = {
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
     "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
                     "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
+    "mirror_secondary_grpc": "write the secondary of a gRPC client's mirrored upsert over the upstream's "
+                             "gRPC, vectors as packed floats (default true; REST on any gRPC failure)",
     "repair_log_rate": "repair records per second per migration a proxy writes before it records one "
                        "coarse entry (the whole collection needs a verify) instead (default 100)",
     "repair_log_burst": "repair records a migration may write at once above repair_log_rate (default 1000)",
@@ -333,6 +336,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "webhooks": _urls,
     "spool_dir": _optional_str,
     "intent_fsync": _bool,
+    "mirror_secondary_grpc": _bool,
     "repair_log_rate": lambda v: _per_second(v),
     "repair_log_burst": _positive_int,
     "workers": _workers,

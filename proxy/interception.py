@@ -42,6 +42,7 @@ class ProxyInterceptor(Executor):
         self._migrations: Any = None
         self._verify_jobs: Any = None
         self._legs: Any = None
+        self._grpc_legs: Any = None
         self._pool: Any = None
         self._replayer: asyncio.Task[None] | None = None
 
@@ -104,7 +105,14 @@ class ProxyInterceptor(Executor):
         intents = IntentLog(spool_dir, self.config.instance_id, fsync=self.config.intent_fsync)
         intents.open()  # refuses a second live process with this identity and spool directory
         await adopt(intents, repair)  # pending intents of a killed predecessor -> repair records
-        self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents)
+        grpc_leg = None
+        if self.config.mirror_secondary_grpc:
+            from switchyard.proxy.upstream.grpc_client import GrpcUpstream
+
+            self._grpc_legs = GrpcUpstream(self.config.upstream_grpc_address, tls=self.config.upstream_grpc_tls,
+                                           ca_file=self.config.upstream_ca_file)
+            grpc_leg = self._grpc_legs.call
+        self.mirror = Mirror(self._pool, repair, self._legs.request, intents=intents, grpc_forward=grpc_leg)
         self.pool = self._pool
         from switchyard.proxy.dataplane.adapter_store import AdapterCache
         from switchyard.proxy.dataplane.hot_counts import HotCounts
@@ -149,6 +157,8 @@ class ProxyInterceptor(Executor):
             await self._pool.aclose()
         if self._legs is not None:
             await self._legs.close()
+        if self._grpc_legs is not None:
+            await self._grpc_legs.close()
         if self._heartbeat is not None:
             await self._heartbeat.stop()
         if self._migrations is not None:

@@ -45,7 +45,7 @@ import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
-from switchyard.proxy.dataplane import adapter_points
+from switchyard.proxy.dataplane import adapter_points, secondary_grpc
 from switchyard.proxy.dataplane.adapter_store import AdapterCache
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
@@ -61,12 +61,14 @@ from switchyard.proxy.migration import kinds
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.owned_tasks import stop_task
-from switchyard.proxy.state.records import META_APPROXIMATE
-from switchyard.proxy.wire import Headers, RestCall, RestForward
+from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
+from switchyard.proxy.wire import GrpcCall, GrpcForward, Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
 
 MAX_FILTER_IDS = 10_000
+#: payload keys a secondary point never takes from the client's (``writes.strip_meta``, the digest)
+_STRIPPED = (*META_FIELDS, META_APPROXIMATE, DIGEST_FIELD)
 _CREDENTIALS = ("api-key", "authorization")
 #: The filter of a write the mirror does not understand: the whole collection needs a verify.
 EVERYTHING: dict[str, Any] = {}
@@ -113,8 +115,11 @@ class Mirror:
 
     def __init__(self, pool: EmbedderPool, repair: RepairLog, forward: RestForward,
                  queue_size: int = 1024, intents: IntentLog | None = None,
-                 adapters: AdapterCache | None = None) -> None:
+                 adapters: AdapterCache | None = None, grpc_forward: GrpcForward | None = None) -> None:
         self.pool = pool
+        #: the upstream's gRPC, for secondaries of gRPC clients' upserts (``secondary_grpc``);
+        #: ``None``: every secondary goes over REST
+        self._grpc = grpc_forward
         self.repair = repair
         #: query adapters for upserts without text (default: a cache over the repair log's store)
         self.adapters = adapters if adapters is not None else AdapterCache(repair.store)
@@ -330,7 +335,10 @@ class Mirror:
         else:
             current = {_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}
         gone = [pid for pid in ids if _key(pid) not in current]
-        points, missing = await self._secondary_points(prep, list(current.values()))
+        points: list[dict[str, Any]] = []
+        missing: list[Any] = []
+        if not await self._sent_over_grpc(prep, list(current.values())):
+            points, missing = await self._secondary_points(prep, list(current.values()))
         if points:
             await self._call(RestCall("PUT", rest_path(t.secondary, "/points"), "wait=true", prep.headers,
                                       orjson.dumps({"points": points}, option=orjson.OPT_SERIALIZE_NUMPY)))
@@ -338,6 +346,35 @@ class Mirror:
             await self._call(RestCall("POST", rest_path(t.secondary, "/points/delete"), "wait=true",
                                       prep.headers, orjson.dumps({"points": gone})))
         return missing
+
+    async def _sent_over_grpc(self, prep: Prepared, points: list[NewPoint]) -> bool:
+        """Write the secondary over gRPC when the client wrote over gRPC: its parsed points are
+        copied by protobuf and B's rows framed as packed floats, so no float is printed
+        (``secondary_grpc``). Only the plain case: a re-embedding kind, the request's own points,
+        each with text (points without text take the REST path, which maps them with the
+        adapter). False: not taken, or the call failed (logged); the REST path then writes it,
+        so a gRPC-only failure never becomes a difference."""
+        t = prep.target
+        if (self._grpc is None or not points or t.copy or prep.reread or not prep.intent.fast
+                or t.migration.kind != kinds.DEFAULT_KIND
+                or any(p.wire is None or p.text is None for p in points)):
+            return False
+        vectors = await self._vectors(prep, points)
+        digests = [source_digest(p.payload) if t.to_target else None for p in points]
+        try:
+            body = secondary_grpc.upsert_request(
+                t.secondary, [p.wire for p in points], digests, vectors, t.migration.vector,
+                secondary_grpc.payload_entries(metadata_for(t.spec)), _STRIPPED, DIGEST_FIELD)
+            reply = await self._grpc(GrpcCall(secondary_grpc.METHOD, body, prep.headers))
+        except Exception as exc:  # noqa: BLE001 - REST writes it instead
+            log.warning("migration %s: secondary over gRPC failed (%s: %s); writing it over REST",
+                        t.migration.id, type(exc).__name__, exc)
+            return False
+        if reply.code != "OK":
+            log.warning("migration %s: secondary over gRPC answered %s (%s); writing it over REST",
+                        t.migration.id, reply.code, reply.details[:200])
+            return False
+        return True
 
     async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target

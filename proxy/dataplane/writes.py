@@ -30,6 +30,7 @@ class NewPoint:
     payload: dict[str, Any]
     text: str | None
     vector: Any = None  # REST JSON form; only for copy-vectors migrations
+    wire: Any = None  # the client's parsed gRPC ``PointStruct``, for a secondary sent over gRPC
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +262,7 @@ def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) ->
         payload = convert(p.payload)
         vector = _grpc_vectors(p.vectors) if copy else None
         text = _text(payload, text_field) or _grpc_document_text(p.vectors)
-        new.append(NewPoint(pid, payload, text, vector))
+        new.append(NewPoint(pid, payload, text, vector, p))
     return WriteIntent(ids=ids, upserts=tuple(new))
 
 

@@ -1,0 +1,154 @@
+"""The secondary of a gRPC client's mirrored upsert goes over the upstream's gRPC, its vectors as
+packed floats (``dataplane/secondary_grpc.py``); a failure there falls back to REST, so the
+secondary is level either way.
+
+The pure encoder is checked by decoding its bytes with qdrant-client's protobuf; the mirror runs
+in-process (executor, mirror, real upstream), the seam being the forward functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import grpc as pb
+from qdrant_client.conversions.conversion import RestToGrpc
+
+from dataplane_reads_fixtures import Forwarders
+from switchyard.proxy import registry
+from switchyard.proxy.dataplane import secondary_grpc
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
+from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+from switchyard.proxy.dataplane.mirror import Mirror
+from switchyard.proxy.dataplane.repair_spool import RepairLog
+from switchyard.proxy.intercept.executor import Executor
+from switchyard.proxy.migration.planner import PlanRequest
+from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import META_APPROXIMATE, META_MODEL_ID, Binding
+from switchyard.proxy.state.snapshot import StateSnapshot
+from switchyard.proxy.state.store import StateStore
+from switchyard.proxy.wire import GrpcCall, GrpcReply
+
+A = ModelSpec(id="sg-a", provider="hashing", model="a", dimensions=8)
+B = ModelSpec(id="sg-b", provider="hashing", model="b", dimensions=12)
+
+
+def _point(pid: int, payload: dict[str, Any], dims: int = 8) -> pb.PointStruct:
+    return RestToGrpc.convert_point_struct(models.PointStruct(id=pid, vector=[0.5] * dims, payload=payload))
+
+
+@pytest.mark.parametrize("name", ["", "dense_b"])
+def test_encoder_round_trips_through_protobuf(name: str) -> None:
+    points = [_point(1, {"text": "a", "n": 1, "embedding_model_id": "old", META_APPROXIMATE: True,
+                         DIGEST_FIELD: "stale"}),
+              _point(2, {"text": "b", "nested": {"x": [1, 2.5, None]}})]
+    rows = np.arange(2 * 12, dtype=np.float32).reshape(2, 12) / 7
+    meta = secondary_grpc.payload_entries({META_MODEL_ID: B.id, "embedding_dimensions": 12})
+    stripped = ("embedding_model_id", "embedding_dimensions", META_APPROXIMATE, DIGEST_FIELD)
+    raw = secondary_grpc.upsert_request("docs_v2", points, ["d1", None], rows, name, meta, stripped, DIGEST_FIELD)
+    msg = pb.UpsertPoints.FromString(raw)
+    assert msg.collection_name == "docs_v2" and msg.wait
+    first, second = (dict(p.payload) for p in msg.points)
+    assert first["text"].string_value == "a" and first["n"].integer_value == 1
+    assert first[META_MODEL_ID].string_value == B.id and META_APPROXIMATE not in first
+    assert first[DIGEST_FIELD].string_value == "d1"
+    assert DIGEST_FIELD not in second and list(second["nested"].struct_value.fields["x"].list_value.values)[1].double_value == 2.5
+    for p, row in zip(msg.points, rows):
+        vec = p.vectors.vectors.vectors[name] if name else p.vectors.vector
+        assert np.array_equal(np.array(vec.dense.data, dtype=np.float32), row)
+    assert [p.id.num for p in msg.points] == [1, 2]
+    assert len(points[0].vectors.vector.dense.data) == 8  # the client's messages are not changed
+
+
+@dataclasses.dataclass
+class _State:
+    snapshot: StateSnapshot
+
+
+@dataclasses.dataclass
+class World:
+    client: AsyncQdrantClient
+    store: StateStore
+    fw: Forwarders
+    source: str
+    m: Migration | None = None
+
+
+@pytest.fixture
+async def world(upstream: Any, prefix: str) -> AsyncIterator[World]:
+    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+    store = StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
+    fw = Forwarders(upstream.rest_url, f"{upstream.grpc_host}:{upstream.grpc_port}")
+    w = World(client, store, fw, f"{prefix}docs")
+    await client.create_collection(w.source, vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
+    for spec in (A, B):
+        await registry.register_model(store, spec)
+    await registry.bind(store, client, Binding(w.source, A.id))
+    svc = MigrationService(store, client, ServiceConfig())
+    report = await svc.plan(PlanRequest(logical=w.source, to_model=B.id))
+    w.m = await svc.transition(report["migration"]["id"], "start")
+    try:
+        yield w
+    finally:
+        await fw.aclose()
+        await client.delete_collection(store.collection)
+        await client.close()
+
+
+async def _executor(w: World, tmp_path: Path, grpc_forward: Any) -> tuple[Executor, EmbedderPool]:
+    assert w.m is not None
+    bindings = {e.key: Binding.from_dict(e.data) for e in await w.store.list(Binding.KIND)}
+    snap = StateSnapshot({s.id: s for s in (A, B)}, bindings, {}, 0.0, {w.m.id: w.m})
+    pool = EmbedderPool()
+    mirror = Mirror(pool, RepairLog(w.store, tmp_path / "spool.jsonl"), w.fw.rest, grpc_forward=grpc_forward)
+    return Executor(_State(snap), mirror=mirror, pool=pool), pool
+
+
+def _upsert(w: World, ids: range) -> bytes:
+    msg = pb.UpsertPoints(collection_name=w.source, wait=True,
+                          points=[_point(i, {"text": f"doc {i} about gamma", "doc_id": f"d{i}"}) for i in ids])
+    return msg.SerializeToString()
+
+
+async def _target_state(w: World, ids: range) -> dict[int, Any]:
+    assert w.m is not None
+    got = await w.client.retrieve(w.m.target, list(ids), with_payload=True, with_vectors=True)
+    return {int(p.id): p for p in got}
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["grpc", "grpc-fails-rest-writes"])
+async def test_grpc_clients_secondary(world: World, tmp_path: Path, fails: bool) -> None:
+    w = world
+    sent: list[GrpcCall] = []
+
+    async def leg(call: GrpcCall) -> GrpcReply:
+        sent.append(call)
+        if fails:
+            return GrpcReply(None, "UNAVAILABLE", "upstream gRPC down (test)")
+        return await w.fw.grpc_upstream.call(call)
+
+    executor, pool = await _executor(w, tmp_path, leg)
+    try:
+        reply = await executor.grpc(GrpcCall("/qdrant.Points/Upsert", _upsert(w, range(1, 6)), ()), w.fw.grpc)
+        assert reply.ok, (reply.code, reply.details)
+        assert [c.method for c in sent] == [secondary_grpc.METHOD]
+        assert w.m is not None
+        rest_upserts = [c for c in w.fw.rest_calls if c.method == "PUT" and w.m.target in c.path]
+        assert len(rest_upserts) == (1 if fails else 0)  # REST writes it only when gRPC failed
+        target = await _target_state(w, range(1, 6))
+        expected = await pool.embed(B, [f"doc {i} about gamma" for i in range(1, 6)])
+        source = {int(p.id): p for p in await w.client.retrieve(w.source, list(range(1, 6)), with_payload=True)}
+        for i, row in zip(range(1, 6), expected):
+            p = target[i]
+            assert p.payload is not None and p.payload[META_MODEL_ID] == B.id and p.payload["doc_id"] == f"d{i}"
+            assert p.payload[DIGEST_FIELD] == source_digest(source[i].payload)
+            assert np.allclose(np.asarray(p.vector, dtype=np.float32), row / np.linalg.norm(row), atol=1e-6)
+    finally:
+        await pool.aclose()
