@@ -150,5 +150,9 @@ async def test_grpc_clients_secondary(world: World, tmp_path: Path, fails: bool)
             assert p.payload is not None and p.payload[META_MODEL_ID] == B.id and p.payload["doc_id"] == f"d{i}"
             assert p.payload[DIGEST_FIELD] == source_digest(source[i].payload)
             assert np.allclose(np.asarray(p.vector, dtype=np.float32), row / np.linalg.norm(row), atol=1e-6)
+        if fails:  # the leg rests after a failure: the next write goes straight to REST
+            reply = await executor.grpc(GrpcCall("/qdrant.Points/Upsert", _upsert(w, range(6, 8)), ()), w.fw.grpc)
+            assert reply.ok and len(sent) == 1
+            assert len(await _target_state(w, range(6, 8))) == 2
     finally:
         await pool.aclose()

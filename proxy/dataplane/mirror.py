@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -67,6 +68,8 @@ from switchyard.proxy.wire import GrpcCall, GrpcForward, Headers, RestCall, Rest
 log = logging.getLogger("switchyard.mirror")
 
 MAX_FILTER_IDS = 10_000
+#: seconds the gRPC leg rests after a failure (its secondaries go over REST meanwhile)
+GRPC_LEG_REST = 60.0
 #: payload keys a secondary point never takes from the client's (``writes.strip_meta``, the digest)
 _STRIPPED = (*META_FIELDS, META_APPROXIMATE, DIGEST_FIELD)
 _CREDENTIALS = ("api-key", "authorization")
@@ -120,6 +123,7 @@ class Mirror:
         #: the upstream's gRPC, for secondaries of gRPC clients' upserts (``secondary_grpc``);
         #: ``None``: every secondary goes over REST
         self._grpc = grpc_forward
+        self._grpc_rests_until = 0.0  # after a failed gRPC leg, REST only until then (monotonic)
         self.repair = repair
         #: query adapters for upserts without text (default: a cache over the repair log's store)
         self.adapters = adapters if adapters is not None else AdapterCache(repair.store)
@@ -356,6 +360,7 @@ class Mirror:
         so a gRPC-only failure never becomes a difference."""
         t = prep.target
         if (self._grpc is None or not points or t.copy or prep.reread or not prep.intent.fast
+                or time.monotonic() < self._grpc_rests_until
                 or t.migration.kind != kinds.DEFAULT_KIND
                 or any(p.wire is None or p.text is None for p in points)):
             return False
@@ -367,14 +372,17 @@ class Mirror:
                 secondary_grpc.payload_entries(metadata_for(t.spec)), _STRIPPED, DIGEST_FIELD)
             reply = await self._grpc(GrpcCall(secondary_grpc.METHOD, body, prep.headers))
         except Exception as exc:  # noqa: BLE001 - REST writes it instead
-            log.warning("migration %s: secondary over gRPC failed (%s: %s); writing it over REST",
-                        t.migration.id, type(exc).__name__, exc)
-            return False
+            return self._grpc_failed(t, f"{type(exc).__name__}: {exc}")
         if reply.code != "OK":
-            log.warning("migration %s: secondary over gRPC answered %s (%s); writing it over REST",
-                        t.migration.id, reply.code, reply.details[:200])
-            return False
+            return self._grpc_failed(t, f"answered {reply.code} ({reply.details[:200]})")
         return True
+
+    def _grpc_failed(self, t: MirrorTarget, why: str) -> bool:
+        """Log the gRPC leg's failure once and rest it: REST writes the secondaries meanwhile."""
+        self._grpc_rests_until = time.monotonic() + GRPC_LEG_REST
+        log.warning("migration %s: secondary over gRPC failed (%s); writing over REST for %.0f s",
+                    t.migration.id, why, GRPC_LEG_REST)
+        return False
 
     async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target
