@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -46,13 +45,14 @@ import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
-from switchyard.proxy.dataplane import adapter_points, secondary_grpc
+from switchyard.proxy.dataplane import adapter_points
 from switchyard.proxy.dataplane.adapter_store import AdapterCache
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.intents import IntentLog
 from switchyard.proxy.dataplane.primary_outcome import Level, Verdict, after_primary, status_of
 from switchyard.proxy.dataplane.repair_spool import RepairLog
+from switchyard.proxy.dataplane.secondary_leg import GrpcLeg
 from switchyard.proxy.dataplane.write_order import WriteOrder
 from switchyard.proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
 from switchyard.proxy.errors import SwitchyardError, UpstreamError
@@ -62,16 +62,12 @@ from switchyard.proxy.migration import kinds
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.modelspec import ModelSpec
 from switchyard.proxy.owned_tasks import stop_task
-from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
-from switchyard.proxy.wire import GrpcCall, GrpcForward, Headers, RestCall, RestForward
+from switchyard.proxy.state.records import META_APPROXIMATE
+from switchyard.proxy.wire import GrpcForward, Headers, RestCall, RestForward
 
 log = logging.getLogger("switchyard.mirror")
 
 MAX_FILTER_IDS = 10_000
-#: seconds the gRPC leg rests after a failure (its secondaries go over REST meanwhile)
-GRPC_LEG_REST = 60.0
-#: payload keys a secondary point never takes from the client's (``writes.strip_meta``, the digest)
-_STRIPPED = (*META_FIELDS, META_APPROXIMATE, DIGEST_FIELD)
 _CREDENTIALS = ("api-key", "authorization")
 #: The filter of a write the mirror does not understand: the whole collection needs a verify.
 EVERYTHING: dict[str, Any] = {}
@@ -122,8 +118,7 @@ class Mirror:
         self.pool = pool
         #: the upstream's gRPC, for secondaries of gRPC clients' upserts (``secondary_grpc``);
         #: ``None``: every secondary goes over REST
-        self._grpc = grpc_forward
-        self._grpc_rests_until = 0.0  # after a failed gRPC leg, REST only until then (monotonic)
+        self._grpc = GrpcLeg(grpc_forward) if grpc_forward is not None else None
         self.repair = repair
         #: query adapters for upserts without text (default: a cache over the repair log's store)
         self.adapters = adapters if adapters is not None else AdapterCache(repair.store)
@@ -354,35 +349,19 @@ class Mirror:
     async def _sent_over_grpc(self, prep: Prepared, points: list[NewPoint]) -> bool:
         """Write the secondary over gRPC when the client wrote over gRPC: its parsed points are
         copied by protobuf and B's rows framed as packed floats, so no float is printed
-        (``secondary_grpc``). Only the plain case: a re-embedding kind, the request's own points,
-        each with text (points without text take the REST path, which maps them with the
-        adapter). False: not taken, or the call failed (logged); the REST path then writes it,
-        so a gRPC-only failure never becomes a difference."""
+        (``secondary_grpc``, ``secondary_leg``). Only the plain case: a re-embedding kind, the
+        request's own points, each with text (points without text take the REST path, which
+        maps them with the adapter). False: not taken, or the call failed; the REST path then
+        writes it, so a gRPC-only failure never becomes a difference."""
         t = prep.target
         if (self._grpc is None or not points or t.copy or prep.reread or not prep.intent.fast
-                or time.monotonic() < self._grpc_rests_until
-                or t.migration.kind != kinds.DEFAULT_KIND
+                or not self._grpc.ready() or t.migration.kind != kinds.DEFAULT_KIND
                 or any(p.wire is None or p.text is None for p in points)):
             return False
         vectors = await self._vectors(prep, points)
         digests = [source_digest(p.payload) if t.to_target else None for p in points]
-        try:
-            body = secondary_grpc.upsert_request(
-                t.secondary, [p.wire for p in points], digests, vectors, t.migration.vector,
-                secondary_grpc.payload_entries(metadata_for(t.spec)), _STRIPPED, DIGEST_FIELD)
-            reply = await self._grpc(GrpcCall(secondary_grpc.METHOD, body, prep.headers))
-        except Exception as exc:  # noqa: BLE001 - REST writes it instead
-            return self._grpc_failed(t, f"{type(exc).__name__}: {exc}")
-        if reply.code != "OK":
-            return self._grpc_failed(t, f"answered {reply.code} ({reply.details[:200]})")
-        return True
-
-    def _grpc_failed(self, t: MirrorTarget, why: str) -> bool:
-        """Log the gRPC leg's failure once and rest it: REST writes the secondaries meanwhile."""
-        self._grpc_rests_until = time.monotonic() + GRPC_LEG_REST
-        log.warning("migration %s: secondary over gRPC failed (%s); writing over REST for %.0f s",
-                    t.migration.id, why, GRPC_LEG_REST)
-        return False
+        return await self._grpc.upsert(t.migration.id, t.secondary, [p.wire for p in points], digests,
+                                       vectors, t.migration.vector, metadata_for(t.spec), prep.headers)
 
     async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target

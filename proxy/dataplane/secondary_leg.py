@@ -1,0 +1,57 @@
+"""The mirror's gRPC leg: a gRPC client's secondary upsert sent over the upstream's gRPC.
+
+:class:`GrpcLeg` owns the forward to the upstream's gRPC and its rest after a failure: a failed
+call (an RPC error, or anything raised) is logged once and the leg rests
+:data:`REST_AFTER_FAILURE` seconds, during which :meth:`ready` is false and the mirror writes
+over REST, as it does whenever the leg is not taken. So a fault of the gRPC leg alone never
+becomes a difference, nor a warning per write. The request itself is ``secondary_grpc``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from switchyard.proxy.dataplane import secondary_grpc
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD
+from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
+from switchyard.proxy.wire import GrpcCall, GrpcForward, Headers
+
+log = logging.getLogger("switchyard.mirror")
+
+#: seconds the leg rests after a failure (its secondaries go over REST meanwhile)
+REST_AFTER_FAILURE = 60.0
+#: payload keys a secondary point never takes from the client's (``writes.strip_meta``, the digest)
+STRIPPED = (*META_FIELDS, META_APPROXIMATE, DIGEST_FIELD)
+
+
+class GrpcLeg:
+    def __init__(self, forward: GrpcForward) -> None:
+        self._forward = forward
+        self._rests_until = 0.0  # monotonic
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self._rests_until
+
+    async def upsert(self, migration_id: str, collection: str, points: Sequence[Any], digests: Sequence[str | None],
+                     rows: np.ndarray, vector_name: str, metadata: dict[str, Any], headers: Headers) -> bool:
+        """Send the secondary upsert; False (logged, leg resting) when it did not apply."""
+        try:
+            body = secondary_grpc.upsert_request(collection, points, digests, rows, vector_name,
+                                                 secondary_grpc.payload_entries(metadata), STRIPPED, DIGEST_FIELD)
+            reply = await self._forward(GrpcCall(secondary_grpc.METHOD, body, headers))
+        except Exception as exc:  # noqa: BLE001 - REST writes it instead
+            return self._failed(migration_id, f"{type(exc).__name__}: {exc}")
+        if reply.code != "OK":
+            return self._failed(migration_id, f"answered {reply.code} ({reply.details[:200]})")
+        return True
+
+    def _failed(self, migration_id: str, why: str) -> bool:
+        self._rests_until = time.monotonic() + REST_AFTER_FAILURE
+        log.warning("migration %s: secondary over gRPC failed (%s); writing over REST for %.0f s",
+                    migration_id, why, REST_AFTER_FAILURE)
+        return False
