@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from switchyard.proxy.dataplane.merge import ESTIMATE_DEPTH
+from switchyard.proxy.dataplane.merge import ESTIMATE_DEPTH, target_rank
 
 
 def _unique(keys: Iterable[str]) -> list[str]:
@@ -81,15 +81,9 @@ def exact_prefix(
     bound_s = math.inf if source_exhausted else len(us) + 1.0
     bound = min(bound_t, bound_s)
     rank = {k: j for j, k in enumerate(us)}
-
-    def placed(i: int, key: str) -> float:  # merge._interleave's estimate of target hit i
-        own = (i + 1) / share
-        j = rank.get(key) if i < ESTIMATE_DEPTH and share < 1.0 else None
-        return own if j is None else min(own, (j + 1) / (1.0 - share))
-
     # a target hit whose source rank is not fetched yet has it at >= bound_s: its estimate is
     # its own whenever that is below the bound, so counting by the known estimate is exact
-    final = sum(1 for i, k in enumerate(ut) if placed(i, k) < bound)
+    final = sum(1 for i, k in enumerate(ut) if target_rank(i, rank.get(k), share) < bound)
     final += sum(1 for j, k in enumerate(us) if k not in known and j + 1 < bound)
     return Exactness(final, bound_t <= bound_s and not target_exhausted,
                      bound_s <= bound_t and not source_exhausted)

@@ -157,6 +157,16 @@ def _coverage(source: list[Hit], in_target: set[str]) -> float:
     return (found + 0.5) / (len(source) + 1.0)
 
 
+def target_rank(i: int, j: int | None, share: float) -> float:
+    """The estimated global rank of the target's ``i``-th hit, which the source returned at
+    ``j`` (``None``: not among the source's hits), while ``share`` of the documents are in the
+    target (module docstring, 2; ``fetch_plan.exact_prefix`` counts with it too)."""
+    own = (i + 1) / share
+    if j is None or i >= ESTIMATE_DEPTH or share >= 1.0:
+        return own
+    return min(own, (j + 1) / (1.0 - share))
+
+
 def _interleave(
     target: list[Hit], survivors: list[tuple[int, Hit]], coverage: float, higher_is_better: bool,
     source_rank: dict[str, int] | None = None,
@@ -166,10 +176,8 @@ def _interleave(
     share = min(1.0, max(coverage, 1e-6))
     ranked: list[tuple[float, int, Hit, bool]] = []
     for i, h in enumerate(target):
-        own = (i + 1) / share
-        j = (source_rank or {}).get(h.key) if i < ESTIMATE_DEPTH else None
-        seen = (j + 1) / (1.0 - share) if j is not None and share < 1.0 else own
-        ranked.append((min(own, seen), 0, h, seen >= own))  # anchored: placed by its own score
+        at = target_rank(i, (source_rank or {}).get(h.key), share)
+        ranked.append((at, 0, h, at == (i + 1) / share))  # anchored: placed by its own score
     ranked += [(j + 1.0, 1, h, False) for j, h in survivors]
     ranked.sort(key=lambda item: (item[0], item[1]))
     if not target:
