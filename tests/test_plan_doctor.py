@@ -6,22 +6,17 @@ name both."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from typing import Any
 
 import pytest
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import models
 
 from proxy_fixtures import RunningProxy, switchyard  # noqa: F401  (fixture)
 from cli_in_process import cli
-from switchyard.proxy import registry
+from eval_setup import bound_source
 from switchyard.proxy.migration.planner import PlanRequest, doctor_findings, validate
 from switchyard.proxy.migration.record import Migration
-from switchyard.proxy.modelspec import ModelSpec
-from switchyard.proxy.state.records import Binding
-from switchyard.proxy.state.store import StateStore
 from test_migration_phases import facts
 
 
@@ -72,19 +67,9 @@ def test_blocking_findings_refuse_unless_forced_and_name_counts_and_ids() -> Non
 
 async def test_plan_names_missing_text_and_mixed_model(switchyard: RunningProxy, upstream: Any,  # noqa: F811
                                                        prefix: str) -> None:
-    tag = uuid.uuid4().hex[:6]
-    a = ModelSpec(id=f"pd-a-{tag}", provider="hashing", model=f"pd-a-{tag}", dimensions=4)
-    b = ModelSpec(id=f"pd-b-{tag}", provider="hashing", model=f"pd-b-{tag}", dimensions=8)
-    logical, src = f"{prefix}docs", f"{prefix}docs_v1"
-    direct = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False, timeout=30)
-    via = AsyncQdrantClient(url=switchyard.rest_url, check_compatibility=False, timeout=30)
-    store = StateStore(direct)
-    try:
-        await direct.create_collection(src, vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
-        await direct.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=src, alias_name=logical))])
-        await registry.register_model(store, b, replace=True)
-        await asyncio.to_thread(switchyard.register_and_bind, a, Binding(logical, a.id))
+    async with bound_source(switchyard, upstream, prefix, "pd", 4) as bound:
+        a, b, logical, src = bound.a, bound.b, bound.logical, bound.source
+        via, direct, store = bound.via, bound.direct, bound.store
         unit = [0.5, 0.5, 0.5, 0.5]
         good = [models.PointStruct(id=i, vector=unit, payload={"text": f"doc {i}", "doc_id": str(i)})
                 for i in range(1, 40)]
@@ -118,6 +103,3 @@ async def test_plan_names_missing_text_and_mixed_model(switchyard: RunningProxy,
         assert len(forced) == 1 and "sample ids 40" in forced[0].reason and "sample ids 41" in forced[0].reason
         code, _, err = await cli("migrate", "cancel", m.id, "--url", switchyard.rest_url)
         assert code == 0, err
-    finally:
-        await via.close()
-        await direct.close()
