@@ -16,7 +16,7 @@ import builtins
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,18 +338,18 @@ class MigrationService:
         move counters and operators turn knobs, so a lost compare-and-set is retried (bounded);
         a migration that left the verify phases meanwhile is refused instead."""
         source = ver.counts.get("source", 0)
-        for _ in range(5):
-            m = await self.get(migration_id)
+
+        async def still(m: Migration) -> None:
             if m.phase not in VERIFY_PHASES:
                 await self._refuse(m, "verify", f"the verification was clean, but the migration "
                                                 f"moved to phase {m.phase} while it ran")
-            counters = {**m.counters, "backfill_total": source, "backfill_done": source}
-            try:
-                return await self._cas(m, dataclasses.replace(m, verification=ver, backfill="done",
-                                                               counters=counters))
-            except Conflict:
-                continue
-        raise Conflict(f"migration `{migration_id}` kept changing; the clean verification was not stamped")
+
+        m = await self.get(migration_id)
+        await still(m)
+        return await self._retrying(m, lambda cur: dataclasses.replace(
+            cur, verification=ver, backfill="done",
+            counters={**cur.counters, "backfill_total": source, "backfill_done": source}),
+            "the clean verification was not stamped", still)
 
     async def cleanup(self, migration_id: str, yes: bool) -> Migration:
         """Delete the source after ``complete``; needs ``yes`` and never runs twice."""
@@ -379,21 +379,35 @@ class MigrationService:
                             laggards=heartbeats.laggards(acks),
                             repair_pending=await repair_log.size(self.store, m.id))
 
-    async def _cas_fresh(self, m: Migration, change: Callable[[Migration], Migration], pinned: bool) -> Migration:
-        """Store ``change(m)`` by compare-and-set. A lost race against a write that left the
-        phase and routing revision as they were (a daemon's counters, a backfill knob) is not the
-        operator's conflict: ``change`` is applied again to the fresh record (bounded). With a
-        ``pinned`` revision (the caller's ``expected_rev``), or when the phase or routing moved,
-        the :class:`Conflict` stands."""
-        for _ in range(_CAS_RETRIES - 1):
+    async def _retrying(self, m: Migration, change: Callable[[Migration], Migration], what: str,
+                        still: Callable[[Migration], Awaitable[None]] | None = None) -> Migration:
+        """Store ``change(m)`` by compare-and-set. A lost race re-reads the record and applies
+        ``change`` to the fresh one (at most :data:`_CAS_RETRIES` attempts); ``still(fresh)``
+        raises when the fresh record no longer admits the change, and that refusal stands.
+        Daemons move counters and operators turn knobs all the time, so a lost race is usually
+        not the caller's conflict."""
+        for _ in range(_CAS_RETRIES):
             try:
                 return await self._cas(m, change(m))
             except Conflict:
-                now = await self.get(m.id)
-                if pinned or now.phase != m.phase or now.route_rev != m.route_rev:
-                    raise
-                m = now
-        return await self._cas(m, change(m))
+                m = await self.get(m.id)
+                if still is not None:
+                    await still(m)
+        raise Conflict(f"migration `{m.id}` kept changing; {what}")
+
+    async def _cas_fresh(self, m: Migration, change: Callable[[Migration], Migration], pinned: bool) -> Migration:
+        """:meth:`_retrying` for operator steps: a write that left the phase and routing revision
+        as they were (a daemon's counters, a backfill knob) is not the operator's conflict; with a
+        ``pinned`` revision (the caller's ``expected_rev``), or when the phase or routing moved,
+        the :class:`Conflict` stands."""
+        phase, route_rev = m.phase, m.route_rev
+
+        async def still(now: Migration) -> None:
+            if pinned or now.phase != phase or now.route_rev != route_rev:
+                raise Conflict(f"migration `{now.id}` changed concurrently: it is now in phase "
+                               f"{now.phase} at revision {now.rev}")
+
+        return await self._retrying(m, change, "the step was not applied", still)
 
     async def _cas(self, m: Migration, new: Migration) -> Migration:
         """Store ``new`` if ``m`` is still current; else :class:`Conflict` naming the current phase."""
@@ -453,16 +467,11 @@ class MigrationService:
     async def _knob(self, migration_id: str, action: str,
                     change: Callable[[Migration], Migration]) -> Migration:
         """Backfill knobs commute, so a lost compare-and-set is simply retried (bounded)."""
-        for _ in range(5):
-            m = await self.get(migration_id)
-            try:
-                stored = await self._cas(m, change(m).with_event(
-                    Event(self.clock(), action, m.phase, m.phase, m.rev + 1)))
-            except Conflict:
-                continue
-            self._notify("knob", stored, {"action": action})
-            return stored
-        raise Conflict(f"migration `{migration_id}` kept changing; {action} not applied")
+        m = await self.get(migration_id)
+        stored = await self._retrying(m, lambda cur: change(cur).with_event(
+            Event(self.clock(), action, cur.phase, cur.phase, cur.rev + 1)), f"{action} not applied")
+        self._notify("knob", stored, {"action": action})
+        return stored
 
     def _notify(self, kind: str, m: Migration | None, extra: dict[str, Any]) -> None:
         event = {"event": kind, "at": self.clock(), **extra}
