@@ -64,7 +64,10 @@ def test_encoder_round_trips_through_protobuf(name: str) -> None:
         vec = p.vectors.vectors.vectors[name] if name else p.vectors.vector
         assert np.array_equal(np.array(vec.dense.data, dtype=np.float32), row)
     assert [p.id.num for p in msg.points] == [1, 2]
-    assert len(points[0].vectors.vector.dense.data) == 8  # the client's messages are not changed
+    # consumed in place (the primary has been sent): vectors gone, and a second call agrees
+    assert not points[0].HasField("vectors") and META_APPROXIMATE not in points[0].payload
+    assert secondary_grpc.upsert_request("docs_v2", points, ["d1", None], rows, name, meta, stripped,
+                                         DIGEST_FIELD) == raw
 
 
 @dataclasses.dataclass

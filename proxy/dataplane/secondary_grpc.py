@@ -7,9 +7,13 @@ than sending it; over gRPC a dense vector is a packed ``repeated float``, exactl
 little-endian float32 bytes (``docs/proxy.md``, write path, has the measurements). So when the
 client wrote over gRPC, the secondary is built from its parsed ``PointStruct`` messages:
 
-* id and payload are copied by protobuf (``MergeFrom``, one C call per point; no conversion to
-  JSON values and back), then Switchyard's per-model fields, the approximate flag and the
-  digest are deleted from the copy (:data:`STRIPPED`), as ``writes.strip_meta`` does for REST;
+* id and payload are the point's own bytes: its vectors are cleared in place and the point is
+  serialized (one C call; no conversion to JSON values and back), after Switchyard's
+  per-model fields, the approximate flag and the digest that B's entries do not override are
+  deleted (``secondary_leg.STRIPPED``), as ``writes.strip_meta`` does for REST. In place, not
+  on a copy: upb's ``MergeFrom`` / ``CopyFrom`` serialize and re-parse, 7 of the 8 ms this
+  took at 1,024 x 384 (``docs/proxy.md``, write path); the primary has already been sent, so
+  nothing reads the client's vectors again;
 * the metadata entries (the same for every point) are encoded once and appended, the digest
   entry is framed per point, and later map entries are what protobuf keeps, so they win;
 * the vector field is framed by hand around the row's bytes (a few tags and lengths).
@@ -47,7 +51,8 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
     ``points[i]`` (a parsed ``PointStruct``) with its vectors replaced by row ``i`` of the
     float32 matrix ``rows`` (unnamed, or as ``vector_name``), the ``stripped`` payload keys
     removed, then ``metadata`` (from :func:`payload_entries`) and, when ``digests[i]`` is set,
-    the digest entry appended."""
+    the digest entry appended. Consumes ``points``: their vectors and stripped keys are removed
+    in place (module doc); a second call on them gives the same bytes."""
     if not len(points) == len(digests) == len(rows):
         raise ValueError(f"{len(points)} points, {len(digests)} digests and {len(rows)} rows")
     matrix = np.ascontiguousarray(rows, dtype="<f4")
@@ -59,27 +64,25 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
     out = [_field(_UPSERT_COLLECTION, collection.encode()), _varint(_UPSERT_WAIT << 3), b"\x01"]
     append = out.append
     prefixes: dict[int, bytes] = {}  # digest length -> its entry's bytes before the digest
-    copy = points_pb2.PointStruct()
     tag = _varint(_UPSERT_POINTS << 3 | 2)
+    tail = len(metadata) + len(head) + width
     for i, (point, digest) in enumerate(zip(points, digests)):
-        copy.Clear()
-        copy.MergeFrom(point)
-        copy.ClearField("vectors")
-        payload = copy.payload
+        point.ClearField("vectors")
+        payload = point.payload
         for key in drop:
             if key in payload and (digest is None or key != digest_field):
                 del payload[key]
-        own = copy.SerializeToString()
+        own = point.SerializeToString()
+        row = data[i * width:(i + 1) * width]
         if digest is not None:
             raw = digest.encode()
             pre = prefixes.get(len(raw))
             if pre is None:
                 pre = prefixes[len(raw)] = _string_entry(digest_field, "\0" * len(raw))[:-len(raw)]
-            size = len(own) + len(metadata) + len(pre) + len(raw) + len(head) + width
-            append(b"".join((tag, _varint(size), own, metadata, pre, raw, head, data[i * width:(i + 1) * width])))
+            size = len(own) + len(pre) + len(raw) + tail
+            append(b"".join((tag, _varint(size), own, metadata, pre, raw, head, row)))
         else:
-            size = len(own) + len(metadata) + len(head) + width
-            append(b"".join((tag, _varint(size), own, metadata, head, data[i * width:(i + 1) * width])))
+            append(b"".join((tag, _varint(len(own) + tail), own, metadata, head, row)))
     return b"".join(out)
 
 
