@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client import grpc as pb
-from qdrant_client.conversions.conversion import RestToGrpc
+from qdrant_client.conversions.conversion import RestToGrpc, grpc_to_payload, payload_to_grpc
 
 from dataplane_reads_fixtures import Forwarders
 from switchyard.proxy import registry
@@ -26,6 +29,7 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.mirror import Mirror
 from switchyard.proxy.dataplane.repair_spool import RepairLog
+from switchyard.proxy.dataplane.writes import grpc_payload
 from switchyard.proxy.intercept.executor import Executor
 from switchyard.proxy.migration.planner import PlanRequest
 from switchyard.proxy.migration.record import Migration
@@ -68,6 +72,23 @@ def test_encoder_round_trips_through_protobuf(name: str) -> None:
     assert not points[0].HasField("vectors") and META_APPROXIMATE not in points[0].payload
     assert secondary_grpc.upsert_request("docs_v2", points, ["d1", None], rows, name, meta, stripped,
                                          DIGEST_FIELD) == raw
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _JSON, max_size=6))
+def test_payload_conversion_is_qdrant_clients(payload: dict[str, Any]) -> None:
+    """The mirror's inline payload conversion gives what qdrant-client's ``grpc_to_payload``
+    gives, value for value (NaN included: both print it as the string ``"NaN"``)."""
+    values = pb.PointStruct(payload=payload_to_grpc(payload)).payload
+    ours, theirs = grpc_payload(values), grpc_to_payload(values)
+    assert orjson.dumps(ours, option=orjson.OPT_SORT_KEYS) == orjson.dumps(theirs, option=orjson.OPT_SORT_KEYS)
+    assert [type(v) for v in ours.values()] == [type(theirs[k]) for k in ours]
 
 
 @dataclasses.dataclass

@@ -333,7 +333,8 @@ class Mirror:
             current = {_key(p.id): p for p in prep.intent.upserts}  # last write of an id wins
         else:
             current = {_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}
-        gone = [pid for pid in ids if _key(pid) not in current]
+        # ``current`` holds only ids of ``ids``: as many keys means none is gone
+        gone = [] if len(current) == len(ids) else [pid for pid in ids if _key(pid) not in current]
         points: list[dict[str, Any]] = []
         missing: list[Any] = []
         if not await self._sent_over_grpc(prep, list(current.values())):
@@ -458,7 +459,8 @@ def _unique(ids: Sequence[Any]) -> list[Any]:
     seen: set[str] = set()
     out = []
     for pid in ids:
-        if _key(pid) not in seen:
-            seen.add(_key(pid))
+        key = _key(pid)
+        if key not in seen:
+            seen.add(key)
             out.append(pid)
     return out

