@@ -54,7 +54,7 @@ from switchyard.proxy.dataplane.primary_outcome import Level, Verdict, after_pri
 from switchyard.proxy.dataplane.repair_spool import RepairLog
 from switchyard.proxy.dataplane.secondary_leg import GrpcLeg
 from switchyard.proxy.dataplane.write_order import WriteOrder
-from switchyard.proxy.dataplane.writes import NewPoint, WriteIntent, strip_meta
+from switchyard.proxy.dataplane.writes import NewPoint, WriteIntent, point_key, strip_meta
 from switchyard.proxy.errors import SwitchyardError, UpstreamError
 from switchyard.proxy.intercept.planner import metadata_for
 from switchyard.proxy.intercept.routes import rest_path
@@ -452,7 +452,7 @@ def _place(vector: Any, name: str) -> Any:
 
 
 def _key(point_id: Any) -> str:
-    return str(point_id).lower()
+    return point_key(point_id)
 
 
 def _unique(ids: Sequence[Any]) -> list[Any]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD
 from switchyard.proxy.dataplane.split_routing import SplitLayout
-from switchyard.proxy.dataplane.writes import WriteIntent, strip_meta
+from switchyard.proxy.dataplane.writes import WriteIntent, point_key, strip_meta
 
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
@@ -117,7 +117,7 @@ async def _all_points(client: AsyncQdrantClient, name: str) -> dict[str, dict[st
     offset: Any = None
     while True:
         points, offset = await client.scroll(name, limit=1000, offset=offset, with_payload=True, with_vectors=False)
-        out.update({str(p.id).lower(): dict(p.payload or {}) for p in points})
+        out.update({point_key(p.id): dict(p.payload or {}) for p in points})
         if offset is None:
             return out
 
@@ -127,7 +127,7 @@ async def _points(client: AsyncQdrantClient, name: str, ids: list[str]) -> dict[
     for k in range(0, len(ids), 256):
         got = await client.retrieve(name, [_point_id(i) for i in ids[k:k + 256]], with_payload=True,
                                     with_vectors=False)
-        out.update({str(p.id).lower(): dict(p.payload or {}) for p in got})
+        out.update({point_key(p.id): dict(p.payload or {}) for p in got})
     return out
 
 

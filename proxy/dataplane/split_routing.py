@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from switchyard.proxy.errors import BadRequest
+from switchyard.proxy.dataplane.writes import point_key
 
 #: The scalar types a split value may have: those Qdrant's facets return (keyword, integer, bool).
 SplitValue = str | int | bool
@@ -252,14 +253,14 @@ class Levelling:
 def level(layout: SplitLayout, touched: Sequence[Any], now: Mapping[str, Any]) -> Levelling:
     """The writes that bring every target to the source's state for the ``touched`` ids.
 
-    ``now`` maps a touched id's canonical string (``str(id).lower()``, as the mirror keys ids) to the source's point as it now
+    ``now`` maps a touched id's canonical string (``writes.point_key``, as the mirror keys ids) to the source's point as it now
     is (a dict with ``payload``), absent when the point is gone. Each present, routable point
     is upserted into its target and deleted from every other (so a changed field moves it);
     every other id is deleted everywhere, and an unroutable one is also reported."""
     legs = {name: Leg() for name in layout.collections}
     out = Levelling(legs)
     for pid in touched:
-        point = now.get(str(pid).lower())
+        point = now.get(point_key(pid))
         home: str | None = None
         if point is not None:
             home, why = layout.target_of(point.get("payload") or {})

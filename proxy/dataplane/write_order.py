@@ -26,6 +26,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchyard.proxy.dataplane.writes import point_key
+
 
 @dataclass(slots=True)
 class _Gate:
@@ -99,7 +101,7 @@ class WriteOrder:
     async def hold(self, migration: str, ids: Sequence[Any], exclusive: bool) -> AsyncIterator[None]:
         """Hold ``ids`` of ``migration`` (or all of it, ``exclusive``) for the block."""
         gate = self._gates.setdefault(migration, _Gate())
-        keys = [] if exclusive else sorted({(migration, str(i).lower()) for i in ids})
+        keys = [] if exclusive else sorted({(migration, point_key(i)) for i in ids})
         taken: list[tuple[str, str]] = []  # ids this write holds
         entered = False
         try:

@@ -13,6 +13,7 @@ Vectors are only decoded when a copy-vectors migration needs them.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +21,20 @@ from qdrant_client.conversions.conversion import GrpcToRest, value_to_json
 from qdrant_client.grpc import points_pb2
 
 from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
+
+
+def point_key(point_id: Any) -> str:
+    """The canonical text of a point id (pure): one key per point whatever form a client wrote.
+    Qdrant takes a UUID as hyphenated, simple (32 hex digits), braced or ``urn:uuid:`` text in
+    any case, and answers with the hyphenated lower-case form; keyed as written, a re-read
+    point would not match the id it was asked for (and the mirror would delete it from the
+    secondary as gone). Integers are their decimal text; other text is lower-cased."""
+    if isinstance(point_id, str):
+        try:
+            return str(uuid.UUID(point_id))
+        except ValueError:
+            return point_id.lower()
+    return str(point_id)
 
 
 @dataclass(slots=True)
