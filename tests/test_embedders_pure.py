@@ -347,3 +347,25 @@ async def test_non_string_texts_are_bad_input(provider: str) -> None:
             await embedder.embed(["ok", None])  # type: ignore[list-item]
     finally:
         await embedder.aclose()
+
+
+async def test_pool_counts_the_cpu_of_inline_embedders() -> None:
+    """``switchyard_embedding_cpu_seconds_total`` grows by the worker thread's time, and only
+    for the model that embedded (``bench/write_path.py`` reads it)."""
+    from prometheus_client import REGISTRY
+
+    from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
+    from switchyard.proxy.modelspec import ModelSpec
+
+    def cpu(model: str) -> float:
+        return REGISTRY.get_sample_value("switchyard_embedding_cpu_seconds_total", {"model": model}) or 0.0
+
+    spec = ModelSpec(id="cpu-count", provider="hashing", model="cpu-count", dimensions=16)
+    before, other = cpu(spec.id), cpu("cpu-other")
+    embedders = EmbedderPool()
+    try:
+        out = await embedders.embed(spec, [f"text {i} " * 20 for i in range(200)])
+    finally:
+        await embedders.aclose()
+    assert out.shape == (200, 16)
+    assert cpu(spec.id) > before and cpu("cpu-other") == other
