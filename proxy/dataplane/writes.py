@@ -30,6 +30,9 @@ def point_key(point_id: Any) -> str:
     point would not match the id it was asked for (and the mirror would delete it from the
     secondary as gone). Integers are their decimal text; other text is lower-cased."""
     if isinstance(point_id, str):
+        if (len(point_id) == 36 and point_id.islower()
+                and point_id[8] == point_id[13] == point_id[18] == point_id[23] == "-"):
+            return point_id  # hyphenated lower case already, as Qdrant answers: no parse per id
         try:
             return str(uuid.UUID(point_id))
         except ValueError:
