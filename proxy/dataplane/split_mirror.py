@@ -149,10 +149,10 @@ def target_spec(m: Migration, name: str, default: ModelSpec) -> tuple[ModelSpec,
 async def sync(mirror: Mirror, prep: Prepared) -> list[Any]:
     """The split form of the mirror's secondary leg (module docstring)."""
     from switchyard.proxy.dataplane.mirror import Prepared as _Prepared
-    from switchyard.proxy.dataplane.mirror import _as_new, _key, _unique
+    from switchyard.proxy.dataplane.mirror import _as_new, _key
 
     t = prep.target
-    ids = _unique(prep.ids)
+    ids = prep.unique_ids()
     if not ids:
         return []
     found = await mirror._retrieve(t.primary, ids, prep.headers, True)
