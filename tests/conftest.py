@@ -63,7 +63,8 @@ def openapi_checker() -> Iterator[ResponseChecker]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _CHECKER is not None:
         terminalreporter.write_line(
-            f"openapi: {_CHECKER.validated} REST responses validated against Qdrant's spec, "
+            f"openapi: {_CHECKER.validated} REST responses validated against Qdrant's spec "
+            f"({_CHECKER.repeats} repeats of a validated one skipped), "
             f"{_CHECKER.exempt} exempt (legacy or non-JSON), {len(_CHECKER.failures)} failures"
         )
 
