@@ -339,11 +339,11 @@ class Mirror:
         # that succeeded; copy-vectors migrations re-read too, because Qdrant may store a vector
         # other than the one sent (Cosine normalises), and the digest is over the stored one
         if prep.intent.fast and not prep.reread and not t.copy:
-            current = {_key(p.id): p for p in prep.intent.upserts}  # last write of an id wins
+            current = {point_key(p.id): p for p in prep.intent.upserts}  # last write of an id wins
         else:
-            current = {_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}
+            current = {point_key(p["id"]): _as_new(p, t) for p in await self._retrieve(t.primary, ids, prep.headers, t.copy)}
         # ``current`` holds only ids of ``ids``: as many keys means none is gone
-        gone = [] if len(current) == len(ids) else [pid for pid in ids if _key(pid) not in current]
+        gone = [] if len(current) == len(ids) else [pid for pid in ids if point_key(pid) not in current]
         points: list[dict[str, Any]] = []
         missing: list[Any] = []
         if not await self._sent_over_grpc(prep, list(current.values())):
@@ -387,8 +387,8 @@ class Mirror:
         out = [self._point(t, p, _place(vec, t.migration.vector), meta) for p, vec in zip(with_text, vectors)]
         mapped = await self._approximate(prep, lacking, meta)
         prep.approximated = [p["id"] for p in mapped]
-        done = {_key(pid) for pid in prep.approximated}
-        return out + mapped, [p.id for p in lacking if _key(p.id) not in done]
+        done = {point_key(pid) for pid in prep.approximated}
+        return out + mapped, [p.id for p in lacking if point_key(p.id) not in done]
 
     async def _approximate(self, prep: Prepared, lacking: list[NewPoint], meta: dict[str, Any]) -> list[dict[str, Any]]:
         """Target points for upserts without text: the adapter's image of each one's A vector
@@ -404,9 +404,9 @@ class Mirror:
         body = orjson.dumps({"ids": [p.id for p in lacking], "with_payload": False,
                              "with_vector": [name] if name else True})
         reply = await self._call(RestCall("POST", rest_path(t.primary, "/points"), "", prep.headers, body))
-        stored = {_key(r["id"]): adapter_points.bound_vector(r.get("vector"), name)
+        stored = {point_key(r["id"]): adapter_points.bound_vector(r.get("vector"), name)
                   for r in orjson.loads(reply)["result"]}
-        found = adapter_points.images(ad, [stored.get(_key(p.id)) for p in lacking])
+        found = adapter_points.images(ad, [stored.get(point_key(p.id)) for p in lacking])
         flagged = {**meta, META_APPROXIMATE: True}
         return [self._point(t, p, _place(img, name), flagged) for p, img in zip(lacking, found) if img is not None]
 
@@ -460,15 +460,11 @@ def _place(vector: Any, name: str) -> Any:
     return {name: vector} if name else vector
 
 
-def _key(point_id: Any) -> str:
-    return point_key(point_id)
-
-
 def _unique(ids: Sequence[Any]) -> list[Any]:
     seen: set[str] = set()
     out = []
     for pid in ids:
-        key = _key(pid)
+        key = point_key(pid)
         if key not in seen:
             seen.add(key)
             out.append(pid)

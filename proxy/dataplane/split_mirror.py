@@ -149,14 +149,15 @@ def target_spec(m: Migration, name: str, default: ModelSpec) -> tuple[ModelSpec,
 async def sync(mirror: Mirror, prep: Prepared) -> list[Any]:
     """The split form of the mirror's secondary leg (module docstring)."""
     from switchyard.proxy.dataplane.mirror import Prepared as _Prepared
-    from switchyard.proxy.dataplane.mirror import _as_new, _key
+    from switchyard.proxy.dataplane.mirror import _as_new
+    from switchyard.proxy.dataplane.writes import point_key
 
     t = prep.target
     ids = prep.unique_ids()
     if not ids:
         return []
     found = await mirror._retrieve(t.primary, ids, prep.headers, True)
-    now = {_key(p["id"]): p for p in found}
+    now = {point_key(p["id"]): p for p in found}
     out = level(layout_of(t.migration), ids, now)
     missing: list[Any] = []
     for name, leg in out.legs.items():

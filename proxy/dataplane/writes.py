@@ -276,18 +276,13 @@ def _grpc_selector(selector: Any, msg: Any) -> WriteIntent:
 def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) -> WriteIntent:
     if conditional:
         return WriteIntent(ids=tuple(_pid(p.id) for p in points))
-    ids = []
     new = []
     for p in points:  # one walk per point: the mirror's hot path (docs/proxy.md, write path)
-        pid = _pid(p.id)
         payload = grpc_payload(p.payload)
         vector = _grpc_vectors(p.vectors) if copy else None
-        text = payload.get(text_field)
-        if not isinstance(text, str) or not text:
-            text = _grpc_document_text(p.vectors)
-        ids.append(pid)
-        new.append(NewPoint(pid, payload, text, vector, p))
-    return WriteIntent(ids=tuple(ids), upserts=tuple(new))
+        text = _text(payload, text_field) or _grpc_document_text(p.vectors)
+        new.append(NewPoint(_pid(p.id), payload, text, vector, p))
+    return WriteIntent(ids=tuple(p.id for p in new), upserts=tuple(new))
 
 
 #: ``qdrant.Value`` kinds whose field is the JSON value itself
