@@ -15,12 +15,13 @@ sequential calls) and reads the proxy's CPU time from ``/proc/PID/task/*/schedst
 heartbeats, spool sweeps: a few ms per second whatever the traffic) is measured while it is
 idle, before and after the rounds, and its share of each cell's wall time is taken out, so a
 slower route is not charged more of it; the idle rate is printed. Rounds interleave the cells so drift on a
-shared machine hits every route alike. B's embedding is measured twice and reported next to the mirrored cells: on its own (the
-same hashing embedder, in this process, best of 5 back to back) and inside the proxy (the CPU
-time of its worker thread, which the proxy counts in ``switchyard_embedding_cpu_seconds_total``):
-in the proxy the embedder runs between other work with its caches cold, and costs ~1.5x the
-tight loop's figure. The target, ``mirrored <= 2 x bound + embedding``, takes the embedder's
-own time where it ran (the proxy's count); the figure with the loop's time is printed too. The other target: ``bound <= 3 x pass-through`` per
+shared machine hits every route alike. B's embedding is measured twice and reported next to
+the mirrored cells: on its own (the same hashing embedder, in this process, best of 5 back to
+back) and inside the proxy (the CPU time of its worker thread, which the proxy counts in
+``switchyard_embedding_cpu_seconds_total``): in the proxy the embedder runs between other work
+with its caches cold, and costs up to ~1.5x the tight loop's figure. The target, ``mirrored <=
+2 x bound + embedding``, takes the embedder's own time where it ran (the proxy's count); the
+figure with the loop's time is printed too. The other target: ``bound <= 3 x pass-through`` per
 point at 1,024 points.
 
     python bench/write_path.py               # 3 rounds
@@ -206,8 +207,9 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, str, int], list[float]]
                         busy = cpu_ns(proxy.pid) - before
                         results[key].append((busy - idle[0] * (time.monotonic() - started)) / calls / 1e3)
                         if route == "mirrored":
-                            embedded[(proto, n)].append((embed_cpu_us(rest) - embed_before) / calls)
-                            embed_before = embed_cpu_us(rest)
+                            embed_now = embed_cpu_us(rest)
+                            embedded[(proto, n)].append((embed_now - embed_before) / calls)
+                            embed_before = embed_now
         idle.append(idle_rate(proxy.pid))
         args.idle = idle
         args.embedded = {key: statistics.median(v) for key, v in embedded.items()}
