@@ -10,6 +10,11 @@ an earlier one of the same method, path and status but for the top-level ``time`
 member, a number, as every Qdrant response ends) is the same document to the schema, so it is
 counted in ``repeats`` and not validated again: the state store's polls alone repeat thousands
 of times, and validating every copy took minutes of each CI worker's teardown.
+
+Validation is jsonschema-rs (the Rust validator): on the responses of a CI worker (~30-46k
+distinct ones, up to 1.2 GB recorded) Python's ``jsonschema`` took 22-41 s of each worker's
+teardown; on a 3,771-response sample the two agree on every response and on 600 mutated ones
+(a random leaf given another type), and jsonschema-rs takes 0.26 s against 6.7 s.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ import json
 import os
 import re
 import threading
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import jsonschema
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+import jsonschema_rs
+import orjson
 
 _CANDIDATES = [
     os.environ.get("SWITCHYARD_QDRANT_OPENAPI", ""),
@@ -86,11 +91,7 @@ class ResponseChecker:
     _seen: set[bytes] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        converted = to_json_schema(self.spec)
-        self._root = "urn:qdrant-openapi"
-        resource = Resource.from_contents(converted, default_specification=DRAFT202012)
-        self._registry: Registry[Any] = Registry().with_resource(self._root, resource)
-        self._converted = converted
+        self._converted = to_json_schema(self.spec)
 
     def record(self, method: str, path: str, status: int, body: bytes) -> None:
         """The embedded server's ``on_response`` hook."""
@@ -125,28 +126,29 @@ class ResponseChecker:
             return
         validator = self._validator(ex.method, ex.path, key)
         try:
-            data = json.loads(ex.body)
-        except ValueError:
+            data = orjson.loads(ex.body)
+        except orjson.JSONDecodeError:
             self.failures.append(f"{ex.method} {ex.path} {ex.status}: body is not JSON: {ex.body[:200]!r}")
             return
-        errors = sorted(validator.iter_errors(data), key=lambda e: len(list(e.path)))
         self.validated += 1
-        if errors:
-            err = errors[0]
-            where = "/".join(str(p) for p in err.absolute_path)
+        if not validator.is_valid(data):
+            err = min(validator.iter_errors(data), key=lambda e: len(e.instance_path))
+            where = "/".join(str(p) for p in err.instance_path)
             self.failures.append(
                 f"{ex.method} {ex.path} {ex.status}: at /{where}: {err.message[:300]}"
             )
 
     def _validator(self, method: str, path: str, key: str) -> Any:
+        """One validator per response: the converted spec as the root document (its other
+        members are keywords a validator ignores), ``$ref`` pointing at the response's schema
+        (a JSON pointer in a URI fragment: ``{`` and ``}`` of path templates percent-encoded)."""
         cache_key = (method, path, key)
         if cache_key not in self._validators:
             pointer = "/".join(
-                p.replace("~", "~0").replace("/", "~1")
+                quote(p.replace("~", "~0").replace("/", "~1"), safe="~")
                 for p in ("paths", path, method.lower(), "responses", key, "content", "application/json", "schema")
             )
-            schema = {"$ref": f"{self._root}#/{pointer}"}
-            self._validators[cache_key] = jsonschema.Draft202012Validator(schema, registry=self._registry)
+            self._validators[cache_key] = jsonschema_rs.Draft202012Validator({**self._converted, "$ref": f"#/{pointer}"})
         return self._validators[cache_key]
 
 

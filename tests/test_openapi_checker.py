@@ -16,3 +16,5 @@ def test_each_distinct_response_is_validated_once() -> None:
     failures = checker.check_all()
     assert (checker.validated, checker.repeats) == (3, 1)
     assert len(failures) == 2 and all(f.startswith("GET /collections 200") for f in failures)
+    assert "at /result/collections/0:" in failures[0] and "name" in failures[0]  # where, and what
+    assert "at /time:" in failures[1] and "number" in failures[1]
