@@ -245,6 +245,34 @@ async def test_write_order_serialises_same_ids_and_filters() -> None:
     assert order.busy == 0
 
 
+async def test_write_order_overlapping_writes_wait_only_for_what_they_share() -> None:
+    """A write some of whose ids are held takes them one by one in sorted order (the slow path
+    beside the one-update fast path): it holds nothing it waits behind, so a third write of an
+    id it has not reached goes alongside, and crossing id lists never wait in a cycle."""
+    from switchyard.proxy.dataplane.write_order import WriteOrder
+
+    order, events = WriteOrder(), []
+    a_in = asyncio.Event()
+
+    async def write(name: str, ids: list[Any], hold: float = 0.0) -> None:
+        async with order.hold("m", ids, False):
+            events.append(f"{name}+")
+            if name == "a":
+                a_in.set()
+            await asyncio.sleep(hold)
+            events.append(f"{name}-")
+
+    a = asyncio.ensure_future(write("a", [1, 2], 0.05))
+    await a_in.wait()
+    b = asyncio.ensure_future(write("b", [3, 2]))   # shares 2 with a: waits, holding nothing
+    await asyncio.sleep(0)
+    c = asyncio.ensure_future(write("c", [3]))      # 3 is free while b waits for 2
+    crossing = [asyncio.ensure_future(write(f"x{k}", ids, 0.01)) for k, ids in enumerate(([5, 6], [6, 5]) * 3)]
+    await asyncio.wait_for(asyncio.gather(a, b, c, *crossing), 5)
+    assert events.index("c-") < events.index("a-") < events.index("b+")
+    assert order.busy == 0
+
+
 async def test_write_order_cancelled_waiter_leaks_nothing() -> None:
     from switchyard.proxy.dataplane.write_order import WriteOrder
 
