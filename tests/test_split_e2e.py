@@ -314,8 +314,11 @@ async def test_split_end_to_end_with_kills_and_both_protocols(env: Env) -> None:
 
 async def test_split_rollback_from_every_phase_before_complete(env: Env) -> None:
     e = env
-    walks = (["cancel"], ["start", "cancel"], ["start", "verify", "cancel"],
-             ["start", "verify", "switch-reads", "switch-reads-back", "cancel"],
+    # every phase's way back, each walk under writers: cancel from planned, from dual_write, and
+    # the last walk out of writes_switched, out of reads_switched, then cancel from verified (a
+    # walk cancelling straight after verify, or after reads alone were switched and back, takes
+    # no transition the last one does not, and cost a daemon run each)
+    walks = (["cancel"], ["start", "cancel"],
              ["start", "verify", "switch-reads", "switch-writes", "switch-writes-back", "switch-reads-back",
               "cancel"])
     for k, walk in enumerate(walks):
