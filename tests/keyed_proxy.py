@@ -8,6 +8,7 @@ its own state-store key through the environment, never on the command line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import re
@@ -90,10 +91,17 @@ class KeyedSetup:
         self.upstream.stop()
 
 
+@functools.lru_cache(maxsize=1)
+def _vocabulary() -> tuple[str, ...]:
+    """50,000 random lower-case words, made once (each text drew its own: 128 texts cost ~36 s)."""
+    rnd = random.Random(0)
+    return tuple("".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(3, 9))) for _ in range(50_000))
+
+
 def random_text(chars: int, seed: int = 0) -> str:
     """``chars`` characters of random lower-case words (few repeats: no cache makes them cheap)."""
     rnd = random.Random(seed)
-    vocabulary = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(3, 9))) for _ in range(50_000)]
+    vocabulary = _vocabulary()
     words: list[str] = []
     size = 0
     while size < chars:

@@ -164,6 +164,8 @@ def test_healthz_answers_while_the_largest_allowed_request_is_embedded(keyed: Ke
             answered_in_flight += 1
         if running_before > 0 and keyed.metric("switchyard_embeddings_in_flight") > 0:
             answered_while_embedding += 1
+        time.sleep(0.02)  # probes at ~50 a second, not flat out: each metrics page takes the
+        # proxy's GIL from the embedding it watches (which runs for over a second)
     worker.join(120)
     assert outcome["reply"][0] == 200, outcome["reply"]
     assert _embedded(keyed) == before + 128
