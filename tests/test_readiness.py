@@ -89,7 +89,11 @@ def relayed_proxy(upstream: Any) -> Iterator[tuple[RunningProxy, FaultRelay]]:
 
 def test_live_but_not_ready_while_upstream_cut(relayed_proxy: tuple[RunningProxy, FaultRelay]) -> None:
     proxy, relay = relayed_proxy
-    assert _status(proxy.rest_url + "/switchyard/readyz") == (200, {"status": "ok"})
+    deadline = time.monotonic() + 20  # ready first: on a loaded machine the state read can lag
+    while (found := _status(proxy.rest_url + "/switchyard/readyz"))[0] != 200:
+        assert time.monotonic() < deadline, f"readyz never became ready: {found}"
+        time.sleep(0.1)
+    assert found == (200, {"status": "ok"})
     relay.fail("HTTP/1.1")  # every request to the upstream is cut: it does not answer
     deadline = time.monotonic() + 20
     while "upstream unreachable" not in str((found := _status(proxy.rest_url + "/switchyard/readyz"))[1]):
