@@ -214,20 +214,28 @@ async def test_restart_with_same_identity_finds_its_intents(store: StateStore, t
     again.close()
 
 
-async def test_write_order_serialises_same_ids_and_filters() -> None:
-    from switchyard.proxy.dataplane.write_order import WriteOrder
+def _recording_writes(order: Any, hold: float) -> tuple[Any, list[str], asyncio.Event]:
+    """``write(name, ids, exclusive=False, hold=hold)`` holding ``ids`` in ``order`` and logging
+    ``name+`` on entry and ``name-`` on exit in ``events``; the event is set when ``a`` enters."""
+    events: list[str] = []
+    a_in = asyncio.Event()
 
-    order, events = WriteOrder(), []
-    first_in = asyncio.Event()
-
-    async def write(name: str, ids: list[Any], exclusive: bool = False, hold: float = 0.02) -> None:
+    async def write(name: str, ids: list[Any], exclusive: bool = False, hold: float = hold) -> None:
         async with order.hold("m", ids, exclusive):
             events.append(f"{name}+")
             if name == "a":
-                first_in.set()
+                a_in.set()
             await asyncio.sleep(hold)
             events.append(f"{name}-")
 
+    return write, events, a_in
+
+
+async def test_write_order_serialises_same_ids_and_filters() -> None:
+    from switchyard.proxy.dataplane.write_order import WriteOrder
+
+    order = WriteOrder()
+    write, events, first_in = _recording_writes(order, hold=0.02)
     a = asyncio.ensure_future(write("a", [1, 2]))
     await first_in.wait()
     b = asyncio.ensure_future(write("b", [2]))        # same id: after a
@@ -251,23 +259,14 @@ async def test_write_order_overlapping_writes_wait_only_for_what_they_share() ->
     id it has not reached goes alongside, and crossing id lists never wait in a cycle."""
     from switchyard.proxy.dataplane.write_order import WriteOrder
 
-    order, events = WriteOrder(), []
-    a_in = asyncio.Event()
-
-    async def write(name: str, ids: list[Any], hold: float = 0.0) -> None:
-        async with order.hold("m", ids, False):
-            events.append(f"{name}+")
-            if name == "a":
-                a_in.set()
-            await asyncio.sleep(hold)
-            events.append(f"{name}-")
-
-    a = asyncio.ensure_future(write("a", [1, 2], 0.05))
+    order = WriteOrder()
+    write, events, a_in = _recording_writes(order, hold=0.0)
+    a = asyncio.ensure_future(write("a", [1, 2], hold=0.05))
     await a_in.wait()
     b = asyncio.ensure_future(write("b", [3, 2]))   # shares 2 with a: waits, holding nothing
     await asyncio.sleep(0)
     c = asyncio.ensure_future(write("c", [3]))      # 3 is free while b waits for 2
-    crossing = [asyncio.ensure_future(write(f"x{k}", ids, 0.01)) for k, ids in enumerate(([5, 6], [6, 5]) * 3)]
+    crossing = [asyncio.ensure_future(write(f"x{k}", ids, hold=0.01)) for k, ids in enumerate(([5, 6], [6, 5]) * 3)]
     await asyncio.wait_for(asyncio.gather(a, b, c, *crossing), 5)
     assert events.index("c-") < events.index("a-") < events.index("b+")
     assert order.busy == 0
