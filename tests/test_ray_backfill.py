@@ -49,13 +49,9 @@ def local_ray() -> Iterator[None]:
     # Ray waits 30 s for its GCS server to bind a port; on this 2-core machine under the whole
     # suite's load that wait once ran out (both of this module's tests errored at set-up), so
     # the wait is Ray's own rocksdb default, 120 s (``RAY_gcs_server_port_wait_time_s``)
-    saved = os.environ.get("RAY_gcs_server_port_wait_time_s")
-    os.environ["RAY_gcs_server_port_wait_time_s"] = saved or "120"
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_gcs_server_port_wait_time_s", os.environ.get("RAY_gcs_server_port_wait_time_s", "120"))
         ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    finally:
-        if saved is None:
-            del os.environ["RAY_gcs_server_port_wait_time_s"]
     try:
         assert ray.util.get_node_ip_address() == "127.0.0.1"  # nothing listens beyond loopback
         yield
