@@ -84,7 +84,7 @@ def test_read_only_key_lists_and_downloads_but_cannot_create_or_delete() -> None
     server = BackgroundUpstream(keys=ApiKeys(api_key="full", read_only_api_key="ro"))
     server.start()
     try:
-        admin = QdrantClient(url=server.rest_url, api_key="full", https=False, check_compatibility=False)
+        admin = QdrantClient(url=server.rest_url, api_key="full", https=False, check_compatibility=False, timeout=60)
         _seed(admin, "c")
         snap = admin.create_full_snapshot()
         assert snap is not None
@@ -94,7 +94,7 @@ def test_read_only_key_lists_and_downloads_but_cannot_create_or_delete() -> None
             assert http.post("/snapshots").status_code == 403
             assert http.delete(f"/snapshots/{snap.name}").status_code == 403
         ro = QdrantClient(url=server.rest_url, api_key="ro", https=False, prefer_grpc=True,
-                          grpc_port=server.grpc_port, check_compatibility=False)
+                          grpc_port=server.grpc_port, check_compatibility=False, timeout=60)
         assert [s.name for s in ro.list_full_snapshots()] == [snap.name]
         for call in (ro.create_full_snapshot, lambda: ro.delete_full_snapshot(snap.name)):
             with pytest.raises(grpc.RpcError) as err:
@@ -236,7 +236,7 @@ def test_upstream_command_storage_snapshot(tmp_path, monkeypatch) -> None:
     server = BackgroundUpstream(str(data))
     server.start()
     try:
-        client = QdrantClient(url=server.rest_url, check_compatibility=False)
+        client = QdrantClient(url=server.rest_url, check_compatibility=False, timeout=60)
         client.create_collection("plain", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
         client.close()
     finally:

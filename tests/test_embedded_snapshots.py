@@ -171,7 +171,7 @@ def test_upload_bound_and_persistent_store(tmp_path, engine: str) -> None:
     server = BackgroundUpstream(str(tmp_path / "data"), engine=engine, max_snapshot_upload=1024)
     server.start()
     try:
-        client = QdrantClient(url=server.rest_url, check_compatibility=False)
+        client = QdrantClient(url=server.rest_url, check_compatibility=False, timeout=60)
         _seed(client, "c")
         before = _state(client, "c")
         snap = client.create_snapshot("c")
@@ -189,7 +189,7 @@ def test_upload_bound_and_persistent_store(tmp_path, engine: str) -> None:
     server = BackgroundUpstream(str(tmp_path / "data"), engine=engine)
     server.start()
     try:  # the snapshot survives the restart and recovers the collection as it was
-        client = QdrantClient(url=server.rest_url, check_compatibility=False)
+        client = QdrantClient(url=server.rest_url, check_compatibility=False, timeout=60)
         assert [s.name for s in client.list_snapshots("c")] == [snap.name]
         client.delete_collection("c")
         folder = server.server.snapshots.directory("c")
@@ -202,8 +202,8 @@ def test_upload_bound_and_persistent_store(tmp_path, engine: str) -> None:
 
 def test_other_engines_snapshot_is_refused(local_server, edge_server) -> None:
     prefix = f"sy_{uuid.uuid4().hex[:10]}_"
-    local = QdrantClient(url=local_server.rest_url, check_compatibility=False)
-    edge = QdrantClient(url=edge_server.rest_url, check_compatibility=False)
+    local = QdrantClient(url=local_server.rest_url, check_compatibility=False, timeout=60)
+    edge = QdrantClient(url=edge_server.rest_url, check_compatibility=False, timeout=60)
     try:
         _seed(local, f"{prefix}x")
         snap = local.create_snapshot(f"{prefix}x")
