@@ -233,6 +233,13 @@ async def verify(copier: Copier, store: StateStore, m: Migration, *, repair: boo
     """(differences found, differences left after repair or ``None`` without repair).
 
     Progress goes to ``run``'s record (none without a run)."""
+    async with verify_state.kept_alive(store, run):  # a slow embedder must not look like death
+        return await _verify(copier, store, m, repair, page, gate, resume, run)
+
+
+async def _verify(copier: Copier, store: StateStore, m: Migration, repair: bool, page: int,
+                  gate: Callable[[int], Awaitable[None]] | None, resume: bool, run: Run | None,
+                  ) -> tuple[Diff, Diff | None]:
     if m.kind == "split":  # per target (split_copier.split_verify)
         from switchyard.backfill.split_copier import split_verify
 

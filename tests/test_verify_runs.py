@@ -156,6 +156,38 @@ async def test_a_record_of_the_older_layout_is_read_and_carried_over(
     await store.delete(verify_state.LEGACY_KIND, mid)
 
 
+async def test_a_live_run_is_kept_fresh_and_keepalive_never_undoes_progress(
+        world: Any, prefix: str) -> None:  # noqa: F811
+    """A run that writes no progress (a repair waiting on a slow embedder) still has its record
+    refreshed, so it never ages into `abandoned` and lets another exclusive verify start; the
+    refresh never undoes a progress or outcome write that lands between its read and write,
+    and it stops once the run has an outcome."""
+    client, store = world
+    mid = await setup_migration(client, store, prefix, [1, 2])
+    run = await verify_state.claim(store, mid, "p1", False, time.time())
+    claimed_at = (await store.require(verify_state.KIND, run.key)).data["at"]
+    async with verify_state.kept_alive(store, run, every=0.05):
+        async def refreshed() -> bool:
+            env = await store.require(verify_state.KIND, run.key)
+            return bool(env.data["at"] > claimed_at + 0.3)
+        await until(refreshed, "the silent run's record was refreshed", timeout=10)
+        for k in range(30):  # progress races the refresh; the last write must stand
+            await verify_state.progress(store, run, {"stage": "scan", "checked": k})
+        data = (await store.require(verify_state.KIND, run.key)).data
+        assert (data["stage"], data["checked"]) == ("scan", 29)
+        await asyncio.sleep(0.3)  # refreshes in between keep the fields
+        data = (await store.require(verify_state.KIND, run.key)).data
+        assert (data["stage"], data["checked"]) == ("scan", 29)
+        v = verify_state.view(data, time.time())
+        assert v is not None and v["running"]
+        await verify_state.finish(store, run, "clean", "", {"source": 2}, time.time())
+        ended = await store.require(verify_state.KIND, run.key)
+        await asyncio.sleep(0.3)
+        after = await store.require(verify_state.KIND, run.key)
+        assert (after.rev, after.data) == (ended.rev, ended.data)  # stopped: outcome untouched
+    assert after.data["outcome"] == "clean"
+
+
 async def test_a_daemon_verify_beside_a_proxy_verify_keeps_its_own_progress(
         switchyard: RunningProxy, world: Any, upstream: Any, prefix: str,  # noqa: F811
         stub_model: Any) -> None:  # noqa: F811

@@ -19,7 +19,9 @@ it refuses while another process's exclusive run is live. A daemon's pass is not
 beside an operator's verify (each in its own record) and never blocks one.
 
 A run without an outcome whose record went unwritten for :data:`STALE_AFTER` seconds shows as
-``abandoned``: its process died.
+``abandoned``: its process died. Progress alone does not keep a record fresh (a repair can wait
+on a slow embedding provider for minutes), so a running verify also holds :func:`kept_alive`,
+which refreshes ``at`` every :data:`KEEPALIVE_EVERY` seconds while nothing else wrote it.
 
 Layout 1 (before run records): one record per migration, kind ``verify``, key the migration
 id, shared by every runner. A migration without ``verify_runs`` shows that record as its latest
@@ -29,16 +31,18 @@ run (id ``legacy``); the first claim copies it into a run record of its own (:fu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from switchyard.proxy.errors import Conflict
+from switchyard.proxy.errors import Conflict, SwitchyardError
 from switchyard.proxy.migration.record import Migration
+from switchyard.proxy.owned_tasks import stop_task
 from switchyard.proxy.state.store import StateStore
 
 KIND = "verify_run"
@@ -47,6 +51,8 @@ LEGACY_KIND = "verify"
 LEGACY_ID = "legacy"
 #: A running verify writes its record at least once per page or chunk; silent longer = dead.
 STALE_AFTER = 60.0
+#: How often a live run's record is refreshed when its progress wrote nothing meanwhile.
+KEEPALIVE_EVERY = 15.0
 OUTCOMES = ("clean", "refused", "failed", "cancelled")
 STARTERS = ("proxy", "daemon")
 #: Runs the migration record lists (older run records stay in the store, unlisted).
@@ -191,6 +197,43 @@ async def progress(store: StateStore, run: Run | None, fields: Mapping[str, Any]
     """Rewrite ``run``'s record with its identity and ``fields`` (no-op without a run)."""
     if run is not None:
         await store.upsert(KIND, run.key, {**run.fields(), **fields, "at": time.time()})
+
+
+async def keep_alive(store: StateStore, run: Run, every: float = KEEPALIVE_EVERY) -> None:
+    """Refresh ``at`` on ``run``'s record every ``every`` seconds until it has an outcome.
+
+    The rewrite is a compare-and-set on the revision just read, so it never undoes a progress
+    or outcome write that landed in between (that write refreshed ``at`` itself). A failing
+    store is logged and retried next time: the record then ages, as a dead run's does."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            env = await store.get(KIND, run.key)
+            if env is None or env.data.get("outcome"):
+                return
+            if time.time() - float(env.data.get("at") or 0.0) < every / 2:
+                continue  # progress wrote it just now
+            await store.put(KIND, run.key, {**env.data, "at": time.time()}, env.rev)
+        except Conflict:
+            continue  # a progress write won the race
+        except SwitchyardError as exc:
+            log.warning("verify run %s of %s: its record could not be refreshed: %s",
+                        run.id, run.migration_id, exc)
+
+
+@contextlib.asynccontextmanager
+async def kept_alive(store: StateStore, run: Run | None,
+                     every: float = KEEPALIVE_EVERY) -> AsyncIterator[None]:
+    """:func:`keep_alive` for ``run`` (if any) while the block runs; stopped on leaving it."""
+    if run is None:
+        yield
+        return
+    task = asyncio.get_running_loop().create_task(keep_alive(store, run, every),
+                                                  name=f"verify-keepalive-{run.key}")
+    try:
+        yield
+    finally:
+        await stop_task(task)
 
 
 async def checkpoint(store: StateStore, run: Run | None) -> Mapping[str, Any] | None:
