@@ -176,3 +176,40 @@ async def test_distance_matrix_samples_then_searches(http: httpx.AsyncClient) ->
     assert sorted(offsets["ids"]) == [0, 1, 2, 3] and len(offsets["scores"]) == 8
     r = await http.post("/snapshots")  # full-storage snapshots: test_embedded_full_snapshots
     assert r.status_code == 200 and r.json()["result"]["name"].startswith("full-snapshot-"), r.text
+
+
+async def test_concurrent_first_requests_after_a_restart_share_one_opening(tmp_path: Any) -> None:
+    """After a restart each collection's shard opens on its first request. Requests that arrive
+    together must share that one opening: a second worker on the same shard directory fails on
+    the WAL lock, and that failure reached clients as ``400`` (seen as a backfill daemon stopping
+    with "upstream refused a call" right after an upstream restart)."""
+    path = str(tmp_path / "storage")
+    first = EmbeddedUpstream(engine="edge", path=path)
+    await first.start()
+    try:
+        client = AsyncQdrantClient(url=first.rest_url, timeout=int(BOUND))
+        for name in ("a", "b"):
+            await client.create_collection(
+                name, vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+            await client.upsert(name, [models.PointStruct(id=i, vector=[1.0, float(i), 0.0, 1.0])
+                                       for i in range(1, 21)], wait=True)
+        await client.close()
+    finally:
+        await first.stop()
+
+    second = EmbeddedUpstream(engine="edge", path=path)
+    await second.start()
+    try:
+        client = AsyncQdrantClient(url=second.rest_url, timeout=int(BOUND))
+        calls: list[Any] = [client.count(name, exact=True) for name in ("a", "b") for _ in range(6)]
+        calls += [client.retrieve("a", [1, 2]) for _ in range(4)]
+        calls += [client.upsert("b", [models.PointStruct(id=21, vector=[0.0, 1.0, 1.0, 0.0])],
+                                wait=True) for _ in range(2)]
+        results: list[Any] = await asyncio.wait_for(asyncio.gather(*calls), BOUND)
+        assert [r.count for r in results[:6]] == [20] * 6
+        assert {r.count for r in results[6:12]} <= {20, 21}
+        assert all([p.id for p in r] == [1, 2] for r in results[12:16])
+        assert (await client.count("b", exact=True)).count == 21
+        await client.close()
+    finally:
+        await second.stop()

@@ -128,6 +128,8 @@ class EdgeEngine:
         os.makedirs(root, exist_ok=True)
         self.catalog = Catalog.open(root, persistent=path is not None)
         self._shards: dict[str, Shard] = {}
+        #: first opens in flight (:meth:`_shard`), one per collection
+        self._opening: dict[str, asyncio.Task[Shard]] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="switchyard-edge")
         self._operations = itertools.count(1)
         self._create_lock = asyncio.Lock()
@@ -243,17 +245,36 @@ class EdgeEngine:
         return await asyncio.wrap_future(job, loop=loop)
 
     async def _shard(self, name: str) -> Shard:
+        """The worker serving ``name``, opened on first use (after a restart: the first request).
+
+        Every request that arrives while it opens awaits the one opening: a second worker on
+        the same shard directory fails on its WAL lock (`failed to open WAL`). The opening is
+        shielded, so a request that is cancelled meanwhile does not leak a worker holding it."""
         shard = self._shards.get(name)
         if shard is None:
-            entry = self.catalog.collections[name]
-            path = self.catalog.shard_path(entry)
-            loop = asyncio.get_running_loop()
-            opened: Shard = await loop.run_in_executor(self._executor, self._open, path, None)
-            if name in self._shards:  # opened concurrently: keep the first
-                await loop.run_in_executor(self._executor, opened.close)
-                return self._shards[name]
-            self._shards[name] = shard = opened
+            opening = self._opening.get(name)
+            if opening is None:
+                opening = asyncio.get_running_loop().create_task(self._open_existing(name),
+                                                                 name=f"edge-open-{name}")
+                self._opening[name] = opening  # owned: awaited by delete and aclose
+            shard = await asyncio.shield(opening)
         return shard
+
+    async def _open_existing(self, name: str) -> Shard:
+        try:
+            path = self.catalog.shard_path(self.catalog.collections[name])
+            loop = asyncio.get_running_loop()
+            shard: Shard = await loop.run_in_executor(self._executor, self._open, path, None)
+            self._shards[name] = shard
+            return shard
+        finally:
+            self._opening.pop(name, None)
+
+    async def _opened(self, name: str) -> None:
+        """Wait for an opening of ``name`` in flight (its outcome is the opener's business)."""
+        opening = self._opening.get(name)
+        if opening is not None:
+            await asyncio.gather(asyncio.shield(opening), return_exceptions=True)
 
     # ------------------------------------------------------------ optimizer
 
@@ -321,6 +342,7 @@ class EdgeEngine:
 
     async def _delete_collection(self, collection_name: str, **_: Any) -> bool:
         name = self.catalog.aliases.get(collection_name, collection_name)
+        await self._opened(name)  # its worker is then in _shards, closed below
         entry = self.catalog.collections.pop(name, None)
         if entry is None:
             return False
@@ -392,6 +414,8 @@ class EdgeEngine:
     async def aclose(self) -> None:
         """Stop the optimizer tasks (a pass already running finishes or is cut off by the
         worker's close), then :meth:`close` off the event loop."""
+        for name in list(self._opening):
+            await self._opened(name)
         for shard in list(self._shards.values()):
             shard.dirty = False
             await stop_task(shard.optimize_task)

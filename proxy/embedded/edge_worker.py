@@ -25,6 +25,9 @@ from qdrant_client.http import models
 from switchyard.proxy.errors import BadRequest, NotFound, SwitchyardError, Unsupported
 
 _POINT_MISSING = "No point with id "
+#: how Edge words Qdrant's ``OperationError::ServiceError`` (storage, WAL, I/O), which Qdrant
+#: answers ``500 Service internal error``: the request was fine, the engine failed
+_SERVICE_ERROR = "Service runtime error: "
 #: methods that change nothing; every other answer carries the shard's info after it
 READS = frozenset({"retrieve", "scroll", "count", "facet", "query_points", "query_batch", "info",
                    "storage_sizes", "optimize", "flush", "close"})
@@ -38,7 +41,9 @@ def translate_edge(exc: Exception) -> SwitchyardError:
     if text.startswith(_POINT_MISSING):
         tail = text[len(_POINT_MISSING):]
         return NotFound(f"{_POINT_MISSING}{tail}" + ("" if tail.endswith("found") else " found"))
-    return BadRequest(text)
+    if text.startswith(_SERVICE_ERROR):
+        return SwitchyardError(text[len(_SERVICE_ERROR):])
+    return BadRequest(text.removeprefix(BadRequest.prefix))  # Qdrant words it once
 
 
 class ShardWorker:
@@ -253,7 +258,8 @@ def serve(conn: Any) -> None:
             raise BadRequest(f"a shard worker must be opened first, got {method}")
         worker = ShardWorker(kwargs["path"], kwargs["create"])
     except Exception as exc:  # noqa: BLE001 - reported to the server, which refuses the create
-        conn.send(("error", "BadRequest", str(translate_edge(exc).message)))
+        err = translate_edge(exc)
+        conn.send(("error", type(err).__name__, err.message))
         return
     conn.send(("ok", None))
     while True:
