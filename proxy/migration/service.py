@@ -7,6 +7,11 @@ Steps that change what proxies do then wait (bounded) until every live proxy act
 ``route_rev``; when the wait ends with laggards the step stays committed, the refusal names
 them, and the next forward step is refused by the ``proxies_acknowledged`` guard until they
 catch up or go silent past their TTL.
+
+The steps' shared ways of committing (compare-and-set, recorded refusals, hooks) live in
+:mod:`commits` and the verification steps in :mod:`verify_steps`; :class:`MigrationService`
+builds on both, and this module keeps :class:`ServiceConfig`, :class:`VerifyRun` and
+:data:`VERIFY_PHASES` importable from here.
 """
 
 from __future__ import annotations
@@ -16,79 +21,36 @@ import builtins
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from qdrant_client import AsyncQdrantClient
 
-from switchyard.proxy.config import default_instance_id
 from switchyard.proxy.dataplane import hot_docs, repair_log
-from switchyard.proxy.errors import BadRequest, Conflict, NotFound
+from switchyard.proxy.errors import BadRequest, Conflict
 from switchyard.proxy.migration import eval_gate, eval_guard
 from switchyard.proxy.migration import facts as io
 from switchyard.proxy.migration import heartbeats, kinds, phases, plan_checks, progress, retention, verify_state
-from switchyard.proxy.migration.hooks import Hooks
+from switchyard.proxy.migration.commits import ServiceConfig
 from switchyard.proxy.migration.planner import (
     PlanFacts, PlanRequest, doctor_findings, estimate, plan_order, validate,
 )
 from switchyard.proxy.migration.record import (
-    CANCELLED, COMPLETE, DUAL_WRITE, LOOKUP_MODES, MIRROR_MODES, PLANNED, READS_SWITCHED, VERIFIED, Event, Migration,
-    Refused, Verification,
+    CANCELLED, COMPLETE, LOOKUP_MODES, MIRROR_MODES, PLANNED, Event, Migration, Refused,
 )
 from switchyard.proxy.migration.routing import route_for
+from switchyard.proxy.migration.verify_steps import VERIFY_PHASES, VerifyRun, VerifySteps
 from switchyard.proxy.state.records import Binding
-from switchyard.proxy.state.store import StateStore
 
-VERIFY_PHASES = frozenset({DUAL_WRITE, VERIFIED, READS_SWITCHED})
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    ack_timeout: float = 30.0
-    ack_poll: float = 0.25
-    heartbeat_ttl: float = heartbeats.DEFAULT_TTL
-    verification_ttl: float = phases.DEFAULT_VERIFICATION_TTL
-    max_active: int = phases.DEFAULT_MAX_ACTIVE
-    sample_size: int = 256
-    probe_texts: int = 8
-    #: the plan's doctor scan of the source: at most this many points (from the start of the
-    #: id order, so it covers the sample), at most this many per second
-    doctor_limit: int = 2000
-    doctor_rate: float = 5000.0
-    #: Who runs this service's verifications, as the ``verify`` record names it.
-    instance_id: str = dataclasses.field(default_factory=default_instance_id)
+__all__ = ["VERIFY_PHASES", "MigrationService", "ServiceConfig", "VerifyRun", "cleanup_refusal"]
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyRun:
-    """A verification that passed its guard and claimed its own run record (see
-    :meth:`MigrationService.begin_verify` and :mod:`switchyard.proxy.migration.verify_state`)."""
-
-    migration: Migration
-    repair: bool
-    run: verify_state.Run
-
-
-class MigrationService:
-    def __init__(self, store: StateStore, client: AsyncQdrantClient,
-                 config: ServiceConfig = ServiceConfig(), hooks: Hooks | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store, self.client, self.config = store, client, config
-        self.hooks = hooks or Hooks()
-        self.clock = clock
-
-    async def close(self) -> None:
-        await self.hooks.drain()
+class MigrationService(VerifySteps):
+    """Status, plan, transitions, knobs and cleanup of migrations. Construction, reading a record
+    and committing to it come from :class:`~switchyard.proxy.migration.commits.RecordCommits`,
+    the verify steps from :class:`~switchyard.proxy.migration.verify_steps.VerifySteps`."""
 
     # -- reading
-
-    async def get(self, migration_id: str) -> Migration:
-        env = await self.store.get(Migration.KIND, migration_id)
-        if env is None:
-            raise NotFound(f"migration `{migration_id}` doesn't exist")
-        return Migration.from_envelope(env)
 
     async def list(self) -> list[Migration]:
         return [Migration.from_envelope(e) for e in await self.store.list(Migration.KIND)]
@@ -264,93 +226,6 @@ class MigrationService:
         rate = None if points_per_second is None else float(points_per_second)
         action = "throttle:unthrottled" if rate is None else f"throttle:{rate:g}"
         return await self._knob(migration_id, action, lambda m: dataclasses.replace(m, throttle=rate))
-
-    async def verify(self, migration_id: str, expected_rev: int | None = None,
-                     repair: bool = False) -> Migration:
-        """Verify source against target; on success in ``dual_write`` also enter ``verified``.
-
-        :meth:`begin_verify` then :meth:`run_verify`, in one call (``switchyard verify``); the
-        admin API runs the second half as a background job (``switchyard.proxy.migration.verify_jobs``).
-        """
-        return await self.run_verify(await self.begin_verify(migration_id, repair, expected_rev))
-
-    async def begin_verify(self, migration_id: str, repair: bool = False,
-                           expected_rev: int | None = None) -> VerifyRun:
-        """The quick half: the phase guard (refusal recorded) and the claim of a run record,
-        which from now on shows the run as ``running`` (the migration's latest verify) in every
-        proxy's status; :class:`Conflict` while another process's verify of this migration is
-        live."""
-        m = self._expect(await self.get(migration_id), expected_rev)
-        if m.phase not in VERIFY_PHASES:
-            await self._refuse(m, "verify", f"verification runs in {', '.join(sorted(VERIFY_PHASES))}, "
-                                            f"not in phase {m.phase}")
-        run = await verify_state.claim(self.store, m.id, self.config.instance_id, repair, self.clock())
-        return VerifyRun(m, repair, run)
-
-    async def run_verify(self, run: VerifyRun) -> Migration:
-        """The long half: the backfill's merge-join (:func:`switchyard.backfill.verify.verify`: ids and
-        source digests, differences confirmed by a second look). A clean result is stamped on the
-        record (and proves the backfill done); differences are refused with their counts and
-        sample ids, and ``repair`` fixes them first (re-embedding with model B). The outcome is
-        also left on the run's record (also when the run fails or is cancelled)."""
-        from switchyard.backfill.verify import refusal_reason, run_for_service
-
-        m, vrun = run.migration, run.run
-        try:
-            found, left = await run_for_service(self.store, self.client, m, run.repair, vrun)
-        except asyncio.CancelledError:
-            await verify_state.finish_quietly(self.store, vrun, "cancelled",
-                                              "stopped before it finished (its process shut down)")
-            raise
-        except Exception as exc:
-            await verify_state.finish_quietly(self.store, vrun, "failed", str(exc))
-            raise
-        final = left if left is not None else found
-        if not final.clean:
-            counts = final.counts()
-            hint = ("; a non-empty source needs the backfill first (`switchyard backfill "
-                    f"{m.id}`)" if m.backfill != "done" else "; run `switchyard migrate verify --repair`")
-            reason = (f"source `{m.source}` holds {counts['source']} points; verification found "
-                      f"missing={counts['missing']}, extra={counts['extra']}, stale={counts['stale']} "
-                      f"(sample ids {final.samples()}){hint}")
-            reason = refusal_reason(final, reason)  # approximate points (adapter images) apart
-            try:
-                await self._refuse(await self.get(m.id), "verify", reason)
-            finally:  # the outcome shows once the refusal is on the migration's record
-                await verify_state.finish(self.store, vrun, "refused", reason, counts, self.clock())
-        counts = {**found.counts(), **({"repaired": len(found.missing) + len(found.extra) + len(found.stale)}
-                                       if left is not None else {})}
-        ver = Verification(self.clock(), True, counts, "repaired" if left is not None else "", vrun.id)
-        try:
-            stored = await self._stamp(m.id, ver)
-            if stored.phase == DUAL_WRITE:
-                stored = await self.transition(m.id, "verify", stored.rev)
-        except BaseException as exc:
-            await verify_state.finish_quietly(self.store, vrun, "failed",
-                                              f"clean, but stamping it failed: {exc}")
-            raise
-        # only now: whoever sees the job ended also sees the stamp and the `verified` phase
-        await verify_state.finish(self.store, vrun, "clean", ver.note, counts, self.clock())
-        return stored
-
-    async def _stamp(self, migration_id: str, ver: Verification) -> Migration:
-        """Stamp a clean verification on the current record. A verify runs long while daemons
-        move counters and operators turn knobs, so a lost compare-and-set is retried (bounded);
-        a migration that left the verify phases meanwhile is refused instead."""
-        source = ver.counts.get("source", 0)
-
-        async def still(m: Migration) -> None:
-            if m.phase not in VERIFY_PHASES:
-                await self._refuse(m, "verify", f"the verification was clean, but the migration "
-                                                f"moved to phase {m.phase} while it ran")
-
-        m = await self.get(migration_id)
-        await still(m)
-        return await self._retrying(m, lambda cur: dataclasses.replace(
-            cur, verification=ver, backfill="done",
-            counters={**cur.counters, "backfill_total": source, "backfill_done": source}),
-            "the clean verification was not stamped", still)
-
     async def cleanup(self, migration_id: str, yes: bool) -> Migration:
         """Delete the source after ``complete``; needs ``yes`` and never runs twice."""
         m = await self.get(migration_id)
@@ -367,66 +242,11 @@ class MigrationService:
 
     # -- internals
 
-    def _expect(self, m: Migration, expected_rev: int | None) -> Migration:
-        if expected_rev is not None and m.rev != expected_rev:
-            raise Conflict(f"migration `{m.id}` is now in phase {m.phase} at revision {m.rev}, "
-                           f"not revision {expected_rev}")
-        return m
-
     async def _facts(self, m: Migration) -> phases.Facts:
         acks = await self.acks(m)
         return phases.Facts(now=self.clock(), verification_ttl=self.config.verification_ttl,
                             laggards=heartbeats.laggards(acks),
                             repair_pending=await repair_log.size(self.store, m.id))
-
-    async def _retrying(self, m: Migration, change: Callable[[Migration], Migration], what: str,
-                        still: Callable[[Migration], Awaitable[None]] | None = None) -> Migration:
-        """Store ``change(m)`` by compare-and-set. A lost race re-reads the record and applies
-        ``change`` to the fresh one (at most :data:`_CAS_RETRIES` attempts); ``still(fresh)``
-        raises when the fresh record no longer admits the change, and that refusal stands.
-        Daemons move counters and operators turn knobs all the time, so a lost race is usually
-        not the caller's conflict."""
-        for _ in range(_CAS_RETRIES):
-            try:
-                return await self._cas(m, change(m))
-            except Conflict:
-                m = await self.get(m.id)
-                if still is not None:
-                    await still(m)
-        raise Conflict(f"migration `{m.id}` kept changing; {what}")
-
-    async def _cas_fresh(self, m: Migration, change: Callable[[Migration], Migration], pinned: bool) -> Migration:
-        """:meth:`_retrying` for operator steps: a write that left the phase and routing revision
-        as they were (a daemon's counters, a backfill knob) is not the operator's conflict; with a
-        ``pinned`` revision (the caller's ``expected_rev``), or when the phase or routing moved,
-        the :class:`Conflict` stands."""
-        phase, route_rev = m.phase, m.route_rev
-
-        async def still(now: Migration) -> None:
-            if pinned or now.phase != phase or now.route_rev != route_rev:
-                raise Conflict(f"migration `{now.id}` changed concurrently: it is now in phase "
-                               f"{now.phase} at revision {now.rev}")
-
-        return await self._retrying(m, change, "the step was not applied", still)
-
-    async def _cas(self, m: Migration, new: Migration) -> Migration:
-        """Store ``new`` if ``m`` is still current; else :class:`Conflict` naming the current phase."""
-        try:
-            env = await self.store.put(Migration.KIND, m.id, new.stored(), m.rev)
-        except Conflict as exc:
-            now = await self.get(m.id)
-            raise Conflict(f"migration `{m.id}` changed concurrently: it is now in phase "
-                           f"{now.phase} at revision {now.rev}") from exc
-        return Migration.from_envelope(env)
-
-    async def _refuse(self, m: Migration, action: str, reason: str) -> None:
-        """Record ``reason`` as the last refusal (best effort), notify hooks, raise :class:`Refused`."""
-        try:
-            await self._cas(m, phases.refused(m, action, reason, self.clock()))
-        except Conflict:
-            pass
-        self._notify("refusal", m, {"action": action, "reason": reason})
-        raise Refused(reason)
 
     async def _settle(self, m: Migration) -> None:
         """Wait (bounded by ``ack_timeout``) until no live proxy lags ``m``'s routing revision;
@@ -472,16 +292,6 @@ class MigrationService:
             Event(self.clock(), action, cur.phase, cur.phase, cur.rev + 1)), f"{action} not applied")
         self._notify("knob", stored, {"action": action})
         return stored
-
-    def _notify(self, kind: str, m: Migration | None, extra: dict[str, Any]) -> None:
-        event = {"event": kind, "at": self.clock(), **extra}
-        if m is not None:
-            event.update(migration=m.id, logical=m.logical, phase=m.phase, rev=m.rev)
-        self.hooks.notify(event)
-
-
-#: Compare-and-set attempts when only housekeeping writes got in between (``_cas_fresh``).
-_CAS_RETRIES = 5
 
 
 def _draft(f: PlanFacts) -> Migration:
