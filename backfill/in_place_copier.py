@@ -51,7 +51,7 @@ class InPlaceCopier(Copier):
         super().__init__(*args, **kwargs)
         self.cfg = settings(self.m)
         self.with_vectors = False
-        self.meta = {}  # the collection stays bound to A until complete: no B metadata
+        self.meta: dict[str, Any] = {}  # the collection stays bound to A until complete: no B metadata
 
     async def scroll(self, p: Partition, cursor: PointId, limit: int) -> Batch:
         records, nxt = await self._call("scrolling the collection", self.client.scroll(

@@ -33,7 +33,7 @@ from switchyard.proxy.errors import SwitchyardError
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.state.snapshot import StateSnapshot
 
-Transport = RestTransport | GrpcTransport
+Transport: TypeAlias = RestTransport | GrpcTransport
 #: Vectors already computed for this read, by ``(model spec id, text)`` (a shadow read's served half).
 Embedded: TypeAlias = dict[tuple[str, str], list[float]]
 MAX_ROUNDS = 4

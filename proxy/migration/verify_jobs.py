@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from switchyard.proxy.errors import Conflict, SwitchyardError
 from switchyard.proxy.migration.record import Migration
@@ -29,7 +30,7 @@ from switchyard.proxy.owned_tasks import stop_task
 
 log = logging.getLogger("switchyard.verify")
 
-Outcome = Migration | SwitchyardError
+Outcome: TypeAlias = Migration | SwitchyardError
 
 
 @dataclass(frozen=True, slots=True)
