@@ -12,29 +12,39 @@ Secrets (:data:`SECRET_OPTIONS`) can also be given as a file at every level: ``-
 ``SWITCHYARD_ADMIN_KEY_FILE``, config key ``admin_key_file`` (``proxy/secret_sources.py`` says why
 and how the file is read). They never reach ``repr(config)``, logs or status output.
 Nothing listens beyond loopback unless configured: both listeners default to ``127.0.0.1``.
+
+This module holds the option table (:class:`ProxyConfig`, :data:`OPTION_HELP`, the names of
+flags and variables) and the loading (file parsing, precedence, cross-option rules). How one
+raw value becomes an option's typed value is ``proxy/option_parsers.py`` (:data:`PARSERS`), so
+the value grammar can be read apart from the precedence; its public names stay importable
+from here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import socket
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit
 
 from switchyard.proxy.errors import ConfigError
+# Re-exported, still public here: app, supervisor, frontend/server, proxy_command and
+# tests/container_check import parse_hostport from this module, tests/test_config parse_size.
+from switchyard.proxy.option_parsers import (
+    LOG_LEVELS,
+    PARSERS,
+    _FILE_VALUE,
+    _SECRET_SHAPE,
+    parse_hostport,
+    parse_size,
+)
 from switchyard.proxy.secret_sources import FILE_SUFFIX, ReadFile, choose_secret, read_key_file
 
 ENV_PREFIX = "SWITCHYARD_"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|kb|mib|mb|gib|gb)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kib": 1 << 10, "kb": 1000, "mib": 1 << 20, "mb": 1000**2,
-               "gib": 1 << 30, "gb": 1000**3}
 
 
 def default_instance_id() -> str:
@@ -176,184 +186,6 @@ def flag_name(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-# ---------------------------------------------------------------- value parsers (pure)
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value.strip()
-
-
-def _optional_str(value: Any) -> str | None:
-    text = _str(value)
-    return text or None
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _per_second(value: Any) -> float:
-    """A positive, finite rate."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a rate per second, got {value!r}")
-    try:
-        rate = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"expected a rate per second, got {value!r}") from exc
-    if not rate > 0 or rate == float("inf"):
-        raise ValueError(f"must be a positive rate per second, got {value!r}")
-    return rate
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"expected seconds, got {value!r}") from exc
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an int or a string like ``32MiB`` / ``1000kb``; must be positive."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size, got {value!r}")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"expected a size like 32MiB, got {value!r}")
-        size = int(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()]
-    if size <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    return size
-
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) → (host, port); port 0..65535."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port out of range in {text!r}")
-    return host.strip("[]"), port
-
-
-def _hostport(value: Any) -> str:
-    text = _str(value)
-    parse_hostport(text)
-    return text
-
-
-def _url(value: Any) -> str:
-    text = _str(value).rstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    try:
-        _ = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in {value!r}") from exc
-    return text
-
-
-def _log_level(value: Any) -> str:
-    level = _str(value).upper()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return level
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError as exc:
-        raise ValueError(f"expected a whole number, got {value!r}") from exc
-    if number < 1:
-        raise ValueError(f"must be 1 or more, got {value!r}")
-    return number
-
-
-def _urls(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return tuple(_url(item) for item in items if str(item).strip())
-
-
-def _workers(value: Any) -> int:
-    """A worker count; ``auto`` is the number of cores this process may run on."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
-    return _positive_int(value)
-
-
-def _instance_id(value: Any) -> str:
-    text = _str(value)
-    if not text:
-        raise ValueError("must not be empty")
-    return text
-
-
-def _optional_positive_int(value: Any) -> int | None:
-    """A positive whole number, or ``None`` for an empty value (the option's computed default)."""
-    return None if value is None or str(value).strip() == "" else _positive_int(value)
-
-
-PARSERS: dict[str, Callable[[Any], Any]] = {
-    "upstream_rest_url": _url,
-    "upstream_grpc_address": _hostport,
-    "upstream_grpc_tls": _bool,
-    "upstream_ca_file": _optional_str,
-    "listen_rest": _hostport,
-    "listen_grpc": _hostport,
-    "tls_cert_file": _optional_str,
-    "tls_key_file": _optional_str,
-    "admin_key": _optional_str,
-    "upstream_timeout": _seconds,
-    "max_body_size": parse_size,
-    "log_level": _log_level,
-    "instance_id": _instance_id,
-    "state_cache_ttl": _seconds,
-    "heartbeat_interval": _seconds,
-    "upstream_api_key": _optional_str,
-    "heartbeat_ttl": _seconds,
-    "ack_timeout": _seconds,
-    "max_active_migrations": _positive_int,
-    "webhooks": _urls,
-    "spool_dir": _optional_str,
-    "intent_fsync": _bool,
-    "mirror_secondary_grpc": _bool,
-    "repair_log_rate": lambda v: _per_second(v),
-    "repair_log_burst": _positive_int,
-    "workers": _workers,
-    "rest_header_timeout": _seconds,
-    "rest_idle_timeout": _seconds,
-    "grpc_keepalive_time": _seconds,
-    "grpc_max_connection_idle": _seconds,
-    "max_inference_text_chars": _optional_positive_int,
-    "max_inference_request_chars": _positive_int,
-    "credential_check_ttl": _seconds,
-    "credential_cache_size": _positive_int,
-    "state_max_staleness": _seconds,
-    "ready_timeout": _seconds,
-    "admin_trust_loopback": _bool,
-}
-
-
 # ---------------------------------------------------------------- loading
 
 def parse_file(text: str) -> dict[str, Any]:
@@ -437,11 +269,6 @@ def _pick_secret(name: str, argv: Mapping[str, Any], env: Mapping[str, str],
             shape = _SECRET_SHAPE.get(name, "a string")
             raise ConfigError(f"{name} (from {chosen.source}): expected {shape}") from None
     return None
-
-
-#: How a secret read from a file becomes the option's value (default: the text itself).
-_FILE_VALUE: dict[str, Callable[[str], Any]] = {"webhooks": lambda text: _urls(text.replace("\n", ","))}
-_SECRET_SHAPE = {"webhooks": "comma- or line-separated http:// or https:// URLs"}
 
 
 def _check_combinations(config: ProxyConfig) -> None:
