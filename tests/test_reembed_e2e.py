@@ -1,0 +1,367 @@
+"""Acceptance of the ``reembed`` kind (a new collection with model B) on real processes, as the
+other kinds have it: the embedded upstream (``upstream_process``), a proxy process
+(``keyed_proxy``), backfill daemons as subprocesses SIGKILLed and restarted
+(``test_backfill_kill``), and the official qdrant-client over REST and gRPC writing through the
+proxy for the whole migration: upserts (model A's raw vector, or an inference object the proxy
+embeds; model B's raw vector once writes are switched), payload updates, deletes by id and by
+filter.
+
+- the whole migration (start, backfill with three kills, verify, switch reads, switch writes,
+  complete, cleanup): the logical name then holds exactly the writer's log in model B (content,
+  B's vector of the text, B's metadata): 0 lost, 0 resurrected, 0 stale;
+- rollback from every phase before ``complete``: the source holds exactly the writer's log in
+  model A, the writes taken by the target after ``switch-writes`` mirrored back included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
+
+from keyed_proxy import _ready, _spawn
+from test_backfill_kill import copied, start as start_daemon
+from upstream_process import UpstreamProcess
+from switchyard.backfill.daemon import Daemon
+from switchyard.backfill.settings import DaemonConfig
+from switchyard.proxy import registry
+from switchyard.proxy.embedders.hashing import HashingEmbedder
+from switchyard.proxy.intercept.planner import metadata_for
+from switchyard.proxy.migration.planner import PlanRequest
+from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+from switchyard.proxy.modelspec import ModelSpec
+from switchyard.proxy.state.records import META_MODEL_ID, Binding
+from switchyard.proxy.state.store import StateStore
+
+pytestmark = pytest.mark.embedded_only  # it starts its own upstream process
+
+A = ModelSpec(id="re-a", provider="hashing", model="re-a", dimensions=4)
+B = ModelSpec(id="re-b", provider="hashing", model="re-b", dimensions=8)
+FAST = DaemonConfig(batch_size=50, concurrency=1, lease_ttl=3.0, refresh=0.2, int_partitions=2,
+                    progress_interval=0.5, idle_poll=0.1)
+KILLS = 3
+SLOTS = 97  # a delete by filter removes about 1/SLOTS of the points
+
+
+@dataclass
+class Stack:
+    upstream: UpstreamProcess
+    proc: Any
+    rest_url: str
+    grpc_port: int
+    key: str
+
+    def client(self, grpc: bool = False) -> QdrantClient:
+        return QdrantClient(url=self.rest_url, grpc_port=self.grpc_port, prefer_grpc=grpc, api_key=self.key,
+                            https=False, check_compatibility=False, cloud_inference=True, timeout=120)
+
+    def admin(self) -> AsyncQdrantClient:
+        return AsyncQdrantClient(url=self.upstream.rest_url, api_key=self.key, https=False,
+                                 check_compatibility=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    key = "sk-" + uuid.uuid4().hex
+    up = UpstreamProcess(api_key=key).start()
+    try:
+        proc = _spawn(up, key, ())  # type: ignore[arg-type]
+        rest, grpc_port = _ready(proc)
+    except BaseException:
+        up.stop()
+        raise
+    try:
+        yield Stack(up, proc, rest, grpc_port, key)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(15)
+        up.stop()
+
+
+def embed(spec: ModelSpec, texts: list[str]) -> np.ndarray:
+    return HashingEmbedder(spec).embed_sync(texts)
+
+
+def _payload(pid: int, rev: int) -> dict[str, Any]:
+    return {"text": f"document {pid} revision {rev}", "doc_id": str(pid), "v": 0, "slot": pid % SLOTS}
+
+
+async def seed(stack: Stack, name: str, n: int) -> tuple[str, StateStore, MigrationService, AsyncQdrantClient]:
+    """Collection ``<name>_v1`` (unnamed vector, model A, bound) under alias ``<name>``."""
+    client = stack.admin()
+    store = StateStore(client)
+    source = f"{name}_v1"
+    await client.create_collection(source, vectors_config=A.vector_params())
+    await client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=source, alias_name=name))])
+    for spec in (A, B):
+        await registry.register_model(store, spec, replace=True)
+    await registry.bind(store, client, Binding(name, A.id))
+    payloads = [_payload(i, 0) for i in range(n)]
+    vectors = embed(A, [p["text"] for p in payloads])
+    stamp = metadata_for(A)  # as if written through the proxy
+    for k in range(0, n, 500):
+        await client.upsert(source, [models.PointStruct(id=i, vector=vectors[i].tolist(), payload={**payloads[i], **stamp})
+                                     for i in range(k, min(n, k + 500))], wait=True)
+    svc = MigrationService(store, client, ServiceConfig(ack_timeout=20.0, max_active=1000))
+    return source, store, svc, client
+
+
+async def plan(svc: MigrationService, name: str, throttle: float | None = None) -> tuple[str, str]:
+    report = await svc.plan(PlanRequest(name, B.id, throttle=throttle))
+    assert report["ok"], report["reasons"]
+    m = report["migration"]
+    assert m["kind"] == "reembed"
+    return str(m["id"]), str(m["target"])
+
+
+@dataclass
+class Writer:
+    """Writes through the proxy (REST and gRPC in turn) and keeps what the collection must hold.
+    ``model`` is the model whose raw vectors the application sends: A until writes are switched,
+    B from then on (the proxy embeds the other model's vector for the mirrored side)."""
+
+    stack: Stack
+    name: str
+    ids: int
+    seed: int = 1
+    expected: dict[int, dict[str, Any]] = field(default_factory=dict)
+    model: ModelSpec = A
+    ops: dict[str, int] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.clients = [self.stack.client(False), self.stack.client(True)]
+        self.rev = 0
+
+    def run(self, max_ops: int = 3000, max_seconds: float = 240.0) -> None:
+        deadline = time.monotonic() + max_seconds
+        try:
+            for _ in range(max_ops):
+                if self.stop.is_set() or time.monotonic() > deadline:
+                    return
+                self.step()
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def _retry(self, fn: Any) -> None:
+        for attempt in range(30):
+            try:
+                fn()
+                return
+            except Exception:  # noqa: BLE001 - a refused write did not apply: retried as a client would
+                if attempt == 29:
+                    raise
+                time.sleep(0.2)
+
+    def _count(self, what: str) -> None:
+        self.ops[what] = self.ops.get(what, 0) + 1
+
+    def step(self) -> None:
+        client = self.rng.choice(self.clients)
+        roll = self.rng.random()
+        if roll < 0.5:
+            self.upsert(client)
+        elif roll < 0.7 and self.expected:
+            ids = self.rng.sample(sorted(self.expected), min(3, len(self.expected)))
+            value = self.rng.randint(1, 10**6)
+            self._retry(lambda: client.set_payload(self.name, {"v": value}, points=ids, wait=True))
+            for i in ids:
+                self.expected[i]["v"] = value
+            self._count("set_payload")
+        elif roll < 0.9:
+            ids = [self.rng.randrange(self.ids) for _ in range(3)]
+            self._retry(lambda: client.delete(self.name, models.PointIdsList(points=ids), wait=True))
+            for i in ids:
+                self.expected.pop(i, None)
+            self._count("delete_ids")
+        else:
+            slot = self.rng.randrange(SLOTS)
+            flt = models.Filter(must=[models.FieldCondition(key="slot", match=models.MatchValue(value=slot))])
+            self._retry(lambda: client.delete(self.name, models.FilterSelector(filter=flt), wait=True))
+            for i in [i for i, p in self.expected.items() if p["slot"] == slot]:
+                del self.expected[i]
+            self._count("delete_filter")
+
+    def upsert(self, client: QdrantClient) -> None:
+        self.rev += 1
+        ids = sorted({self.rng.randrange(self.ids) for _ in range(self.rng.randint(1, 4))})
+        payloads = {i: _payload(i, self.rev) for i in ids}
+        inference = self.rng.random() < 0.3
+
+        def points() -> list[models.PointStruct]:  # built at every attempt: the model may have switched
+            model = self.model
+            return [models.PointStruct(
+                id=i, payload=payloads[i],
+                vector=models.Document(text=payloads[i]["text"], model=model.id) if inference  # type: ignore[arg-type]
+                else embed(model, [payloads[i]["text"]])[0].tolist()) for i in ids]
+
+        self._retry(lambda: client.upsert(self.name, points(), wait=True))
+        self.expected.update(payloads)
+        self._count("upsert")
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+
+
+def start_writer(w: Writer) -> threading.Thread:
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    return thread
+
+
+async def differences(client: AsyncQdrantClient, collection: str, expected: dict[int, dict[str, Any]],
+                      spec: ModelSpec) -> dict[str, list[int]]:
+    """lost / resurrected / stale ids of ``collection`` against the writer's log: a point is
+    stale when its content, its vector (``spec``'s embedding of its text) or its model
+    metadata differ."""
+    got: dict[int, models.Record] = {}
+    offset: Any = None
+    while True:
+        recs, offset = await client.scroll(collection, offset=offset, limit=500, with_payload=True,
+                                           with_vectors=True)
+        got.update({int(r.id): r for r in recs})
+        if offset is None:
+            break
+    out: dict[str, list[int]] = {"lost": sorted(set(expected) - set(got)),
+                                 "resurrected": sorted(set(got) - set(expected)), "stale": []}
+    common = sorted(set(got) & set(expected))
+    wants = embed(spec, [expected[i]["text"] for i in common]) if common else []
+    for i, want in zip(common, wants):
+        payload = got[i].payload or {}
+        content = {k: v for k, v in payload.items() if k in ("text", "doc_id", "v", "slot")}
+        vector = got[i].vector
+        ok = (content == expected[i] and payload.get(META_MODEL_ID) == spec.id
+              and isinstance(vector, list) and np.allclose(np.asarray(vector), want, atol=1e-5))
+        if not ok:
+            out["stale"].append(i)
+    return out
+
+
+async def test_whole_migration_under_writer_with_daemon_kills(stack: Stack, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 1500
+    name = f"re_{uuid.uuid4().hex[:6]}"
+    source, store, svc, client = await seed(stack, name, n)
+    writer = Writer(stack, name, ids=n + 300, expected={i: _payload(i, 0) for i in range(n)})
+    thread: threading.Thread | None = None
+    try:
+        mid, target = await plan(svc, name, throttle=150)
+        assert (await client.get_collection(target)).config.params.vectors.size == B.dimensions  # type: ignore[union-attr]
+        await svc.transition(mid, "start")
+        thread = start_writer(writer)
+        monkeypatch.setenv("SWITCHYARD_API_KEY", stack.key)
+        count_file = tmp_path / "prepared"
+        kills, rng, deadline = 0, random.Random(3), time.monotonic() + 240
+        while kills < KILLS and time.monotonic() < deadline:
+            proc = start_daemon(stack.upstream, store.collection, mid, count_file)
+            try:
+                before = await copied(store, mid)
+                while await copied(store, mid) == before and proc.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(rng.uniform(0.0, 0.3))
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+                proc.wait(timeout=10)
+        assert kills == KILLS, kills
+        await svc.throttle(mid, None)
+        proc = start_daemon(stack.upstream, store.collection, mid, count_file)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=240)
+        assert proc.returncode == 0, err.decode()[-2000:]
+
+        m = await svc.verify(mid)
+        assert m.phase == "verified", m.last_refusal
+        await svc.transition(mid, "switch-reads")
+        await svc.transition(mid, "switch-writes")
+        writer.model = B  # clients now send model B's vectors; the proxy mirrors A's to the source
+        await asyncio.sleep(3.0)
+        await svc.transition(mid, "complete")
+        await asyncio.sleep(1.0)  # the writer keeps writing to the target alone
+        writer.stop.set()
+        await asyncio.to_thread(thread.join, 60)
+        assert writer.error is None, repr(writer.error)
+        assert all(writer.ops.get(k, 0) > 0 for k in ("upsert", "set_payload", "delete_ids", "delete_filter")), \
+            writer.ops
+        aliases = {a.alias_name: a.collection_name for a in (await client.get_aliases()).aliases}
+        assert aliases[name] == target
+        diff = await differences(client, target, writer.expected, B)
+        assert diff == {"lost": [], "resurrected": [], "stale": []}, {k: v[:10] for k, v in diff.items()}
+
+        await svc.cleanup(mid, yes=True)
+        assert not await client.collection_exists(source)
+        diff = await differences(client, name, writer.expected, B)
+        assert diff == {"lost": [], "resurrected": [], "stale": []}, {k: v[:10] for k, v in diff.items()}
+        print(f"writer ops {writer.ops}, kills {kills}, points {len(writer.expected)}")
+    finally:
+        writer.stop.set()
+        if thread is not None:
+            thread.join(60)
+        writer.close()
+        await client.close()
+
+
+ROLLBACKS = {
+    "planned": [],
+    "dual_write": ["start"],
+    "verified": ["start", "backfill", "verify"],
+    "reads_switched": ["start", "backfill", "verify", "switch-reads"],
+    "writes_switched": ["start", "backfill", "verify", "switch-reads", "switch-writes"],
+}
+BACK = {"reads_switched": ["switch-reads-back"], "writes_switched": ["switch-writes-back", "switch-reads-back"]}
+
+
+@pytest.mark.parametrize("phase", list(ROLLBACKS))
+async def test_rollback_from_every_phase_loses_nothing(stack: Stack, phase: str) -> None:
+    n = 200
+    name = f"rer_{uuid.uuid4().hex[:6]}"
+    source, store, svc, client = await seed(stack, name, n)
+    writer = Writer(stack, name, ids=n + 50, seed=sum(map(ord, phase)),
+                    expected={i: _payload(i, 0) for i in range(n)})
+    try:
+        mid, _ = await plan(svc, name)
+        for step in ROLLBACKS[phase]:
+            for _ in range(15):
+                writer.step()
+            if step == "backfill":
+                await Daemon(store, mid, FAST).run(once=True)
+            elif step == "verify":
+                assert (await svc.verify(mid)).phase == "verified"
+            else:
+                await svc.transition(mid, step)
+            if step == "switch-writes":
+                writer.model = B
+        for _ in range(15):
+            writer.step()
+        for step in [*BACK.get(phase, []), "cancel"]:
+            await svc.transition(mid, step)
+            if step == "switch-writes-back":
+                writer.model = A  # the source is the write primary again
+            for _ in range(5):
+                writer.step()
+        assert (await svc.get(mid)).phase == "cancelled"
+        aliases = {a.alias_name: a.collection_name for a in (await client.get_aliases()).aliases}
+        assert aliases[name] == source
+        assert writer.ops.get("upsert", 0) > 0, writer.ops
+        diff = await differences(client, source, writer.expected, A)
+        assert diff == {"lost": [], "resurrected": [], "stale": []}, {k: v[:10] for k, v in diff.items()}
+    finally:
+        writer.close()
+        await client.close()
