@@ -6,7 +6,10 @@ compare-and-set so everyone agrees), then each daemon repeatedly claims a free o
 partition, copies it with :func:`switchyard.backfill.pipeline.run_partition` and checkpoints it through a
 :class:`LeaseHandle` (compare-and-set: a daemon that lost its lease stops at its next
 checkpoint). A control loop re-reads the migration record every ``refresh`` seconds (pause,
-throttle, batch size), renews leases, and publishes progress and counters. When every
+throttle, batch size), renews leases, and publishes progress and counters
+(:mod:`switchyard.backfill.control_loop`, whose :class:`DaemonControl` is the daemon's base
+class: it keeps the migration, progress and lease records; this module keeps the sessions,
+the copy loop, rate control and the repair log). When every
 partition is done the daemon replays the repair log and marks the backfill ``done``; with
 ``once`` it then exits, otherwise it keeps draining the repair log while the migration is
 active.
@@ -39,22 +42,23 @@ from qdrant_client import AsyncQdrantClient
 
 from switchyard.backfill import partitions as parts
 from switchyard.backfill import hot_recheck, samples
-from switchyard.backfill.metrics import DONE, PAUSED, POINTS, RATE, TOTAL
+from switchyard.backfill.control_loop import DaemonControl
+from switchyard.backfill.metrics import POINTS
 from switchyard.backfill.settings import BATCH_COUNTER, NEEDS_FULL_VERIFY, DaemonConfig, clamp_batch
-from switchyard.backfill.leases import LeaseHandle, LeaseLost, ensure_plan, of_migration
+from switchyard.backfill.leases import LeaseHandle, LeaseLost, ensure_plan
 from switchyard.backfill.outage import (
-    MigrationEnded, RetryPolicy, Stopped, Verdict, Waiting, classify_all, leaves, published_state,
+    MigrationEnded, RetryPolicy, Stopped, Verdict, Waiting, classify_all, leaves,
 )
 from switchyard.proxy.migration import progress
-from switchyard.backfill.partitions import Lease, PointId
+from switchyard.backfill.partitions import PointId
 from switchyard.backfill.pipeline import Copier, PartitionRun, Stats, copier_for, run_partition
 from switchyard.backfill.texts import Fault, make_fetcher
-from switchyard.backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal, operator_rate
+from switchyard.backfill.throttle import UNTHROTTLED, Backoff, TokenBucket, latency_signal
 from switchyard.backfill.verify import daemon_pass
 from switchyard.proxy import registry
 from switchyard.proxy.dataplane import repair_log
 from switchyard.proxy.embedders import Embedder, make_embedder
-from switchyard.proxy.errors import Conflict, NotFound, RateLimited
+from switchyard.proxy.errors import NotFound, RateLimited
 from switchyard.proxy.intercept.planner import metadata_for
 from switchyard.proxy.migration.record import PLANNED, Migration, Refused
 from switchyard.proxy.modelspec import ModelSpec
@@ -64,7 +68,7 @@ log = logging.getLogger("switchyard.backfill")
 #: what callers import from here (the settings moved to their own module)
 __all__ = ["BATCH_COUNTER", "NEEDS_FULL_VERIFY", "Daemon", "DaemonConfig", "clamp_batch"]
 
-class Daemon:
+class Daemon(DaemonControl):
     def __init__(self, store: StateStore, migration_id: str, config: DaemonConfig = DaemonConfig(),
                  *, client: AsyncQdrantClient | None = None, owner: str | None = None,
                  fault: Fault | None = None, embedder: Embedder | None = None,
@@ -186,14 +190,7 @@ class Daemon:
             await asyncio.wait_for(self._put_progress(self.clock()), timeout=5.0)
         return self.stats
 
-    @staticmethod
-    def _ended_reason(m: Migration) -> str:
-        return f"migration `{m.id}` is {m.phase}: the backfill has nothing left to do"
-
     # -- partitions
-
-    async def leases(self) -> list[Lease]:
-        return await of_migration(self.store, self.id)
 
     async def _work(self, copier: Copier, once: bool) -> None:
         """Claim and copy partitions until none is left (``once``) or the migration ends.
@@ -305,122 +302,6 @@ class Daemon:
         why = latency_signal(seconds, self.config.latency_threshold)
         if why:
             self.backoff.signal(why)
-
-    # -- control loop
-
-    async def _refresh(self, missing_ends: bool = True) -> Migration:
-        """Re-read the record: knobs, reasons. A record gone meanwhile ends the daemon."""
-        env = await self.store.get(Migration.KIND, self.id)
-        if env is None:
-            if missing_ends:
-                raise MigrationEnded(f"migration `{self.id}` no longer exists: the backfill has nothing left to do")
-            raise NotFound(f"migration `{self.id}` doesn't exist!")
-        m = Migration.from_envelope(env)
-        self._op_rate, op_reason = operator_rate(m.throttle, m.paused)
-        if m.counter(BATCH_COUNTER):
-            self.batch_size = clamp_batch(m.counter(BATCH_COUNTER))
-        self.reason = op_reason or self.backoff.reason
-        self.m = m
-        PAUSED.labels(self.id).set(1 if self._op_rate == 0 else 0)
-        return m
-
-    async def _control(self) -> None:
-        """Every ``refresh``: re-read the record, renew leases, publish (every 2 s). A
-        transient failure here is logged (once per reason) and status is published as soon as
-        the store answers again; a permanent one, or the migration's end, ends the session."""
-        last_log = last_publish = 0.0
-        down = ""  # the reason the store could not be reached, while it cannot
-        while not self._stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.config.refresh)
-            try:
-                m = await self._refresh()
-                if not m.active:
-                    raise MigrationEnded(self._ended_reason(m))
-                for handle in list(self.handles.values()):
-                    with contextlib.suppress(LeaseLost):
-                        await handle.renew(self.owner, self.clock(), self.config.lease_ttl)
-                if not self._stop.is_set():  # ids made hot since the plan (hot_recheck)
-                    await self.hot.maybe(self.store, m, self.owner)
-                now = self.clock()
-                if down or now - last_publish >= 2.0 or self._stop.is_set():
-                    last_publish = now
-                    await self._publish(now, log_line=now - last_log >= self.config.progress_interval)
-                    if now - last_log >= self.config.progress_interval:
-                        last_log = now
-                if down:
-                    log.warning("%s: state store reachable again (was: %s)", self.owner, down)
-                    down = ""
-            except Exception as exc:  # noqa: BLE001 -- classified
-                verdict, _ = classify_all(exc)
-                if not verdict.transient:
-                    raise
-                if verdict.reason != down:
-                    log.warning("%s: control loop: %s; status is published once the store answers",
-                                self.owner, verdict.reason)
-                down = verdict.reason
-
-    async def _publish(self, now: float, log_line: bool) -> None:
-        leases = await self.leases()
-        done = sum(lease.copied for lease in leases)
-        assert self.m is not None
-        total = max(done, (await self.client.count(self.m.source, exact=True)).count)
-        self.rate_window.observe(now, done)
-        rate = self.rate_window.rate()
-        mine = {lease.key: {"cursor": lease.cursor, "done": lease.done, "copied": lease.copied}
-                for lease in leases if lease.owner == self.owner}
-        self._last = (done, total, mine)
-        await self._put_progress(now)
-        state, reason = self.status(now)
-        pending = len(await repair_log.pending(self.store, self.id))
-        await self._update_counters({"backfill_done": done, "backfill_total": total,
-                                     "backfill_rate": int(rate), "repair_pending": pending})
-        RATE.labels(self.id).set(rate)
-        DONE.labels(self.id).set(done)
-        TOTAL.labels(self.id).set(total)
-        if self.reservoir.changes != self._samples_saved[0] and (
-                now - self._samples_saved[1] >= samples.SAVE_EVERY or self._stop.is_set()):
-            await samples.save_and_refit(self.store, self.id, self.owner, self.reservoir)
-            self._samples_saved = (self.reservoir.changes, now)
-        if log_line:
-            log.info(progress.line(self.id, done, total, rate, state, reason))
-
-    def status(self, now: float) -> tuple[str, str]:
-        """(state, reason) as published (:func:`switchyard.backfill.outage.published_state`)."""
-        return published_state(self.state, self.ended, self._op_rate == 0, self.reason, self.waiting, now)
-
-    async def _put_progress(self, now: float) -> None:
-        """This daemon's progress record, with its last known counts and its outage, if any."""
-        done, total, mine = self._last
-        state, reason = self.status(now)
-        record = progress.record(self.owner, state, reason, done, total, self.rate_window.rate(), mine, now)
-        await self.store.upsert(progress.KIND, f"{self.id}/{self.owner}",
-                                {**record, "outage": self.waiting.record()})
-
-    # -- migration record
-
-    async def _update_counters(self, values: dict[str, int]) -> None:
-        await self._change(lambda m: dataclasses.replace(m, counters={**m.counters, **values})
-                           if any(m.counter(k) != v for k, v in values.items()) else None)
-
-    async def _set_backfill(self, state: str, only_from: str | None = None) -> None:
-        await self._change(lambda m: dataclasses.replace(m, backfill=state)
-                           if m.backfill != state and (only_from is None or m.backfill == only_from)
-                           else None)
-
-    async def _change(self, fn: Callable[[Migration], Migration | None]) -> None:
-        """CAS on the migration record, retried: these fields commute with everything else."""
-        for _ in range(10):
-            m = Migration.from_envelope(await self.store.require(Migration.KIND, self.id))
-            new = fn(m)
-            if new is None:
-                return
-            try:
-                await self.store.put(Migration.KIND, m.id, new.stored(), m.rev)
-                return
-            except Conflict:
-                await asyncio.sleep(0.05)
-        log.warning("%s: migration record kept changing; update skipped", self.owner)
 
     # -- repair log and completion
 
