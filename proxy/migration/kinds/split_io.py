@@ -9,7 +9,7 @@
   source's plus one per split field), and binds it to its model. On a failure it removes the
   targets it created (best effort) and raises :class:`UpstreamError` naming the target.
 
-The decisions (names, configs, refusals) are pure, in :mod:`switchyard.proxy.migration.kinds.split`.
+The decisions (names, configs, refusals) are pure, in :mod:`switchyard.proxy.migration.kinds.split_plan`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from switchyard.proxy import registry
 from switchyard.proxy.dataplane.split_reads import MAX_FANOUT
 from switchyard.proxy.dataplane.split_routing import key_id
 from switchyard.proxy.errors import SwitchyardError, UpstreamError
-from switchyard.proxy.migration.kinds.split import SCROLL_BOUND, Discovery, TargetSpec, values_from_facets, \
+from switchyard.proxy.migration.kinds.split_plan import SCROLL_BOUND, Discovery, TargetSpec, values_from_facets, \
     values_from_scroll
 from switchyard.proxy.state.records import META_FIELDS, Binding
 from switchyard.proxy.state.store import StateStore
