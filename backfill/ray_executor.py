@@ -35,7 +35,10 @@ the next ``embed`` starts a fresh execution.
 loads it). With no ``address`` (and no ``RAY_ADDRESS``) a local Ray instance is started bound
 to the loopback interface, without dashboard or usage statistics, and shut down by
 :meth:`RayEmbedder.aclose`; with an address the embedder connects to that cluster, whose
-nodes need ``switchyard[ray]`` installed (the UDF is this module's class).
+nodes need ``switchyard[ray]`` installed (the UDF is
+:class:`~switchyard.backfill.ray_actor.EmbedActor`, which runs on the workers; that module also
+holds the actor's row format -- :func:`error_text`, :func:`error_from_text`, :func:`decode` --
+and this one re-exports those names).
 """
 
 from __future__ import annotations
@@ -52,15 +55,19 @@ from typing import Any
 
 import numpy as np
 
+from switchyard.backfill.ray_actor import _SOURCE
+from switchyard.backfill.ray_actor import EmbedActor as EmbedActor  # re-exported
+from switchyard.backfill.ray_actor import decode as decode
+from switchyard.backfill.ray_actor import error_from_text as error_from_text
+from switchyard.backfill.ray_actor import error_text as error_text
 from switchyard.proxy import errors
-from switchyard.proxy.embedders.base import check_texts, check_vectors, empty_result
+from switchyard.proxy.embedders.base import check_texts, empty_result
 from switchyard.proxy.errors import ConfigError, EmbedderError, ProviderDown
 from switchyard.proxy.modelspec import ModelSpec
 
 log = logging.getLogger("switchyard.backfill.ray")
 
 MISSING_RAY = "--executor ray needs the ray extra: pip install 'switchyard[ray]'"
-_SOURCE = "ray executor"
 #: how long one embed call may wait for its result before it counts as a Ray failure
 DEFAULT_CALL_TIMEOUT = 300.0
 
@@ -84,66 +91,6 @@ def import_ray(local: bool) -> Any:
     except ImportError as exc:
         raise ConfigError(MISSING_RAY) from exc
     return ray
-
-
-class EmbedActor:
-    """The ``map_batches`` UDF: one embedder per actor, built once; one row = one request.
-
-    Input rows ``{req, texts}``; output rows ``{req, vectors, error}``: ``vectors`` the float32
-    bytes of ``(len(texts), dims)``, or ``error`` ``"ClassName:message"`` when embedding failed
-    (the row carries the failure so one bad request never ends the shared execution)."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        from switchyard.proxy.embedders import make_embedder
-
-        self.loop = asyncio.new_event_loop()
-        self.embedder = make_embedder(ModelSpec.from_dict(spec, strict=False))
-
-    def __call__(self, batch: Any) -> dict[str, Any]:
-        reqs = batch.column("req").to_pylist()
-        out_vectors: list[bytes] = []
-        out_errors: list[str] = []
-        for texts in batch.column("texts").to_pylist():
-            try:
-                matrix = self.loop.run_until_complete(self.embedder.embed(texts))
-                out_vectors.append(np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
-                out_errors.append("")
-            except Exception as exc:  # noqa: BLE001 -- carried back to the caller as data
-                out_vectors.append(b"")
-                out_errors.append(error_text(exc))
-        return {"req": np.array(reqs, dtype=np.int64), "vectors": np.array(out_vectors, dtype=object),
-                "error": np.array(out_errors, dtype=object)}
-
-    def __del__(self) -> None:
-        try:
-            self.loop.run_until_complete(self.embedder.aclose())
-            self.loop.close()
-        except Exception:  # noqa: BLE001 -- best effort at actor exit
-            pass
-
-
-def error_text(exc: BaseException) -> str:
-    """``"ClassName:message"``: a Switchyard error keeps its class and raw message."""
-    if isinstance(exc, errors.SwitchyardError):
-        return f"{type(exc).__name__}:{exc.message}"
-    return f"EmbedderError:{_SOURCE}: {type(exc).__name__}: {exc}"
-
-
-def error_from_text(text: str) -> errors.SwitchyardError:
-    """The exception :func:`error_text` describes (an unknown class becomes ``EmbedderError``)."""
-    name, _, message = text.partition(":")
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, errors.SwitchyardError):
-        return cls(message, raw=True)
-    return EmbedderError(f"{_SOURCE}: {text}")
-
-
-def decode(spec: ModelSpec, blob: bytes, count: int) -> np.ndarray:
-    """An actor's vector bytes as ``(count, spec.dimensions)`` float32, checked."""
-    flat = np.frombuffer(blob, dtype=np.float32)
-    if count == 0 or flat.size % count:
-        raise EmbedderError(f"{_SOURCE} returned {flat.size} components for {count} texts")
-    return check_vectors(spec, flat.reshape(count, -1), count, _SOURCE)
 
 
 @dataclass
