@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import itertools
 import os
 import shutil
@@ -36,53 +35,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from qdrant_client.http import models
-from qdrant_client.local.qdrant_local import QdrantLocal
 
-from switchyard.proxy.embedded import (
-    config_changes, edge_worker, request_checks, seam_args, strict_enforce, strict_writes)
+from switchyard.proxy.embedded import config_changes, request_checks, strict_enforce, strict_writes
+from switchyard.proxy.embedded.edge_calls import CATALOG_METHODS, DIMENSIONED, READS, bind
 from switchyard.proxy.embedded.edge_catalog import Catalog, Entry
 from switchyard.proxy.embedded.edge_query_fills import QueryFills
 from switchyard.proxy.embedded.edge_shard import Shard
 from switchyard.proxy.errors import BadRequest, SwitchyardError, Unsupported
 from switchyard.proxy.owned_tasks import stop_task
 
-#: methods answered from the catalog, never by a shard
-CATALOG_METHODS = frozenset({
-    "create_collection", "delete_collection", "get_collection", "get_collections",
-    "collection_exists", "update_collection", "update_collection_aliases", "get_aliases",
-    "get_collection_aliases", "info",
-})
-#: writes whose vectors are checked against the collection's dimensions before any is applied
-DIMENSIONED = frozenset({"upsert", "update_vectors", "batch_update_points"})
-#: methods a shard answers that change nothing (no optimizer pass after them)
-READS = edge_worker.READS
 #: seconds without writes before a collection's optimizer pass runs
 QUIET = 0.5
 #: worker processes kept started ahead, so creating a collection does not wait for one
 SPARES = 2
 #: longest start-up wait for the spares (EdgeEngine.wait_ready)
 WARM_WAIT = 10.0
-_SIGNATURES = {
-    name: inspect.signature(getattr(QdrantLocal, name))
-    for name in ("upsert", "delete", "update_vectors", "delete_vectors", "set_payload",
-                 "overwrite_payload", "delete_payload", "clear_payload", "batch_update_points",
-                 "create_payload_index", "delete_payload_index", "create_vector_name",
-                 "delete_vector_name", "retrieve", "scroll", "count", "facet", "query_points",
-                 "query_points_groups", "create_collection", "delete_collection",
-                 "get_collection", "collection_exists", "update_collection",
-                 "update_collection_aliases", "get_collection_aliases", "search_matrix_pairs",
-                 "search_matrix_offsets")
-}
-
-
-def bind(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``QdrantLocal.<method>``'s arguments by name (positional ones named, extras flattened)."""
-    sig = _SIGNATURES.get(method)
-    if sig is None:
-        if args:
-            raise Unsupported(f"{method} is not supported by the Edge engine")
-        return dict(kwargs)
-    return seam_args.by_name(sig, args, kwargs)
 
 
 class _ShardView:
