@@ -19,7 +19,8 @@ query), groups (over-fetch, then group) and the distance matrix (sample, then se
 :mod:`edge_query_fills`; and here the optimizer: after every acknowledged write the
 collection's worker runs Edge's optimizers, which index a segment once Qdrant's thresholds
 (``indexing_threshold`` and friends) say so; meanwhile the collection reports ``yellow``.
-Snapshots, collection and full-storage, are :mod:`snapshot_engines` and :mod:`full_snapshots`.
+Snapshots, collection and full-storage, are :mod:`snapshot_engines` and :mod:`full_snapshots`;
+which calls are catalog calls, reads or dimension-checked writes, :mod:`edge_calls`.
 """
 
 from __future__ import annotations
