@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,12 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from keyed_proxy import _ready, _spawn
 from test_backfill_kill import copied, start as start_daemon
-from upstream_process import UpstreamProcess
+from test_named_vector_e2e import Stack, dump, embed, start_writer
+from test_named_vector_e2e import stack as stack  # noqa: F401 - the module's fixture: upstream and proxy processes
 from switchyard.backfill.daemon import Daemon
 from switchyard.backfill.settings import DaemonConfig
 from switchyard.proxy import registry
-from switchyard.proxy.embedders.hashing import HashingEmbedder
 from switchyard.proxy.intercept.planner import metadata_for
 from switchyard.proxy.migration.planner import PlanRequest
 from switchyard.proxy.migration.service import MigrationService, ServiceConfig
@@ -52,46 +50,6 @@ FAST = DaemonConfig(batch_size=50, concurrency=1, lease_ttl=3.0, refresh=0.2, in
                     progress_interval=0.5, idle_poll=0.1)
 KILLS = 3
 SLOTS = 97  # a delete by filter removes about 1/SLOTS of the points
-
-
-@dataclass
-class Stack:
-    upstream: UpstreamProcess
-    proc: Any
-    rest_url: str
-    grpc_port: int
-    key: str
-
-    def client(self, grpc: bool = False) -> QdrantClient:
-        return QdrantClient(url=self.rest_url, grpc_port=self.grpc_port, prefer_grpc=grpc, api_key=self.key,
-                            https=False, check_compatibility=False, cloud_inference=True, timeout=120)
-
-    def admin(self) -> AsyncQdrantClient:
-        return AsyncQdrantClient(url=self.upstream.rest_url, api_key=self.key, https=False,
-                                 check_compatibility=False, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    key = "sk-" + uuid.uuid4().hex
-    up = UpstreamProcess(api_key=key).start()
-    try:
-        proc = _spawn(up, key, ())  # type: ignore[arg-type]
-        rest, grpc_port = _ready(proc)
-    except BaseException:
-        up.stop()
-        raise
-    try:
-        yield Stack(up, proc, rest, grpc_port, key)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
-        up.stop()
-
-
-def embed(spec: ModelSpec, texts: list[str]) -> np.ndarray:
-    return HashingEmbedder(spec).embed_sync(texts)
 
 
 def _payload(pid: int, rev: int) -> dict[str, Any]:
@@ -220,25 +178,12 @@ class Writer:
             c.close()
 
 
-def start_writer(w: Writer) -> threading.Thread:
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
-    return thread
-
-
 async def differences(client: AsyncQdrantClient, collection: str, expected: dict[int, dict[str, Any]],
                       spec: ModelSpec) -> dict[str, list[int]]:
     """lost / resurrected / stale ids of ``collection`` against the writer's log: a point is
     stale when its content, its vector (``spec``'s embedding of its text) or its model
     metadata differ."""
-    got: dict[int, models.Record] = {}
-    offset: Any = None
-    while True:
-        recs, offset = await client.scroll(collection, offset=offset, limit=500, with_payload=True,
-                                           with_vectors=True)
-        got.update({int(r.id): r for r in recs})
-        if offset is None:
-            break
+    got = await dump(client, collection)
     out: dict[str, list[int]] = {"lost": sorted(set(expected) - set(got)),
                                  "resurrected": sorted(set(got) - set(expected)), "stale": []}
     common = sorted(set(got) & set(expected))
