@@ -31,15 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import migration_quality as mq  # noqa: E402
 
+from switchyard.proxy.dataplane import adapter as adapter_fit  # noqa: E402
 from switchyard.proxy.dataplane.merge import Hit, merge  # noqa: E402
 
 PRF_DEPTHS = (10, 20, 40)
 QUERY_WEIGHTS = (0, 1, 4)
-
-
-def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    u, _, vt = np.linalg.svd(a.T @ b)
-    return u @ vt
 
 
 def ridge(a: np.ndarray, b: np.ndarray, lam: float = 1.0) -> np.ndarray:
@@ -69,7 +65,7 @@ def step(fraction: float, seed: int, data: tuple, folds: list[np.ndarray]) -> di
             a = np.vstack([a_docs[reservoir]] + [a_q[other]] * w)
             b = np.vstack([b_docs[reservoir]] + [b_q[other]] * w)
             if len(a) >= 8:
-                maps[(f, w, "p")], maps[(f, w, "r")] = procrustes(a, b), ridge(a, b)
+                maps[(f, w, "p")], maps[(f, w, "r")] = adapter_fit.procrustes(a, b), ridge(a, b)
     fold_of = np.zeros(len(qids), dtype=int)
     fold_of[folds[1]] = 1
 
