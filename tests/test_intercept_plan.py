@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from types import MappingProxyType
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qdrant_client import grpc as qgrpc
+from qdrant_client.conversions.conversion import grpc_to_payload, payload_to_grpc
 
+from switchyard.proxy.dataplane.writes import grpc_intent
 from switchyard.proxy.intercept import grpc_codec, rest_codec
 from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
 from switchyard.proxy.intercept.planner import Action, metadata_for, plan
@@ -218,6 +223,42 @@ def test_grpc_batch_update_only_touches_upserts() -> None:
     out.ParseFromString(message.encode())
     assert out.operations[0].upsert.points[0].payload["embedding_model_id"].string_value == "m"
     assert out.operations[1] == msg.operations[1]
+
+
+_SCALAR = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=6)
+_PAYLOADS = st.dictionaries(
+    st.sampled_from(["text", "n", "embedding_model_id", "embedding_dimensions", "embedding_version", "x"]),
+    _SCALAR | st.lists(_SCALAR, max_size=3), max_size=5)
+_IDS = st.integers(0, 2**64 - 1) | st.uuids().map(str)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_IDS, _PAYLOADS), max_size=6), st.booleans())
+def test_grpc_one_walk_reads_what_two_walks_read(points: list[tuple[Any, dict[str, Any]]], copy: bool) -> None:
+    """``decode(with_payloads=True)`` gives the planner the same points as the plain decode
+    (ids, metadata keys; metadata values as JSON, as qdrant-client reads them), and the mirror's intent built from its ``points_json`` equals the intent
+    built by walking the message again."""
+    msg = qgrpc.UpsertPoints(collection_name="docs")
+    for pid, payload in points:
+        point = msg.points.add(payload=payload_to_grpc(payload))
+        point.id.CopyFrom(qgrpc.PointId(num=pid) if isinstance(pid, int) else qgrpc.PointId(uuid=pid))
+        point.vectors.vector.dense.data.extend([0.5, 0.25])
+    raw = msg.SerializeToString()
+    plain, one = grpc_codec.decode(grpc_codec.UPSERT_METHOD, raw), grpc_codec.decode(
+        grpc_codec.UPSERT_METHOD, raw, with_payloads=True)
+    assert plain is not None and one is not None and plain[1].points_json is None
+    assert [p.id for p in one[0].points] == [p.id for p in plain[0].points]
+    as_json = [grpc_to_payload(p.payload) for p in msg.points]  # qdrant-client's reading
+    assert [list(p.meta) for p in one[0].points] == [list(p.meta) for p in plain[0].points]
+    assert [orjson.dumps(dict(p.meta), option=orjson.OPT_SORT_KEYS) for p in one[0].points] == [
+        orjson.dumps({k: j[k] for k in p.meta}, option=orjson.OPT_SORT_KEYS) for p, j in zip(plain[0].points, as_json)]
+    assert [pid for pid, _ in one[1].points_json or []] == [pid for pid, _ in points]
+    walked = grpc_intent("Upsert", raw, "text", copy, plain[1].message)
+    read = grpc_intent("Upsert", raw, "text", copy, one[1].message, one[1].points_json)
+    assert walked is not None and read is not None
+    assert walked.ids == read.ids and walked.kinds == read.kinds
+    assert [(p.id, orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS), p.text, p.vector) for p in walked.upserts] == [
+        (p.id, orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS), p.text, p.vector) for p in read.upserts]
 
 
 def test_grpc_garbage_is_left_alone() -> None:

@@ -29,7 +29,7 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.mirror import Mirror
 from switchyard.proxy.dataplane.repair_spool import RepairLog
-from switchyard.proxy.dataplane.writes import grpc_payload
+from switchyard.proxy.intercept.grpc_codec import payload_json
 from switchyard.proxy.intercept.executor import Executor
 from switchyard.proxy.migration.planner import PlanRequest
 from switchyard.proxy.migration.record import Migration
@@ -86,7 +86,7 @@ def test_payload_conversion_is_qdrant_clients(payload: dict[str, Any]) -> None:
     """The mirror's inline payload conversion gives what qdrant-client's ``grpc_to_payload``
     gives, value for value (NaN included: both print it as the string ``"NaN"``)."""
     values = pb.PointStruct(payload=payload_to_grpc(payload)).payload
-    ours, theirs = grpc_payload(values), grpc_to_payload(values)
+    ours, theirs = payload_json(values), grpc_to_payload(values)
     assert orjson.dumps(ours, option=orjson.OPT_SORT_KEYS) == orjson.dumps(theirs, option=orjson.OPT_SORT_KEYS)
     assert [type(v) for v in ours.values()] == [type(theirs[k]) for k in ours]
 

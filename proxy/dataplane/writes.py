@@ -14,12 +14,14 @@ Vectors are only decoded when a copy-vectors migration needs them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from qdrant_client.conversions.conversion import GrpcToRest, value_to_json
+from qdrant_client.conversions.conversion import GrpcToRest
 from qdrant_client.grpc import points_pb2
 
+from switchyard.proxy.intercept.grpc_codec import payload_json
 from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS
 
 
@@ -212,15 +214,16 @@ _GRPC_KINDS = {
 
 
 def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
-                message: Any = None) -> WriteIntent | None:
+                message: Any = None, points_json: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent | None:
     """The intent of a gRPC point write; ``message``: the request already parsed (the stamping
-    codec's), so a bound write is parsed once."""
-    found = _grpc_intent(method_name, raw, text_field, copy, message)
+    codec's), so a bound write is parsed once; ``points_json``: an upsert's ids and payloads as
+    that codec read them (``GrpcMessage.points_json``), so its points are walked once too."""
+    found = _grpc_intent(method_name, raw, text_field, copy, message, points_json)
     return None if found is None else replace(found, kinds=found.kinds | {_GRPC_KINDS[method_name]})
 
 
-def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
-                 message: Any = None) -> WriteIntent | None:
+def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool, message: Any = None,
+                 points_json: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent | None:
     cls = _GRPC_MESSAGES.get(method_name)
     if cls is None:
         return None
@@ -235,7 +238,7 @@ def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
         return _combine([_grpc_batch_op(op, text_field, copy) for op in msg.operations])
     if method_name == "Upsert":
         return _grpc_upsert(msg.points, msg.HasField("update_filter") or msg.HasField("update_mode"),
-                            text_field, copy)
+                            text_field, copy, points_json if message is not None else None)
     if method_name == "UpdateVectors":
         filters = (_filter(msg.update_filter),) if msg.HasField("update_filter") else ()
         return WriteIntent(ids=tuple(_pid(p.id) for p in msg.points), filters=filters)
@@ -273,33 +276,18 @@ def _grpc_selector(selector: Any, msg: Any) -> WriteIntent:
     return WriteIntent(ids=ids, filters=tuple(filters))
 
 
-def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool) -> WriteIntent:
+def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool,
+                 read: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent:
+    """``read``: each point's id and JSON payload, when the stamping codec has read them."""
     if conditional:
-        return WriteIntent(ids=tuple(_pid(p.id) for p in points))
+        return WriteIntent(ids=tuple(p[0] for p in read) if read is not None else tuple(_pid(p.id) for p in points))
+    pairs = read if read is not None else [(_pid(p.id), payload_json(p.payload)) for p in points]
     new = []
-    for p in points:  # one walk per point: the mirror's hot path (docs/proxy.md, write path)
-        payload = grpc_payload(p.payload)
+    for p, (pid, payload) in zip(points, pairs):  # the mirror's hot path (docs/proxy.md, write path)
         vector = _grpc_vectors(p.vectors) if copy else None
         text = _text(payload, text_field) or _grpc_document_text(p.vectors)
-        new.append(NewPoint(_pid(p.id), payload, text, vector, p))
+        new.append(NewPoint(pid, payload, text, vector, p))
     return WriteIntent(ids=tuple(p.id for p in new), upserts=tuple(new))
-
-
-#: ``qdrant.Value`` kinds whose field is the JSON value itself
-_SCALAR_KINDS = frozenset({"string_value", "integer_value", "bool_value"})
-
-
-def grpc_payload(values: Any) -> dict[str, Any]:
-    """A ``map<string, qdrant.Value>`` as JSON values, as qdrant-client's ``grpc_to_payload``
-    gives it: strings, integers and booleans read inline, everything else (doubles, for their
-    non-finite cases; lists, structs, null) by its ``value_to_json``. Inline, a 1,024-point
-    upsert's payloads convert in ~2.5 ms against ~3.2 (the lookups of upb's map dominate)."""
-    out = {}
-    for key in values:  # upb implements items() in Python: lookups by key are faster
-        value = values[key]
-        kind = value.WhichOneof("kind")
-        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else value_to_json(value)
-    return out
 
 
 def _grpc_document_text(vectors: Any) -> str | None:

@@ -280,15 +280,17 @@ class Executor:
                 reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
         mirror = mirror_target(snap, collection) if kind == "write" else None
         stamping = call.method in grpc_codec.METHODS and snap.is_bound(bound_as)
-        decoded = grpc_codec.decode(call.method, call.request) if stamping else None
+        mirroring = mirror is not None and self.mirror is not None
+        decoded = grpc_codec.decode(call.method, call.request, with_payloads=mirroring) if stamping else None
         if decoded is not None and decoded[0].collection != bound_as:  # planned under the governing binding
             decoded = (replace(decoded[0], collection=bound_as), decoded[1])
         intent = None
         if mirror is not None and self.mirror is not None:
-            # one parse serves both: the intent is read before stamping and inference change it
+            # one parse and one walk serve both: the intent is read before stamping and inference change it
             intent = grpc_intent(call.method.rsplit("/", 1)[-1], call.request, mirror.migration.text_field,
                                  mirror.migration.copy_vectors,
-                                 decoded[1].message if decoded is not None else None)
+                                 decoded[1].message if decoded is not None else None,
+                                 decoded[1].points_json if decoded is not None else None)
             if split_mirror.is_split(mirror.migration) and (refusal := split_mirror.admission_grpc(
                     mirror.migration, call.method.rsplit("/", 1)[-1], call.request)):
                 raise BadRequest(refusal)  # before the primary: the point would have no target

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from qdrant_client.conversions.conversion import value_to_json
 from qdrant_client.grpc import json_with_int_pb2, points_pb2
 
 from switchyard.proxy.intercept.inference import Slot, grpc_slots
@@ -36,6 +37,10 @@ _CLASSES = {OpKind.UPSERT: points_pb2.UpsertPoints, OpKind.BATCH: points_pb2.Upd
 @dataclass(slots=True)
 class GrpcMessage:
     message: Any  # points_pb2.UpsertPoints | UpdateBatchPoints | SetPayloadPoints (overwrite)
+    #: an ``UpsertPoints``' points as the client sent them, ``(id, payload as JSON values)`` in
+    #: order, when :func:`decode` was asked for them (a mirrored write's intent reads these
+    #: instead of walking the points again); ``None`` otherwise
+    points_json: list[tuple[Any, dict[str, Any]]] | None = None
 
     def encode(self) -> bytes:
         return bytes(self.message.SerializeToString())
@@ -68,8 +73,12 @@ class GrpcMessage:
                 yield from op.upsert.points
 
 
-def decode(method: str, raw: bytes) -> tuple[Operation, GrpcMessage] | None:
-    """Decode a write; ``None`` when the bytes do not parse (forward them untouched)."""
+def decode(method: str, raw: bytes, with_payloads: bool = False) -> tuple[Operation, GrpcMessage] | None:
+    """Decode a write; ``None`` when the bytes do not parse (forward them untouched).
+
+    ``with_payloads``: an ``UpsertPoints``' payloads are also read as JSON values, in the same
+    walk over its points, into ``GrpcMessage.points_json`` (the mirror's intent needs them; one
+    walk instead of two costs ~0.5 ms less per 1,024 points, ``docs/proxy.md``)."""
     kind = METHODS[method]
     message = _CLASSES[kind]()
     try:
@@ -77,7 +86,11 @@ def decode(method: str, raw: bytes) -> tuple[Operation, GrpcMessage] | None:
     except DecodeError:
         return None
     wrapped = GrpcMessage(message)
-    points = [_point_info(p) for p in wrapped.point_structs()]
+    if with_payloads and kind is OpKind.UPSERT:
+        wrapped.points_json = []
+        points = [_json_point_info(p, wrapped.points_json) for p in message.points]
+    else:
+        points = [_point_info(p) for p in wrapped.point_structs()]
     labels = [f"payload overwrite #{i + 1}" for i, _ in enumerate(wrapped.overwrite_payloads())]
     for label, payload in zip(labels, wrapped.overwrite_payloads()):
         meta = {k: _plain(payload[k]) for k in META_FIELDS if k in payload}
@@ -133,6 +146,44 @@ def _point_info(point: Any) -> PointInfo:
     else:
         meta = _NO_META
     return PointInfo(point_id, _Shapes(point), meta)
+
+
+def _json_point_info(point: Any, out: list[tuple[Any, dict[str, Any]]]) -> PointInfo:
+    """:func:`_point_info`, reading the payload as JSON values (appended to ``out`` with the
+    point's id: an integer or a UUID string) and the metadata from them."""
+    pid = point.id
+    if pid.WhichOneof("point_id_options") == "num":
+        ident: Any = pid.num
+        key = str(ident)
+    else:
+        ident = pid.uuid
+        key = ident or "0"  # as _point_info reads an unset id
+    payload = payload_json(point.payload)
+    out.append((ident, payload))
+    for name in META_FIELDS:
+        if name in payload:
+            meta: Mapping[str, Any] = {k: payload[k] for k in META_FIELDS if k in payload}
+            break
+    else:
+        meta = _NO_META
+    return PointInfo(key, _Shapes(point), meta)
+
+
+#: ``qdrant.Value`` kinds whose field is the JSON value itself
+_SCALAR_KINDS = frozenset({"string_value", "integer_value", "bool_value"})
+
+
+def payload_json(values: Any) -> dict[str, Any]:
+    """A ``map<string, qdrant.Value>`` as JSON values, as qdrant-client's ``grpc_to_payload``
+    gives it: strings, integers and booleans read inline, everything else (doubles, for their
+    non-finite cases; lists, structs, null) by its ``value_to_json``. Inline, a 1,024-point
+    upsert's payloads convert in ~2.5 ms against ~3.2 (the lookups of upb's map dominate)."""
+    out = {}
+    for key in values:  # upb implements items() in Python: lookups by key are faster
+        value = values[key]
+        kind = value.WhichOneof("kind")
+        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else value_to_json(value)
+    return out
 
 
 class _Shapes(Mapping[str, VectorInfo]):
