@@ -29,13 +29,14 @@ from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.mirror import Mirror
 from switchyard.proxy.dataplane.repair_spool import RepairLog
-from switchyard.proxy.intercept.grpc_codec import payload_json
+from switchyard.proxy.dataplane.secondary_leg import STRIPPED
 from switchyard.proxy.intercept.executor import Executor
+from switchyard.proxy.intercept.grpc_codec import payload_json
 from switchyard.proxy.migration.planner import PlanRequest
 from switchyard.proxy.migration.record import Migration
 from switchyard.proxy.migration.service import MigrationService, ServiceConfig
 from switchyard.proxy.modelspec import ModelSpec
-from switchyard.proxy.state.records import META_APPROXIMATE, META_MODEL_ID, Binding
+from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS, META_MODEL_ID, Binding
 from switchyard.proxy.state.snapshot import StateSnapshot
 from switchyard.proxy.state.store import StateStore
 from switchyard.proxy.wire import GrpcCall, GrpcReply
@@ -72,6 +73,31 @@ def test_encoder_round_trips_through_protobuf(name: str) -> None:
     assert not points[0].HasField("vectors") and META_APPROXIMATE not in points[0].payload
     assert secondary_grpc.upsert_request("docs_v2", points, ["d1", None], rows, name, meta, stripped,
                                          DIGEST_FIELD) == raw
+
+
+@pytest.mark.parametrize("client", [
+    {"text": "a"},
+    {"text": "a", META_APPROXIMATE: True},  # a stripped key the client sent: found through ``sent``
+    {"text": "a", DIGEST_FIELD: "stale", "embedding_fingerprint": "theirs"},
+])
+def test_skipping_lookups_by_the_sent_payload_gives_the_same_bytes(client: dict[str, Any]) -> None:
+    """With each point's sent payload and the stampable keys, ``upsert_request`` looks up only
+    keys that can be there, and builds exactly the bytes of the full lookup, whether a stripped
+    key came from the client or from the stamp (A's fingerprint, which B's metadata lacks)."""
+    stamp = {META_MODEL_ID: A.id, "embedding_dimensions": 8, "embedding_fingerprint": "fp-a"}
+    meta = secondary_grpc.payload_entries({META_MODEL_ID: B.id, "embedding_dimensions": 12})
+    rows = np.ones((2, 12), dtype=np.float32)
+
+    def stamped() -> list[pb.PointStruct]:  # as the primary got them: A's metadata filled in
+        return [_point(i, {**stamp, **client}) for i in (1, 2)]
+
+    full = secondary_grpc.upsert_request("t", stamped(), ["d", None], rows, "", meta, STRIPPED, DIGEST_FIELD)
+    skipped = secondary_grpc.upsert_request("t", stamped(), ["d", None], rows, "", meta, STRIPPED, DIGEST_FIELD,
+                                            [client, client], META_FIELDS)
+    assert skipped == full
+    first, second = (dict(p.payload) for p in pb.UpsertPoints.FromString(full).points)
+    assert "embedding_fingerprint" not in first and META_APPROXIMATE not in second
+    assert first[DIGEST_FIELD].string_value == "d" and DIGEST_FIELD not in second
 
 
 _JSON = st.recursive(

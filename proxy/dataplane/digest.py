@@ -15,7 +15,7 @@ The first 32 hex characters are kept: collisions at 128 bits are not a practical
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -40,6 +40,24 @@ def source_digest(payload: Mapping[str, Any] | None, vector_repr: bytes | None =
         h.update(b"\x00vector\x00")
         h.update(vector_repr)
     return h.hexdigest()[:DIGEST_CHARS]
+
+
+def source_digests(payloads: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    """``[source_digest(p) for p in payloads]``, for a mirrored write's points: a payload whose
+    canonical JSON holds neither an ``"embedding_`` key prefix nor the digest field's name has
+    no key to leave out, so it is hashed as printed, without ``content_of``'s copy (exact: a
+    match, even inside a value, only takes the general path)."""
+    out = []
+    for payload in payloads:
+        raw = orjson.dumps(payload or {}, option=orjson.OPT_SORT_KEYS)
+        if _METADATA_MARK in raw or _DIGEST_MARK in raw:
+            raw = orjson.dumps(content_of(payload), option=orjson.OPT_SORT_KEYS)
+        out.append(hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS])
+    return out
+
+
+_METADATA_MARK = f'"{METADATA_PREFIX}'.encode()
+_DIGEST_MARK = f'"{DIGEST_FIELD}"'.encode()
 
 
 def vector_repr(vector: Any) -> bytes:

@@ -26,7 +26,7 @@ the way a ``PointStruct`` holds it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,13 +47,19 @@ _VALUE_STRING = 4
 
 
 def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str | None], rows: np.ndarray,
-                   vector_name: str, metadata: bytes, stripped: Iterable[str], digest_field: str) -> bytes:
+                   vector_name: str, metadata: bytes, stripped: Iterable[str], digest_field: str,
+                   sent: Sequence[Mapping[str, Any]] | None = None, stampable: Collection[str] = ()) -> bytes:
     """The serialized ``UpsertPoints(collection, wait=true, points)``: point ``i`` is the client's
     ``points[i]`` (a parsed ``PointStruct``) with its vectors replaced by row ``i`` of the
     float32 matrix ``rows`` (unnamed, or as ``vector_name``), the ``stripped`` payload keys
     removed, then ``metadata`` (from :func:`payload_entries`) and, when ``digests[i]`` is set,
     the digest entry appended. Consumes ``points``: their vectors and stripped keys are removed
-    in place (module doc); a second call on them gives the same bytes."""
+    in place (module doc); a second call on them gives the same bytes.
+
+    ``sent``: each point's payload as the client sent it (JSON values), with ``stampable`` the
+    keys the proxy's stamp may have added since: a stripped key in neither is not in the point's
+    map, so it is not looked up there (upb's map lookups cost ~0.4 µs each, two per point, a
+    sixth of this function; with both models fingerprinted none is left to look up)."""
     if not len(points) == len(digests) == len(rows):
         raise ValueError(f"{len(points)} points, {len(digests)} digests and {len(rows)} rows")
     matrix = np.ascontiguousarray(rows, dtype="<f4")
@@ -67,12 +73,16 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
     prefixes: dict[int, bytes] = {}  # digest length -> its entry's bytes before the digest
     heads: dict[int, bytes] = {}  # point size -> the point field's tag and length (sizes repeat)
     tail = len(metadata) + len(head) + width
+    stamped = tuple(k for k in drop if k in stampable)
+    by_client = frozenset(drop).difference(stamped)
     for i, (point, digest) in enumerate(zip(points, digests)):
         point.ClearField("vectors")
-        payload = point.payload
-        for key in drop:
-            if key in payload and (digest is None or key != digest_field):
-                del payload[key]
+        keys = drop if sent is None or not by_client.isdisjoint(sent[i]) else stamped
+        if keys:
+            payload = point.payload
+            for key in keys:
+                if key in payload and (digest is None or key != digest_field):
+                    del payload[key]
         own = point.SerializeToString()
         row = data[i * width:(i + 1) * width]
         if digest is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,11 +38,14 @@ class GrpcLeg:
         return time.monotonic() >= self._rests_until
 
     async def upsert(self, migration_id: str, collection: str, points: Sequence[Any], digests: Sequence[str | None],
-                     rows: np.ndarray, vector_name: str, metadata: dict[str, Any], headers: Headers) -> bool:
-        """Send the secondary upsert; False (logged, leg resting) when it did not apply."""
+                     rows: np.ndarray, vector_name: str, metadata: dict[str, Any], headers: Headers,
+                     sent: Sequence[Mapping[str, Any]] | None = None) -> bool:
+        """Send the secondary upsert; False (logged, leg resting) when it did not apply. ``sent``:
+        the points' payloads as the client sent them (the stamp adds only metadata fields)."""
         try:
             body = secondary_grpc.upsert_request(collection, points, digests, rows, vector_name,
-                                                 secondary_grpc.payload_entries(metadata), STRIPPED, DIGEST_FIELD)
+                                                 secondary_grpc.payload_entries(metadata), STRIPPED, DIGEST_FIELD,
+                                                 sent, META_FIELDS)
             reply = await self._forward(GrpcCall(secondary_grpc.METHOD, body, headers))
         except Exception as exc:  # noqa: BLE001 - REST writes it instead
             return self._failed(migration_id, f"{type(exc).__name__}: {exc}")

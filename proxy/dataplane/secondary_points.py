@@ -38,7 +38,7 @@ import orjson
 
 from switchyard.proxy.dataplane import adapter_points
 from switchyard.proxy.dataplane.adapter_store import AdapterCache
-from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, vector_repr
+from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest, source_digests, vector_repr
 from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
 from switchyard.proxy.dataplane.secondary_leg import GrpcLeg
 from switchyard.proxy.dataplane.writes import NewPoint, point_key, strip_meta
@@ -77,9 +77,10 @@ class SecondaryPoints:
                 or any(p.wire is None or p.text is None for p in points)):
             return False
         vectors = await self._vectors(prep, points)
-        digests = [source_digest(p.payload) if t.to_target else None for p in points]
+        digests: list[str | None] = list(source_digests([p.payload for p in points])) if t.to_target else [None] * len(points)
         return await self._grpc.upsert(t.migration.id, t.secondary, [p.wire for p in points], digests,
-                                       vectors, t.migration.vector, metadata_for(t.spec), prep.headers)
+                                       vectors, t.migration.vector, metadata_for(t.spec), prep.headers,
+                                       [p.payload for p in points])
 
     async def _secondary_points(self, prep: Prepared, points: list[NewPoint]) -> tuple[list[dict[str, Any]], list[Any]]:
         t = prep.target
