@@ -35,7 +35,8 @@ from switchyard.proxy.frontend.headers import redact, request_headers, response_
 from switchyard.proxy.frontend.http_protocol import HttpConnection, HttpRequest
 from switchyard.proxy.intercept.routes import rest_target
 from switchyard.proxy.readiness import NotReady, Readiness
-from switchyard.proxy.upstream.rest_client import Connector, RestUpstream, Streams, UpstreamResponse
+from switchyard.proxy.upstream.rest_client import Connector, RestUpstream, Streams
+from switchyard.proxy.upstream.rest_response import UpstreamResponse
 from switchyard.proxy.wire import Interceptor, RestCall, RestReply
 
 log = logging.getLogger("switchyard.proxy.rest")

@@ -31,17 +31,14 @@ import asyncio
 import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 from switchyard.proxy.errors import UpstreamError, UpstreamTimeout
+from switchyard.proxy.upstream.rest_response import HeaderList, UpstreamResponse, Conn
 from switchyard.proxy.wire import RestCall, RestReply
 
-HeaderList = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterator[bytes] | None
 
-_READ_CHUNK = 256 << 10
 #: Bodies up to this size go out in one write with their head (one syscall); larger ones after it.
 _JOIN_LIMIT = 64 << 10
 _HEAD_LIMIT = 1 << 20
@@ -55,143 +52,6 @@ _CALL_DROP = frozenset({"host", "content-length", "transfer-encoding", "connecti
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Connector = Callable[[], Awaitable[Streams]]
-
-
-@dataclass(slots=True, eq=False)
-class _Conn:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    #: loop time by which the pending read must progress (inf: nothing pending).
-    deadline: float = field(default=math.inf)
-    timed_out: bool = False
-
-    def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def expire(self) -> None:
-        """Called by the sweep: abort, so the pending read fails and reports the timeout."""
-        self.timed_out = True
-        transport = self.writer.transport
-        transport.abort()
-
-
-class UpstreamResponse:
-    """A response whose head has arrived; the body is read on demand, exactly once."""
-
-    __slots__ = ("status", "reason", "headers", "length", "chunked", "_conn", "_pool",
-                 "_remaining", "_keep_alive", "_done", "_timeout")
-
-    def __init__(self, pool: RestUpstream, conn: _Conn, status: int, reason: bytes,
-                 headers: HeaderList, length: int | None, chunked: bool, keep_alive: bool) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.length = length
-        self.chunked = chunked
-        self._conn: _Conn | None = conn
-        self._pool = pool
-        self._remaining = length
-        self._keep_alive = keep_alive
-        self._done = length == 0
-
-    async def read_all(self) -> bytes:
-        """The whole body (for small responses and intercepted calls)."""
-        if self.length is not None and not self.chunked:
-            data = await self._read_exactly(self.length) if self.length else b""
-            self._done = True
-            return data
-        return b"".join([chunk async for chunk in self.chunks()])
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, de-chunked; ends at the body's end."""
-        if self.chunked:
-            async for chunk in self._dechunk():
-                yield chunk
-        elif self.length is not None:
-            while self._remaining:
-                chunk = await self._read_some(min(self._remaining, _READ_CHUNK))
-                self._remaining -= len(chunk)
-                yield chunk
-        else:
-            self._keep_alive = False
-            while chunk := await self._read_some(_READ_CHUNK, eof_ok=True):
-                yield chunk
-        self._done = True
-
-    async def _dechunk(self) -> AsyncIterator[bytes]:
-        while True:
-            line = await self._read_line()
-            size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            if size == 0:
-                while await self._read_line():  # trailers, up to the blank line
-                    pass
-                return
-            remaining = size
-            while remaining:
-                chunk = await self._read_some(min(remaining, _READ_CHUNK))
-                remaining -= len(chunk)
-                yield chunk
-            await self._read_exactly(2)
-
-    def release(self) -> None:
-        """Return the connection to the pool if the body was read fully, else close it."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        self._pool.idle(conn)
-        if self._done and self._keep_alive:
-            self._pool.put_back(conn)
-        else:
-            conn.close()
-
-    # -- reads with the inactivity timeout (a deadline the pool's sweep enforces)
-
-    def _conn_for_read(self) -> _Conn:
-        conn = self._conn
-        if conn is None:
-            raise UpstreamError("response already released")
-        conn.deadline = self._pool.loop_time() + self._pool.timeout
-        return conn
-
-    async def _read_exactly(self, n: int) -> bytes:
-        conn = self._conn_for_read()
-        try:
-            data = await conn.reader.readexactly(n)
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            _raise_body_error(conn, f"upstream closed the connection mid-body: {exc}", exc)
-        conn.deadline = math.inf  # waiting for our client (back-pressure) is not the upstream's fault
-        return data
-
-    async def _read_some(self, n: int, *, eof_ok: bool = False) -> bytes:
-        conn = self._conn_for_read()
-        try:
-            chunk = await conn.reader.read(n)
-        except OSError as exc:
-            _raise_body_error(conn, f"upstream connection failed mid-body: {exc}", exc)
-        if conn.timed_out:
-            _raise_body_error(conn, "", None)
-        conn.deadline = math.inf
-        if not chunk and not eof_ok:
-            raise UpstreamError("upstream closed the connection mid-body")
-        return chunk
-
-    async def _read_line(self) -> bytes:
-        conn = self._conn_for_read()
-        try:
-            line = await conn.reader.readuntil(b"\r\n")
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            _raise_body_error(conn, f"bad chunked body from upstream: {exc}", exc)
-        conn.deadline = math.inf
-        return line[:-2]
-
-
-def _raise_body_error(conn: _Conn, message: str, exc: BaseException | None) -> NoReturn:
-    if conn.timed_out:
-        raise UpstreamTimeout("upstream did not send the response body in time") from exc
-    raise UpstreamError(message) from exc
 
 
 class RestUpstream:
@@ -215,8 +75,8 @@ class RestUpstream:
         if self.secure:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self._connector = connect
-        self._idle: list[_Conn] = []
-        self._busy: set[_Conn] = set()
+        self._idle: list[Conn] = []
+        self._busy: set[Conn] = set()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -241,18 +101,18 @@ class RestUpstream:
         if not self._closed:
             self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
 
-    def idle(self, conn: _Conn) -> None:
+    def idle(self, conn: Conn) -> None:
         """A connection no longer waits for the upstream (its deadline no longer applies)."""
         self._busy.discard(conn)
         conn.deadline = math.inf
 
-    def put_back(self, conn: _Conn) -> None:
+    def put_back(self, conn: Conn) -> None:
         if self._closed or len(self._idle) >= self.max_idle or not conn.usable():
             conn.close()
         else:
             self._idle.append(conn)
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self) -> Conn:
         try:
             async with asyncio.timeout(self.timeout):
                 if self._connector is not None:
@@ -264,9 +124,9 @@ class RestUpstream:
             raise UpstreamTimeout(f"connecting to {self.host}:{self.port} timed out") from exc
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        return _Conn(reader, writer)
+        return Conn(reader, writer)
 
-    def _take_idle(self) -> _Conn | None:
+    def _take_idle(self) -> Conn | None:
         while self._idle:
             conn = self._idle.pop()
             if conn.usable():
@@ -324,7 +184,7 @@ class RestUpstream:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    async def _exchange(self, conn: _Conn, head: bytes, body: Body, method: bytes) -> UpstreamResponse:
+    async def _exchange(self, conn: Conn, head: bytes, body: Body, method: bytes) -> UpstreamResponse:
         try:
             if isinstance(body, bytes) or body is None:
                 if body and len(body) > _JOIN_LIMIT:  # a large body is not copied to sit behind its head
@@ -340,7 +200,7 @@ class RestUpstream:
             conn.close()
             raise
 
-    async def _read_head(self, conn: _Conn, method: bytes) -> UpstreamResponse:
+    async def _read_head(self, conn: Conn, method: bytes) -> UpstreamResponse:
         conn.deadline = self.loop_time() + self.timeout
         self._busy.add(conn)
         reader = conn.reader
@@ -364,7 +224,7 @@ class RestUpstream:
         conn.deadline = math.inf
         return self._parse_head(conn, raw, method)
 
-    def _parse_head(self, conn: _Conn, raw: bytes, method: bytes) -> UpstreamResponse:
+    def _parse_head(self, conn: Conn, raw: bytes, method: bytes) -> UpstreamResponse:
         status, reason, headers, http10 = parse_head(raw)
         length: int | None = None
         chunked = False
