@@ -16,8 +16,10 @@ This is the :class:`switchyard.proxy.wire.Interceptor` the front ends consult. I
    ``switchyard.proxy.dataplane.reads.MergedReader``; on other bound collections it serves their
    inference objects.
 
-The client always receives the primary's own reply (or the merged one). Calls that need none
-of this are never decoded.
+Which of these paths serves a call, on which collection, is decided once per call by the pure
+:func:`~switchyard.proxy.intercept.dispatch.dispatch` (tested as a table); the methods here do
+that path's I/O in the call's protocol. The client always receives the primary's own reply (or
+the merged one). Calls that need none of this are never decoded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from switchyard.proxy.intercept.json_scan import parse_exact
 from switchyard.proxy.errors import BadRequest, EnforcementError
 from switchyard.proxy.intercept import grpc_codec, inference, rest_codec
 from switchyard.proxy.intercept.credentials import CredentialGate
+from switchyard.proxy.intercept.dispatch import CallPlan, Serve, dispatch, physical_collection
 from switchyard.proxy.intercept.listing import ReservedGate
 from switchyard.proxy.intercept.metrics import (
     ENFORCE_REJECTIONS,
@@ -46,13 +49,11 @@ from switchyard.proxy.intercept.routes import (
     rest_path,
     rest_target,
 )
-from switchyard.proxy.dataplane import in_place_reads, in_place_writes, split_exec, split_exec_grpc, split_mirror
+from switchyard.proxy.dataplane import in_place_writes, split_exec, split_exec_grpc, split_mirror
 from switchyard.proxy.dataplane.mirror import Mirror, MirrorTarget
 from switchyard.proxy.dataplane.writes import WriteIntent, grpc_intent, rest_intent, waited_query, waited_request
 from switchyard.proxy.dataplane.query_codec import is_similarity_grpc, is_similarity_rest
 from switchyard.proxy.dataplane.reads import MergedReader
-from switchyard.proxy.migration.record import DUAL_WRITE, VERIFIED, Migration
-from switchyard.proxy.migration.routing import Route, route
 from switchyard.proxy.state.freshness import StateGuard
 from switchyard.proxy.state.snapshot import StateSnapshot
 from switchyard.proxy.wire import GrpcCall, GrpcForward, GrpcReply, RestCall, RestForward, RestReply
@@ -71,45 +72,6 @@ class SnapshotSource(Protocol):
     """Anything holding a current :class:`StateSnapshot` (the proxy's ``StateCache``)."""
 
     snapshot: StateSnapshot
-
-
-def physical_collection(snap: StateSnapshot, name: str, kind: str) -> tuple[str, str | None]:
-    """Where a point call on ``name`` goes, and why (``None``: no migration governs it). Pure."""
-    found = route(snap.migrations, name, kind) if snap.migrations else None
-    if found is None:
-        return name, None
-    target = found.primary if kind == "write" else found.authority
-    return target, f"{name} -> {target} (migration {found.migration_id}: {found.reason})"
-
-
-def merged_route(snap: StateSnapshot, name: str) -> tuple[Route, Migration] | None:
-    """The read route and migration when similarity reads of ``name`` merge, shadow, or are
-    served by the source in read mode ``source`` (the reader embeds either model's inference
-    objects with A there, as its merged read would; pure)."""
-    found = route(snap.migrations, name, "read") if snap.migrations else None
-    if found is None:
-        return None
-    m = snap.migrations.get(found.migration_id)
-    if m is None:
-        return None
-    source_mode = (m.phase in (DUAL_WRITE, VERIFIED) and m.read_mode == "source" and found.primary == m.source
-                   and not in_place_reads.is_in_place(m))
-    return (found, m) if (found.merge or found.shadow or source_mode) else None
-
-
-def mirror_target(snap: StateSnapshot, name: str) -> MirrorTarget | None:
-    """The secondary a write on ``name`` is mirrored to, with its model (pure; ``None``: none)."""
-    found = route(snap.migrations, name, "write") if snap.migrations else None
-    if found is None or found.secondary is None:
-        return None
-    m = snap.migrations.get(found.migration_id)
-    if m is None:
-        return None
-    to_target = found.secondary == m.target
-    spec = snap.models.get(m.model_b if to_target else m.model_a)
-    if spec is None:
-        return None
-    return MirrorTarget(m, found.primary, found.secondary, spec, to_target)
 
 
 class Executor:
@@ -155,42 +117,48 @@ class Executor:
             return await forward(call)
         collection, rest, kind = found
         snap = self._state.snapshot
-        physical, why = physical_collection(snap, collection, kind)
-        bound_as = snap.binding_name(collection, physical)  # whose binding governs (alias-bound too)
-        works = why is not None or snap.is_bound(bound_as)  # else forwarded as is: nothing to check
-        if self.credentials is not None and works and (
-                refused := await self.credentials.rest(call, physical, kind, forward)) is not None:
-            return refused  # the upstream's own 401 / 403: no work for this caller
-        if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
-            self.state_guard.check(snap.migrations, collection, kind)
-        if kind == "write" and (closed := split_mirror.closed_reason(snap, collection)) is not None:
-            raise BadRequest(closed)
-        if kind == "read" and self.reader is not None and (
-                split := split_exec.read_migration(snap, collection)) is not None:
-            return await split_exec.rest_read(self.reader, call, rest, split, snap, forward)  # split targets
         similarity = kind == "read" and self.reader is not None and is_similarity_rest(call.method, rest)
-        if similarity and (merging := merged_route(snap, collection)) is not None:
+        cp = dispatch(snap, collection, kind, similarity, self.reader is not None)
+        if self.credentials is not None and cp.checked and (
+                refused := await self.credentials.rest(call, cp.physical, kind, forward)) is not None:
+            return refused  # the upstream's own 401 / 403: no work for this caller
+        self._admit(cp, snap, collection, kind)
+        if cp.serve is Serve.SPLIT_READ:
             assert self.reader is not None
-            reply = await self.reader.rest(call, merging[0], merging[1], snap, forward)
-            return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
-        if similarity and (switched := in_place_reads.read_migration(snap, collection)) is not None:
-            assert self.reader is not None  # in place: ranked by one vector of the collection
-            reply = await self.reader.in_place_rest(call, switched, snap, forward)
-            return replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why or "")))
-        if physical != collection:
-            call = call.with_path(rest_path(physical, rest))
-        if similarity and snap.is_bound(bound_as):
+            return await split_exec.rest_read(self.reader, call, rest, cp.split, snap, forward)  # split targets
+        if (read := await self._rest_read(call, cp, snap, forward)) is not None:  # MERGED, IN_PLACE_READ
+            return replace(read, headers=(*read.headers, (ROUTE_HEADER, cp.why or "")))
+        if cp.physical != collection:
+            call = call.with_path(rest_path(cp.physical, rest))
+        if cp.serve is Serve.INFERENCE:
             assert self.reader is not None
-            reply = await self.reader.resolve_inference_rest(call, bound_as, snap, forward)
-            return reply if why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
+            reply = await self.reader.resolve_inference_rest(call, cp.bound_as, snap, forward)
+        elif cp.serve is Serve.WRITE:
+            reply = await self._rest_write(call, rest, cp, snap, forward)
+        else:
+            reply = await forward(call)
+        return reply if cp.why is None else replace(reply, headers=(*reply.headers, (ROUTE_HEADER, cp.why)))
+
+    async def _rest_read(self, call: RestCall, cp: CallPlan, snap: StateSnapshot,
+                         forward: RestForward) -> RestReply | None:
+        """The reader's answer on the MERGED and IN_PLACE_READ paths; ``None`` on the others."""
+        if self.reader is not None and cp.merging is not None:
+            return await self.reader.rest(call, *cp.merging, snap, forward)
+        if self.reader is not None and cp.in_place is not None:
+            return await self.reader.in_place_rest(call, cp.in_place, snap, forward)
+        return None
+
+    async def _rest_write(self, call: RestCall, rest: str, cp: CallPlan, snap: StateSnapshot,
+                          forward: RestForward) -> RestReply:
+        """A REST write: decoded once for stamping and the mirror's intent, stamped when bound,
+        given B's vector in place, then written (mirrored while a migration has a secondary)."""
         op_kind = _REST_METADATA_WRITES.get((call.method, rest))
-        bound = snap.binding_for(bound_as) if op_kind is not None else None
-        stamping = bound is not None
-        mirror = mirror_target(snap, collection) if kind == "write" else None
+        bound = snap.binding_for(cp.bound_as) if op_kind is not None else None
+        mirror = cp.mirror
         decoded = None
         if bound is not None and op_kind is not None:
             copy = mirror is not None and bool(mirror.migration.copy_vectors)
-            decoded = rest_codec.decode(op_kind, bound_as, call.body, measure=bound[0].enforce,
+            decoded = rest_codec.decode(op_kind, cp.bound_as, call.body, measure=bound[0].enforce,
                                         with_vectors=copy)
         intent = None
         if mirror is not None:
@@ -201,19 +169,16 @@ class Executor:
             if split_mirror.is_split(mirror.migration) and (
                     refusal := split_mirror.admission_rest(mirror.migration, call.method, rest, parsed)):
                 raise BadRequest(refusal)  # before the primary: the point would have no target
-        if stamping:
+        if bound is not None:
             body = await self._stamped(decoded, snap, "rest")
             call = call if body is None else call.with_body(body)
-        if kind == "write" and (in_place := in_place_reads.write_migration(snap, collection)) is not None:
-            body = await in_place_writes.rest_body(rest, call.body, in_place[1], in_place[0], snap, self.pool)
+        if cp.in_place_write is not None:
+            m, cfg = cp.in_place_write
+            body = await in_place_writes.rest_body(rest, call.body, cfg, m, snap, self.pool)
             call = call if body is None else call.with_body(body)
         if mirror is not None and self.mirror is not None:
-            reply = await self._mirrored(call, forward, mirror, intent)
-        else:
-            reply = await forward(call)
-        if why is not None:
-            reply = replace(reply, headers=(*reply.headers, (ROUTE_HEADER, why)))
-        return reply
+            return await self._mirrored(call, forward, mirror, intent)
+        return await forward(call)
 
     async def _stamped(self, decoded: Any, snap: StateSnapshot, protocol: str) -> bytes | None:
         """Plan a decoded write, stamp it and serve its inference objects; the bytes to forward
@@ -229,6 +194,14 @@ class Executor:
         if self.pool is not None:
             await inference.serve(message.inference_slots(), snap, self.pool)
         return bytes(message.encode())
+
+    def _admit(self, cp: CallPlan, snap: StateSnapshot, collection: str, kind: str) -> None:
+        """After the credential: fail closed on stale state, then refuse a write to a closed
+        split (a refused caller learns nothing of the state)."""
+        if self.state_guard is not None:
+            self.state_guard.check(snap.migrations, collection, kind)
+        if cp.closed is not None:
+            raise BadRequest(cp.closed)
 
     # -- gRPC
 
@@ -249,65 +222,67 @@ class Executor:
         if kind is None or collection is None:
             return await forward(call)
         snap = self._state.snapshot
-        physical, why = physical_collection(snap, collection, kind)
-        bound_as = snap.binding_name(collection, physical)  # whose binding governs (alias-bound too)
-        works = why is not None or snap.is_bound(bound_as)  # else forwarded as is: nothing to check
-        if self.credentials is not None and works and (
-                refused := await self.credentials.grpc(call, physical, kind, forward)) is not None:
-            return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
-        if self.state_guard is not None:  # after the credential: a refused caller learns nothing of the state
-            self.state_guard.check(snap.migrations, collection, kind)
-        if kind == "write" and (closed := split_mirror.closed_reason(snap, collection)) is not None:
-            raise BadRequest(closed)
-        if kind == "read" and self.reader is not None and (
-                split := split_exec.read_migration(snap, collection)) is not None:
-            return await split_exec_grpc.grpc_read(self.reader, call, split, snap, forward)  # split targets
         similarity = kind == "read" and self.reader is not None and is_similarity_grpc(call.method)
-        if similarity and (merging := merged_route(snap, collection)) is not None:
+        cp = dispatch(snap, collection, kind, similarity, self.reader is not None)
+        if self.credentials is not None and cp.checked and (
+                refused := await self.credentials.grpc(call, cp.physical, kind, forward)) is not None:
+            return refused  # the upstream's own UNAUTHENTICATED / PERMISSION_DENIED
+        self._admit(cp, snap, collection, kind)
+        if cp.serve is Serve.SPLIT_READ:
             assert self.reader is not None
-            reply = await self.reader.grpc(call, merging[0], merging[1], snap, forward)
-            return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
-        if similarity and (switched := in_place_reads.read_migration(snap, collection)) is not None:
-            assert self.reader is not None  # in place: ranked by one vector of the collection
-            reply = await self.reader.in_place_grpc(call, switched, snap, forward)
-            return replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why or "")))
-        if physical != collection:
-            call = call.with_request(rename_grpc(call.request, physical))
-        if similarity and snap.is_bound(bound_as):
+            return await split_exec_grpc.grpc_read(self.reader, call, cp.split, snap, forward)  # split targets
+        if (read := await self._grpc_read(call, cp, snap, forward)) is not None:  # MERGED, IN_PLACE_READ
+            return replace(read, initial_metadata=(*read.initial_metadata, (ROUTE_HEADER, cp.why or "")))
+        if cp.physical != collection:
+            call = call.with_request(rename_grpc(call.request, cp.physical))
+        if cp.serve is Serve.INFERENCE:
             assert self.reader is not None
-            reply = await self.reader.resolve_inference_grpc(call, bound_as, snap, forward)
-            return reply if why is None else replace(
-                reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
-        mirror = mirror_target(snap, collection) if kind == "write" else None
-        stamping = call.method in grpc_codec.METHODS and snap.is_bound(bound_as)
-        mirroring = mirror is not None and self.mirror is not None
-        decoded = grpc_codec.decode(call.method, call.request, with_payloads=mirroring) if stamping else None
-        if decoded is not None and decoded[0].collection != bound_as:  # planned under the governing binding
-            decoded = (replace(decoded[0], collection=bound_as), decoded[1])
+            reply = await self.reader.resolve_inference_grpc(call, cp.bound_as, snap, forward)
+        elif cp.serve is Serve.WRITE:
+            reply = await self._grpc_write(call, cp, snap, forward)
+        else:
+            reply = await forward(call)
+        return reply if cp.why is None else replace(
+            reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, cp.why)))
+
+    async def _grpc_read(self, call: GrpcCall, cp: CallPlan, snap: StateSnapshot,
+                         forward: GrpcForward) -> GrpcReply | None:
+        """The reader's answer on the MERGED and IN_PLACE_READ paths; ``None`` on the others."""
+        if self.reader is not None and cp.merging is not None:
+            return await self.reader.grpc(call, *cp.merging, snap, forward)
+        if self.reader is not None and cp.in_place is not None:
+            return await self.reader.in_place_grpc(call, cp.in_place, snap, forward)
+        return None
+
+    async def _grpc_write(self, call: GrpcCall, cp: CallPlan, snap: StateSnapshot,
+                          forward: GrpcForward) -> GrpcReply:
+        """A gRPC write: parsed once for stamping and the mirror's intent (a mirrored upsert's
+        points walked once), stamped when bound, given B's vector in place, then written."""
+        method = call.method.rsplit("/", 1)[-1]
+        mirror = cp.mirror if self.mirror is not None else None
+        stamping = call.method in grpc_codec.METHODS and snap.is_bound(cp.bound_as)
+        decoded = grpc_codec.decode(call.method, call.request, with_payloads=mirror is not None) if stamping else None
+        if decoded is not None and decoded[0].collection != cp.bound_as:  # planned under the governing binding
+            decoded = (replace(decoded[0], collection=cp.bound_as), decoded[1])
         intent = None
-        if mirror is not None and self.mirror is not None:
+        if mirror is not None:
             # one parse and one walk serve both: the intent is read before stamping and inference change it
-            intent = grpc_intent(call.method.rsplit("/", 1)[-1], call.request, mirror.migration.text_field,
-                                 mirror.migration.copy_vectors,
+            intent = grpc_intent(method, call.request, mirror.migration.text_field, mirror.migration.copy_vectors,
                                  decoded[1].message if decoded is not None else None,
                                  decoded[1].points_json if decoded is not None else None)
-            if split_mirror.is_split(mirror.migration) and (refusal := split_mirror.admission_grpc(
-                    mirror.migration, call.method.rsplit("/", 1)[-1], call.request)):
+            if split_mirror.is_split(mirror.migration) and (
+                    refusal := split_mirror.admission_grpc(mirror.migration, method, call.request)):
                 raise BadRequest(refusal)  # before the primary: the point would have no target
         if stamping:
             request = await self._stamped(decoded, snap, "grpc")
             call = call if request is None else call.with_request(request)
-        if kind == "write" and (in_place := in_place_reads.write_migration(snap, collection)) is not None:
-            request = await in_place_writes.grpc_request(call.method, call.request, in_place[1], in_place[0],
-                                                         snap, self.pool)
+        if cp.in_place_write is not None:
+            m, cfg = cp.in_place_write
+            request = await in_place_writes.grpc_request(call.method, call.request, cfg, m, snap, self.pool)
             call = call if request is None else call.with_request(request)
-        if mirror is not None and self.mirror is not None:
-            reply = await self._mirrored(call, forward, mirror, intent, call.metadata)
-        else:
-            reply = await forward(call)
-        if why is not None:
-            reply = replace(reply, initial_metadata=(*reply.initial_metadata, (ROUTE_HEADER, why)))
-        return reply
+        if mirror is not None:
+            return await self._mirrored(call, forward, mirror, intent, call.metadata)
+        return await forward(call)
 
     async def _mirrored(self, call: Any, forward: Any, target: MirrorTarget,
                         intent: WriteIntent | None, headers: Any = None) -> Any:
