@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -259,6 +260,33 @@ def test_grpc_one_walk_reads_what_two_walks_read(points: list[tuple[Any, dict[st
     assert walked.ids == read.ids and walked.kinds == read.kinds
     assert [(p.id, orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS), p.text, p.vector) for p in walked.upserts] == [
         (p.id, orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS), p.text, p.vector) for p in read.upserts]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_IDS, _PAYLOADS), max_size=6), st.booleans(), st.booleans())
+def test_grpc_upsert_known_metadata_plans_and_stamps_as_a_full_look(
+        points: list[tuple[Any, dict[str, Any]]], enforce: bool, with_payloads: bool) -> None:
+    """The upsert decode marks the points that set metadata; the plan read from those alone,
+    and the stamp that skips its lookups, equal a plan of every point and a stamp that looks."""
+    msg = qgrpc.UpsertPoints(collection_name="docs")
+    for pid, payload in points:
+        point = msg.points.add(payload=payload_to_grpc(payload))
+        point.id.CopyFrom(qgrpc.PointId(num=pid) if isinstance(pid, int) else qgrpc.PointId(uuid=pid))
+        point.vectors.vector.dense.data.extend([0.5] * 4)
+    raw = msg.SerializeToString()
+    decoded = grpc_codec.decode(grpc_codec.UPSERT_METHOD, raw, with_payloads=with_payloads)
+    looked = grpc_codec.decode(grpc_codec.UPSERT_METHOD, raw)
+    assert decoded is not None and looked is not None
+    op, message = decoded
+    every = list(op.points)
+    assert op.with_meta == tuple(p for p in every if p.meta) and len(op.points) == len(points)
+    full = replace(op, points=tuple(every), with_meta=None)
+    state = snapshot(enforce)
+    assert plan(op, state) == plan(full, state)
+    looked[1].metadata_at = None  # the stamp looks in every payload
+    grpc_codec.stamp(message, metadata_for(SPEC))
+    grpc_codec.stamp(looked[1], metadata_for(SPEC))
+    assert message.encode() == looked[1].encode()
 
 
 def test_grpc_garbage_is_left_alone() -> None:

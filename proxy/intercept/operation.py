@@ -8,7 +8,7 @@ its own decoded message to apply the plan to (see ``rest_codec`` / ``grpc_codec`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -56,6 +56,15 @@ class Operation:
 
     kind: OpKind
     collection: str
-    points: tuple[PointInfo, ...]
+    #: every point, in request order (a codec may build them lazily, as they are read)
+    points: Sequence[PointInfo]
     protocol: str  # "rest" | "grpc"
     payload_only: frozenset[str] = frozenset()  # ids of points whose write carries no vectors
+    #: the points whose payload sets any embedding metadata field, in order, when the codec
+    #: knows them (the others set none): ``plan()`` reads only these unless it enforces, so a
+    #: codec need not build the rest (``None``: look at every point)
+    with_meta: tuple[PointInfo, ...] | None = None
+
+    def metadata_points(self) -> Sequence[PointInfo]:
+        """The points that may set metadata: :attr:`with_meta` when known, else all."""
+        return self.points if self.with_meta is None else self.with_meta

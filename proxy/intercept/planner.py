@@ -70,7 +70,7 @@ def plan(op: Operation, state: StateSnapshot) -> Plan:
     if bound is None:
         return Plan(Action.FORWARD, f"collection `{op.collection}` is not bound to a model")
     binding, spec = bound
-    foreign = tuple(p.id for p in op.points if _names_other_model(p, spec))
+    foreign = tuple(p.id for p in op.metadata_points() if _names_other_model(p, spec))
     if binding.enforce:
         problems = [f"point {p.id}: {why}" for p in op.points
                     if (why := _misfit(p, binding, spec, p.id in op.payload_only))]
