@@ -55,29 +55,26 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _positive(value: Any, expected: str, must: str) -> float:
+    """A positive, finite number; ``expected`` / ``must`` name it in the two errors."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {expected}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected {expected}, got {value!r}") from exc
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"must be {must}, got {value!r}")
+    return number
+
+
 def _per_second(value: Any) -> float:
     """A positive, finite rate."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a rate per second, got {value!r}")
-    try:
-        rate = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"expected a rate per second, got {value!r}") from exc
-    if not rate > 0 or rate == float("inf"):
-        raise ValueError(f"must be a positive rate per second, got {value!r}")
-    return rate
+    return _positive(value, "a rate per second", "a positive rate per second")
 
 
 def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"expected seconds, got {value!r}") from exc
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"must be a positive number of seconds, got {value!r}")
-    return seconds
+    return _positive(value, "seconds", "a positive number of seconds")
 
 
 def parse_size(value: Any) -> int:

@@ -20,10 +20,10 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -95,8 +95,13 @@ def embed(spec: ModelSpec, texts: list[str]) -> np.ndarray:
     return HashingEmbedder(spec).embed_sync(texts)
 
 
-def _payload(pid: int, rev: int) -> dict[str, Any]:
-    return {"text": f"document {pid} revision {rev}", "doc_id": str(pid), "v": 0, "slot": pid % 97}
+#: a delete by filter removes about 1/SLOTS of the points
+SLOTS = 97
+
+
+def payload_of(pid: int, rev: int) -> dict[str, Any]:
+    """Point ``pid``'s payload at revision ``rev`` of the writer's log."""
+    return {"text": f"document {pid} revision {rev}", "doc_id": str(pid), "v": 0, "slot": pid % SLOTS}
 
 
 async def seed(stack: Stack, name: str, n: int) -> tuple[str, StateStore, MigrationService, AsyncQdrantClient]:
@@ -110,7 +115,7 @@ async def seed(stack: Stack, name: str, n: int) -> tuple[str, StateStore, Migrat
     for spec in (A, B):
         await registry.register_model(store, spec, replace=True)
     await registry.bind(store, client, Binding(source, A.id, vector="a"))
-    payloads = [_payload(i, 0) for i in range(n)]
+    payloads = [payload_of(i, 0) for i in range(n)]
     vectors = embed(A, [p["text"] for p in payloads])
     for k in range(0, n, 500):
         await client.upsert(source, [models.PointStruct(id=i, vector={"a": vectors[i].tolist()}, payload=payloads[i])
@@ -129,18 +134,21 @@ async def plan(svc: MigrationService, name: str, throttle: float | None = None) 
 # ---------------------------------------------------------------- the writer and its log
 
 @dataclass
-class Writer:
-    """Writes through the proxy (REST and gRPC in turn) and keeps what the collection must hold."""
+class LogWriter:
+    """Writes through the proxy (REST and gRPC in turn) and keeps what the collection must hold:
+    upserts, payload updates, deletes by id and by filter. A kind's writer says how an upsert's
+    points carry their vectors (:meth:`points_for`); ``test_reembed_e2e`` has the other one."""
 
     stack: Stack
     name: str
     ids: int
     seed: int = 1
     expected: dict[int, dict[str, Any]] = field(default_factory=dict)
-    send_b_only: bool = False  # after switch-writes: some upserts carry only model B's vector
     ops: dict[str, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    #: attempts at a refused write before the test fails
+    retries: ClassVar[int] = 20
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -159,14 +167,17 @@ class Writer:
             self.error = exc
 
     def _retry(self, fn: Any) -> None:
-        for attempt in range(20):
+        for attempt in range(self.retries):
             try:
                 fn()
                 return
-            except Exception:  # noqa: BLE001 - a refused write (e.g. stale state) is retried as a client would
-                if attempt == 19:
+            except Exception:  # noqa: BLE001 - a refused write (e.g. stale state) did not apply: retried as a client would
+                if attempt == self.retries - 1:
                     raise
                 time.sleep(0.2)
+
+    def _count(self, what: str) -> None:
+        self.ops[what] = self.ops.get(what, 0) + 1
 
     def step(self) -> None:
         client = self.rng.choice(self.clients)
@@ -179,25 +190,47 @@ class Writer:
             self._retry(lambda: client.set_payload(self.name, {"v": value}, points=ids, wait=True))
             for i in ids:
                 self.expected[i]["v"] = value
-            self.ops["set_payload"] = self.ops.get("set_payload", 0) + 1
+            self._count("set_payload")
         elif roll < 0.9:
             ids = [self.rng.randrange(self.ids) for _ in range(3)]
             self._retry(lambda: client.delete(self.name, models.PointIdsList(points=ids), wait=True))
             for i in ids:
                 self.expected.pop(i, None)
-            self.ops["delete_ids"] = self.ops.get("delete_ids", 0) + 1
+            self._count("delete_ids")
         else:
-            slot = self.rng.randrange(97)
+            slot = self.rng.randrange(SLOTS)
             flt = models.Filter(must=[models.FieldCondition(key="slot", match=models.MatchValue(value=slot))])
             self._retry(lambda: client.delete(self.name, models.FilterSelector(filter=flt), wait=True))
             for i in [i for i, p in self.expected.items() if p["slot"] == slot]:
                 del self.expected[i]
-            self.ops["delete_filter"] = self.ops.get("delete_filter", 0) + 1
+            self._count("delete_filter")
 
     def upsert(self, client: QdrantClient) -> None:
         self.rev += 1
         ids = sorted({self.rng.randrange(self.ids) for _ in range(self.rng.randint(1, 4))})
-        payloads = {i: _payload(i, self.rev) for i in ids}
+        payloads = {i: payload_of(i, self.rev) for i in ids}
+        build = self.points_for(ids, payloads)
+        self._retry(lambda: client.upsert(self.name, build(), wait=True))
+        self.expected.update(payloads)
+        self._count("upsert")
+
+    def points_for(self, ids: list[int], payloads: dict[int, dict[str, Any]]) -> Callable[[], list[models.PointStruct]]:
+        """The upsert's points, built at every attempt (its random choices made once, here)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+
+
+@dataclass
+class Writer(LogWriter):
+    """The named-vector kind's writer: vector ``a`` as a raw vector or a document the proxy
+    embeds; once ``send_b_only``, some upserts carry only model B's vector ``b``."""
+
+    send_b_only: bool = False  # after switch-writes: some upserts carry only model B's vector
+
+    def points_for(self, ids: list[int], payloads: dict[int, dict[str, Any]]) -> Callable[[], list[models.PointStruct]]:
         style = self.rng.random()
         points = []
         for i in ids:
@@ -209,13 +242,7 @@ class Writer:
             else:
                 vector = {"a": models.Document(text=text, model=A.id)}  # the proxy embeds A's too
             points.append(models.PointStruct(id=i, vector=vector, payload=payloads[i]))
-        self._retry(lambda: client.upsert(self.name, points, wait=True))
-        self.expected.update(payloads)
-        self.ops["upsert"] = self.ops.get("upsert", 0) + 1
-
-    def close(self) -> None:
-        for c in self.clients:
-            c.close()
+        return lambda: points
 
 
 def start_writer(w: Writer) -> threading.Thread:
@@ -271,7 +298,7 @@ async def test_whole_migration_under_writer_with_daemon_kills(stack: Stack, tmp_
     n = 1500
     name = f"nv_{uuid.uuid4().hex[:6]}"
     source, store, svc, client = await seed(stack, name, n)
-    writer = Writer(stack, name, ids=n + 300, expected={i: _payload(i, 0) for i in range(n)})
+    writer = Writer(stack, name, ids=n + 300, expected={i: payload_of(i, 0) for i in range(n)})
     thread: threading.Thread | None = None
     try:
         mid = await plan(svc, name, throttle=150)
@@ -356,7 +383,7 @@ async def test_rollback_from_every_phase_loses_nothing(stack: Stack, phase: str)
     name = f"nvr_{uuid.uuid4().hex[:6]}"
     source, store, svc, client = await seed(stack, name, n)
     writer = Writer(stack, name, ids=n + 50, seed=hash(phase) % 1000,
-                    expected={i: _payload(i, 0) for i in range(n)})
+                    expected={i: payload_of(i, 0) for i in range(n)})
     try:
         mid = await plan(svc, name)
         for step in ROLLBACKS[phase]:

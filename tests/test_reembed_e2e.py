@@ -21,16 +21,17 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from qdrant_client import AsyncQdrantClient, QdrantClient, models
+from qdrant_client import AsyncQdrantClient, models
 
 from test_backfill_kill import copied, start as start_daemon
-from test_named_vector_e2e import Stack, dump, embed, start_writer
+from test_named_vector_e2e import LogWriter, Stack, dump, embed, payload_of, start_writer
 from test_named_vector_e2e import stack as stack  # noqa: F401 - the module's fixture: upstream and proxy processes
 from switchyard.backfill.daemon import Daemon
 from switchyard.backfill.settings import DaemonConfig
@@ -49,11 +50,6 @@ B = ModelSpec(id="re-b", provider="hashing", model="re-b", dimensions=8)
 FAST = DaemonConfig(batch_size=50, concurrency=1, lease_ttl=3.0, refresh=0.2, int_partitions=2,
                     progress_interval=0.5, idle_poll=0.1)
 KILLS = 3
-SLOTS = 97  # a delete by filter removes about 1/SLOTS of the points
-
-
-def _payload(pid: int, rev: int) -> dict[str, Any]:
-    return {"text": f"document {pid} revision {rev}", "doc_id": str(pid), "v": 0, "slot": pid % SLOTS}
 
 
 async def seed(stack: Stack, name: str, n: int) -> tuple[str, StateStore, MigrationService, AsyncQdrantClient]:
@@ -67,7 +63,7 @@ async def seed(stack: Stack, name: str, n: int) -> tuple[str, StateStore, Migrat
     for spec in (A, B):
         await registry.register_model(store, spec, replace=True)
     await registry.bind(store, client, Binding(name, A.id))
-    payloads = [_payload(i, 0) for i in range(n)]
+    payloads = [payload_of(i, 0) for i in range(n)]
     vectors = embed(A, [p["text"] for p in payloads])
     stamp = metadata_for(A)  # as if written through the proxy
     for k in range(0, n, 500):
@@ -86,80 +82,15 @@ async def plan(svc: MigrationService, name: str, throttle: float | None = None) 
 
 
 @dataclass
-class Writer:
-    """Writes through the proxy (REST and gRPC in turn) and keeps what the collection must hold.
-    ``model`` is the model whose raw vectors the application sends: A until writes are switched,
-    B from then on (the proxy embeds the other model's vector for the mirrored side)."""
+class Writer(LogWriter):
+    """The reembed kind's writer. ``model`` is the model whose raw vectors the application
+    sends: A until writes are switched, B from then on (the proxy embeds the other model's
+    vector for the mirrored side); some upserts send a document the proxy embeds."""
 
-    stack: Stack
-    name: str
-    ids: int
-    seed: int = 1
-    expected: dict[int, dict[str, Any]] = field(default_factory=dict)
     model: ModelSpec = A
-    ops: dict[str, int] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    retries: ClassVar[int] = 30
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-        self.clients = [self.stack.client(False), self.stack.client(True)]
-        self.rev = 0
-
-    def run(self, max_ops: int = 3000, max_seconds: float = 240.0) -> None:
-        deadline = time.monotonic() + max_seconds
-        try:
-            for _ in range(max_ops):
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    return
-                self.step()
-                time.sleep(0.005)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def _retry(self, fn: Any) -> None:
-        for attempt in range(30):
-            try:
-                fn()
-                return
-            except Exception:  # noqa: BLE001 - a refused write did not apply: retried as a client would
-                if attempt == 29:
-                    raise
-                time.sleep(0.2)
-
-    def _count(self, what: str) -> None:
-        self.ops[what] = self.ops.get(what, 0) + 1
-
-    def step(self) -> None:
-        client = self.rng.choice(self.clients)
-        roll = self.rng.random()
-        if roll < 0.5:
-            self.upsert(client)
-        elif roll < 0.7 and self.expected:
-            ids = self.rng.sample(sorted(self.expected), min(3, len(self.expected)))
-            value = self.rng.randint(1, 10**6)
-            self._retry(lambda: client.set_payload(self.name, {"v": value}, points=ids, wait=True))
-            for i in ids:
-                self.expected[i]["v"] = value
-            self._count("set_payload")
-        elif roll < 0.9:
-            ids = [self.rng.randrange(self.ids) for _ in range(3)]
-            self._retry(lambda: client.delete(self.name, models.PointIdsList(points=ids), wait=True))
-            for i in ids:
-                self.expected.pop(i, None)
-            self._count("delete_ids")
-        else:
-            slot = self.rng.randrange(SLOTS)
-            flt = models.Filter(must=[models.FieldCondition(key="slot", match=models.MatchValue(value=slot))])
-            self._retry(lambda: client.delete(self.name, models.FilterSelector(filter=flt), wait=True))
-            for i in [i for i, p in self.expected.items() if p["slot"] == slot]:
-                del self.expected[i]
-            self._count("delete_filter")
-
-    def upsert(self, client: QdrantClient) -> None:
-        self.rev += 1
-        ids = sorted({self.rng.randrange(self.ids) for _ in range(self.rng.randint(1, 4))})
-        payloads = {i: _payload(i, self.rev) for i in ids}
+    def points_for(self, ids: list[int], payloads: dict[int, dict[str, Any]]) -> Callable[[], list[models.PointStruct]]:
         inference = self.rng.random() < 0.3
 
         def points() -> list[models.PointStruct]:  # built at every attempt: the model may have switched
@@ -168,14 +99,7 @@ class Writer:
                 id=i, payload=payloads[i],
                 vector=models.Document(text=payloads[i]["text"], model=model.id) if inference  # type: ignore[arg-type]
                 else embed(model, [payloads[i]["text"]])[0].tolist()) for i in ids]
-
-        self._retry(lambda: client.upsert(self.name, points(), wait=True))
-        self.expected.update(payloads)
-        self._count("upsert")
-
-    def close(self) -> None:
-        for c in self.clients:
-            c.close()
+        return points
 
 
 async def differences(client: AsyncQdrantClient, collection: str, expected: dict[int, dict[str, Any]],
@@ -204,7 +128,7 @@ async def test_whole_migration_under_writer_with_daemon_kills(stack: Stack, tmp_
     n = 1500
     name = f"re_{uuid.uuid4().hex[:6]}"
     source, store, svc, client = await seed(stack, name, n)
-    writer = Writer(stack, name, ids=n + 300, expected={i: _payload(i, 0) for i in range(n)})
+    writer = Writer(stack, name, ids=n + 300, expected={i: payload_of(i, 0) for i in range(n)})
     thread: threading.Thread | None = None
     try:
         mid, target = await plan(svc, name, throttle=150)
@@ -279,7 +203,7 @@ async def test_rollback_from_every_phase_loses_nothing(stack: Stack, phase: str)
     name = f"rer_{uuid.uuid4().hex[:6]}"
     source, store, svc, client = await seed(stack, name, n)
     writer = Writer(stack, name, ids=n + 50, seed=sum(map(ord, phase)),
-                    expected={i: _payload(i, 0) for i in range(n)})
+                    expected={i: payload_of(i, 0) for i in range(n)})
     try:
         mid, _ = await plan(svc, name)
         for step in ROLLBACKS[phase]:

@@ -23,6 +23,7 @@ from qdrant_client.grpc import json_with_int_pb2, points_pb2
 
 from switchyard.proxy.intercept.inference import Slot, grpc_slots
 from switchyard.proxy.intercept.operation import OpKind, Operation, PointInfo, VectorInfo, VectorKind
+from switchyard.proxy.intercept.rest_values import meta as meta_of
 from switchyard.proxy.state.records import META_FIELDS
 
 UPSERT_METHOD = "/qdrant.Points/Upsert"
@@ -226,13 +227,7 @@ def _json_point_info(point: Any, out: list[tuple[Any, dict[str, Any]]]) -> Point
         key = ident or "0"  # as _point_info reads an unset id
     payload = payload_json(point.payload)
     out.append((ident, payload))
-    for name in META_FIELDS:
-        if name in payload:
-            meta: Mapping[str, Any] = {k: payload[k] for k in META_FIELDS if k in payload}
-            break
-    else:
-        meta = _NO_META
-    return PointInfo(key, _Shapes(point), meta)
+    return PointInfo(key, _Shapes(point), meta_of(payload))  # as the REST codec reads it
 
 
 #: ``qdrant.Value`` kinds whose field is the JSON value itself

@@ -26,7 +26,7 @@ import json
 import json.decoder
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 #: The standard library's C string scanner: ``scanstring(text, index after the quote) -> (str, end)``.
 scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -42,6 +42,9 @@ _PLAIN_KEY = re.compile(rb'"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _FIRST_WINDOW = 1024
 #: What :meth:`Cursor.flat_array` returns for a flat array it did not count.
 UNMEASURED = -1
+
+
+T = TypeVar("T")
 
 
 class ScanError(ValueError):
@@ -139,6 +142,17 @@ class Cursor:
             self.skip_ws()
             return False
         raise ScanError(f"expected ',' or {close!r} at {self.pos - 1}")
+
+    def items(self, read: Callable[[], T]) -> list[T]:
+        """The elements of the array at the cursor, each read by ``read`` (which leaves the
+        cursor after its element), the array taken whole."""
+        out: list[T] = []
+        if self.opens(b"[", b"]"):
+            while True:
+                out.append(read())
+                if not self.more(b"]"):
+                    break
+        return out
 
     def key(self) -> str:
         """An object key and its colon."""

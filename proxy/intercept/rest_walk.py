@@ -107,19 +107,16 @@ class Walk:
         return body
 
     def operation_list(self) -> list[Any]:
-        c, ops = self.c, []
+        c = self.c
         if c.peek() != b"[":
             return c.value()  # type: ignore[no-any-return]
-        if c.opens(b"[", b"]"):
-            while True:
-                if c.peek() == b"{":
-                    op, _ = self.members({"upsert": self.upsert, "overwrite_payload": self.overwrite})
-                else:
-                    op = c.value()
-                ops.append(op)
-                if not c.more(b"]"):
-                    break
-        return ops
+        return c.items(self.operation)
+
+    def operation(self) -> Any:
+        if self.c.peek() != b"{":
+            return self.c.value()
+        op, _ = self.members({"upsert": self.upsert, "overwrite_payload": self.overwrite})
+        return op
 
     def overwrite(self) -> dict[str, Any]:
         """An overwrite replaces the whole payload: it must carry the metadata too (keyed ops,
@@ -141,15 +138,9 @@ class Walk:
     # -- points
 
     def point_list(self) -> list[dict[str, Any]]:
-        c, points = self.c, []
-        if c.peek() != b"[":
+        if self.c.peek() != b"[":
             raise ScanError("points is a list")
-        if c.opens(b"[", b"]"):
-            while True:
-                points.append(self.point())
-                if not c.more(b"]"):
-                    break
-        return points
+        return self.c.items(self.point)
 
     def point(self) -> dict[str, Any]:
         start = self.c.pos
@@ -284,13 +275,7 @@ class Walk:
             site = PayloadSite("replace", start, start + 4, payloads, column=True)
             self.sites.append(site)
             return payloads  # one per id, once the batch's ids are known (``batch``)
-        out: list[dict[str, Any]] = []
-        if c.opens(b"[", b"]"):
-            while True:
-                out.append(self.payload_value())
-                if not c.more(b"]"):
-                    break
-        return out
+        return c.items(self.payload_value)
 
     # -- vectors
 
@@ -360,17 +345,8 @@ class Walk:
         return named, found
 
     def column(self) -> tuple[list[Any], list[VectorInfo]]:
-        c = self.c
-        values: list[Any] = []
-        infos: list[VectorInfo] = []
-        if c.opens(b"[", b"]"):
-            while True:
-                value, info = self.element()
-                values.append(value)
-                infos.append(info)
-                if not c.more(b"]"):
-                    break
-        return values, infos
+        pairs = self.c.items(self.element)
+        return [value for value, _ in pairs], [info for _, info in pairs]
 
     def slot(self, value: Any, start: int, end: int) -> None:
         """Register an inference object spanning ``text[start:end]`` for the proxy to serve."""
