@@ -68,8 +68,9 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
     head = _vectors_head(width, vector_name)  # the same for every row
     overridden = set(_entry_keys(metadata))
     drop = tuple(k for k in stripped if k not in overridden)  # later entries win: no delete needed
-    out = [_field(_UPSERT_COLLECTION, collection.encode()), _varint(_UPSERT_WAIT << 3), b"\x01"]
-    append = out.append
+    out: list[bytes | memoryview] = [_field(_UPSERT_COLLECTION, collection.encode()),
+                                     _varint(_UPSERT_WAIT << 3), b"\x01"]
+    extend = out.extend  # one join at the end: each row's bytes are copied once
     prefixes: dict[int, bytes] = {}  # digest length -> its entry's bytes before the digest
     heads: dict[int, bytes] = {}  # point size -> the point field's tag and length (sizes repeat)
     tail = len(metadata) + len(head) + width
@@ -92,11 +93,11 @@ def upsert_request(collection: str, points: Sequence[Any], digests: Sequence[str
                 pre = prefixes[len(raw)] = _string_entry(digest_field, "\0" * len(raw))[:-len(raw)]
             size = len(own) + len(pre) + len(raw) + tail
             field = heads.get(size) or heads.setdefault(size, _head(_UPSERT_POINTS, size))
-            append(b"".join((field, own, metadata, pre, raw, head, row)))
+            extend((field, own, metadata, pre, raw, head, row))
         else:
             size = len(own) + tail
             field = heads.get(size) or heads.setdefault(size, _head(_UPSERT_POINTS, size))
-            append(b"".join((field, own, metadata, head, row)))
+            extend((field, own, metadata, head, row))
     return b"".join(out)
 
 

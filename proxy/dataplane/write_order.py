@@ -104,7 +104,7 @@ class WriteOrder:
         """Hold ``ids`` of ``migration`` (or all of it, ``exclusive``) for the block."""
         gate = self._gates.setdefault(migration, _Gate())
         held = self._held.setdefault(migration, {})
-        keys = [] if exclusive else sorted(set(map(point_key, ids)))
+        keys: set[str] = set() if exclusive else set(map(point_key, ids))
         taken: list[str] = []  # ids this write holds
         entered = False
         try:
@@ -112,9 +112,9 @@ class WriteOrder:
             entered = True
             if held.keys().isdisjoint(keys):
                 held.update(dict.fromkeys(keys))
-                taken = keys
+                taken = list(keys)
             else:
-                for key in keys:
+                for key in sorted(keys):  # sorted only when some are held: no cycle (module doc)
                     if key in held:
                         await self._wait(held, key, taken)
                     else:

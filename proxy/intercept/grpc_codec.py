@@ -106,14 +106,21 @@ def _upsert(message: Any, wrapped: GrpcMessage, with_payloads: bool) -> Operatio
     (``metadata_at``, so the stamp need not look again); only those get a ``PointInfo`` now,
     the others when the planner reads them, which it does only in enforce mode (an id's text,
     a ``PointInfo`` and its shapes cost ~0.8 ms per 1,024 points, ``docs/proxy.md``). With
-    ``with_payloads`` every point is read whole instead (the mirror needs its id and payload)."""
+    ``with_payloads`` the walk reads every point's id and payload as JSON values instead (the
+    mirror needs them) and marks the points from those; their ``PointInfo`` takes its metadata
+    from the JSON values, as the REST codec reads it."""
+    known: dict[int, PointInfo] = {}
     if with_payloads:
-        wrapped.points_json = []
-        points: Sequence[PointInfo] = tuple(_json_point_info(p, wrapped.points_json) for p in message.points)
-        marked = [i for i, point in enumerate(points) if point.meta]
+        structs = list(message.points)
+        wrapped.points_json = [_id_and_payload(p) for p in structs]
+        for i, (ident, payload) in enumerate(wrapped.points_json):
+            if not payload.keys().isdisjoint(META_FIELDS):  # its metadata as the REST codec reads it
+                known[i] = PointInfo(str(ident) if isinstance(ident, int) else ident or "0",
+                                     _Shapes(structs[i]), meta_of(payload))
+        marked = list(known)
     else:
         structs, marked = _with_metadata(message.points)
-        points = _LazyPoints(structs)
+    points = _LazyPoints(structs, known)
     wrapped.metadata_at = frozenset(marked)
     with_meta = tuple(points[i] for i in marked)
     return Operation(OpKind.UPSERT, message.collection_name, points, "grpc", frozenset(), with_meta)
@@ -134,12 +141,18 @@ def _with_metadata(points: Any) -> tuple[list[Any], list[int]]:
 
 
 class _LazyPoints(Sequence[PointInfo]):
-    """An upsert's ``PointInfo``s, each built when it is read (see :func:`_upsert`)."""
+    """An upsert's ``PointInfo``s, each built when it is read (see :func:`_upsert`), but for
+    those already ``known`` (by position: the marked points, read once)."""
 
-    __slots__ = ("_structs",)
+    __slots__ = ("_structs", "_known")
 
-    def __init__(self, structs: list[Any]) -> None:
+    def __init__(self, structs: list[Any], known: Mapping[int, PointInfo] | None = None) -> None:
         self._structs = structs
+        self._known = known or {}
+
+    def _info(self, index: int) -> PointInfo:
+        found = self._known.get(index)
+        return found if found is not None else _point_info(self._structs[index])
 
     def __len__(self) -> int:
         return len(self._structs)
@@ -152,11 +165,13 @@ class _LazyPoints(Sequence[PointInfo]):
 
     def __getitem__(self, index: int | slice) -> PointInfo | list[PointInfo]:
         if isinstance(index, slice):
-            return [_point_info(p) for p in self._structs[index]]
-        return _point_info(self._structs[index])
+            return [self._info(i) for i in range(len(self._structs))[index]]
+        return self._info(range(len(self._structs))[index])  # a negative index, as a list takes it
 
     def __iter__(self) -> Iterator[PointInfo]:
-        return map(_point_info, self._structs)
+        if not self._known:
+            return map(_point_info, self._structs)
+        return map(self._info, range(len(self._structs)))
 
 
 def stamp(message: GrpcMessage, fields: Mapping[str, Any]) -> None:
@@ -215,19 +230,11 @@ def _point_info(point: Any) -> PointInfo:
     return PointInfo(point_id, _Shapes(point), meta)
 
 
-def _json_point_info(point: Any, out: list[tuple[Any, dict[str, Any]]]) -> PointInfo:
-    """:func:`_point_info`, reading the payload as JSON values (appended to ``out`` with the
-    point's id: an integer or a UUID string) and the metadata from them."""
+def _id_and_payload(point: Any) -> tuple[Any, dict[str, Any]]:
+    """A point's id (an integer or a UUID string) and its payload as JSON values."""
     pid = point.id
-    if pid.WhichOneof("point_id_options") == "num":
-        ident: Any = pid.num
-        key = str(ident)
-    else:
-        ident = pid.uuid
-        key = ident or "0"  # as _point_info reads an unset id
-    payload = payload_json(point.payload)
-    out.append((ident, payload))
-    return PointInfo(key, _Shapes(point), meta_of(payload))  # as the REST codec reads it
+    ident = pid.num if pid.WhichOneof("point_id_options") == "num" else pid.uuid
+    return ident, payload_json(point.payload)
 
 
 #: ``qdrant.Value`` kinds whose field is the JSON value itself
