@@ -6,7 +6,10 @@ float32 values printed as a client prints them) x route:
 - ``pass-through``: an unbound collection, forwarded byte for byte;
 - ``bound``: a collection bound to model A (hashing embedder): every point stamped;
 - ``mirrored``: the logical name of a migration A -> B in ``dual_write``: stamped, written to
-  the source, then mirrored to the target with B's vectors embedded from the payload text.
+  the source, then mirrored to the target with B's vectors embedded from the payload text;
+- ``copied``: the logical name of a ``copy`` migration (a collection-config change, vectors
+  carried over) in ``dual_write``: stamped, written to the source, then mirrored from a re-read
+  of the points as the source stored them. No target; printed so a copy mirror's cost is seen.
 
 The upstream (``switchyard upstream``) and the proxy (``switchyard proxy``) are their own
 processes; this process is the client (one keep-alive HTTP/1.1 connection, one gRPC channel,
@@ -56,8 +59,8 @@ from switchyard.proxy.modelspec import ModelSpec  # noqa: E402
 DIM = 384
 SIZES = (1, 64, 1024)
 WORDS = [f"w{i}" for i in range(400)]
-ROUTES = ("pass-through", "bound", "mirrored")
-COLLECTION = {"pass-through": "wp_plain", "bound": "wp_bound", "mirrored": "wp_docs"}
+ROUTES = ("pass-through", "bound", "mirrored", "copied")
+COLLECTION = {"pass-through": "wp_plain", "bound": "wp_bound", "mirrored": "wp_docs", "copied": "wp_copy"}
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -133,17 +136,23 @@ def grpc_body(collection: str, vectors: np.ndarray, docs: list[str]) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-def setup(rest: Rest, upstream_url: str) -> str:
-    """Collections, the two models, the bindings and a migration in dual_write; the target."""
-    for name in ("wp_plain", "wp_bound", "wp_src"):
+def setup(rest: Rest, upstream_url: str) -> list[str]:
+    """Collections, the two models, the bindings and the two migrations in dual_write (model A
+    -> B; a copy with a changed HNSW config); their targets."""
+    for name in ("wp_plain", "wp_bound", "wp_src", "wp_csrc"):
         rest.call("PUT", f"/collections/{name}", {"vectors": {"size": DIM, "distance": "Cosine"}})
     rest.call("POST", "/collections/aliases", {"actions": [
-        {"create_alias": {"collection_name": "wp_src", "alias_name": "wp_docs"}}]})
+        {"create_alias": {"collection_name": "wp_src", "alias_name": "wp_docs"}},
+        {"create_alias": {"collection_name": "wp_csrc", "alias_name": "wp_copy"}}]})
     asyncio.run(register(upstream_url))
-    planned = rest.call("POST", "/switchyard/v1/migrations", {"logical": "wp_docs", "to_model": "wb"})
-    mid = planned["result"]["migration"]["id"]
-    rest.call("POST", f"/switchyard/v1/migrations/{mid}/transition", {"name": "start"})
-    return str(planned["result"]["migration"]["target"])
+    targets = []
+    for plan in ({"logical": "wp_docs", "to_model": "wb"},
+                 {"logical": "wp_copy", "kind": "copy", "options": {"set": {"hnsw_config.m": 32}}}):
+        planned = rest.call("POST", "/switchyard/v1/migrations", plan)
+        mid = planned["result"]["migration"]["id"]
+        rest.call("POST", f"/switchyard/v1/migrations/{mid}/transition", {"name": "start"})
+        targets.append(str(planned["result"]["migration"]["target"]))
+    return targets
 
 
 async def register(upstream_url: str) -> None:
@@ -157,7 +166,7 @@ async def register(upstream_url: str) -> None:
         for model in ("wa", "wb"):
             await register_model(store, ModelSpec(id=model, provider="hashing", model=f"bench-{model}",
                                                   dimensions=DIM))
-        for name in ("wp_bound", "wp_src"):
+        for name in ("wp_bound", "wp_src", "wp_csrc"):
             await bind(store, store.client, Binding(name, "wa"))
     finally:
         await store.close()
@@ -178,7 +187,7 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, str, int], list[float]]
                            "--listen-rest", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0"],
                           r"rest=\S+:(\d+) grpc=\S+:(\d+)")
         rest = Rest(int(px[1]))
-        target = setup(rest, f"http://127.0.0.1:{up[1]}")
+        targets = setup(rest, f"http://127.0.0.1:{up[1]}")
         time.sleep(1.5)  # the proxy's state cache sees the migration's phase
         channel = grpc.insecure_channel(f"127.0.0.1:{px[2]}", options=[
             ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
@@ -213,9 +222,10 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, str, int], list[float]]
         idle.append(idle_rate(proxy.pid))
         args.idle = idle
         args.embedded = {key: statistics.median(v) for key, v in embedded.items()}
-        count = rest.call("POST", f"/collections/{target}/points/count", {"exact": True})["result"]["count"]
-        if count != max(SIZES):  # the mirrored cells are only meaningful if the mirror ran
-            raise SystemExit(f"mirror check failed: {count} points in {target}, expected {max(SIZES)}")
+        for target in targets:  # the mirrored and copied cells are only meaningful if the mirror ran
+            count = rest.call("POST", f"/collections/{target}/points/count", {"exact": True})["result"]["count"]
+            if count != max(SIZES):
+                raise SystemExit(f"mirror check failed: {count} points in {target}, expected {max(SIZES)}")
         channel.close()
         return results
     finally:
@@ -277,7 +287,7 @@ def main() -> int:
           f"{args.idle[0] / 1e6:.1f} / {args.idle[1] / 1e6:.1f} ms/s (before / after) taken out")
     print("embed B: model B's embedding of the upsert's texts, alone in this process (best of 5) / inside the "
           "proxy during the mirrored cell (its worker thread's CPU, switchyard_embedding_cpu_seconds_total, median)")
-    print(f"{'proto':<6}{'points':>7}  {'pass-through':>24}{'bound':>24}{'mirrored':>24}{'embed B':>16}")
+    print(f"{'proto':<6}{'points':>7}  {'pass-through':>24}{'bound':>24}{'mirrored':>24}{'copied':>24}{'embed B':>16}")
     ok = True
     for proto in ("rest", "grpc"):
         for n in SIZES:

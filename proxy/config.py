@@ -141,8 +141,9 @@ OPTION_HELP: dict[str, str] = {
     "spool_dir": "directory of the local repair-log spool (default ~/.switchyard)",
     "intent_fsync": "fdatasync each group of write-ahead intents (default true; false still survives "
                     "kill -9, not a host crash; see docs/dataplane.md for the measured cost)",
-    "mirror_secondary_grpc": "write the secondary of a gRPC client's mirrored upsert over the upstream's "
-                             "gRPC, vectors as packed floats (default true; REST on any gRPC failure)",
+    "mirror_secondary_grpc": "write the secondary of a gRPC client's mirrored upsert, and re-read a copy-vectors "
+                             "mirror's points, over the upstream's gRPC, vectors as packed floats (default true; "
+                             "REST on any gRPC failure)",
     "repair_log_rate": "repair records per second per migration a proxy writes before it records one "
                        "coarse entry (the whole collection needs a verify) instead (default 100)",
     "repair_log_burst": "repair records a migration may write at once above repair_log_rate (default 1000)",

@@ -8,8 +8,11 @@ Forward functions send calls to the upstream through the proxy's own upstream cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,3 +120,66 @@ class Forwarders:
     async def aclose(self) -> None:
         await self.rest_upstream.close()
         await self.grpc_upstream.close()
+
+
+@dataclass
+class _State:
+    snapshot: StateSnapshot
+
+
+@dataclass
+class MirrorWorld:
+    """A source collection bound to model ``specs[0]`` with a migration started on it, on the
+    session's upstream: what an in-process mirror test writes through (:func:`mirror_world`)."""
+
+    client: AsyncQdrantClient
+    store: Any  # StateStore
+    fw: Forwarders
+    source: str
+    specs: tuple[ModelSpec, ...]
+    m: Migration
+
+
+@asynccontextmanager
+async def mirror_world(upstream: Any, source: str, specs: Sequence[ModelSpec],
+                       plan: Callable[[str], Any]) -> AsyncIterator[MirrorWorld]:
+    """Create ``source`` (``specs[0]``'s dimensions, Cosine), register ``specs``, bind the
+    source to the first, plan ``plan(source)`` (a ``PlanRequest``) and start it; drop the state
+    store and close the clients after."""
+    from switchyard.proxy import registry
+    from switchyard.proxy.migration.service import MigrationService, ServiceConfig
+    from switchyard.proxy.state.records import Binding
+    from switchyard.proxy.state.store import StateStore
+
+    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
+    store = StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
+    fw = Forwarders(upstream.rest_url, f"{upstream.grpc_host}:{upstream.grpc_port}")
+    try:
+        await client.create_collection(source, vectors_config=models.VectorParams(
+            size=specs[0].dimensions, distance=models.Distance.COSINE))
+        for s in specs:
+            await registry.register_model(store, s)
+        await registry.bind(store, client, Binding(source, specs[0].id))
+        svc = MigrationService(store, client, ServiceConfig())
+        report = await svc.plan(plan(source))
+        m = await svc.transition(report["migration"]["id"], "start")
+        yield MirrorWorld(client, store, fw, source, tuple(specs), m)
+    finally:
+        await fw.aclose()
+        await client.delete_collection(store.collection)
+        await client.close()
+
+
+async def mirror_executor(w: MirrorWorld, spool: Path, grpc_forward: Any) -> tuple[Any, EmbedderPool]:
+    """An ``Executor`` with a ``Mirror`` over ``w``'s forwards (its gRPC leg ``grpc_forward``),
+    on the snapshot the proxy would hold; the caller closes the pool."""
+    from switchyard.proxy.dataplane.mirror import Mirror
+    from switchyard.proxy.dataplane.repair_spool import RepairLog
+    from switchyard.proxy.intercept.executor import Executor
+    from switchyard.proxy.state.records import Binding
+
+    bindings = {e.key: Binding.from_dict(e.data) for e in await w.store.list(Binding.KIND)}
+    snap = StateSnapshot({s.id: s for s in w.specs}, bindings, {}, 0.0, {w.m.id: w.m})
+    pool = EmbedderPool()
+    mirror = Mirror(pool, RepairLog(w.store, spool), w.fw.rest, grpc_forward=grpc_forward)
+    return Executor(_State(snap), mirror=mirror, pool=pool), pool

@@ -234,8 +234,8 @@ _IDS = st.integers(0, 2**64 - 1) | st.uuids().map(str)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(_IDS, _PAYLOADS), max_size=6), st.booleans())
-def test_grpc_one_walk_reads_what_two_walks_read(points: list[tuple[Any, dict[str, Any]]], copy: bool) -> None:
+@given(st.lists(st.tuples(_IDS, _PAYLOADS), max_size=6))
+def test_grpc_one_walk_reads_what_two_walks_read(points: list[tuple[Any, dict[str, Any]]]) -> None:
     """``decode(with_payloads=True)`` gives the planner the same points as the plain decode
     (ids, metadata keys; metadata values as JSON, as qdrant-client reads them), and the mirror's intent built from its ``points_json`` equals the intent
     built by walking the message again."""
@@ -254,8 +254,8 @@ def test_grpc_one_walk_reads_what_two_walks_read(points: list[tuple[Any, dict[st
     assert [orjson.dumps(dict(p.meta), option=orjson.OPT_SORT_KEYS) for p in one[0].points] == [
         orjson.dumps({k: j[k] for k in p.meta}, option=orjson.OPT_SORT_KEYS) for p, j in zip(plain[0].points, as_json)]
     assert [pid for pid, _ in one[1].points_json or []] == [pid for pid, _ in points]
-    walked = grpc_intent("Upsert", raw, "text", copy, plain[1].message)
-    read = grpc_intent("Upsert", raw, "text", copy, one[1].message, one[1].points_json)
+    walked = grpc_intent("Upsert", raw, "text", plain[1].message)
+    read = grpc_intent("Upsert", raw, "text", one[1].message, one[1].points_json)
     assert walked is not None and read is not None
     assert walked.ids == read.ids and walked.kinds == read.kinds
     assert [(p.id, orjson.dumps(p.payload, option=orjson.OPT_SORT_KEYS), p.text, p.vector) for p in walked.upserts] == [

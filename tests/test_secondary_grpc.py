@@ -7,8 +7,6 @@ in-process (executor, mirror, real upstream), the seam being the forward functio
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,27 +16,18 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import models
 from qdrant_client import grpc as pb
 from qdrant_client.conversions.conversion import RestToGrpc, grpc_to_payload, payload_to_grpc
 
-from dataplane_reads_fixtures import Forwarders
-from switchyard.proxy import registry
+from dataplane_reads_fixtures import MirrorWorld, mirror_executor, mirror_world
 from switchyard.proxy.dataplane import secondary_grpc
 from switchyard.proxy.dataplane.digest import DIGEST_FIELD, source_digest
-from switchyard.proxy.dataplane.embedder_pool import EmbedderPool
-from switchyard.proxy.dataplane.mirror import Mirror
-from switchyard.proxy.dataplane.repair_spool import RepairLog
 from switchyard.proxy.dataplane.secondary_leg import STRIPPED
-from switchyard.proxy.intercept.executor import Executor
 from switchyard.proxy.intercept.grpc_codec import payload_json
 from switchyard.proxy.migration.planner import PlanRequest
-from switchyard.proxy.migration.record import Migration
-from switchyard.proxy.migration.service import MigrationService, ServiceConfig
 from switchyard.proxy.modelspec import ModelSpec
-from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS, META_MODEL_ID, Binding
-from switchyard.proxy.state.snapshot import StateSnapshot
-from switchyard.proxy.state.store import StateStore
+from switchyard.proxy.state.records import META_APPROXIMATE, META_FIELDS, META_MODEL_ID
 from switchyard.proxy.wire import GrpcCall, GrpcReply
 
 A = ModelSpec(id="sg-a", provider="hashing", model="a", dimensions=8)
@@ -117,64 +106,25 @@ def test_payload_conversion_is_qdrant_clients(payload: dict[str, Any]) -> None:
     assert [type(v) for v in ours.values()] == [type(theirs[k]) for k in ours]
 
 
-@dataclasses.dataclass
-class _State:
-    snapshot: StateSnapshot
-
-
-@dataclasses.dataclass
-class World:
-    client: AsyncQdrantClient
-    store: StateStore
-    fw: Forwarders
-    source: str
-    m: Migration | None = None
-
-
 @pytest.fixture
-async def world(upstream: Any, prefix: str) -> AsyncIterator[World]:
-    client = AsyncQdrantClient(url=upstream.rest_url, check_compatibility=False)
-    store = StateStore(client, collection=f"_switchyard_test_{uuid.uuid4().hex[:8]}")
-    fw = Forwarders(upstream.rest_url, f"{upstream.grpc_host}:{upstream.grpc_port}")
-    w = World(client, store, fw, f"{prefix}docs")
-    await client.create_collection(w.source, vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
-    for spec in (A, B):
-        await registry.register_model(store, spec)
-    await registry.bind(store, client, Binding(w.source, A.id))
-    svc = MigrationService(store, client, ServiceConfig())
-    report = await svc.plan(PlanRequest(logical=w.source, to_model=B.id))
-    w.m = await svc.transition(report["migration"]["id"], "start")
-    try:
+async def world(upstream: Any, prefix: str) -> AsyncIterator[MirrorWorld]:
+    async with mirror_world(upstream, f"{prefix}docs", (A, B), lambda source: PlanRequest(logical=source, to_model=B.id)) as w:
         yield w
-    finally:
-        await fw.aclose()
-        await client.delete_collection(store.collection)
-        await client.close()
 
 
-async def _executor(w: World, tmp_path: Path, grpc_forward: Any) -> tuple[Executor, EmbedderPool]:
-    assert w.m is not None
-    bindings = {e.key: Binding.from_dict(e.data) for e in await w.store.list(Binding.KIND)}
-    snap = StateSnapshot({s.id: s for s in (A, B)}, bindings, {}, 0.0, {w.m.id: w.m})
-    pool = EmbedderPool()
-    mirror = Mirror(pool, RepairLog(w.store, tmp_path / "spool.jsonl"), w.fw.rest, grpc_forward=grpc_forward)
-    return Executor(_State(snap), mirror=mirror, pool=pool), pool
-
-
-def _upsert(w: World, ids: range) -> bytes:
+def _upsert(w: MirrorWorld, ids: range) -> bytes:
     msg = pb.UpsertPoints(collection_name=w.source, wait=True,
                           points=[_point(i, {"text": f"doc {i} about gamma", "doc_id": f"d{i}"}) for i in ids])
     return msg.SerializeToString()
 
 
-async def _target_state(w: World, ids: range) -> dict[int, Any]:
-    assert w.m is not None
+async def _target_state(w: MirrorWorld, ids: range) -> dict[int, Any]:
     got = await w.client.retrieve(w.m.target, list(ids), with_payload=True, with_vectors=True)
     return {int(p.id): p for p in got}
 
 
 @pytest.mark.parametrize("fails", [False, True], ids=["grpc", "grpc-fails-rest-writes"])
-async def test_grpc_clients_secondary(world: World, tmp_path: Path, fails: bool) -> None:
+async def test_grpc_clients_secondary(world: MirrorWorld, tmp_path: Path, fails: bool) -> None:
     w = world
     sent: list[GrpcCall] = []
 
@@ -184,7 +134,7 @@ async def test_grpc_clients_secondary(world: World, tmp_path: Path, fails: bool)
             return GrpcReply(None, "UNAVAILABLE", "upstream gRPC down (test)")
         return await w.fw.grpc_upstream.call(call)
 
-    executor, pool = await _executor(w, tmp_path, leg)
+    executor, pool = await mirror_executor(w, tmp_path / "spool.jsonl", leg)
     try:
         reply = await executor.grpc(GrpcCall("/qdrant.Points/Upsert", _upsert(w, range(1, 6)), ()), w.fw.grpc)
         assert reply.ok, (reply.code, reply.details)

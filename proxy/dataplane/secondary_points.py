@@ -15,7 +15,8 @@
 
 It also holds the mirror's calls to the upstream: a gRPC client's plain upsert sent over the
 upstream's gRPC (:meth:`_sent_over_grpc`, ``secondary_leg.py``; False when not taken or
-failed, so the REST path writes it), the primary re-read (:meth:`_retrieve`), and
+failed, so the REST path writes it), the primary re-read (:meth:`_retrieve`; with vectors over
+gRPC when it can, ``reread_grpc.py``), and
 :meth:`_call`, every REST call of the mirror, which raises ``UpstreamError`` for an answer
 that is not 2xx so the caller records the difference.
 
@@ -141,6 +142,13 @@ class SecondaryPoints:
         return {"id": p.id, "vector": vector, "payload": payload}
 
     async def _retrieve(self, collection: str, ids: Sequence[Any], headers: Headers, vectors: bool) -> list[dict[str, Any]]:
+        """The primary's points ``ids`` as stored now. With ``vectors`` over the upstream's gRPC
+        when the leg is ready (dense vectors as numpy rows, no float parsed or printed in
+        Python: ``reread_grpc``), else, or when that fails, over REST."""
+        if vectors and self._grpc is not None and self._grpc.ready():
+            found = await self._grpc.retrieve(collection, ids, headers)
+            if found is not None:
+                return found
         body = orjson.dumps({"ids": list(ids), "with_payload": True, "with_vector": vectors})
         reply = await self._call(RestCall("POST", rest_path(collection, "/points"), "", headers, body))
         return list(orjson.loads(reply)["result"])

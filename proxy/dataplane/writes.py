@@ -8,7 +8,9 @@ to the primary's state for those points afterwards (see ``mirror.py``), which ma
 kind (upsert, delete, payload and vector updates, batch updates) one code path.
 
 Decoding is shallow: point ids, filters (as Qdrant REST JSON), payloads and the text field.
-Vectors are only decoded when a copy-vectors migration needs them.
+Vectors are never decoded: a copy-vectors mirror re-reads the points the primary stored
+(``mirror.py``), so the request's vectors would be parsed for nothing (~20 ms per 1,024 x 384
+points, ``docs/proxy.md``, write path).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class NewPoint:
     id: Any
     payload: dict[str, Any]
     text: str | None
-    vector: Any = None  # REST JSON form; only for copy-vectors migrations
+    vector: Any = None  # REST JSON form, as the primary stores it: only from a re-read (copy-vectors)
     wire: Any = None  # the client's parsed gRPC ``PointStruct``, for a secondary sent over gRPC
 
 
@@ -104,7 +106,7 @@ _REST_OPS = {
 }
 
 
-def rest_intent(method: str, rest: str, body: Any, text_field: str, copy: bool) -> WriteIntent | None:
+def rest_intent(method: str, rest: str, body: Any, text_field: str) -> WriteIntent | None:
     """The intent of a REST point write (``None``: not a body this code understands)."""
     if not isinstance(body, dict):
         return None
@@ -117,21 +119,21 @@ def rest_intent(method: str, rest: str, body: Any, text_field: str, copy: bool) 
             if not isinstance(item, dict) or len(item) != 1:
                 return None
             (kind, op), = item.items()
-            part = _rest_op(kind, op, text_field, copy)
+            part = _rest_op(kind, op, text_field)
             if part is None:
                 return None
             parts.append(replace(part, kinds=frozenset({kind})))
         return replace(_combine(parts), kinds=frozenset({"batch"}).union(*(p.kinds for p in parts)))
     kind = _REST_OPS.get((method, rest))
-    found = _rest_op(kind, body, text_field, copy) if kind else None
+    found = _rest_op(kind, body, text_field) if kind else None
     return None if found is None or kind is None else replace(found, kinds=frozenset({kind}))
 
 
-def _rest_op(kind: str, op: Any, text_field: str, copy: bool) -> WriteIntent | None:
+def _rest_op(kind: str, op: Any, text_field: str) -> WriteIntent | None:
     if not isinstance(op, dict):
         return None
     if kind == "upsert":
-        return _rest_upsert(op, text_field, copy)
+        return _rest_upsert(op, text_field)
     if kind == "update_vectors":
         points = op.get("points")
         if not isinstance(points, list):
@@ -157,7 +159,7 @@ def _rest_selector(op: dict[str, Any]) -> WriteIntent | None:
     return WriteIntent(ids=ids, filters=tuple(filters))
 
 
-def _rest_upsert(op: dict[str, Any], text_field: str, copy: bool) -> WriteIntent | None:
+def _rest_upsert(op: dict[str, Any], text_field: str) -> WriteIntent | None:
     conditional = op.get("update_filter") is not None or op.get("update_mode") not in (None, "upsert")
     points: list[NewPoint] = []
     if isinstance(op.get("points"), list):
@@ -165,15 +167,14 @@ def _rest_upsert(op: dict[str, Any], text_field: str, copy: bool) -> WriteIntent
             if not isinstance(p, dict) or "id" not in p:
                 return None
             payload = p.get("payload") or {}
-            points.append(NewPoint(p["id"], payload, _text(payload, text_field, p.get("vector")),
-                                   p.get("vector") if copy else None))
+            points.append(NewPoint(p["id"], payload, _text(payload, text_field, p.get("vector"))))
     elif isinstance(op.get("batch"), dict):
         batch = op["batch"]
         ids, payloads, vectors = batch.get("ids") or [], batch.get("payloads"), batch.get("vectors")
         for i, pid in enumerate(ids):
             payload = (payloads[i] if isinstance(payloads, list) and i < len(payloads) else None) or {}
             vector = _batch_vector(vectors, i)
-            points.append(NewPoint(pid, payload, _text(payload, text_field, vector), vector if copy else None))
+            points.append(NewPoint(pid, payload, _text(payload, text_field, vector)))
     else:
         return None
     ids = tuple(p.id for p in points)
@@ -213,16 +214,16 @@ _GRPC_KINDS = {
 }
 
 
-def grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool,
+def grpc_intent(method_name: str, raw: bytes, text_field: str,
                 message: Any = None, points_json: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent | None:
     """The intent of a gRPC point write; ``message``: the request already parsed (the stamping
     codec's), so a bound write is parsed once; ``points_json``: an upsert's ids and payloads as
     that codec read them (``GrpcMessage.points_json``), so its points are walked once too."""
-    found = _grpc_intent(method_name, raw, text_field, copy, message, points_json)
+    found = _grpc_intent(method_name, raw, text_field, message, points_json)
     return None if found is None else replace(found, kinds=found.kinds | {_GRPC_KINDS[method_name]})
 
 
-def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool, message: Any = None,
+def _grpc_intent(method_name: str, raw: bytes, text_field: str, message: Any = None,
                  points_json: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent | None:
     cls = _GRPC_MESSAGES.get(method_name)
     if cls is None:
@@ -235,10 +236,10 @@ def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool, mess
         except Exception:  # noqa: BLE001 - undecodable: the mirror cannot know what it touches
             return None
     if method_name == "UpdateBatch":
-        return _combine([_grpc_batch_op(op, text_field, copy) for op in msg.operations])
+        return _combine([_grpc_batch_op(op, text_field) for op in msg.operations])
     if method_name == "Upsert":
         return _grpc_upsert(msg.points, msg.HasField("update_filter") or msg.HasField("update_mode"),
-                            text_field, copy, points_json if message is not None else None)
+                            text_field, points_json if message is not None else None)
     if method_name == "UpdateVectors":
         filters = (_filter(msg.update_filter),) if msg.HasField("update_filter") else ()
         return WriteIntent(ids=tuple(_pid(p.id) for p in msg.points), filters=filters)
@@ -246,16 +247,16 @@ def _grpc_intent(method_name: str, raw: bytes, text_field: str, copy: bool, mess
     return _grpc_selector(selector, msg)
 
 
-def _grpc_batch_op(op: Any, text_field: str, copy: bool) -> WriteIntent:
+def _grpc_batch_op(op: Any, text_field: str) -> WriteIntent:
     which = op.WhichOneof("operation")
-    part = _grpc_batch_part(which, getattr(op, which), text_field, copy)
+    part = _grpc_batch_part(which, getattr(op, which), text_field)
     return replace(part, kinds=frozenset({which.removesuffix("_deprecated").replace("_points", "")}))
 
 
-def _grpc_batch_part(which: str, inner: Any, text_field: str, copy: bool) -> WriteIntent:
+def _grpc_batch_part(which: str, inner: Any, text_field: str) -> WriteIntent:
     if which == "upsert":
         conditional = inner.HasField("update_filter") or inner.HasField("update_mode")
-        return _grpc_upsert(inner.points, conditional, text_field, copy)
+        return _grpc_upsert(inner.points, conditional, text_field)
     if which == "update_vectors":
         return WriteIntent(ids=tuple(_pid(p.id) for p in inner.points))
     if which in ("delete_deprecated", "clear_payload_deprecated"):
@@ -276,7 +277,7 @@ def _grpc_selector(selector: Any, msg: Any) -> WriteIntent:
     return WriteIntent(ids=ids, filters=tuple(filters))
 
 
-def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool,
+def _grpc_upsert(points: Any, conditional: bool, text_field: str,
                  read: Sequence[tuple[Any, dict[str, Any]]] | None = None) -> WriteIntent:
     """``read``: each point's id and JSON payload, when the stamping codec has read them."""
     if conditional:
@@ -284,9 +285,8 @@ def _grpc_upsert(points: Any, conditional: bool, text_field: str, copy: bool,
     pairs = read if read is not None else [(_pid(p.id), payload_json(p.payload)) for p in points]
     new = []
     for p, (pid, payload) in zip(points, pairs):  # the mirror's hot path (docs/proxy.md, write path)
-        vector = _grpc_vectors(p.vectors) if copy else None
         text = _text(payload, text_field) or _grpc_document_text(p.vectors)
-        new.append(NewPoint(pid, payload, text, vector, p))
+        new.append(NewPoint(pid, payload, text, None, p))
     return WriteIntent(ids=tuple(p.id for p in new), upserts=tuple(new))
 
 
@@ -298,13 +298,6 @@ def _grpc_document_text(vectors: Any) -> str | None:
         if v.WhichOneof("vector") == "document":
             return str(v.document.text)
     return None
-
-
-def _grpc_vectors(vectors: Any) -> Any:
-    converted = GrpcToRest.convert_vectors(vectors)
-    if isinstance(converted, dict):
-        return {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in converted.items()}
-    return converted.model_dump(mode="json") if hasattr(converted, "model_dump") else converted
 
 
 def _pid(point_id: Any) -> Any:

@@ -157,15 +157,12 @@ class Executor:
         mirror = cp.mirror
         decoded = None
         if bound is not None and op_kind is not None:
-            copy = mirror is not None and bool(mirror.migration.copy_vectors)
-            decoded = rest_codec.decode(op_kind, cp.bound_as, call.body, measure=bound[0].enforce,
-                                        with_vectors=copy)
+            decoded = rest_codec.decode(op_kind, cp.bound_as, call.body, measure=bound[0].enforce)
         intent = None
         if mirror is not None:
             # one decode serves both: the intent is read before stamping and inference change it
             parsed = decoded[1].body if decoded is not None else parse_exact(call.body)
-            intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field,
-                                 mirror.migration.copy_vectors)
+            intent = rest_intent(call.method, rest, parsed, mirror.migration.text_field)
             if split_mirror.is_split(mirror.migration) and (
                     refusal := split_mirror.admission_rest(mirror.migration, call.method, rest, parsed)):
                 raise BadRequest(refusal)  # before the primary: the point would have no target
@@ -267,7 +264,7 @@ class Executor:
         intent = None
         if mirror is not None:
             # one parse and one walk serve both: the intent is read before stamping and inference change it
-            intent = grpc_intent(method, call.request, mirror.migration.text_field, mirror.migration.copy_vectors,
+            intent = grpc_intent(method, call.request, mirror.migration.text_field,
                                  decoded[1].message if decoded is not None else None,
                                  decoded[1].points_json if decoded is not None else None)
             if split_mirror.is_split(mirror.migration) and (

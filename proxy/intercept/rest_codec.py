@@ -11,8 +11,8 @@ fields inserted at the start of each payload (or a payload added where a point h
 each served inference object replaced by its vector. Nothing else changes, byte for byte.
 
 The same walk gives the mirror what it needs (``RestMessage.body``, a light copy of the body
-with ids, payloads, inference objects and options; dense vectors as :data:`DENSE`, or parsed
-when ``with_vectors`` asks for them, as copy-vectors migrations do), so one decode serves
+with ids, payloads, inference objects and options; dense vectors as :data:`DENSE`; a
+copy-vectors mirror re-reads what the primary stored), so one decode serves
 stamping, enforcement, inference and mirroring.
 
 A body that does not parse, or does not have the shape of a write, is reported as ``None``:
@@ -80,15 +80,14 @@ class RestMessage:
         return b"".join(self.parts())
 
 
-def decode(kind: OpKind, collection: str, raw: bytes, *, measure: bool = True,
-           with_vectors: bool = False) -> tuple[Operation, RestMessage] | None:
+def decode(kind: OpKind, collection: str, raw: bytes, *,
+           measure: bool = True) -> tuple[Operation, RestMessage] | None:
     """Decode a write body; ``None`` when it is not one (forward it untouched).
 
     ``measure``: count dense vectors' sizes (enforce mode needs them; otherwise their
-    ``VectorInfo.dims`` is ``None``). ``with_vectors``: parse dense vectors into
-    ``RestMessage.body`` (copy-vectors mirroring).
+    ``VectorInfo.dims`` is ``None``).
     """
-    walk = Walk(Cursor(raw), measure, with_vectors)
+    walk = Walk(Cursor(raw), measure)
     try:
         body = walk.body(kind)
         if walk.c.pos != len(raw):

@@ -1,11 +1,11 @@
 """One walk over a REST write body, for :mod:`~switchyard.proxy.intercept.rest_codec`.
 
-``Walk(cursor, measure, with_vectors).body(kind)`` reads an upsert (list or batch form), a
+``Walk(cursor, measure).body(kind)`` reads an upsert (list or batch form), a
 batch update or a payload overwrite from the cursor's position with
 :class:`~switchyard.proxy.intercept.json_scan.Cursor`, and returns the light body: ids,
 payloads, inference objects and options parsed exactly (integers of any size survive), dense
-vectors as :data:`~switchyard.proxy.intercept.rest_values.DENSE`, or parsed when
-``with_vectors`` asks for them. On the way it records, in its lists: ``points`` (one
+vectors as :data:`~switchyard.proxy.intercept.rest_values.DENSE` (never parsed: nothing that
+reads the body needs their floats). On the way it records, in its lists: ``points`` (one
 ``PointInfo`` per point; dense sizes only when ``measure``), ``payload_only`` (the labels of
 payload overwrites), ``opens`` (each payload object the client sent, with the index just after
 its ``{``), ``sites`` (each place a payload is missing), ``slots`` (the inference objects the
@@ -58,10 +58,9 @@ _CLOSE = re.compile(rb'[ \t\n\r]*\}[ \t\n\r]*')
 class Walk:
     """One walk over a write body, collecting points, payload sites, slots (module docstring)."""
 
-    def __init__(self, cursor: Cursor, measure: bool, with_vectors: bool) -> None:
+    def __init__(self, cursor: Cursor, measure: bool) -> None:
         self.c = cursor
         self.measure = measure
-        self.with_vectors = with_vectors
         self.points: list[PointInfo] = []
         self.payload_only: set[str] = set()
         self.sites: list[PayloadSite] = []
@@ -206,7 +205,7 @@ class Walk:
                 if end < 0:  # a "]" inside a string of the array (a body Qdrant refuses) is
                     return None  # caught by what must follow (``, "payload":`` or ``}``)
                 info = dense_info(data.count(b",", pos, end) + 1 if self.measure else None)
-                vector = orjson.loads(data[pos:end + 1]) if self.with_vectors else DENSE
+                vector = DENSE
                 pos = end + 1
             else:
                 if opened >= 0 or data[pos:pos + 1] != b"{":
@@ -316,12 +315,11 @@ class Walk:
 
     def array_vector(self) -> tuple[Any, VectorInfo]:
         c = self.c
-        start = c.pos
         dims = c.flat_array(self.measure)
         if dims is None:
             value = c.value()
             return value, shape(value)
-        value = orjson.loads(c.data[start:c.end]) if self.with_vectors else DENSE
+        value = DENSE
         return value, dense_info(None if dims == UNMEASURED else dims)
 
     def vector_columns(self) -> tuple[Any, dict[str, list[VectorInfo]]]:

@@ -38,6 +38,7 @@ import copy as _copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from pydantic import ValidationError
 
 from switchyard.proxy.migration.kinds import Kind, Layout, register
@@ -269,6 +270,8 @@ def convert(vector: Any, vmap: Mapping[str, str | None], uint8: Any) -> Any:
             continue
         if tgt in uint8 and isinstance(value, (list, tuple)):
             value = [min(255, max(0, round(float(x)))) for x in value]
+        elif tgt in uint8 and isinstance(value, np.ndarray):  # a re-read over gRPC (reread_grpc)
+            value = np.clip(np.rint(value), 0, 255).astype(np.uint8)  # rint: half to even, as round()
         out[tgt] = value
     return out[""] if list(out) == [""] else out
 
