@@ -154,3 +154,17 @@ async def test_copy_mirror_rereads_over_grpc(world: MirrorWorld, tmp_path: Path,
             assert t.payload[DIGEST_FIELD] == source_digest(s.payload, vector_repr(s.vector))
     finally:
         await pool.aclose()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-300, 600, width=32) | st.sampled_from([0.5, 1.5, 2.5, -0.5, 254.5, 255.5]), min_size=1,
+                max_size=8))
+def test_uint8_targets_round_a_reread_row_as_a_list(values: list[float]) -> None:
+    """``copy.convert`` rounds a carried-over vector for a ``uint8`` target the same way whether
+    it came as a list (the REST re-read) or a numpy row (the gRPC one): half to even, clipped."""
+    from switchyard.proxy.migration.kinds.copy import convert
+
+    row = np.asarray(values, dtype=np.float32)
+    as_list = convert({"v": row.tolist()}, {}, ("v",))["v"]
+    as_row = convert({"v": row}, {}, ("v",))["v"]
+    assert orjson.dumps(as_row, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(as_list)
